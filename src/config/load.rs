@@ -1,0 +1,777 @@
+//! Loading the configuration and reporting *every* error in it at once.
+//!
+//! serde stops at the first error, which makes fixing a long file tedious. So the file is parsed
+//! into toml's spanned document tree (which keeps byte positions), each component (`[site]`,
+//! `[mqtt]`, each device, point and alarm rule) is deserialized on its own, and when serde
+//! rejects a key, that key is reported and pruned and the component is tried again. Every
+//! message therefore carries the file, line, column and the component it belongs to. Semantic
+//! checks (ranges, uniqueness, level ordering) run on each component that deserialized cleanly.
+
+use super::*;
+use serde::de::DeserializeOwned;
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+use toml::de::{DeArray, DeTable, DeValue};
+use toml::Spanned;
+
+type Span = Range<usize>;
+
+/// Upper bound on prune-and-retry rounds per component; each round removes a key, so this is
+/// only reached by pathological files.
+const MAX_ROUNDS: usize = 256;
+
+/// One problem in the configuration, with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// The component the problem belongs to, e.g. `device "press1" / point "oil_temp"`.
+    pub component: String,
+    /// What is wrong, with the values involved.
+    pub message: String,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("{file}: cannot read the configuration: {source}")]
+    Read {
+        /// The file's path as given.
+        file: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file was read; these are all the problems in it.
+    #[error("{}", render(file, diagnostics))]
+    Invalid {
+        /// The file's path as given.
+        file: String,
+        /// Every problem found, in file order.
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+fn render(file: &str, diagnostics: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for (i, d) in diagnostics.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "{file}:{}:{}: {}: {}",
+            d.line, d.column, d.component, d.message
+        ));
+    }
+    out
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.line, self.column, self.component, self.message
+        )
+    }
+}
+
+/// Reads and checks a configuration file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    parse_str(&text, &file)
+}
+
+/// Checks configuration text; `file` names it in messages.
+pub fn parse_str(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let mut loader = Loader {
+        text,
+        diagnostics: Vec::new(),
+    };
+    let config = loader.document();
+    if loader.diagnostics.is_empty() {
+        if let Some(config) = config {
+            return Ok(config);
+        }
+    }
+    let mut diagnostics = loader.diagnostics;
+    diagnostics.sort_by_key(|d| (d.line, d.column));
+    diagnostics.dedup();
+    Err(ConfigError::Invalid {
+        file: file.to_string(),
+        diagnostics,
+    })
+}
+
+struct Loader<'t> {
+    text: &'t str,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// A semantic problem found in a component: the key path inside it, and the message.
+type Finding = (Vec<&'static str>, String);
+
+impl<'t> Loader<'t> {
+    fn report(&mut self, span: Span, component: &str, message: impl Into<String>) {
+        let (line, column) = line_column(self.text, span.start);
+        self.diagnostics.push(Diagnostic {
+            line,
+            column,
+            component: component.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn document(&mut self) -> Option<Config> {
+        let (root, syntax) = DeTable::parse_recoverable(self.text);
+        if !syntax.is_empty() {
+            for e in syntax {
+                let span = e.span().unwrap_or(0..0);
+                self.report(span, "syntax", e.message().trim().to_string());
+            }
+            return None;
+        }
+        let root_span = root.span();
+        let root = root.into_inner();
+
+        for (key, _) in root.iter() {
+            if !["site", "mqtt", "metrics", "devices"].contains(&key.get_ref().as_ref()) {
+                self.report(
+                    key.span(),
+                    "config",
+                    format!(
+                        "unknown section `{}`, expected one of `site`, `mqtt`, `metrics`, `devices`",
+                        key.get_ref()
+                    ),
+                );
+            }
+        }
+
+        let site = match root.get("site") {
+            Some(v) => self.component::<SiteConfig>(v, "site", validate_site),
+            None => {
+                self.report(root_span.start..root_span.start, "site", "missing section `[site]` (at least `id`)");
+                None
+            }
+        };
+        let mqtt = match root.get("mqtt") {
+            Some(v) => self.component::<MqttConfig>(v, "mqtt", validate_mqtt),
+            None => Some(MqttConfig::default()),
+        };
+        let metrics = match root.get("metrics") {
+            Some(v) => self.component::<MetricsConfig>(v, "metrics", |_| Vec::new()),
+            None => Some(MetricsConfig::default()),
+        };
+        let devices = match root.get("devices") {
+            Some(v) => self.devices(v),
+            None => Some(Vec::new()),
+        };
+        Some(Config {
+            site: site?,
+            mqtt: mqtt?,
+            metrics: metrics?,
+            devices: devices?,
+        })
+    }
+
+    fn devices(&mut self, value: &Spanned<DeValue<'t>>) -> Option<Vec<DeviceConfig>> {
+        let Some(items) = self.array_of_tables(value, "devices", "[[devices]]") else {
+            return None;
+        };
+        let mut devices = Vec::new();
+        let mut ok = true;
+        let mut names = HashSet::new();
+        for (index, item) in items.iter().enumerate() {
+            let component = component_name("device", item, index);
+            let Some(table) = item.get_ref().as_table() else {
+                continue;
+            };
+            let kind = match table.get("type") {
+                Some(t) => match t.get_ref().as_str() {
+                    Some(k) => Some((k.to_string(), t.span())),
+                    None => {
+                        self.report(t.span(), &component, "`type` must be a string such as \"modbus_tcp\"");
+                        None
+                    }
+                },
+                None => {
+                    self.report(item.span(), &component, "missing field `type` (one of \"modbus_tcp\")");
+                    None
+                }
+            };
+            let device = match kind {
+                Some((k, _)) if k == "modbus_tcp" => self.modbus_tcp(item, &component),
+                Some((k, span)) => {
+                    self.report(span, &component, format!("unknown device type `{k}`, expected one of `modbus_tcp`"));
+                    None
+                }
+                None => None,
+            };
+            match device {
+                Some(d) => {
+                    if !names.insert(d.name().to_string()) {
+                        let span = key_span(item, &["name"]);
+                        self.report(span, &component, format!("duplicate device name `{}`", d.name()));
+                        ok = false;
+                    }
+                    devices.push(d);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(devices)
+    }
+
+    fn modbus_tcp(&mut self, item: &Spanned<DeValue<'t>>, component: &str) -> Option<DeviceConfig> {
+        let points_value = item.get_ref().as_table().and_then(|t| t.get("points")).cloned();
+        let own = without_keys(item, &["type", "points"]);
+        let device = self.component::<ModbusTcpConfig>(&own, component, validate_modbus_tcp);
+        let points = match &points_value {
+            Some(v) => self.points(v, component),
+            None => Some(Vec::new()),
+        };
+        let mut device = device?;
+        device.points = points?;
+        Some(DeviceConfig::ModbusTcp(device))
+    }
+
+    fn points(&mut self, value: &Spanned<DeValue<'t>>, device: &str) -> Option<Vec<PointConfig>> {
+        let items = self.array_of_tables(value, device, "[[devices.points]]")?;
+        let mut points = Vec::new();
+        let mut ok = true;
+        let mut names = HashSet::new();
+        for (index, item) in items.iter().enumerate() {
+            let component = format!("{device} / {}", component_name("point", item, index));
+            let alarms_value = item.get_ref().as_table().and_then(|t| t.get("alarms")).cloned();
+            let own = without_keys(item, &["alarms"]);
+            let point = self.component::<PointConfig>(&own, &component, validate_point);
+            let alarms = match &alarms_value {
+                Some(v) => self.alarms(v, &component, point.as_ref()),
+                None => Some(Vec::new()),
+            };
+            match (point, alarms) {
+                (Some(mut p), Some(alarms)) => {
+                    if !names.insert(p.name.clone()) {
+                        self.report(key_span(item, &["name"]), &component, format!("duplicate point name `{}`", p.name));
+                        ok = false;
+                    }
+                    p.alarms = alarms;
+                    points.push(p);
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(points)
+    }
+
+    fn alarms(
+        &mut self,
+        value: &Spanned<DeValue<'t>>,
+        point_component: &str,
+        point: Option<&PointConfig>,
+    ) -> Option<Vec<AlarmRuleConfig>> {
+        let items = self.array_of_tables(value, point_component, "[[devices.points.alarms]]")?;
+        let mut rules = Vec::new();
+        let mut ok = true;
+        let mut names = HashSet::new();
+        for (index, item) in items.iter().enumerate() {
+            let label = item
+                .get_ref()
+                .as_table()
+                .and_then(|t| t.get("name").or_else(|| t.get("kind")))
+                .and_then(|v| v.get_ref().as_str().map(str::to_string))
+                .unwrap_or_else(|| format!("#{}", index + 1));
+            let component = format!("{point_component} / alarm \"{label}\"");
+            match self.component::<AlarmRuleConfig>(item, &component, validate_alarm) {
+                Some(rule) => {
+                    if !names.insert(rule.name().to_string()) {
+                        let span = key_span(item, &["name"]);
+                        self.report(
+                            span,
+                            &component,
+                            format!("duplicate alarm rule name `{}` on this point; give each rule a distinct `name`", rule.name()),
+                        );
+                        ok = false;
+                    }
+                    if point.is_some_and(|p| p.register.is_bit()) && rule.deadband != 0.0 {
+                        self.report(key_span(item, &["deadband"]), &component, "a deadband has no meaning on a coil or discrete input (values are 0 or 1)");
+                        ok = false;
+                    }
+                    rules.push(rule);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(rules)
+    }
+
+    /// Checks that `value` is an array of tables and returns its items.
+    fn array_of_tables(&mut self, value: &Spanned<DeValue<'t>>, component: &str, what: &str) -> Option<DeArray<'t>> {
+        match value.get_ref() {
+            DeValue::Array(items) => {
+                let mut ok = true;
+                for item in items.iter() {
+                    if !item.get_ref().is_table() {
+                        self.report(item.span(), component, format!("each entry of {what} must be a table"));
+                        ok = false;
+                    }
+                }
+                ok.then(|| items.clone())
+            }
+            other => {
+                self.report(
+                    value.span(),
+                    component,
+                    format!("expected an array of tables {what}, found {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Deserializes one component, reporting every serde error (pruning the offending key and
+    /// retrying), then runs `validate` on it if it deserialized cleanly.
+    fn component<T: DeserializeOwned>(
+        &mut self,
+        value: &Spanned<DeValue<'t>>,
+        component: &str,
+        validate: impl Fn(&T) -> Vec<Finding>,
+    ) -> Option<T> {
+        let mut value = value.clone();
+        if !value.get_ref().is_table() {
+            self.report(value.span(), component, format!("expected a table, found {}", value.get_ref().type_str()));
+            return None;
+        }
+        let mut removed: Vec<(Span, String)> = Vec::new();
+        let mut clean = true;
+        for _ in 0..MAX_ROUNDS {
+            let span = value.span();
+            let DeValue::Table(table) = value.get_ref() else {
+                return None;
+            };
+            let de = toml::de::Deserializer::from(Spanned::new(span.clone(), table.clone()));
+            match T::deserialize(de) {
+                Ok(parsed) => {
+                    // Checks on a pruned component still find real problems, except on the
+                    // keys that were pruned: those now hold defaults the user never wrote.
+                    let pruned_here: Vec<&str> = removed
+                        .iter()
+                        .filter(|(s, _)| *s == span)
+                        .map(|(_, k)| k.as_str())
+                        .collect();
+                    let findings: Vec<Finding> = validate(&parsed)
+                        .into_iter()
+                        .filter(|(path, _)| !path.first().is_some_and(|k| pruned_here.contains(k)))
+                        .collect();
+                    if clean && findings.is_empty() {
+                        return Some(parsed);
+                    }
+                    for (path, message) in findings {
+                        let at = key_span(&value, &path);
+                        self.report(at, component, message);
+                    }
+                    return None;
+                }
+                Err(e) => {
+                    clean = false;
+                    let at = e.span().unwrap_or(span);
+                    let message = e.message().trim().to_string();
+                    let already = missing_field(&message)
+                        .is_some_and(|field| removed.iter().any(|(s, k)| *s == at && k == field));
+                    if !already {
+                        self.report(at.clone(), component, message);
+                    }
+                    match prune(&mut value, &at) {
+                        Pruned::Key(table_span, key) => removed.push((table_span, key)),
+                        Pruned::Element => {}
+                        Pruned::Nothing => return None,
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// What `prune` removed.
+enum Pruned {
+    /// A key from the table with this span.
+    Key(Span, String),
+    /// An element of an array.
+    Element,
+    /// Nothing contained the span.
+    Nothing,
+}
+
+fn contains(outer: &Span, inner: &Span) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end
+}
+
+/// Removes the innermost key or array element whose position contains `at`.
+fn prune(value: &mut Spanned<DeValue<'_>>, at: &Span) -> Pruned {
+    let span = value.span();
+    match value.get_mut() {
+        DeValue::Table(table) => {
+            let hit = table
+                .iter()
+                .find(|(k, v)| contains(&k.span(), at) || contains(&v.span(), at))
+                .map(|(k, _)| k.get_ref().to_string());
+            let Some(key) = hit else {
+                return Pruned::Nothing;
+            };
+            if let Some(child) = table.get_mut(key.as_str()) {
+                let nested = matches!(child.get_ref(), DeValue::Table(_) | DeValue::Array(_));
+                if nested && contains(&child.span(), at) && child.span() != *at {
+                    match prune(child, at) {
+                        Pruned::Nothing => {}
+                        done => return done,
+                    }
+                }
+            }
+            table.remove(key.as_str());
+            Pruned::Key(span, key)
+        }
+        DeValue::Array(items) => {
+            let Some(index) = items.iter().position(|v| contains(&v.span(), at)) else {
+                return Pruned::Nothing;
+            };
+            if let Some(child) = items.get_mut(index) {
+                if child.span() != *at {
+                    match prune(child, at) {
+                        Pruned::Nothing => {}
+                        done => return done,
+                    }
+                }
+            }
+            let mut kept = DeArray::new();
+            for (i, item) in items.iter().enumerate() {
+                if i != index {
+                    kept.push(item.clone());
+                }
+            }
+            *items = kept;
+            Pruned::Element
+        }
+        _ => Pruned::Nothing,
+    }
+}
+
+/// The field named in serde's "missing field `x`" message.
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split('`').next()
+}
+
+/// Position of the value at `path` inside `value`, or of the deepest part of it that exists.
+fn key_span(value: &Spanned<DeValue<'_>>, path: &[&str]) -> Span {
+    let mut current = value;
+    for key in path {
+        match current.get_ref().as_table().and_then(|t| t.get(*key)) {
+            Some(next) => current = next,
+            None => break,
+        }
+    }
+    current.span()
+}
+
+/// A copy of a table without some keys (those handled as components of their own).
+fn without_keys<'t>(value: &Spanned<DeValue<'t>>, keys: &[&str]) -> Spanned<DeValue<'t>> {
+    let mut copy = value.clone();
+    if let DeValue::Table(t) = copy.get_mut() {
+        for key in keys {
+            t.remove(*key);
+        }
+    }
+    copy
+}
+
+/// `device "press1"`, or `device #2` when it has no usable name.
+fn component_name(kind: &str, item: &Spanned<DeValue<'_>>, index: usize) -> String {
+    match item
+        .get_ref()
+        .as_table()
+        .and_then(|t| t.get("name"))
+        .and_then(|v| v.get_ref().as_str())
+    {
+        Some(name) => format!("{kind} \"{name}\""),
+        None => format!("{kind} #{}", index + 1),
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            host: default_mqtt_host(),
+            port: default_mqtt_port(),
+            client_id: None,
+            username: None,
+            password: None,
+            keep_alive_s: default_keep_alive_s(),
+            reconnect_max_ms: default_reconnect_max_ms(),
+            tls: None,
+        }
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = before.get(line_start..).map(|s| s.chars().count()).unwrap_or(0) + 1;
+    (line, column)
+}
+
+/// Names that become MQTT topic levels: no wildcards, separators or spaces.
+fn check_topic_name(path: &'static str, what: &str, name: &str, out: &mut Vec<Finding>) {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if !ok {
+        out.push((
+            vec![path],
+            format!("{what} `{name}` must be 1–64 characters of letters, digits, `-`, `_` or `.` (it becomes an MQTT topic level)"),
+        ));
+    }
+}
+
+fn validate_site(site: &SiteConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    check_topic_name("id", "site id", &site.id, &mut out);
+    if site.state_dir.as_os_str().is_empty() {
+        out.push((vec!["state_dir"], "state_dir must not be empty".into()));
+    }
+    out
+}
+
+fn validate_mqtt(mqtt: &MqttConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if mqtt.host.trim().is_empty() {
+        out.push((vec!["host"], "host must not be empty".into()));
+    }
+    if mqtt.port == 0 {
+        out.push((vec!["port"], "port 0 is not a valid broker port".into()));
+    }
+    if !(5..=3600).contains(&mqtt.keep_alive_s) {
+        out.push((vec!["keep_alive_s"], format!("keep_alive_s = {} is outside 5..=3600", mqtt.keep_alive_s)));
+    }
+    if mqtt.reconnect_max_ms < 500 {
+        out.push((vec!["reconnect_max_ms"], format!("reconnect_max_ms = {} is below the first retry delay of 500 ms", mqtt.reconnect_max_ms)));
+    }
+    if let Some(id) = &mqtt.client_id {
+        if id.is_empty() || id.len() > 128 {
+            out.push((vec!["client_id"], "client_id must be 1–128 characters".into()));
+        }
+    }
+    if mqtt.password.is_some() && mqtt.username.is_none() {
+        out.push((vec!["password"], "password is set but username is not".into()));
+    }
+    if let Some(tls) = &mqtt.tls {
+        for (key, path) in [
+            ("ca_file", Some(&tls.ca_file)),
+            ("client_cert_file", tls.client_cert_file.as_ref()),
+            ("client_key_file", tls.client_key_file.as_ref()),
+        ] {
+            if let Some(path) = path {
+                if !path.is_file() {
+                    out.push((vec!["tls", key], format!("{key} `{}` does not exist or is not a file", path.display())));
+                }
+            }
+        }
+        if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
+            out.push((vec!["tls"], "client_cert_file and client_key_file must be given together".into()));
+        }
+    }
+    out
+}
+
+fn validate_modbus_tcp(d: &ModbusTcpConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    check_topic_name("name", "device name", &d.name, &mut out);
+    if d.host.trim().is_empty() {
+        out.push((vec!["host"], "host must not be empty".into()));
+    }
+    if d.port == 0 {
+        out.push((vec!["port"], "port 0 is not a valid Modbus TCP port".into()));
+    }
+    if !(10..=600_000).contains(&d.timeout_ms) {
+        out.push((vec!["timeout_ms"], format!("timeout_ms = {} is outside 10..=600000", d.timeout_ms)));
+    }
+    if !(10..=86_400_000).contains(&d.poll_interval_ms) {
+        out.push((vec!["poll_interval_ms"], format!("poll_interval_ms = {} is outside 10..=86400000", d.poll_interval_ms)));
+    }
+    if let Some(stale) = d.stale_after_ms {
+        if stale < d.poll_interval_ms {
+            out.push((vec!["stale_after_ms"], format!("stale_after_ms = {stale} is shorter than poll_interval_ms = {}: every point would turn stale between polls", d.poll_interval_ms)));
+        }
+    }
+    if d.backoff_initial_ms == 0 {
+        out.push((vec!["backoff_initial_ms"], "backoff_initial_ms must be at least 1".into()));
+    }
+    if d.backoff_max_ms < d.backoff_initial_ms {
+        out.push((vec!["backoff_max_ms"], format!("backoff_max_ms = {} is below backoff_initial_ms = {}", d.backoff_max_ms, d.backoff_initial_ms)));
+    }
+    out
+}
+
+fn validate_point(p: &PointConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    check_topic_name("name", "point name", &p.name, &mut out);
+    let ty = p.data_type();
+    if p.register.is_bit() != (ty == DataType::Bool) {
+        let msg = if p.register.is_bit() {
+            format!("a {:?} register holds one bit: data_type must be `bool`, not `{ty:?}`", p.register)
+        } else {
+            format!("`bool` is for coils and discrete inputs; a {:?} register needs a numeric data_type", p.register)
+        };
+        out.push((vec!["data_type"], msg.to_lowercase()));
+    }
+    let last = u32::from(p.address) + u32::from(ty.registers()) - 1;
+    if last > u32::from(u16::MAX) {
+        out.push((vec!["address"], format!("address {} + {} registers runs past 65535", p.address, ty.registers())));
+    }
+    if !p.scale.is_finite() || p.scale == 0.0 {
+        out.push((vec!["scale"], format!("scale = {} must be finite and non-zero", p.scale)));
+    }
+    if !p.offset.is_finite() {
+        out.push((vec!["offset"], "offset must be finite".into()));
+    }
+    out
+}
+
+fn validate_alarm(rule: &AlarmRuleConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Some(name) = &rule.name {
+        check_topic_name("name", "alarm rule name", name, &mut out);
+    }
+    if rule.warning.is_none() && rule.alarm.is_none() {
+        out.push((vec!["kind"], "an alarm rule needs a `warning` level, an `alarm` level, or both".into()));
+    }
+    for (key, level) in [("warning", rule.warning), ("alarm", rule.alarm)] {
+        if level.is_some_and(|l| !l.is_finite()) {
+            out.push((vec![key], format!("{key} level must be a finite number")));
+        }
+    }
+    if let (Some(w), Some(a)) = (rule.warning, rule.alarm) {
+        match rule.kind {
+            AlarmKind::High if w >= a => out.push((vec!["warning"], format!("for a high rule the warning level ({w}) must lie below the alarm level ({a})"))),
+            AlarmKind::Low if w <= a => out.push((vec!["warning"], format!("for a low rule the warning level ({w}) must lie above the alarm level ({a})"))),
+            _ => {}
+        }
+    }
+    if !rule.deadband.is_finite() || rule.deadband < 0.0 {
+        out.push((vec!["deadband"], format!("deadband = {} must be zero or positive", rule.deadband)));
+    }
+    if rule.on_delay_ms > 86_400_000 {
+        out.push((vec!["on_delay_ms"], format!("on_delay_ms = {} is longer than a day", rule.on_delay_ms)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<Diagnostic> {
+        match parse_str(text, "t.toml") {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+
+    #[test]
+    fn minimal_config_loads_with_defaults() {
+        let c = parse_str("[site]\nid = \"p1\"\n", "t.toml").expect("valid");
+        assert_eq!(c.site.id, "p1");
+        assert_eq!(c.mqtt.port, 1883);
+        assert_eq!(c.metrics.min_interval_ms, 1000);
+        assert!(c.devices.is_empty());
+    }
+
+    #[test]
+    fn every_error_in_a_file_is_reported_with_its_position() {
+        let text = r#"[site]
+id = "bad site"
+colour = "blue"
+
+[mqtt]
+port = "x"
+
+[[devices]]
+type = "modbus_tcp"
+name = "plc1"
+host = "10.0.0.1"
+timeout_ms = 0
+bogus = 1
+
+[[devices.points]]
+name = "t"
+register = "holding"
+address = 1
+data_type = "f64x"
+
+[[devices.points.alarms]]
+kind = "high"
+warning = 90.0
+alarm = 80.0
+"#;
+        let errs = errors(text);
+        let lines: Vec<(usize, &str)> = errs.iter().map(|d| (d.line, d.message.as_str())).collect();
+        assert!(errs.iter().any(|d| d.line == 2 && d.component == "site" && d.message.contains("bad site")), "{lines:?}");
+        assert!(errs.iter().any(|d| d.line == 3 && d.message.contains("unknown field `colour`")), "{lines:?}");
+        assert!(errs.iter().any(|d| d.line == 6 && d.component == "mqtt"), "{lines:?}");
+        assert!(errs.iter().any(|d| d.line == 12 && d.component == "device \"plc1\"" && d.message.contains("timeout_ms")), "{lines:?}");
+        assert!(errs.iter().any(|d| d.line == 13 && d.message.contains("bogus")), "{lines:?}");
+        assert!(errs.iter().any(|d| d.line == 19 && d.component == "device \"plc1\" / point \"t\""), "{lines:?}");
+        assert!(errs.iter().any(|d| d.line == 23 && d.component.ends_with("alarm \"high\"") && d.message.contains("below the alarm level")), "{lines:?}");
+        assert_eq!(errs.len(), 7, "{lines:?}");
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        let errs = errors("[site]\n[[devices]]\ntype = \"modbus_tcp\"\n");
+        assert!(errs.iter().any(|d| d.message.contains("missing field `id`")), "{errs:?}");
+        assert!(errs.iter().any(|d| d.message.contains("missing field `name`")), "{errs:?}");
+    }
+
+    #[test]
+    fn syntax_errors_carry_positions() {
+        let errs = errors("[site]\nid = \"p1\"\nport = = 3\n");
+        assert!(!errs.is_empty());
+        assert!(errs.iter().all(|d| d.component == "syntax"));
+        assert_eq!(errs[0].line, 3);
+    }
+
+    #[test]
+    fn unknown_device_type_is_an_error() {
+        let errs = errors("[site]\nid = \"p\"\n[[devices]]\ntype = \"profibus\"\nname = \"x\"\n");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].message.contains("profibus"));
+        assert_eq!((errs[0].line, errs[0].column), (4, 8));
+    }
+
+    #[test]
+    fn bit_registers_require_bool() {
+        let errs = errors("[site]\nid = \"p\"\n[[devices]]\ntype = \"modbus_tcp\"\nname = \"x\"\nhost = \"h\"\n[[devices.points]]\nname = \"c\"\nregister = \"coil\"\naddress = 0\ndata_type = \"f32\"\n");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].line, 11);
+    }
+
+    #[test]
+    fn arbitrary_garbage_never_panics() {
+        for text in ["\u{0}\u{1}", "[[[", "devices = 3", "[site]\nid=1", "devices = [1, \"x\"]", "[[devices]]\npoints = 5\ntype=\"modbus_tcp\""] {
+            assert!(parse_str(text, "t").is_err());
+        }
+    }
+}

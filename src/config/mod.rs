@@ -1,0 +1,377 @@
+//! The gateway's configuration: one TOML file, checked completely before anything starts.
+//!
+//! Every field below carries a doc comment because this module *is* the user manual for the
+//! file; `config/example.toml` shows each field in use. Loading and the collection of every
+//! error with its position live in [`load`].
+
+mod load;
+
+pub use load::{load_file, parse_str, ConfigError, Diagnostic};
+
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[site]`: who this gateway is.
+    pub site: SiteConfig,
+    /// `[mqtt]`: the plant's local MQTT broker.
+    pub mqtt: MqttConfig,
+    /// `[metrics]`: how often polled values are published.
+    pub metrics: MetricsConfig,
+    /// `[[devices]]`: the field devices to poll, each tagged by `type`.
+    pub devices: Vec<DeviceConfig>,
+}
+
+/// `[site]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// Site identifier, used as the second level of every local MQTT topic
+    /// (`qis/<id>/...`). Letters, digits, `-` and `_` only. Stays inside the plant.
+    pub id: String,
+    /// Directory for the gateway's persistent state (keys, ledger, outbox).
+    /// Default `/var/lib/qis-edge`, which is systemd's `StateDirectory=qis-edge`.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/qis-edge")
+}
+
+/// `[mqtt]`: connection to the plant's local broker, where engineers watch alarms.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Broker host name or IP address. Default `127.0.0.1`.
+    #[serde(default = "default_mqtt_host")]
+    pub host: String,
+    /// Broker TCP port. Default 1883 (8883 is usual with `[mqtt.tls]`).
+    #[serde(default = "default_mqtt_port")]
+    pub port: u16,
+    /// MQTT client identifier. Default `qis-edge-<site id>`. Must be unique on the broker:
+    /// a second client with the same id disconnects the first.
+    pub client_id: Option<String>,
+    /// User name, if the broker requires authentication.
+    pub username: Option<String>,
+    /// Password for `username`.
+    pub password: Option<String>,
+    /// MQTT keep-alive in seconds (5..=3600). The broker publishes the gateway's last will
+    /// ("offline" on `qis/<site>/status`) after 1.5 × this without traffic. Default 30.
+    #[serde(default = "default_keep_alive_s")]
+    pub keep_alive_s: u64,
+    /// Longest wait between reconnection attempts, in milliseconds; attempts start at
+    /// 500 ms and double, with random jitter. Default 30 000.
+    #[serde(default = "default_reconnect_max_ms")]
+    pub reconnect_max_ms: u64,
+    /// `[mqtt.tls]`: present to connect with TLS.
+    pub tls: Option<TlsConfig>,
+}
+
+fn default_mqtt_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_mqtt_port() -> u16 {
+    1883
+}
+fn default_keep_alive_s() -> u64 {
+    30
+}
+fn default_reconnect_max_ms() -> u64 {
+    30_000
+}
+
+/// `[mqtt.tls]`: TLS for the broker connection (rustls; TLS 1.2 and 1.3).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate authorities that sign the broker's certificate.
+    pub ca_file: PathBuf,
+    /// PEM client certificate, for brokers that require mutual TLS. Needs `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `client_cert_file`.
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// `[metrics]`: publication of polled values on `qis/<site>/metrics/<device>/<point>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A point whose value changes is published at most once per this many milliseconds
+    /// (its latest value wins). A change of quality is published at once. Default 1 000.
+    #[serde(default = "default_metrics_min_interval_ms")]
+    pub min_interval_ms: u64,
+    /// A point whose value does not change is republished after this many milliseconds, so
+    /// dashboards can tell "steady" from "gone". 0 publishes every poll. Default 60 000.
+    #[serde(default = "default_metrics_max_interval_ms")]
+    pub max_interval_ms: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            min_interval_ms: default_metrics_min_interval_ms(),
+            max_interval_ms: default_metrics_max_interval_ms(),
+        }
+    }
+}
+
+fn default_metrics_min_interval_ms() -> u64 {
+    1_000
+}
+fn default_metrics_max_interval_ms() -> u64 {
+    60_000
+}
+
+/// One `[[devices]]` entry; the TOML key `type` selects the variant.
+#[derive(Debug, Clone)]
+pub enum DeviceConfig {
+    /// `type = "modbus_tcp"`
+    ModbusTcp(ModbusTcpConfig),
+}
+
+impl DeviceConfig {
+    /// The device's configured name.
+    pub fn name(&self) -> &str {
+        match self {
+            DeviceConfig::ModbusTcp(d) => &d.name,
+        }
+    }
+
+    /// The device's points.
+    pub fn points(&self) -> &[PointConfig] {
+        match self {
+            DeviceConfig::ModbusTcp(d) => &d.points,
+        }
+    }
+}
+
+/// `type = "modbus_tcp"`: a Modbus TCP server (PLC, gateway, meter), polled by its own task.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModbusTcpConfig {
+    /// Device name: the `<device>` level of MQTT topics. Letters, digits, `-` and `_`;
+    /// unique among devices.
+    pub name: String,
+    /// Host name or IP address of the Modbus TCP server.
+    pub host: String,
+    /// TCP port. Default 502.
+    #[serde(default = "default_modbus_port")]
+    pub port: u16,
+    /// Modbus unit identifier (slave id), 0–255. Default 1. Gateways to serial buses route by
+    /// it; most PLCs accept 1 or 255.
+    #[serde(default = "default_unit_id")]
+    pub unit_id: u8,
+    /// Timeout for connecting and for each request, in milliseconds. Default 1 000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Time between the starts of two polls of all points, in milliseconds. Default 1 000.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// A point whose last good value is older than this many milliseconds turns `stale`.
+    /// Default three poll intervals.
+    pub stale_after_ms: Option<u64>,
+    /// First wait before reconnecting after a transport error, in milliseconds; it doubles
+    /// on each failure up to `backoff_max_ms`, with random jitter. Default 500.
+    #[serde(default = "default_backoff_initial_ms")]
+    pub backoff_initial_ms: u64,
+    /// Longest wait between reconnection attempts, in milliseconds. Default 30 000.
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// `[[devices.points]]`: what to read.
+    #[serde(default)]
+    pub points: Vec<PointConfig>,
+}
+
+impl ModbusTcpConfig {
+    /// `stale_after_ms`, or its default.
+    pub fn stale_after(&self) -> Duration {
+        Duration::from_millis(
+            self.stale_after_ms
+                .unwrap_or(self.poll_interval_ms.saturating_mul(3)),
+        )
+    }
+}
+
+fn default_modbus_port() -> u16 {
+    502
+}
+fn default_unit_id() -> u8 {
+    1
+}
+fn default_timeout_ms() -> u64 {
+    1_000
+}
+fn default_poll_interval_ms() -> u64 {
+    1_000
+}
+fn default_backoff_initial_ms() -> u64 {
+    500
+}
+fn default_backoff_max_ms() -> u64 {
+    30_000
+}
+
+/// `[[devices.points]]`: one value read from a device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointConfig {
+    /// Point name: the `<point>` level of MQTT topics; unique within its device.
+    pub name: String,
+    /// Modbus table: `holding` (function 03), `input` (04), `coil` (01) or
+    /// `discrete_input` (02).
+    pub register: RegisterKind,
+    /// Protocol address, 0-based, as sent on the wire (0..=65535). Register 40001 in the
+    /// traditional 1-based notation is `holding` address 0.
+    pub address: u16,
+    /// How the registers decode: `u16`, `i16`, `u32`, `i32`, `f32` (registers), or `bool`
+    /// (coils and discrete inputs). Default `u16` for registers, `bool` for bits.
+    pub data_type: Option<DataType>,
+    /// Byte and word order of multi-register values, written as the order of bytes A (most
+    /// significant) to D (least): `ABCD` (big-endian, Modbus standard; alias `big`), `CDAB`
+    /// (low word first, "word swap"; Schneider, many meters; alias `little_word`),
+    /// `BADC` (byte swap; alias `byte_swap`), `DCBA` (little-endian; alias `little`).
+    /// Single-register types use only the byte order (`BADC`/`DCBA` swap bytes). Default `ABCD`.
+    #[serde(default)]
+    pub byte_order: ByteOrder,
+    /// Engineering value = raw × scale + offset. Default 1.
+    #[serde(default = "default_scale")]
+    pub scale: f64,
+    /// Added after scaling. Default 0.
+    #[serde(default)]
+    pub offset: f64,
+    /// Engineering unit shown with the value (e.g. `°C`, `bar`, `mm/s`). Default empty.
+    #[serde(default)]
+    pub unit: String,
+    /// `[[devices.points.alarms]]`: alarm rules on this point's engineering value.
+    #[serde(default)]
+    pub alarms: Vec<AlarmRuleConfig>,
+}
+
+impl PointConfig {
+    /// The configured data type, or the default for the register kind.
+    pub fn data_type(&self) -> DataType {
+        self.data_type.unwrap_or(match self.register {
+            RegisterKind::Coil | RegisterKind::DiscreteInput => DataType::Bool,
+            RegisterKind::Holding | RegisterKind::Input => DataType::U16,
+        })
+    }
+}
+
+fn default_scale() -> f64 {
+    1.0
+}
+
+/// The four Modbus data tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegisterKind {
+    /// Holding registers, read with function code 03.
+    Holding,
+    /// Input registers, function code 04.
+    Input,
+    /// Coils, function code 01.
+    Coil,
+    /// Discrete inputs, function code 02.
+    DiscreteInput,
+}
+
+impl RegisterKind {
+    /// True for the 1-bit tables.
+    pub fn is_bit(self) -> bool {
+        matches!(self, RegisterKind::Coil | RegisterKind::DiscreteInput)
+    }
+}
+
+/// How register contents decode into a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataType {
+    /// One coil or discrete input: 0 or 1.
+    Bool,
+    /// One register, unsigned.
+    U16,
+    /// One register, two's complement.
+    I16,
+    /// Two registers, unsigned.
+    U32,
+    /// Two registers, two's complement.
+    I32,
+    /// Two registers, IEEE 754 single precision.
+    F32,
+}
+
+impl DataType {
+    /// Number of 16-bit registers the type occupies (1 for `bool`: one bit).
+    pub fn registers(self) -> u16 {
+        match self {
+            DataType::Bool | DataType::U16 | DataType::I16 => 1,
+            DataType::U32 | DataType::I32 | DataType::F32 => 2,
+        }
+    }
+}
+
+/// Byte order of a multi-byte value, named by the position of bytes A (most significant)
+/// to D (least significant) as they arrive on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum ByteOrder {
+    /// Big-endian, high word first: the Modbus standard.
+    #[default]
+    #[serde(rename = "ABCD", alias = "big", alias = "abcd")]
+    Abcd,
+    /// High byte first within each word, low word first ("word swap").
+    #[serde(rename = "CDAB", alias = "little_word", alias = "word_swap", alias = "cdab")]
+    Cdab,
+    /// Low byte first within each word, high word first ("byte swap").
+    #[serde(rename = "BADC", alias = "byte_swap", alias = "badc")]
+    Badc,
+    /// Little-endian: low word first, low byte first.
+    #[serde(rename = "DCBA", alias = "little", alias = "dcba")]
+    Dcba,
+}
+
+/// `[[devices.points.alarms]]`: one alarm rule with up to two levels.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmRuleConfig {
+    /// Rule name, unique within the point (default: the `kind`, so one `high` and one `low`
+    /// rule per point need no name).
+    pub name: Option<String>,
+    /// `high`: raised when the value reaches a level or above; `low`: at a level or below.
+    pub kind: AlarmKind,
+    /// Warning level (severity `warning`). Optional; at least one of `warning`/`alarm`.
+    pub warning: Option<f64>,
+    /// Alarm level (severity `alarm`). For `high` it must lie above `warning`, for `low` below.
+    pub alarm: Option<f64>,
+    /// Hysteresis in engineering units: a raised level clears only once the value is this far
+    /// back on the normal side of it (below `level − deadband` for `high`). Default 0.
+    #[serde(default)]
+    pub deadband: f64,
+    /// The condition must hold for this many milliseconds before the alarm is raised, so a
+    /// single spike does not page anyone. Default 0.
+    #[serde(default)]
+    pub on_delay_ms: u64,
+}
+
+impl AlarmRuleConfig {
+    /// The rule's name: `name`, or the kind.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(match self.kind {
+            AlarmKind::High => "high",
+            AlarmKind::Low => "low",
+        })
+    }
+}
+
+/// Direction of an alarm rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmKind {
+    /// Alarm at or above the level.
+    High,
+    /// Alarm at or below the level.
+    Low,
+}
