@@ -1,1 +1,4 @@
+pub mod alarms;
+pub mod backoff;
 pub mod config;
+pub mod sources;

@@ -1,0 +1,54 @@
+//! Field sources: tasks that read devices and emit [`Sample`]s.
+//!
+//! Each device runs in its own task, so a dead or slow device never delays another; samples
+//! reach the gateway core over one bounded channel (a full channel makes pollers wait, which
+//! only happens if the core itself stalls).
+
+pub mod modbus;
+
+use std::time::SystemTime;
+
+/// How far a value can be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quality {
+    /// Read successfully in the latest poll.
+    Good,
+    /// The latest read failed (exception, timeout, lost link); the value is the last good one.
+    Bad,
+    /// No successful read for longer than the device's `stale_after_ms`.
+    Stale,
+}
+
+/// One reading (or failed reading) of one point.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Index of the device in the configuration.
+    pub device: usize,
+    /// Index of the point within its device.
+    pub point: usize,
+    /// Engineering value, when the read succeeded.
+    pub value: Option<f64>,
+    /// Quality of this reading.
+    pub quality: Quality,
+    /// Why the reading is bad, for operators.
+    pub error: Option<String>,
+    /// When the reading was taken.
+    pub at: SystemTime,
+}
+
+/// What sources tell the gateway core.
+#[derive(Debug, Clone)]
+pub enum SourceEvent {
+    /// A point was read (or failed to be).
+    Sample(Sample),
+    /// A device's link came up or went down.
+    Link {
+        /// Index of the device in the configuration.
+        device: usize,
+        /// True when connected.
+        up: bool,
+        /// The reason, when down.
+        error: Option<String>,
+    },
+}
