@@ -1,4 +1,28 @@
+//! qis-edge: firmware for industrial edge gateways.
+//!
+//! It polls PLCs, raises alarms that engineers watch on the plant's local MQTT broker, and (in
+//! later stages) turns confirmed failure signatures into signed outcome packets shared with peer
+//! plants.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML file: typed, documented, every error reported with its position.
+//! - [`sources`]: field device tasks (Modbus TCP) that emit samples with a quality.
+//! - [`alarms`]: the alarm state machine (deadband, on-delay, acknowledgement); pure.
+//! - [`routing`]: the local MQTT broker: topics, JSON payloads, the connection task.
+//! - [`gateway`]: wiring: pollers → core (metrics, alarms, alerts) ← commands.
+//! - [`demo`]: the self-contained plant demo: embedded broker and simulated Modbus devices.
+//! - [`cli`]: the command line; `main.rs` only calls [`cli::main`].
+//! - [`backoff`], [`watchdog`]: reconnect delays with jitter; systemd notification.
+
 pub mod alarms;
 pub mod backoff;
+pub mod cli;
 pub mod config;
+pub mod demo;
+pub mod gateway;
+pub mod routing;
 pub mod sources;
+pub mod watchdog;
+
+pub use gateway::run;

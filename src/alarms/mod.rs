@@ -13,11 +13,11 @@
 //!   unacknowledged until someone acknowledges it.
 
 use crate::config::{AlarmKind, AlarmRuleConfig};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant, SystemTime};
 
 /// Where a rule is in its life cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlarmState {
     /// Never raised since start.
@@ -31,7 +31,7 @@ pub enum AlarmState {
 }
 
 /// How serious a raised rule is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// The warning level was reached.

@@ -9,7 +9,7 @@ pub mod modbus;
 use std::time::SystemTime;
 
 /// How far a value can be trusted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Quality {
     /// Read successfully in the latest poll.

@@ -43,8 +43,14 @@ pub fn decode_registers(words: &[u16], ty: DataType, order: ByteOrder) -> Option
         DataType::I16 => f64::from(i16::from_be_bytes([be[0], be[1]])),
         DataType::U32 => f64::from(u32::from_be_bytes([be[0], be[1], be[2], be[3]])),
         DataType::I32 => f64::from(i32::from_be_bytes([be[0], be[1], be[2], be[3]])),
-        DataType::F32 => f64::from(f32::from_be_bytes([be[0], be[1], be[2], be[3]])),
+        DataType::F32 => shortest_f64(f32::from_be_bytes([be[0], be[1], be[2], be[3]])),
     })
+}
+
+/// The f64 that prints like the f32 (85.3f32 becomes 85.3, not 85.30000305175781): what a
+/// PLC programmer typed is what an engineer sees.
+fn shortest_f64(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(f64::from(v))
 }
 
 /// Engineering value of a point from its raw value.
@@ -69,7 +75,7 @@ mod tests {
             assert_eq!(decode_registers(&words, DataType::F32, order), Some(10.0), "{order:?}");
         }
         let v = decode_registers(&[0xC2F6, 0xE979], DataType::F32, ByteOrder::Abcd).unwrap();
-        assert!((v - (-123.456)).abs() < 1e-4);
+        assert_eq!(v, -123.456, "f32 values read as the decimal that was written");
         assert_eq!(decode_registers(&[0xFFFF, 0xFFFE], DataType::I32, ByteOrder::Abcd), Some(-2.0));
         assert_eq!(decode_registers(&[0xFFFE, 0xFFFF], DataType::I32, ByteOrder::Cdab), Some(-2.0));
         assert_eq!(decode_registers(&[0x0001, 0x0002], DataType::U32, ByteOrder::Abcd), Some(65538.0));

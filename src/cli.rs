@@ -1,0 +1,142 @@
+//! The command line. `main.rs` calls [`main`]; everything here returns an exit code rather
+//! than panicking on anything a user typed or wrote.
+
+use crate::config::{self, ConfigError};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// `EX_CONFIG` from sysexits.h: the configuration is wrong.
+pub const EXIT_CONFIG: u8 = 78;
+/// Anything else that stopped the gateway.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Industrial edge gateway: polls PLCs, raises alarms on the local MQTT broker.
+#[derive(Debug, Parser)]
+#[command(name = "qis-edge", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway with a configuration file (what systemd starts).
+    Run {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a configuration file and print every error in it; exit 78 if it has any.
+    Check {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a whole simulated plant: embedded MQTT broker, simulated Modbus devices, gateway.
+    Demo {
+        /// TCP port of the embedded MQTT broker on 127.0.0.1.
+        #[arg(long, default_value_t = 1883, value_parser = clap::value_parser!(u16).range(1..))]
+        mqtt_port: u16,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration: Option<u64>,
+    },
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Check { config } => match config::load_file(&config) {
+            Ok(c) => {
+                let points: usize = c.devices.iter().map(|d| d.points().len()).sum();
+                println!(
+                    "{}: OK (site \"{}\", {} devices, {} points)",
+                    config.display(),
+                    c.site.id,
+                    c.devices.len(),
+                    points
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => config_failure(&e),
+        },
+        Command::Run { config } => {
+            let config = match config::load_file(&config) {
+                Ok(c) => c,
+                Err(e) => return config_failure(&e),
+            };
+            block_on(async move {
+                crate::gateway::run(config, shutdown_signal(None))
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+        Command::Demo {
+            mqtt_port,
+            duration,
+        } => block_on(crate::demo::run(mqtt_port, shutdown_signal(duration))),
+    }
+}
+
+fn config_failure(e: &ConfigError) -> ExitCode {
+    eprintln!("{e}");
+    if let ConfigError::Invalid { diagnostics, .. } = e {
+        eprintln!("{} error(s); nothing was started.", diagnostics.len());
+    }
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn block_on(task: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qis-edge: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Completes on Ctrl-C, SIGTERM, or after `duration` seconds.
+async fn shutdown_signal(duration: Option<u64>) {
+    let timer = async {
+        match duration {
+            Some(s) => tokio::time::sleep(std::time::Duration::from_secs(s)).await,
+            None => std::future::pending().await,
+        }
+    };
+    let terminate = async {
+        #[cfg(unix)]
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+        _ = timer => {}
+    }
+}

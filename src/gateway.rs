@@ -1,0 +1,430 @@
+//! Wiring: starts the broker connection and one poller per device, and runs the core that turns
+//! samples into metrics, alarm transitions and alerts, and commands into acknowledgements.
+
+use crate::alarms::{Rule, Transition};
+use crate::config::{Config, DeviceConfig, PointConfig};
+use crate::routing::mqtt::{self, Inbound, MqttSetupError, Publisher};
+use crate::routing::payload::{timestamp, AckCommand, Alert, Event, Metric, RuleStatus};
+use crate::routing::Topics;
+use crate::sources::modbus::ModbusTcpPoller;
+use crate::sources::{Quality, Sample, SourceEvent};
+use rumqttc::QoS;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// How long tasks get to finish after shutdown begins.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+/// Samples buffered between the pollers and the core. Pollers wait when it is full.
+const SAMPLE_CAPACITY: usize = 1024;
+/// How often the core checks staleness and flushes rate-limited metrics.
+const HOUSEKEEPING: Duration = Duration::from_millis(200);
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Broker connection setup failed.
+    #[error(transparent)]
+    Mqtt(#[from] MqttSetupError),
+}
+
+/// Runs the gateway until `shutdown` completes, then stops every task within
+/// [`SHUTDOWN_DEADLINE`], publishing the `offline` status first.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let cancel = CancellationToken::new();
+    let (inbound_tx, inbound_rx) = mpsc::channel(64);
+    let link = mqtt::start(&config.mqtt, &config.site.id, inbound_tx, cancel.clone())?;
+    let (events_tx, events_rx) = mpsc::channel(SAMPLE_CAPACITY);
+
+    let mut tasks: Vec<(String, JoinHandle<()>)> = Vec::new();
+    for (index, device) in config.devices.iter().enumerate() {
+        match device {
+            DeviceConfig::ModbusTcp(d) => {
+                let poller = ModbusTcpPoller::new(index, d.clone(), events_tx.clone());
+                tasks.push((format!("device {}", d.name), tokio::spawn(poller.run(cancel.clone()))));
+            }
+        }
+    }
+    drop(events_tx);
+
+    info!(
+        site = %config.site.id,
+        devices = config.devices.len(),
+        broker = %format!("{}:{}", config.mqtt.host, config.mqtt.port),
+        "Gateway started."
+    );
+    let core = Core::new(&config, link.publisher.clone());
+    tasks.push((
+        "core".into(),
+        tokio::spawn(core.run(events_rx, inbound_rx, link.connections, cancel.clone())),
+    ));
+    tasks.push(("mqtt".into(), link.task));
+    crate::watchdog::ready();
+
+    shutdown.await;
+    info!("Shutting down.");
+    cancel.cancel();
+    let deadline = Instant::now() + SHUTDOWN_DEADLINE;
+    for (name, mut task) in tasks {
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            warn!(task = %name, "Task did not stop within the shutdown deadline; aborting it.");
+            task.abort();
+        }
+    }
+    info!("Stopped.");
+    Ok(())
+}
+
+/// Run-time state of one point.
+struct PointState {
+    device: String,
+    config: PointConfig,
+    stale_after: Duration,
+    value: Option<f64>,
+    quality: Quality,
+    error: Option<String>,
+    read_at: SystemTime,
+    last_good: Option<Instant>,
+    rules: Vec<Rule>,
+    /// When the metric was last published, and whether a newer value awaits publication.
+    published_at: Option<Instant>,
+    dirty: bool,
+}
+
+struct Core {
+    site: String,
+    topics: Topics,
+    publisher: Publisher,
+    min_interval: Duration,
+    max_interval: Duration,
+    /// Per device, per point.
+    points: Vec<Vec<PointState>>,
+}
+
+impl Core {
+    fn new(config: &Config, publisher: Publisher) -> Self {
+        let points = config
+            .devices
+            .iter()
+            .map(|d| {
+                let stale_after = match d {
+                    DeviceConfig::ModbusTcp(m) => m.stale_after(),
+                };
+                d.points()
+                    .iter()
+                    .map(|p| PointState {
+                        device: d.name().to_string(),
+                        config: p.clone(),
+                        stale_after,
+                        value: None,
+                        quality: Quality::Bad,
+                        error: Some("not read yet".into()),
+                        read_at: SystemTime::now(),
+                        last_good: None,
+                        rules: p.alarms.iter().cloned().map(Rule::new).collect(),
+                        published_at: None,
+                        dirty: false,
+                    })
+                    .collect()
+            })
+            .collect();
+        Self {
+            site: config.site.id.clone(),
+            topics: Topics::new(&config.site.id),
+            publisher,
+            min_interval: Duration::from_millis(config.metrics.min_interval_ms),
+            max_interval: Duration::from_millis(config.metrics.max_interval_ms),
+            points,
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<SourceEvent>,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut connections: watch::Receiver<u64>,
+        cancel: CancellationToken,
+    ) {
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        let mut watchdog = crate::watchdog::Pinger::from_env();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                Some(event) = events.recv() => self.on_source_event(event),
+                Some(message) = inbound.recv() => self.on_command(&message),
+                Ok(()) = connections.changed() => self.republish_all(),
+                _ = housekeeping.tick() => {
+                    self.housekeeping();
+                    watchdog.ping();
+                }
+            }
+        }
+        let offline = mqtt::status_payload(&self.site, false, Some("shutdown"), Some(SystemTime::now()));
+        self.publisher.publish(self.topics.status(), offline, QoS::AtLeastOnce, true);
+        self.publisher.disconnect();
+    }
+
+    fn on_source_event(&mut self, event: SourceEvent) {
+        match event {
+            SourceEvent::Sample(sample) => self.on_sample(sample),
+            SourceEvent::Link { device, up, error } => {
+                let Some(name) = self.points.get(device).and_then(|p| p.first()).map(|p| p.device.clone()) else {
+                    return;
+                };
+                let event = Event::Device {
+                    site: self.site.clone(),
+                    device: name,
+                    link: if up { "up" } else { "down" }.into(),
+                    error,
+                    ts: timestamp(SystemTime::now()),
+                };
+                self.publish_event(&event);
+            }
+        }
+    }
+
+    fn on_sample(&mut self, sample: Sample) {
+        let now = Instant::now();
+        let Some(point) = self.points.get_mut(sample.device).and_then(|d| d.get_mut(sample.point)) else {
+            return;
+        };
+        let quality_changed = point.quality != sample.quality;
+        let value_changed = sample.value.is_some() && sample.value != point.value;
+        point.quality = sample.quality;
+        point.read_at = sample.at;
+        point.error = sample.error;
+        let mut transitions = Vec::new();
+        if let Some(v) = sample.value {
+            point.value = Some(v);
+            point.last_good = Some(now);
+            for (i, rule) in point.rules.iter_mut().enumerate() {
+                if let Some(t) = rule.evaluate(v, now.into_std(), sample.at) {
+                    transitions.push((i, t));
+                }
+            }
+        }
+        point.dirty |= value_changed || quality_changed;
+        let due = match point.published_at {
+            None => true,
+            Some(at) => {
+                let since = now.saturating_duration_since(at);
+                quality_changed
+                    || (point.dirty && since >= self.min_interval)
+                    || since >= self.max_interval
+            }
+        };
+        let (d, p) = (sample.device, sample.point);
+        if due {
+            self.publish_metric(d, p, now);
+        }
+        for (rule, t) in &transitions {
+            self.publish_transition(d, p, *rule, t, None);
+        }
+        if !transitions.is_empty() || quality_changed {
+            self.publish_alert(d, p);
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        for d in 0..self.points.len() {
+            for p in 0..self.points[d].len() {
+                let point = &mut self.points[d][p];
+                let stale = point.quality == Quality::Good
+                    && point
+                        .last_good
+                        .is_some_and(|t| now.saturating_duration_since(t) > point.stale_after);
+                if stale {
+                    point.quality = Quality::Stale;
+                    point.error = Some(format!(
+                        "no successful read for more than {} ms",
+                        point.stale_after.as_millis()
+                    ));
+                    self.publish_metric(d, p, now);
+                    self.publish_alert(d, p);
+                    continue;
+                }
+                let point = &self.points[d][p];
+                let flush = point.dirty
+                    && point
+                        .published_at
+                        .is_none_or(|at| now.saturating_duration_since(at) >= self.min_interval);
+                if flush {
+                    self.publish_metric(d, p, now);
+                }
+            }
+        }
+    }
+
+    fn publish_metric(&mut self, d: usize, p: usize, now: Instant) {
+        let point = &mut self.points[d][p];
+        let metric = Metric {
+            value: point.value,
+            unit: point.config.unit.clone(),
+            quality: point.quality,
+            error: point.error.clone(),
+            ts: timestamp(point.read_at),
+        };
+        point.published_at = Some(now);
+        point.dirty = false;
+        let topic = self.topics.metric(&point.device, &point.config.name);
+        self.publisher
+            .publish(topic, serde_json::to_vec(&metric).unwrap_or_default(), QoS::AtMostOnce, false);
+    }
+
+    fn rule_status(point: &PointState, rule: &Rule) -> RuleStatus {
+        RuleStatus {
+            rule: rule.config().name().to_string(),
+            alarm_id: (rule.occurrence() > 0).then(|| alarm_id(point, rule)),
+            state: rule.state(),
+            severity: rule.severity(),
+            acknowledged: rule.acknowledged(),
+            threshold: rule.threshold(),
+            raised_at: rule.raised_at().map(timestamp),
+            changed_at: rule.changed_at().map(timestamp),
+        }
+    }
+
+    fn publish_alert(&self, d: usize, p: usize) {
+        let point = &self.points[d][p];
+        let Some(headline) = point.rules.iter().max_by_key(|r| r.urgency()) else {
+            return;
+        };
+        let alert = Alert {
+            site: self.site.clone(),
+            device: point.device.clone(),
+            point: point.config.name.clone(),
+            unit: point.config.unit.clone(),
+            value: point.value,
+            quality: point.quality,
+            headline: Self::rule_status(point, headline),
+            rules: point.rules.iter().map(|r| Self::rule_status(point, r)).collect(),
+        };
+        let topic = self.topics.alert(&point.device, &point.config.name);
+        self.publisher
+            .publish(topic, serde_json::to_vec(&alert).unwrap_or_default(), QoS::AtLeastOnce, true);
+    }
+
+    fn publish_transition(&self, d: usize, p: usize, rule: usize, t: &Transition, by: Option<String>) {
+        let point = &self.points[d][p];
+        let r = &point.rules[rule];
+        info!(
+            device = %point.device,
+            point = %point.config.name,
+            rule = %r.config().name(),
+            from = ?t.from,
+            to = ?t.to,
+            severity = ?t.severity,
+            value = ?t.value,
+            "Alarm transition."
+        );
+        let event = Event::Alarm {
+            site: self.site.clone(),
+            device: point.device.clone(),
+            point: point.config.name.clone(),
+            rule: r.config().name().to_string(),
+            alarm_id: alarm_id(point, r),
+            from: t.from,
+            to: t.to,
+            severity: t.severity,
+            value: t.value,
+            threshold: t.threshold,
+            unit: point.config.unit.clone(),
+            condition_since: t.condition_since.map(timestamp),
+            by,
+            ts: timestamp(t.at),
+        };
+        self.publish_event(&event);
+    }
+
+    fn publish_event(&self, event: &Event) {
+        self.publisher.publish(
+            self.topics.events(),
+            serde_json::to_vec(event).unwrap_or_default(),
+            QoS::AtLeastOnce,
+            false,
+        );
+    }
+
+    fn republish_all(&mut self) {
+        for d in 0..self.points.len() {
+            for p in 0..self.points[d].len() {
+                self.publish_alert(d, p);
+            }
+        }
+    }
+
+    fn on_command(&mut self, message: &Inbound) {
+        let result = match self.topics.command_name(&message.topic) {
+            Some("ack") => self.acknowledge(&message.payload),
+            Some(other) => Err(format!("unknown command `{other}`; known: ack")),
+            None => Err("not a command topic".into()),
+        };
+        if let Err(reason) = result {
+            warn!(topic = %message.topic, reason = %reason, "Command rejected.");
+            let event = Event::CommandRejected {
+                site: self.site.clone(),
+                topic: message.topic.clone(),
+                reason,
+                ts: timestamp(SystemTime::now()),
+            };
+            self.publish_event(&event);
+        }
+    }
+
+    fn acknowledge(&mut self, payload: &[u8]) -> Result<(), String> {
+        let cmd: AckCommand = serde_json::from_slice(payload)
+            .map_err(|e| format!("ack payload is not valid JSON of the documented form: {e}"))?;
+        let (device, point, rule) = match (&cmd.alarm_id, &cmd.device, &cmd.point) {
+            (Some(id), None, None) => {
+                let parts: Vec<&str> = id.split('/').collect();
+                match parts.as_slice() {
+                    [d, p, r, _] => (d.to_string(), p.to_string(), Some(r.to_string())),
+                    _ => return Err(format!("alarm_id `{id}` is not of the form device/point/rule/occurrence")),
+                }
+            }
+            (None, Some(d), Some(p)) => (d.clone(), p.clone(), cmd.rule.clone()),
+            _ => return Err("give either `alarm_id`, or `device` and `point` (and optionally `rule`)".into()),
+        };
+        let found = self.points.iter().enumerate().find_map(|(d, pts)| {
+            pts.iter()
+                .position(|s| s.device == device && s.config.name == point)
+                .map(|p| (d, p))
+        });
+        let Some((d, p)) = found else {
+            return Err(format!("no point `{point}` on device `{device}`"));
+        };
+        let now = SystemTime::now();
+        let mut transitions = Vec::new();
+        for (i, r) in self.points[d][p].rules.iter_mut().enumerate() {
+            if rule.as_deref().is_some_and(|name| name != r.config().name()) {
+                continue;
+            }
+            if let Some(t) = r.acknowledge(now) {
+                transitions.push((i, t));
+            }
+        }
+        if transitions.is_empty() {
+            return Err(format!("nothing to acknowledge on {device}/{point}"));
+        }
+        for (i, t) in &transitions {
+            self.publish_transition(d, p, *i, t, cmd.by.clone());
+        }
+        self.publish_alert(d, p);
+        Ok(())
+    }
+}
+
+fn alarm_id(point: &PointState, rule: &Rule) -> String {
+    format!(
+        "{}/{}/{}/{}",
+        point.device,
+        point.config.name,
+        rule.config().name(),
+        rule.occurrence()
+    )
+}

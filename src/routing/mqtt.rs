@@ -1,0 +1,283 @@
+//! The connection to the local broker.
+//!
+//! rumqttc's `EventLoop` does the I/O and must be polled continuously, so it lives in a task
+//! of its own that never waits on anything else. The rest of the gateway publishes through a
+//! [`Publisher`] that never blocks: while the broker is away, messages queue in rumqttc's
+//! bounded request channel, and when that is full they are dropped and counted (retained alert
+//! state is republished in full on every reconnection, so nothing an engineer relies on is
+//! lost). On every (re)connection the task subscribes to `qis/<site>/cmd/#`, publishes the
+//! retained `online` status and bumps a generation counter that tells the core to republish.
+
+use super::payload::{timestamp, Status};
+use super::Topics;
+use crate::backoff::Backoff;
+use crate::config::{MqttConfig, TlsConfig};
+use bytes::Bytes;
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet,
+    QoS, TlsConfiguration, Transport,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// How long the connection task keeps flushing after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Capacity of rumqttc's request channel: messages held while the broker is away.
+const REQUEST_CAPACITY: usize = 4096;
+
+/// Errors setting up the broker connection.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttSetupError {
+    /// A TLS file could not be read or used.
+    #[error("mqtt.tls: {0}")]
+    Tls(String),
+}
+
+/// A message received on a subscribed topic.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// Topic it arrived on.
+    pub topic: String,
+    /// Raw payload.
+    pub payload: Bytes,
+}
+
+/// Non-blocking publishing handle.
+#[derive(Clone)]
+pub struct Publisher {
+    client: AsyncClient,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Publisher {
+    /// Queues a message; never waits. Returns false (and counts it) if the queue is full.
+    pub fn publish(&self, topic: String, payload: Vec<u8>, qos: QoS, retain: bool) -> bool {
+        match self.client.try_publish(topic.clone(), qos, retain, payload) {
+            Ok(()) => true,
+            Err(e) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                // Every drop is counted; the log is thinned so an outage does not flood it.
+                if n.is_power_of_two() {
+                    warn!(topic = %topic, error = %e, dropped_total = n, "Broker queue full; message dropped.");
+                }
+                false
+            }
+        }
+    }
+
+    /// Messages dropped since start because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Asks the connection to close cleanly (after what is already queued).
+    pub fn disconnect(&self) {
+        let _ = self.client.try_disconnect();
+    }
+}
+
+/// The running connection.
+pub struct MqttLink {
+    /// Publishing handle.
+    pub publisher: Publisher,
+    /// Incremented on every successful (re)connection.
+    pub connections: watch::Receiver<u64>,
+    /// The connection task; ends after a clean disconnect or the shutdown grace period.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// The JSON of the retained status message.
+pub fn status_payload(site: &str, online: bool, reason: Option<&str>, at: Option<SystemTime>) -> Vec<u8> {
+    let status = Status {
+        status: if online { "online" } else { "offline" }.into(),
+        site: site.to_string(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        reason: reason.map(str::to_string),
+        ts: at.map(timestamp),
+    };
+    serde_json::to_vec(&status).unwrap_or_default()
+}
+
+/// Connects (in the background) to the broker in `config`.
+pub fn start(
+    config: &MqttConfig,
+    site: &str,
+    inbound: mpsc::Sender<Inbound>,
+    shutdown: CancellationToken,
+) -> Result<MqttLink, MqttSetupError> {
+    let topics = Topics::new(site);
+    let client_id = config
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("qis-edge-{site}"));
+    let mut options = MqttOptions::new(client_id, config.host.clone(), config.port);
+    options.set_keep_alive(Duration::from_secs(config.keep_alive_s));
+    options.set_clean_session(true);
+    options.set_last_will(LastWill::new(
+        topics.status(),
+        status_payload(site, false, Some("connection_lost"), None),
+        QoS::AtLeastOnce,
+        true,
+    ));
+    if let Some(user) = &config.username {
+        options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
+    }
+    if let Some(tls) = &config.tls {
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(
+            rustls_config(tls)?,
+        ))));
+    }
+    let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    let (generation_tx, generation_rx) = watch::channel(0u64);
+    let driver = Driver {
+        eventloop,
+        client: client.clone(),
+        topics,
+        site: site.to_string(),
+        broker: format!("{}:{}", config.host, config.port),
+        inbound,
+        generation: generation_tx,
+        backoff: Backoff::new(
+            Duration::from_millis(500),
+            Duration::from_millis(config.reconnect_max_ms),
+        ),
+    };
+    let task = tokio::spawn(driver.run(shutdown));
+    Ok(MqttLink {
+        publisher: Publisher {
+            client,
+            dropped: Arc::new(AtomicU64::new(0)),
+        },
+        connections: generation_rx,
+        task,
+    })
+}
+
+struct Driver {
+    eventloop: EventLoop,
+    client: AsyncClient,
+    topics: Topics,
+    site: String,
+    broker: String,
+    inbound: mpsc::Sender<Inbound>,
+    generation: watch::Sender<u64>,
+    backoff: Backoff,
+}
+
+impl Driver {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut connected = false;
+        let mut failures = 0u64;
+        let mut stop_at: Option<Instant> = None;
+        loop {
+            let event = tokio::select! {
+                event = self.eventloop.poll() => event,
+                _ = shutdown.cancelled(), if stop_at.is_none() => {
+                    stop_at = Some(Instant::now() + SHUTDOWN_GRACE);
+                    continue;
+                }
+                _ = sleep_until_opt(stop_at) => break,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.code == ConnectReturnCode::Success => {
+                    connected = true;
+                    failures = 0;
+                    self.backoff.reset();
+                    info!(broker = %self.broker, "Connected to the local broker.");
+                    if let Err(e) = self.client.try_subscribe(self.topics.commands(), QoS::AtLeastOnce) {
+                        warn!(error = %e, "Could not queue the command subscription.");
+                    }
+                    if stop_at.is_none() {
+                        let online = status_payload(&self.site, true, None, Some(SystemTime::now()));
+                        let _ = self.client.try_publish(self.topics.status(), QoS::AtLeastOnce, true, online);
+                    }
+                    self.generation.send_modify(|g| *g += 1);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let message = Inbound {
+                        topic: p.topic.clone(),
+                        payload: p.payload,
+                    };
+                    if self.inbound.try_send(message).is_err() {
+                        warn!(topic = %p.topic, "Command queue full; command dropped.");
+                    }
+                }
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                    debug!("Disconnect sent.");
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if stop_at.is_some() {
+                        break;
+                    }
+                    failures += 1;
+                    let delay = self.backoff.next_delay();
+                    if connected {
+                        warn!(broker = %self.broker, error = %e, "Lost the local broker; reconnecting with backoff.");
+                    } else if failures == 1 || failures.is_power_of_two() {
+                        warn!(broker = %self.broker, error = %e, attempts = failures, retry_in_ms = delay.as_millis() as u64, "Cannot reach the local broker; polling and alarms go on.");
+                    }
+                    connected = false;
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+            }
+        }
+        debug!("Broker connection task stopped.");
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn rustls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, MqttSetupError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let err = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        MqttSetupError::Tls(format!("{what} {}: {e}", path.display()))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.ca_file)
+        .map_err(|e| err("cannot read ca_file", &tls.ca_file, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| err("bad certificate in ca_file", &tls.ca_file, &e))?;
+    if cas.is_empty() {
+        return Err(err("no certificate in ca_file", &tls.ca_file, &"empty"));
+    }
+    for ca in cas {
+        roots
+            .add(ca)
+            .map_err(|e| err("unusable CA certificate in", &tls.ca_file, &e))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| MqttSetupError::Tls(e.to_string()))?
+        .with_root_certificates(roots);
+    match (&tls.client_cert_file, &tls.client_key_file) {
+        (Some(cert), Some(key)) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| err("cannot read client_cert_file", cert, &e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| err("bad certificate in client_cert_file", cert, &e))?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| err("cannot read client_key_file", key, &e))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| MqttSetupError::Tls(format!("client certificate and key do not fit: {e}")))
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}

@@ -1,0 +1,172 @@
+//! JSON payloads published on the local broker. The README documents each field; these types
+//! are the single source of that schema.
+
+use crate::alarms::{AlarmState, Severity};
+use crate::sources::Quality;
+use serde::{Deserialize, Serialize};
+use std::time::SystemTime;
+
+/// RFC 3339 UTC with milliseconds, e.g. `2026-11-22T03:04:05.678Z`.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// `qis/<site>/status` (retained).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    /// `online` or `offline`.
+    pub status: String,
+    /// Site id.
+    pub site: String,
+    /// Gateway version.
+    pub version: String,
+    /// Why offline: `shutdown` (clean stop) or `connection_lost` (the last will).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the status was set (absent in the last will, which the broker sends later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ts: Option<String>,
+}
+
+/// `qis/<site>/metrics/<device>/<point>`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Metric {
+    /// Engineering value (the last good one when quality is not good; null if none yet).
+    pub value: Option<f64>,
+    /// Engineering unit.
+    pub unit: String,
+    /// `good`, `bad` or `stale`.
+    pub quality: Quality,
+    /// Why the quality is not good.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the value was read.
+    pub ts: String,
+}
+
+/// One rule's state inside an [`Alert`].
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct RuleStatus {
+    /// Rule name.
+    pub rule: String,
+    /// Alarm id of the current or last raise, `<device>/<point>/<rule>/<occurrence>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alarm_id: Option<String>,
+    /// `normal`, `active`, `acknowledged` or `cleared`.
+    pub state: AlarmState,
+    /// `warning`, `alarm`, or null when not raised.
+    pub severity: Option<Severity>,
+    /// Whether the current or last raise was acknowledged.
+    pub acknowledged: bool,
+    /// Level of the current severity.
+    pub threshold: Option<f64>,
+    /// When it was raised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raised_at: Option<String>,
+    /// When the state last changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed_at: Option<String>,
+}
+
+/// `qis/<site>/alerts/<device>/<point>` (retained): the point's alarm state. The top-level
+/// fields repeat those of the rule that needs the most attention; `rules` lists all.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Alert {
+    /// Site id.
+    pub site: String,
+    /// Device name.
+    pub device: String,
+    /// Point name.
+    pub point: String,
+    /// Engineering unit.
+    pub unit: String,
+    /// Latest value.
+    pub value: Option<f64>,
+    /// Quality of the latest value.
+    pub quality: Quality,
+    /// Headline rule.
+    #[serde(flatten)]
+    pub headline: RuleStatus,
+    /// Every rule on the point.
+    pub rules: Vec<RuleStatus>,
+}
+
+/// `qis/<site>/events`: one per alarm transition, device link change or rejected command.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// An alarm rule changed state or severity.
+    Alarm {
+        /// Site id.
+        site: String,
+        /// Device name.
+        device: String,
+        /// Point name.
+        point: String,
+        /// Rule name.
+        rule: String,
+        /// `<device>/<point>/<rule>/<occurrence>`.
+        alarm_id: String,
+        /// State before.
+        from: AlarmState,
+        /// State after.
+        to: AlarmState,
+        /// Severity after (null once cleared).
+        severity: Option<Severity>,
+        /// Value that caused it (null for acknowledgements).
+        value: Option<f64>,
+        /// Level involved.
+        threshold: Option<f64>,
+        /// Engineering unit.
+        unit: String,
+        /// When the condition began to hold (raises after an on-delay).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        condition_since: Option<String>,
+        /// Who acknowledged (from the command's `by`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// When.
+        ts: String,
+    },
+    /// A device's link came up or went down.
+    Device {
+        /// Site id.
+        site: String,
+        /// Device name.
+        device: String,
+        /// `up` or `down`.
+        link: String,
+        /// Why it went down.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// When.
+        ts: String,
+    },
+    /// A command on `qis/<site>/cmd/...` could not be carried out.
+    CommandRejected {
+        /// Site id.
+        site: String,
+        /// The command topic.
+        topic: String,
+        /// Why.
+        reason: String,
+        /// When.
+        ts: String,
+    },
+}
+
+/// Payload of `qis/<site>/cmd/ack`: either `alarm_id`, or `device` + `point` (+ `rule`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AckCommand {
+    /// `<device>/<point>/<rule>/<occurrence>` as in the alert.
+    pub alarm_id: Option<String>,
+    /// Device name.
+    pub device: Option<String>,
+    /// Point name.
+    pub point: Option<String>,
+    /// Rule name; all rules of the point when absent.
+    pub rule: Option<String>,
+    /// Who acknowledges, recorded in the event.
+    pub by: Option<String>,
+}
