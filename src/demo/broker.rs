@@ -2,7 +2,6 @@
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -53,7 +52,7 @@ pub fn start(port: u16) -> Result<(), String> {
         .map_err(|e| format!("cannot start the broker thread: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if mqtt_handshake(addr).is_ok() {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -61,21 +60,3 @@ pub fn start(port: u16) -> Result<(), String> {
     Err(format!("the embedded MQTT broker did not start listening on {addr}"))
 }
 
-/// A real MQTT 3.1.1 CONNECT/CONNACK/DISCONNECT exchange, so the readiness probe is a
-/// well-behaved client rather than a connection the broker logs as broken.
-fn mqtt_handshake(addr: SocketAddr) -> std::io::Result<()> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
-    stream.set_read_timeout(Some(Duration::from_millis(500)))?;
-    let client_id = b"qis-edge-demo-probe";
-    let mut connect = vec![0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x0A, 0x00, client_id.len() as u8];
-    connect.extend_from_slice(client_id);
-    let mut packet = vec![0x10, connect.len() as u8];
-    packet.extend_from_slice(&connect);
-    stream.write_all(&packet)?;
-    let mut connack = [0u8; 4];
-    stream.read_exact(&mut connack)?;
-    if connack[0] != 0x20 || connack[3] != 0 {
-        return Err(std::io::Error::other("broker refused the probe connection"));
-    }
-    stream.write_all(&[0xE0, 0x00])
-}
