@@ -1,0 +1,201 @@
+//! The `qis-edge` binary as systemd and engineers use it: `check`, `run` with its last will
+//! and clean shutdown, and `demo`.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BROKEN: &str = r#"# A configuration with one mistake per component.
+[site]
+id = "plant 7"
+
+[mqtt]
+port = 70000
+keep_alive_s = 1
+
+[[devices]]
+type = "modbus_tcp"
+name = "press1"
+host = "10.0.0.5"
+poll_intervall_ms = 500
+
+[[devices.points]]
+name = "oil_temp"
+register = "holding_register"
+address = 0
+
+[[devices.points]]
+name = "pressure"
+register = "holding"
+address = 70000
+
+[[devices.points.alarms]]
+kind = "low"
+warning = 5.0
+alarm = 10.0
+
+[[devices]]
+type = "profinet"
+name = "drive"
+"#;
+
+#[test]
+fn check_reports_every_error_with_file_line_column_and_component_and_exits_78() {
+    let (_dir, path) = write_config(BROKEN);
+    let out = Command::new(gateway_binary())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run qis-edge check");
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = path.display().to_string();
+    for (line, column, component, fragment) in [
+        (3, 6, "site", "plant 7"),
+        (6, 8, "mqtt", "70000"),
+        (7, 16, "mqtt", "keep_alive_s"),
+        (13, 1, "device \"press1\"", "unknown field `poll_intervall_ms`"),
+        (17, 12, "device \"press1\" / point \"oil_temp\"", "unknown variant `holding_register`"),
+        (23, 11, "device \"press1\" / point \"pressure\"", "70000"),
+        (27, 11, "point \"pressure\" / alarm \"low\"", "must lie above the alarm level"),
+        (31, 8, "device \"drive\"", "unknown device type `profinet`"),
+    ] {
+        let wanted = format!("{file}:{line}:{column}: ");
+        let hit = stderr
+            .lines()
+            .any(|l| l.starts_with(&wanted) && l.contains(component) && l.contains(fragment));
+        assert!(hit, "expected `{wanted}… {component}: …{fragment}…` in:\n{stderr}");
+    }
+    assert!(stderr.contains("8 error(s)"), "{stderr}");
+}
+
+#[test]
+fn check_accepts_the_example_configuration() {
+    let out = Command::new(gateway_binary())
+        .args(["check", "--config"])
+        .arg(repo().join("config/example.toml"))
+        .output()
+        .expect("run qis-edge check");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+}
+
+#[test]
+fn check_on_a_missing_or_binary_file_fails_cleanly() {
+    let out = Command::new(gateway_binary())
+        .args(["check", "--config", "/nonexistent/qis-edge.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+    let (_dir, path) = write_config("");
+    std::fs::write(&path, [0xff, 0xfe, 0x00, 0x9f, 0x92]).unwrap();
+    let out = Command::new(gateway_binary()).args(["check", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
+fn run_config(mqtt_port: u16, plc_port: u16) -> String {
+    format!(
+        "[site]\nid = \"lwt\"\n\n[mqtt]\nport = {mqtt_port}\nkeep_alive_s = 5\n\n\
+         [[devices]]\ntype = \"modbus_tcp\"\nname = \"plc\"\nhost = \"127.0.0.1\"\nport = {plc_port}\npoll_interval_ms = 200\n\n\
+         [[devices.points]]\nname = \"v\"\nregister = \"holding\"\naddress = 0\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_gateway_makes_the_broker_publish_its_last_will() {
+    let broker = mosquitto();
+    let plc = modbus_server(&json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 1}]}));
+    let (_dir, path) = write_config(&run_config(broker.port, plc.port));
+    let mut observer = Observer::connect(broker.port).await;
+    let mut gateway = Command::new(gateway_binary())
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let online = observer
+        .wait_for("status online", Duration::from_secs(15), |m| m.topic == "qis/lwt/status" && m.json["status"] == "online")
+        .await;
+    assert_eq!(online.json["site"], "lwt");
+    assert!(online.json["version"].is_string() && online.json["ts"].is_string());
+    gateway.kill().unwrap();
+    let _ = gateway.wait();
+    let will = observer
+        .wait_for("the last will", Duration::from_secs(15), |m| m.topic == "qis/lwt/status" && m.json["status"] == "offline")
+        .await;
+    assert_eq!(will.json["reason"], "connection_lost");
+    // The will is retained: a dashboard opened now still sees the gateway offline.
+    let mut late = Observer::connect_filter(broker.port, "qis/lwt/status").await;
+    let retained = late.wait_for("retained status", Duration::from_secs(5), |_| true).await;
+    assert!(retained.retained);
+    assert_eq!(retained.json["status"], "offline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_publishes_offline_and_exits_cleanly() {
+    let broker = mosquitto();
+    let plc = modbus_server(&json!({}));
+    let (_dir, path) = write_config(&run_config(broker.port, plc.port));
+    let mut observer = Observer::connect(broker.port).await;
+    let mut gateway = Command::new(gateway_binary())
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    observer
+        .wait_for("status online", Duration::from_secs(15), |m| m.topic == "qis/lwt/status" && m.json["status"] == "online")
+        .await;
+    signal(&gateway, "TERM");
+    let offline = observer
+        .wait_for("status offline", Duration::from_secs(10), |m| m.topic == "qis/lwt/status" && m.json["status"] == "offline")
+        .await;
+    assert_eq!(offline.json["reason"], "shutdown", "a clean stop is not a lost connection");
+    let status = tokio::task::spawn_blocking(move || gateway.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_shows_status_metrics_and_an_alarm_raise_and_clear_within_60_seconds() {
+    let port = free_port();
+    let mut demo = Command::new(gateway_binary())
+        .args(["demo", "--mqtt-port", &port.to_string(), "--duration", "70"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port, "the demo's embedded broker");
+    let start = tokio::time::Instant::now();
+    let within = |from: tokio::time::Instant| Duration::from_secs(60).saturating_sub(from.elapsed());
+    let mut observer = Observer::connect(port).await;
+    observer
+        .wait_for("status online", within(start), |m| m.topic == "qis/demo/status" && m.json["status"] == "online")
+        .await;
+    observer
+        .wait_for("a metric", within(start), |m| m.topic.starts_with("qis/demo/metrics/") && m.json["quality"] == "good")
+        .await;
+    let raised = observer
+        .wait_for("an alarm raise", within(start), |m| m.topic == "qis/demo/events" && m.json["to"] == "active")
+        .await;
+    let id = raised.json["alarm_id"].as_str().unwrap().to_string();
+    observer
+        .wait_for("that alarm clearing", within(start), |m| {
+            m.topic == "qis/demo/events" && m.json["to"] == "cleared" && m.json["alarm_id"] == id.as_str()
+        })
+        .await;
+    let _ = demo.kill();
+    let _ = demo.wait();
+    let mut banner = String::new();
+    if let Some(mut out) = demo.stdout.take() {
+        use std::io::Read;
+        let _ = out.read_to_string(&mut banner);
+    }
+    assert!(banner.contains(&format!("mosquitto_sub -h 127.0.0.1 -p {port} -t 'qis/#' -v")), "{banner}");
+}

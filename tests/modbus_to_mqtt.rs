@@ -1,0 +1,371 @@
+//! The gateway, in-process, against a real Modbus server (pymodbus) and a real broker
+//! (mosquitto): decoding, alarms, acknowledgement, device failure and recovery.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+struct Gateway {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), qis_edge::gateway::RunError>>,
+}
+
+impl Gateway {
+    fn start(text: &str) -> Self {
+        let config = match qis_edge::config::parse_str(text, "test.toml") {
+            Ok(c) => c,
+            Err(e) => panic!("test config invalid:\n{e}"),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(qis_edge::run(config, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+            .await
+            .expect("gateway did not stop within its deadline")
+            .expect("gateway task panicked")
+            .expect("gateway failed");
+    }
+}
+
+fn header(site: &str, mqtt_port: u16) -> String {
+    format!(
+        "[site]\nid = \"{site}\"\nstate_dir = \"/tmp\"\n\n[mqtt]\nport = {mqtt_port}\nkeep_alive_s = 5\n\n[metrics]\nmin_interval_ms = 0\nmax_interval_ms = 0\n\n"
+    )
+}
+
+/// (point name, register kind, address, data type, byte order, preset engineering value)
+const TYPED_POINTS: &[(&str, &str, u16, &str, &str, f64)] = &[
+    ("u16", "holding", 0, "u16", "ABCD", 54321.0),
+    ("i16_neg", "holding", 1, "i16", "ABCD", -1234.0),
+    ("i16_neg_badc", "holding", 2, "i16", "BADC", -2.0),
+    ("u32_abcd", "holding", 10, "u32", "ABCD", 4_000_000_000.0),
+    ("u32_cdab", "holding", 12, "u32", "CDAB", 70_000.0),
+    ("i32_abcd", "holding", 14, "i32", "ABCD", -100_000.0),
+    ("i32_cdab", "holding", 16, "i32", "CDAB", -7.0),
+    ("i32_badc", "holding", 18, "i32", "BADC", -65_536.0),
+    ("i32_dcba", "holding", 20, "i32", "DCBA", 123_456_789.0),
+    ("f32_abcd", "holding", 30, "f32", "ABCD", -123.456),
+    ("f32_cdab", "holding", 32, "f32", "CDAB", 85.3),
+    ("f32_badc", "holding", 34, "f32", "BADC", 0.001),
+    ("f32_dcba", "holding", 36, "f32", "DCBA", 1.5e6),
+    ("in_i16", "input", 5, "i16", "ABCD", -300.0),
+    ("in_f32_cdab", "input", 6, "f32", "CDAB", 21.75),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_data_type_and_byte_order_decodes_to_the_preset_value() {
+    let broker = mosquitto();
+    let mut registers: Vec<Value> = TYPED_POINTS
+        .iter()
+        .map(|(_, table, address, ty, order, value)| {
+            json!({"table": table, "address": address, "type": ty, "order": order, "value": value})
+        })
+        .collect();
+    // Raw 2500 scaled by 0.1 with offset -40: an engineering value of 210.
+    registers.push(json!({"table": "holding", "address": 40, "type": "u16", "value": 2500}));
+    let plc = modbus_server(&json!({
+        "registers": registers,
+        "coils": {"3": true},
+        "discrete_inputs": {"4": true},
+    }));
+
+    let mut text = header("decode", broker.port);
+    text += &format!(
+        "[[devices]]\ntype = \"modbus_tcp\"\nname = \"plc\"\nhost = \"127.0.0.1\"\nport = {}\npoll_interval_ms = 200\ntimeout_ms = 1000\n\n",
+        plc.port
+    );
+    for (name, table, address, ty, order, _) in TYPED_POINTS {
+        text += &format!(
+            "[[devices.points]]\nname = \"{name}\"\nregister = \"{table}\"\naddress = {address}\ndata_type = \"{ty}\"\nbyte_order = \"{order}\"\n\n"
+        );
+    }
+    text += "[[devices.points]]\nname = \"scaled\"\nregister = \"holding\"\naddress = 40\nscale = 0.1\noffset = -40.0\nunit = \"°C\"\n\n";
+    text += "[[devices.points]]\nname = \"coil\"\nregister = \"coil\"\naddress = 3\n\n";
+    text += "[[devices.points]]\nname = \"discrete\"\nregister = \"discrete_input\"\naddress = 4\n\n";
+    text += "[[devices.points]]\nname = \"missing\"\nregister = \"holding\"\naddress = 500\n\n";
+
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = Gateway::start(&text);
+
+    let mut expected: HashMap<String, f64> = TYPED_POINTS
+        .iter()
+        .map(|(name, _, _, _, _, v)| (name.to_string(), *v))
+        .collect();
+    expected.insert("scaled".into(), 210.0);
+    expected.insert("coil".into(), 1.0);
+    expected.insert("discrete".into(), 1.0);
+
+    let mut got: HashMap<String, Value> = HashMap::new();
+    let mut missing: Option<Value> = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while got.len() < expected.len() || missing.is_none() {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let m = observer
+            .wait_for("metrics of every point", remaining, |m| m.topic.starts_with("qis/decode/metrics/plc/"))
+            .await;
+        let point = m.topic.rsplit('/').next().unwrap_or_default().to_string();
+        if point == "missing" {
+            missing = Some(m.json);
+        } else if m.json["quality"] == "good" {
+            got.insert(point, m.json);
+        }
+    }
+    for (name, value) in &expected {
+        let v = got[name]["value"].as_f64().expect("numeric value");
+        assert_eq!(v, *value, "point {name}: decoded {v}, preset {value}");
+    }
+    assert!((got["scaled"]["value"].as_f64().unwrap() - 210.0).abs() < 1e-9);
+    assert_eq!(got["scaled"]["unit"], "°C");
+
+    // The exception marks only that point bad; the link stays up and the others stay good.
+    let missing = missing.expect("metric for the missing register");
+    assert_eq!(missing["quality"], "bad");
+    let error = missing["error"].as_str().unwrap_or_default();
+    assert!(error.contains("exception 2") && error.contains("illegal data address"), "{error}");
+    let later = observer.collect(Duration::from_millis(800)).await;
+    assert!(
+        !later.iter().chain(observer.seen.iter()).any(|m| m.json["type"] == "device" && m.json["link"] == "down"),
+        "an exception must not drop the link"
+    );
+    assert!(later.iter().any(|m| m.topic.ends_with("/plc/f32_cdab") && m.json["quality"] == "good"));
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alarm_raises_after_its_on_delay_is_acknowledged_by_command_and_clears_past_its_deadband() {
+    let broker = mosquitto();
+    let plc = modbus_server(&json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 50}]}));
+    let text = header("line1", broker.port)
+        + &format!(
+            "[[devices]]\ntype = \"modbus_tcp\"\nname = \"press\"\nhost = \"127.0.0.1\"\nport = {}\npoll_interval_ms = 100\n\n\
+             [[devices.points]]\nname = \"temp\"\nregister = \"holding\"\naddress = 0\nunit = \"°C\"\n\n\
+             [[devices.points.alarms]]\nkind = \"high\"\nwarning = 80.0\nalarm = 100.0\ndeadband = 10.0\non_delay_ms = 1500\n",
+            plc.port
+        );
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = Gateway::start(&text);
+    let alert_topic = "qis/line1/alerts/press/temp";
+
+    observer
+        .wait_for("initial normal alert", Duration::from_secs(10), |m| {
+            m.topic == alert_topic && m.json["state"] == "normal" && m.json["quality"] == "good"
+        })
+        .await;
+
+    write_holding(plc.port, 0, 120).await;
+    let raised = observer
+        .wait_for("the raise event", Duration::from_secs(10), |m| {
+            m.topic == "qis/line1/events" && m.json["to"] == "active"
+        })
+        .await;
+    assert_eq!(raised.json["severity"], "alarm", "120 is past both levels: {}", raised.json);
+    assert_eq!(raised.json["threshold"], 100.0);
+    assert_eq!(raised.json["value"], 120.0);
+    assert_eq!(raised.json["alarm_id"], "press/temp/high/1");
+    let since = humantime::parse_rfc3339(raised.json["condition_since"].as_str().unwrap()).unwrap();
+    let at = humantime::parse_rfc3339(raised.json["ts"].as_str().unwrap()).unwrap();
+    let held = at.duration_since(since).unwrap();
+    assert!(held >= Duration::from_millis(1500), "raised after the condition held only {held:?}");
+    assert!(
+        !observer.seen.iter().any(|m| m.topic == "qis/line1/events" && m.json["to"] == "active" && m.json["severity"] == "warning"),
+        "the on-delay applies to the warning level too: 120 jumps straight to alarm"
+    );
+    observer
+        .wait_for("the active alert", Duration::from_secs(5), |m| {
+            m.topic == alert_topic && m.json["state"] == "active" && m.json["acknowledged"] == false
+        })
+        .await;
+
+    // A malformed command is rejected, with a reason, on the events topic.
+    observer.publish("qis/line1/cmd/ack", "{\"device\": \"press\"}").await;
+    let rejected = observer
+        .wait_for("command_rejected", Duration::from_secs(5), |m| m.json["type"] == "command_rejected")
+        .await;
+    assert!(rejected.json["reason"].as_str().unwrap().contains("point"));
+
+    observer
+        .publish("qis/line1/cmd/ack", r#"{"alarm_id": "press/temp/high/1", "by": "j.doe"}"#)
+        .await;
+    let acked = observer
+        .wait_for("the acknowledgement event", Duration::from_secs(5), |m| {
+            m.topic == "qis/line1/events" && m.json["to"] == "acknowledged"
+        })
+        .await;
+    assert_eq!(acked.json["by"], "j.doe");
+    observer
+        .wait_for("the acknowledged alert", Duration::from_secs(5), |m| {
+            m.topic == alert_topic && m.json["state"] == "acknowledged" && m.json["acknowledged"] == true
+        })
+        .await;
+
+    // 95 is below the alarm level but inside its 10-unit deadband: the alarm holds.
+    write_holding(plc.port, 0, 95).await;
+    let meanwhile = observer.collect(Duration::from_millis(1500)).await;
+    assert!(
+        meanwhile.iter().any(|m| m.topic == "qis/line1/metrics/press/temp" && m.json["value"] == 95.0),
+        "the gateway read the new value"
+    );
+    assert!(
+        !meanwhile.iter().any(|m| m.topic == "qis/line1/events"),
+        "nothing changes inside the deadband: {meanwhile:?}"
+    );
+
+    // 75 is past the alarm level's deadband (below 90) but inside the warning level's (above
+    // 70): the alarm drops to a warning and stays acknowledged. 60 clears it.
+    write_holding(plc.port, 0, 75).await;
+    let lowered = observer
+        .wait_for("de-escalation to warning", Duration::from_secs(5), |m| m.topic == "qis/line1/events")
+        .await;
+    assert_eq!(lowered.json["severity"], "warning", "{}", lowered.json);
+    assert_eq!(lowered.json["to"], "acknowledged");
+    write_holding(plc.port, 0, 60).await;
+    let cleared = observer
+        .wait_for("the clear event", Duration::from_secs(5), |m| {
+            m.topic == "qis/line1/events" && m.json["to"] == "cleared"
+        })
+        .await;
+    assert_eq!(cleared.json["value"], 60.0);
+
+    // A newcomer (a dashboard opened later) gets the retained state.
+    let mut late = Observer::connect_filter(broker.port, alert_topic).await;
+    let retained = late
+        .wait_for("the retained alert", Duration::from_secs(5), |m| m.topic == alert_topic)
+        .await;
+    assert!(retained.retained);
+    assert_eq!(retained.json["state"], "cleared");
+    assert_eq!(retained.json["acknowledged"], true);
+    assert_eq!(retained.json["site"], "line1");
+    assert_eq!(retained.json["rules"][0]["rule"], "high");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_modbus_server_marks_its_points_bad_and_recovers_while_other_devices_keep_their_cadence() {
+    let broker = mosquitto();
+    let spec = json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 7}]});
+    let mut flaky = modbus_server(&spec);
+    let healthy = modbus_server(&spec);
+    // A device that accepts connections and never answers: every request times out.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let mut text = header("cadence", broker.port);
+    for (name, port) in [("flaky", flaky.port), ("healthy", healthy.port), ("silent", silent_port)] {
+        text += &format!(
+            "[[devices]]\ntype = \"modbus_tcp\"\nname = \"{name}\"\nhost = \"127.0.0.1\"\nport = {port}\npoll_interval_ms = 200\ntimeout_ms = 700\nbackoff_initial_ms = 200\nbackoff_max_ms = 1000\n\n\
+             [[devices.points]]\nname = \"v\"\nregister = \"holding\"\naddress = 0\n\n"
+        );
+    }
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = Gateway::start(&text);
+    observer
+        .wait_for("flaky good", Duration::from_secs(10), |m| {
+            m.topic == "qis/cadence/metrics/flaky/v" && m.json["quality"] == "good"
+        })
+        .await;
+    observer
+        .wait_for("silent bad", Duration::from_secs(10), |m| {
+            m.topic == "qis/cadence/metrics/silent/v" && m.json["quality"] == "bad"
+        })
+        .await;
+
+    flaky.kill();
+    let bad = observer
+        .wait_for("flaky bad", Duration::from_secs(10), |m| {
+            m.topic == "qis/cadence/metrics/flaky/v" && m.json["quality"] == "bad"
+        })
+        .await;
+    assert_eq!(bad.json["value"], 7.0, "a bad point keeps its last good value");
+    observer
+        .saw_or_wait_for("link down event", Duration::from_secs(5), |m| {
+            m.json["type"] == "device" && m.json["device"] == "flaky" && m.json["link"] == "down"
+        })
+        .await;
+
+    // While one device is dead and another times out on every request, the healthy one is
+    // read on its own 200 ms cadence: its reading timestamps show no gap near a timeout.
+    let window = observer.collect(Duration::from_secs(3)).await;
+    let mut stamps: Vec<std::time::SystemTime> = window
+        .iter()
+        .filter(|m| m.topic == "qis/cadence/metrics/healthy/v" && m.json["quality"] == "good")
+        .map(|m| humantime::parse_rfc3339(m.json["ts"].as_str().unwrap()).unwrap())
+        .collect();
+    stamps.sort();
+    assert!(stamps.len() >= 12, "only {} healthy readings in 3 s at 200 ms", stamps.len());
+    let worst = stamps
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]).unwrap_or_default())
+        .max()
+        .unwrap();
+    assert!(worst < Duration::from_millis(450), "healthy device stalled for {worst:?}");
+
+    let _flaky_again = modbus_server_on(flaky.port, &spec);
+    observer
+        .wait_for("flaky good again", Duration::from_secs(10), |m| {
+            m.topic == "qis/cadence/metrics/flaky/v" && m.json["quality"] == "good"
+        })
+        .await;
+    observer
+        .saw_or_wait_for("link up event", Duration::from_secs(5), |m| {
+            m.json["type"] == "device" && m.json["device"] == "flaky" && m.json["link"] == "up"
+        })
+        .await
+        .json;
+    drop(silent);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_and_alarms_go_on_while_the_broker_is_away_and_state_is_republished_on_return() {
+    let mut broker = mosquitto();
+    let port = broker.port;
+    let plc = modbus_server(&json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 10}]}));
+    let text = header("outage", port)
+        + &format!(
+            "[[devices]]\ntype = \"modbus_tcp\"\nname = \"plc\"\nhost = \"127.0.0.1\"\nport = {}\npoll_interval_ms = 100\n\n\
+             [[devices.points]]\nname = \"level\"\nregister = \"holding\"\naddress = 0\n\n\
+             [[devices.points.alarms]]\nkind = \"high\"\nalarm = 50.0\n",
+            plc.port
+        );
+    let mut observer = Observer::connect(port).await;
+    let gateway = Gateway::start(&text);
+    observer
+        .wait_for("normal", Duration::from_secs(10), |m| {
+            m.topic == "qis/outage/alerts/plc/level" && m.json["state"] == "normal"
+        })
+        .await;
+
+    broker.kill();
+    write_holding(plc.port, 0, 80).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // mosquitto keeps nothing (persistence off): whatever arrives now was republished.
+    let _broker = mosquitto_on(port);
+    let mut fresh = Observer::connect(port).await;
+    let alert = fresh
+        .wait_for("the alarm raised during the outage", Duration::from_secs(20), |m| {
+            m.topic == "qis/outage/alerts/plc/level" && m.json["state"] == "active"
+        })
+        .await;
+    assert_eq!(alert.json["value"], 80.0);
+    fresh
+        .wait_for("status online again", Duration::from_secs(5), |m| {
+            m.topic == "qis/outage/status" && m.json["status"] == "online"
+        })
+        .await;
+    gateway.stop().await;
+}
