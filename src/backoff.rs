@@ -29,7 +29,8 @@ impl Backoff {
         let ceiling = self.current;
         self.current = (self.current * 2).min(self.max);
         let half = ceiling / 2;
-        let jitter_ns = rand::rng().random_range(0..=half.as_nanos().min(u128::from(u64::MAX)) as u64);
+        let jitter_ns =
+            rand::rng().random_range(0..=half.as_nanos().min(u128::from(u64::MAX)) as u64);
         half + Duration::from_nanos(jitter_ns)
     }
 
@@ -49,7 +50,11 @@ mod tests {
         let bounds = [100u64, 200, 400, 800, 1000, 1000];
         for hi in bounds {
             let d = b.next_delay();
-            assert!(d >= Duration::from_millis(hi / 2) && d <= Duration::from_millis(hi), "{d:?} not in [{}, {hi}] ms", hi / 2);
+            assert!(
+                d >= Duration::from_millis(hi / 2) && d <= Duration::from_millis(hi),
+                "{d:?} not in [{}, {hi}] ms",
+                hi / 2
+            );
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));

@@ -45,7 +45,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         match device {
             DeviceConfig::ModbusTcp(d) => {
                 let poller = ModbusTcpPoller::new(index, d.clone(), events_tx.clone());
-                tasks.push((format!("device {}", d.name), tokio::spawn(poller.run(cancel.clone()))));
+                tasks.push((
+                    format!("device {}", d.name),
+                    tokio::spawn(poller.run(cancel.clone())),
+                ));
             }
         }
     }
@@ -163,8 +166,10 @@ impl Core {
                 }
             }
         }
-        let offline = mqtt::status_payload(&self.site, false, Some("shutdown"), Some(SystemTime::now()));
-        self.publisher.publish(self.topics.status(), offline, QoS::AtLeastOnce, true);
+        let offline =
+            mqtt::status_payload(&self.site, false, Some("shutdown"), Some(SystemTime::now()));
+        self.publisher
+            .publish(self.topics.status(), offline, QoS::AtLeastOnce, true);
         self.publisher.disconnect();
     }
 
@@ -172,7 +177,12 @@ impl Core {
         match event {
             SourceEvent::Sample(sample) => self.on_sample(sample),
             SourceEvent::Link { device, up, error } => {
-                let Some(name) = self.points.get(device).and_then(|p| p.first()).map(|p| p.device.clone()) else {
+                let Some(name) = self
+                    .points
+                    .get(device)
+                    .and_then(|p| p.first())
+                    .map(|p| p.device.clone())
+                else {
                     return;
                 };
                 let event = Event::Device {
@@ -189,7 +199,11 @@ impl Core {
 
     fn on_sample(&mut self, sample: Sample) {
         let now = Instant::now();
-        let Some(point) = self.points.get_mut(sample.device).and_then(|d| d.get_mut(sample.point)) else {
+        let Some(point) = self
+            .points
+            .get_mut(sample.device)
+            .and_then(|d| d.get_mut(sample.point))
+        else {
             return;
         };
         let quality_changed = point.quality != sample.quality;
@@ -272,8 +286,12 @@ impl Core {
         point.published_at = Some(now);
         point.dirty = false;
         let topic = self.topics.metric(&point.device, &point.config.name);
-        self.publisher
-            .publish(topic, serde_json::to_vec(&metric).unwrap_or_default(), QoS::AtMostOnce, false);
+        self.publisher.publish(
+            topic,
+            serde_json::to_vec(&metric).unwrap_or_default(),
+            QoS::AtMostOnce,
+            false,
+        );
     }
 
     fn rule_status(point: &PointState, rule: &Rule) -> RuleStatus {
@@ -302,14 +320,29 @@ impl Core {
             value: point.value,
             quality: point.quality,
             headline: Self::rule_status(point, headline),
-            rules: point.rules.iter().map(|r| Self::rule_status(point, r)).collect(),
+            rules: point
+                .rules
+                .iter()
+                .map(|r| Self::rule_status(point, r))
+                .collect(),
         };
         let topic = self.topics.alert(&point.device, &point.config.name);
-        self.publisher
-            .publish(topic, serde_json::to_vec(&alert).unwrap_or_default(), QoS::AtLeastOnce, true);
+        self.publisher.publish(
+            topic,
+            serde_json::to_vec(&alert).unwrap_or_default(),
+            QoS::AtLeastOnce,
+            true,
+        );
     }
 
-    fn publish_transition(&self, d: usize, p: usize, rule: usize, t: &Transition, by: Option<String>) {
+    fn publish_transition(
+        &self,
+        d: usize,
+        p: usize,
+        rule: usize,
+        t: &Transition,
+        by: Option<String>,
+    ) {
         let point = &self.points[d][p];
         let r = &point.rules[rule];
         info!(
@@ -384,11 +417,20 @@ impl Core {
                 let parts: Vec<&str> = id.split('/').collect();
                 match parts.as_slice() {
                     [d, p, r, _] => (d.to_string(), p.to_string(), Some(r.to_string())),
-                    _ => return Err(format!("alarm_id `{id}` is not of the form device/point/rule/occurrence")),
+                    _ => {
+                        return Err(format!(
+                            "alarm_id `{id}` is not of the form device/point/rule/occurrence"
+                        ))
+                    }
                 }
             }
             (None, Some(d), Some(p)) => (d.clone(), p.clone(), cmd.rule.clone()),
-            _ => return Err("give either `alarm_id`, or `device` and `point` (and optionally `rule`)".into()),
+            _ => {
+                return Err(
+                    "give either `alarm_id`, or `device` and `point` (and optionally `rule`)"
+                        .into(),
+                )
+            }
         };
         let found = self.points.iter().enumerate().find_map(|(d, pts)| {
             pts.iter()
@@ -401,7 +443,10 @@ impl Core {
         let now = SystemTime::now();
         let mut transitions = Vec::new();
         for (i, r) in self.points[d][p].rules.iter_mut().enumerate() {
-            if rule.as_deref().is_some_and(|name| name != r.config().name()) {
+            if rule
+                .as_deref()
+                .is_some_and(|name| name != r.config().name())
+            {
                 continue;
             }
             if let Some(t) = r.acknowledge(now) {

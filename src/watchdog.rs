@@ -21,8 +21,8 @@ impl Pinger {
     /// Reads `WATCHDOG_USEC` from the environment.
     pub fn from_env() -> Self {
         let mut usec = 0u64;
-        let period = sd_notify::watchdog_enabled(false, &mut usec)
-            .then(|| Duration::from_micros(usec / 2));
+        let period =
+            sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2));
         Self {
             period,
             last: Instant::now(),

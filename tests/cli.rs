@@ -57,17 +57,35 @@ fn check_reports_every_error_with_file_line_column_and_component_and_exits_78() 
         (3, 6, "site", "plant 7"),
         (6, 8, "mqtt", "70000"),
         (7, 16, "mqtt", "keep_alive_s"),
-        (13, 1, "device \"press1\"", "unknown field `poll_intervall_ms`"),
-        (17, 12, "device \"press1\" / point \"oil_temp\"", "unknown variant `holding_register`"),
+        (
+            13,
+            1,
+            "device \"press1\"",
+            "unknown field `poll_intervall_ms`",
+        ),
+        (
+            17,
+            12,
+            "device \"press1\" / point \"oil_temp\"",
+            "unknown variant `holding_register`",
+        ),
         (23, 11, "device \"press1\" / point \"pressure\"", "70000"),
-        (27, 11, "point \"pressure\" / alarm \"low\"", "must lie above the alarm level"),
+        (
+            27,
+            11,
+            "point \"pressure\" / alarm \"low\"",
+            "must lie above the alarm level",
+        ),
         (31, 8, "device \"drive\"", "unknown device type `profinet`"),
     ] {
         let wanted = format!("{file}:{line}:{column}: ");
         let hit = stderr
             .lines()
             .any(|l| l.starts_with(&wanted) && l.contains(component) && l.contains(fragment));
-        assert!(hit, "expected `{wanted}… {component}: …{fragment}…` in:\n{stderr}");
+        assert!(
+            hit,
+            "expected `{wanted}… {component}: …{fragment}…` in:\n{stderr}"
+        );
     }
     assert!(stderr.contains("8 error(s)"), "{stderr}");
 }
@@ -79,7 +97,11 @@ fn check_accepts_the_example_configuration() {
         .arg(repo().join("config/example.toml"))
         .output()
         .expect("run qis-edge check");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 }
 
@@ -93,7 +115,11 @@ fn check_on_a_missing_or_binary_file_fails_cleanly() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
     let (_dir, path) = write_config("");
     std::fs::write(&path, [0xff, 0xfe, 0x00, 0x9f, 0x92]).unwrap();
-    let out = Command::new(gateway_binary()).args(["check", "--config"]).arg(&path).output().unwrap();
+    let out = Command::new(gateway_binary())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
@@ -109,7 +135,9 @@ fn run_config(mqtt_port: u16, plc_port: u16) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_gateway_makes_the_broker_publish_its_last_will() {
     let broker = mosquitto();
-    let plc = modbus_server(&json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 1}]}));
+    let plc = modbus_server(
+        &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 1}]}),
+    );
     let (_dir, path) = write_config(&run_config(broker.port, plc.port));
     let mut observer = Observer::connect(broker.port).await;
     let mut gateway = Command::new(gateway_binary())
@@ -120,19 +148,25 @@ async fn killing_the_gateway_makes_the_broker_publish_its_last_will() {
         .spawn()
         .unwrap();
     let online = observer
-        .wait_for("status online", Duration::from_secs(15), |m| m.topic == "qis/lwt/status" && m.json["status"] == "online")
+        .wait_for("status online", Duration::from_secs(15), |m| {
+            m.topic == "qis/lwt/status" && m.json["status"] == "online"
+        })
         .await;
     assert_eq!(online.json["site"], "lwt");
     assert!(online.json["version"].is_string() && online.json["ts"].is_string());
     gateway.kill().unwrap();
     let _ = gateway.wait();
     let will = observer
-        .wait_for("the last will", Duration::from_secs(15), |m| m.topic == "qis/lwt/status" && m.json["status"] == "offline")
+        .wait_for("the last will", Duration::from_secs(15), |m| {
+            m.topic == "qis/lwt/status" && m.json["status"] == "offline"
+        })
         .await;
     assert_eq!(will.json["reason"], "connection_lost");
     // The will is retained: a dashboard opened now still sees the gateway offline.
     let mut late = Observer::connect_filter(broker.port, "qis/lwt/status").await;
-    let retained = late.wait_for("retained status", Duration::from_secs(5), |_| true).await;
+    let retained = late
+        .wait_for("retained status", Duration::from_secs(5), |_| true)
+        .await;
     assert!(retained.retained);
     assert_eq!(retained.json["status"], "offline");
 }
@@ -151,14 +185,24 @@ async fn sigterm_publishes_offline_and_exits_cleanly() {
         .spawn()
         .unwrap();
     observer
-        .wait_for("status online", Duration::from_secs(15), |m| m.topic == "qis/lwt/status" && m.json["status"] == "online")
+        .wait_for("status online", Duration::from_secs(15), |m| {
+            m.topic == "qis/lwt/status" && m.json["status"] == "online"
+        })
         .await;
     signal(&gateway, "TERM");
     let offline = observer
-        .wait_for("status offline", Duration::from_secs(10), |m| m.topic == "qis/lwt/status" && m.json["status"] == "offline")
+        .wait_for("status offline", Duration::from_secs(10), |m| {
+            m.topic == "qis/lwt/status" && m.json["status"] == "offline"
+        })
         .await;
-    assert_eq!(offline.json["reason"], "shutdown", "a clean stop is not a lost connection");
-    let status = tokio::task::spawn_blocking(move || gateway.wait()).await.unwrap().unwrap();
+    assert_eq!(
+        offline.json["reason"], "shutdown",
+        "a clean stop is not a lost connection"
+    );
+    let status = tokio::task::spawn_blocking(move || gateway.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "exit status {status}");
 }
 
@@ -173,21 +217,30 @@ async fn the_demo_shows_status_metrics_and_an_alarm_raise_and_clear_within_60_se
         .unwrap();
     wait_listening(port, "the demo's embedded broker");
     let start = tokio::time::Instant::now();
-    let within = |from: tokio::time::Instant| Duration::from_secs(60).saturating_sub(from.elapsed());
+    let within =
+        |from: tokio::time::Instant| Duration::from_secs(60).saturating_sub(from.elapsed());
     let mut observer = Observer::connect(port).await;
     observer
-        .wait_for("status online", within(start), |m| m.topic == "qis/demo/status" && m.json["status"] == "online")
+        .wait_for("status online", within(start), |m| {
+            m.topic == "qis/demo/status" && m.json["status"] == "online"
+        })
         .await;
     observer
-        .wait_for("a metric", within(start), |m| m.topic.starts_with("qis/demo/metrics/") && m.json["quality"] == "good")
+        .wait_for("a metric", within(start), |m| {
+            m.topic.starts_with("qis/demo/metrics/") && m.json["quality"] == "good"
+        })
         .await;
     let raised = observer
-        .wait_for("an alarm raise", within(start), |m| m.topic == "qis/demo/events" && m.json["to"] == "active")
+        .wait_for("an alarm raise", within(start), |m| {
+            m.topic == "qis/demo/events" && m.json["to"] == "active"
+        })
         .await;
     let id = raised.json["alarm_id"].as_str().unwrap().to_string();
     observer
         .wait_for("that alarm clearing", within(start), |m| {
-            m.topic == "qis/demo/events" && m.json["to"] == "cleared" && m.json["alarm_id"] == id.as_str()
+            m.topic == "qis/demo/events"
+                && m.json["to"] == "cleared"
+                && m.json["alarm_id"] == id.as_str()
         })
         .await;
     let _ = demo.kill();
@@ -197,5 +250,10 @@ async fn the_demo_shows_status_metrics_and_an_alarm_raise_and_clear_within_60_se
         use std::io::Read;
         let _ = out.read_to_string(&mut banner);
     }
-    assert!(banner.contains(&format!("mosquitto_sub -h 127.0.0.1 -p {port} -t 'qis/#' -v")), "{banner}");
+    assert!(
+        banner.contains(&format!(
+            "mosquitto_sub -h 127.0.0.1 -p {port} -t 'qis/#' -v"
+        )),
+        "{banner}"
+    );
 }

@@ -205,7 +205,13 @@ impl Rule {
         None
     }
 
-    fn raise(&mut self, severity: Severity, value: f64, since: SystemTime, wall: SystemTime) -> Transition {
+    fn raise(
+        &mut self,
+        severity: Severity,
+        value: f64,
+        since: SystemTime,
+        wall: SystemTime,
+    ) -> Transition {
         let from = self.state;
         let from_severity = self.severity;
         if from_severity.is_none() {
@@ -275,7 +281,13 @@ impl Rule {
 mod tests {
     use super::*;
 
-    fn rule(kind: AlarmKind, warning: Option<f64>, alarm: Option<f64>, deadband: f64, on_delay_ms: u64) -> Rule {
+    fn rule(
+        kind: AlarmKind,
+        warning: Option<f64>,
+        alarm: Option<f64>,
+        deadband: f64,
+        on_delay_ms: u64,
+    ) -> Rule {
         Rule::new(AlarmRuleConfig {
             name: None,
             kind,
@@ -292,10 +304,16 @@ mod tests {
     }
     impl Clock {
         fn new() -> Self {
-            Self { start: Instant::now(), wall: SystemTime::UNIX_EPOCH }
+            Self {
+                start: Instant::now(),
+                wall: SystemTime::UNIX_EPOCH,
+            }
         }
         fn at(&self, ms: u64) -> (Instant, SystemTime) {
-            (self.start + Duration::from_millis(ms), self.wall + Duration::from_millis(ms))
+            (
+                self.start + Duration::from_millis(ms),
+                self.wall + Duration::from_millis(ms),
+            )
         }
     }
 
@@ -310,7 +328,14 @@ mod tests {
         assert_eq!(r.state(), AlarmState::Normal);
         let (i, w) = c.at(5_000);
         let t = r.evaluate(95.0, i, w).expect("raised");
-        assert_eq!((t.from, t.to, t.severity), (AlarmState::Normal, AlarmState::Active, Some(Severity::Alarm)));
+        assert_eq!(
+            (t.from, t.to, t.severity),
+            (
+                AlarmState::Normal,
+                AlarmState::Active,
+                Some(Severity::Alarm)
+            )
+        );
         assert_eq!(t.condition_since, Some(c.at(0).1));
         assert_eq!(r.occurrence(), 1);
     }
@@ -324,7 +349,11 @@ mod tests {
         let (i, w) = c.at(500);
         assert_eq!(r.evaluate(80.0, i, w), None);
         let (i, w) = c.at(1_200);
-        assert_eq!(r.evaluate(95.0, i, w), None, "the delay restarts after the spike");
+        assert_eq!(
+            r.evaluate(95.0, i, w),
+            None,
+            "the delay restarts after the spike"
+        );
         let (i, w) = c.at(2_200);
         assert!(r.evaluate(95.0, i, w).is_some());
     }
@@ -334,9 +363,16 @@ mod tests {
         let c = Clock::new();
         let mut r = rule(AlarmKind::High, None, Some(90.0), 2.0, 0);
         let (i, w) = c.at(0);
-        assert!(r.evaluate(90.0, i, w).is_some(), "reaching the level raises");
+        assert!(
+            r.evaluate(90.0, i, w).is_some(),
+            "reaching the level raises"
+        );
         let (i, w) = c.at(1);
-        assert_eq!(r.evaluate(88.0, i, w), None, "exactly level − deadband still holds");
+        assert_eq!(
+            r.evaluate(88.0, i, w),
+            None,
+            "exactly level − deadband still holds"
+        );
         assert_eq!(r.state(), AlarmState::Active);
         let (i, w) = c.at(2);
         let t = r.evaluate(87.9, i, w).expect("cleared");
@@ -349,15 +385,31 @@ mod tests {
         let c = Clock::new();
         let mut r = rule(AlarmKind::Low, Some(10.0), Some(5.0), 1.0, 0);
         let (i, w) = c.at(0);
-        assert_eq!(r.evaluate(10.0, i, w).and_then(|t| t.severity), Some(Severity::Warning));
+        assert_eq!(
+            r.evaluate(10.0, i, w).and_then(|t| t.severity),
+            Some(Severity::Warning)
+        );
         let (i, w) = c.at(1);
-        assert_eq!(r.evaluate(4.0, i, w).and_then(|t| t.severity), Some(Severity::Alarm));
+        assert_eq!(
+            r.evaluate(4.0, i, w).and_then(|t| t.severity),
+            Some(Severity::Alarm)
+        );
         let (i, w) = c.at(2);
-        assert_eq!(r.evaluate(6.0, i, w), None, "within the deadband of the alarm level");
+        assert_eq!(
+            r.evaluate(6.0, i, w),
+            None,
+            "within the deadband of the alarm level"
+        );
         let (i, w) = c.at(3);
-        assert_eq!(r.evaluate(6.5, i, w).and_then(|t| t.severity), Some(Severity::Warning));
+        assert_eq!(
+            r.evaluate(6.5, i, w).and_then(|t| t.severity),
+            Some(Severity::Warning)
+        );
         let (i, w) = c.at(4);
-        assert_eq!(r.evaluate(11.5, i, w).map(|t| t.to), Some(AlarmState::Cleared));
+        assert_eq!(
+            r.evaluate(11.5, i, w).map(|t| t.to),
+            Some(AlarmState::Cleared)
+        );
     }
 
     #[test]
@@ -367,11 +419,25 @@ mod tests {
         let (i, w) = c.at(0);
         r.evaluate(85.0, i, w).expect("warning");
         let t = r.acknowledge(c.at(1).1).expect("acked");
-        assert_eq!((t.from, t.to), (AlarmState::Active, AlarmState::Acknowledged));
-        assert_eq!(r.acknowledge(c.at(2).1), None, "nothing left to acknowledge");
+        assert_eq!(
+            (t.from, t.to),
+            (AlarmState::Active, AlarmState::Acknowledged)
+        );
+        assert_eq!(
+            r.acknowledge(c.at(2).1),
+            None,
+            "nothing left to acknowledge"
+        );
         let (i, w) = c.at(3);
         let t = r.evaluate(95.0, i, w).expect("escalated");
-        assert_eq!((t.from, t.to, t.severity), (AlarmState::Acknowledged, AlarmState::Active, Some(Severity::Alarm)));
+        assert_eq!(
+            (t.from, t.to, t.severity),
+            (
+                AlarmState::Acknowledged,
+                AlarmState::Active,
+                Some(Severity::Alarm)
+            )
+        );
         assert!(!r.acknowledged());
         assert_eq!(r.occurrence(), 1, "an escalation is the same alarm");
     }

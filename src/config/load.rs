@@ -158,7 +158,11 @@ impl<'t> Loader<'t> {
         let site = match root.get("site") {
             Some(v) => self.component::<SiteConfig>(v, "site", validate_site),
             None => {
-                self.report(root_span.start..root_span.start, "site", "missing section `[site]` (at least `id`)");
+                self.report(
+                    root_span.start..root_span.start,
+                    "site",
+                    "missing section `[site]` (at least `id`)",
+                );
                 None
             }
         };
@@ -183,9 +187,7 @@ impl<'t> Loader<'t> {
     }
 
     fn devices(&mut self, value: &Spanned<DeValue<'t>>) -> Option<Vec<DeviceConfig>> {
-        let Some(items) = self.array_of_tables(value, "devices", "[[devices]]") else {
-            return None;
-        };
+        let items = self.array_of_tables(value, "devices", "[[devices]]")?;
         let mut devices = Vec::new();
         let mut ok = true;
         let mut names = HashSet::new();
@@ -198,19 +200,31 @@ impl<'t> Loader<'t> {
                 Some(t) => match t.get_ref().as_str() {
                     Some(k) => Some((k.to_string(), t.span())),
                     None => {
-                        self.report(t.span(), &component, "`type` must be a string such as \"modbus_tcp\"");
+                        self.report(
+                            t.span(),
+                            &component,
+                            "`type` must be a string such as \"modbus_tcp\"",
+                        );
                         None
                     }
                 },
                 None => {
-                    self.report(item.span(), &component, "missing field `type` (one of \"modbus_tcp\")");
+                    self.report(
+                        item.span(),
+                        &component,
+                        "missing field `type` (one of \"modbus_tcp\")",
+                    );
                     None
                 }
             };
             let device = match kind {
                 Some((k, _)) if k == "modbus_tcp" => self.modbus_tcp(item, &component),
                 Some((k, span)) => {
-                    self.report(span, &component, format!("unknown device type `{k}`, expected one of `modbus_tcp`"));
+                    self.report(
+                        span,
+                        &component,
+                        format!("unknown device type `{k}`, expected one of `modbus_tcp`"),
+                    );
                     None
                 }
                 None => None,
@@ -219,7 +233,11 @@ impl<'t> Loader<'t> {
                 Some(d) => {
                     if !names.insert(d.name().to_string()) {
                         let span = key_span(item, &["name"]);
-                        self.report(span, &component, format!("duplicate device name `{}`", d.name()));
+                        self.report(
+                            span,
+                            &component,
+                            format!("duplicate device name `{}`", d.name()),
+                        );
                         ok = false;
                     }
                     devices.push(d);
@@ -231,7 +249,11 @@ impl<'t> Loader<'t> {
     }
 
     fn modbus_tcp(&mut self, item: &Spanned<DeValue<'t>>, component: &str) -> Option<DeviceConfig> {
-        let points_value = item.get_ref().as_table().and_then(|t| t.get("points")).cloned();
+        let points_value = item
+            .get_ref()
+            .as_table()
+            .and_then(|t| t.get("points"))
+            .cloned();
         let own = without_keys(item, &["type", "points"]);
         let device = self.component::<ModbusTcpConfig>(&own, component, validate_modbus_tcp);
         let points = match &points_value {
@@ -250,7 +272,11 @@ impl<'t> Loader<'t> {
         let mut names = HashSet::new();
         for (index, item) in items.iter().enumerate() {
             let component = format!("{device} / {}", component_name("point", item, index));
-            let alarms_value = item.get_ref().as_table().and_then(|t| t.get("alarms")).cloned();
+            let alarms_value = item
+                .get_ref()
+                .as_table()
+                .and_then(|t| t.get("alarms"))
+                .cloned();
             let own = without_keys(item, &["alarms"]);
             let point = self.component::<PointConfig>(&own, &component, validate_point);
             let alarms = match &alarms_value {
@@ -260,7 +286,11 @@ impl<'t> Loader<'t> {
             match (point, alarms) {
                 (Some(mut p), Some(alarms)) => {
                     if !names.insert(p.name.clone()) {
-                        self.report(key_span(item, &["name"]), &component, format!("duplicate point name `{}`", p.name));
+                        self.report(
+                            key_span(item, &["name"]),
+                            &component,
+                            format!("duplicate point name `{}`", p.name),
+                        );
                         ok = false;
                     }
                     p.alarms = alarms;
@@ -314,13 +344,22 @@ impl<'t> Loader<'t> {
     }
 
     /// Checks that `value` is an array of tables and returns its items.
-    fn array_of_tables(&mut self, value: &Spanned<DeValue<'t>>, component: &str, what: &str) -> Option<DeArray<'t>> {
+    fn array_of_tables(
+        &mut self,
+        value: &Spanned<DeValue<'t>>,
+        component: &str,
+        what: &str,
+    ) -> Option<DeArray<'t>> {
         match value.get_ref() {
             DeValue::Array(items) => {
                 let mut ok = true;
                 for item in items.iter() {
                     if !item.get_ref().is_table() {
-                        self.report(item.span(), component, format!("each entry of {what} must be a table"));
+                        self.report(
+                            item.span(),
+                            component,
+                            format!("each entry of {what} must be a table"),
+                        );
                         ok = false;
                     }
                 }
@@ -330,7 +369,10 @@ impl<'t> Loader<'t> {
                 self.report(
                     value.span(),
                     component,
-                    format!("expected an array of tables {what}, found {}", other.type_str()),
+                    format!(
+                        "expected an array of tables {what}, found {}",
+                        other.type_str()
+                    ),
                 );
                 None
             }
@@ -347,7 +389,11 @@ impl<'t> Loader<'t> {
     ) -> Option<T> {
         let mut value = value.clone();
         if !value.get_ref().is_table() {
-            self.report(value.span(), component, format!("expected a table, found {}", value.get_ref().type_str()));
+            self.report(
+                value.span(),
+                component,
+                format!("expected a table, found {}", value.get_ref().type_str()),
+            );
             return None;
         }
         let mut removed: Vec<(Span, String)> = Vec::new();
@@ -526,7 +572,11 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let column = before.get(line_start..).map(|s| s.chars().count()).unwrap_or(0) + 1;
+    let column = before
+        .get(line_start..)
+        .map(|s| s.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, column)
 }
 
@@ -563,18 +613,33 @@ fn validate_mqtt(mqtt: &MqttConfig) -> Vec<Finding> {
         out.push((vec!["port"], "port 0 is not a valid broker port".into()));
     }
     if !(5..=3600).contains(&mqtt.keep_alive_s) {
-        out.push((vec!["keep_alive_s"], format!("keep_alive_s = {} is outside 5..=3600", mqtt.keep_alive_s)));
+        out.push((
+            vec!["keep_alive_s"],
+            format!("keep_alive_s = {} is outside 5..=3600", mqtt.keep_alive_s),
+        ));
     }
     if mqtt.reconnect_max_ms < 500 {
-        out.push((vec!["reconnect_max_ms"], format!("reconnect_max_ms = {} is below the first retry delay of 500 ms", mqtt.reconnect_max_ms)));
+        out.push((
+            vec!["reconnect_max_ms"],
+            format!(
+                "reconnect_max_ms = {} is below the first retry delay of 500 ms",
+                mqtt.reconnect_max_ms
+            ),
+        ));
     }
     if let Some(id) = &mqtt.client_id {
         if id.is_empty() || id.len() > 128 {
-            out.push((vec!["client_id"], "client_id must be 1–128 characters".into()));
+            out.push((
+                vec!["client_id"],
+                "client_id must be 1–128 characters".into(),
+            ));
         }
     }
     if mqtt.password.is_some() && mqtt.username.is_none() {
-        out.push((vec!["password"], "password is set but username is not".into()));
+        out.push((
+            vec!["password"],
+            "password is set but username is not".into(),
+        ));
     }
     if let Some(tls) = &mqtt.tls {
         for (key, path) in [
@@ -584,12 +649,18 @@ fn validate_mqtt(mqtt: &MqttConfig) -> Vec<Finding> {
         ] {
             if let Some(path) = path {
                 if !path.is_file() {
-                    out.push((vec!["tls", key], format!("{key} `{}` does not exist or is not a file", path.display())));
+                    out.push((
+                        vec!["tls", key],
+                        format!("{key} `{}` does not exist or is not a file", path.display()),
+                    ));
                 }
             }
         }
         if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
-            out.push((vec!["tls"], "client_cert_file and client_key_file must be given together".into()));
+            out.push((
+                vec!["tls"],
+                "client_cert_file and client_key_file must be given together".into(),
+            ));
         }
     }
     out
@@ -605,10 +676,19 @@ fn validate_modbus_tcp(d: &ModbusTcpConfig) -> Vec<Finding> {
         out.push((vec!["port"], "port 0 is not a valid Modbus TCP port".into()));
     }
     if !(10..=600_000).contains(&d.timeout_ms) {
-        out.push((vec!["timeout_ms"], format!("timeout_ms = {} is outside 10..=600000", d.timeout_ms)));
+        out.push((
+            vec!["timeout_ms"],
+            format!("timeout_ms = {} is outside 10..=600000", d.timeout_ms),
+        ));
     }
     if !(10..=86_400_000).contains(&d.poll_interval_ms) {
-        out.push((vec!["poll_interval_ms"], format!("poll_interval_ms = {} is outside 10..=86400000", d.poll_interval_ms)));
+        out.push((
+            vec!["poll_interval_ms"],
+            format!(
+                "poll_interval_ms = {} is outside 10..=86400000",
+                d.poll_interval_ms
+            ),
+        ));
     }
     if let Some(stale) = d.stale_after_ms {
         if stale < d.poll_interval_ms {
@@ -616,10 +696,19 @@ fn validate_modbus_tcp(d: &ModbusTcpConfig) -> Vec<Finding> {
         }
     }
     if d.backoff_initial_ms == 0 {
-        out.push((vec!["backoff_initial_ms"], "backoff_initial_ms must be at least 1".into()));
+        out.push((
+            vec!["backoff_initial_ms"],
+            "backoff_initial_ms must be at least 1".into(),
+        ));
     }
     if d.backoff_max_ms < d.backoff_initial_ms {
-        out.push((vec!["backoff_max_ms"], format!("backoff_max_ms = {} is below backoff_initial_ms = {}", d.backoff_max_ms, d.backoff_initial_ms)));
+        out.push((
+            vec!["backoff_max_ms"],
+            format!(
+                "backoff_max_ms = {} is below backoff_initial_ms = {}",
+                d.backoff_max_ms, d.backoff_initial_ms
+            ),
+        ));
     }
     out
 }
@@ -630,7 +719,10 @@ fn validate_point(p: &PointConfig) -> Vec<Finding> {
     let ty = p.data_type();
     if p.register.is_bit() != (ty == DataType::Bool) {
         let msg = if p.register.is_bit() {
-            format!("a {:?} register holds one bit: data_type must be `bool`, not `{ty:?}`", p.register)
+            format!(
+                "a {:?} register holds one bit: data_type must be `bool`, not `{ty:?}`",
+                p.register
+            )
         } else {
             format!("`bool` is for coils and discrete inputs; a {:?} register needs a numeric data_type", p.register)
         };
@@ -638,10 +730,20 @@ fn validate_point(p: &PointConfig) -> Vec<Finding> {
     }
     let last = u32::from(p.address) + u32::from(ty.registers()) - 1;
     if last > u32::from(u16::MAX) {
-        out.push((vec!["address"], format!("address {} + {} registers runs past 65535", p.address, ty.registers())));
+        out.push((
+            vec!["address"],
+            format!(
+                "address {} + {} registers runs past 65535",
+                p.address,
+                ty.registers()
+            ),
+        ));
     }
     if !p.scale.is_finite() || p.scale == 0.0 {
-        out.push((vec!["scale"], format!("scale = {} must be finite and non-zero", p.scale)));
+        out.push((
+            vec!["scale"],
+            format!("scale = {} must be finite and non-zero", p.scale),
+        ));
     }
     if !p.offset.is_finite() {
         out.push((vec!["offset"], "offset must be finite".into()));
@@ -655,7 +757,10 @@ fn validate_alarm(rule: &AlarmRuleConfig) -> Vec<Finding> {
         check_topic_name("name", "alarm rule name", name, &mut out);
     }
     if rule.warning.is_none() && rule.alarm.is_none() {
-        out.push((vec!["kind"], "an alarm rule needs a `warning` level, an `alarm` level, or both".into()));
+        out.push((
+            vec!["kind"],
+            "an alarm rule needs a `warning` level, an `alarm` level, or both".into(),
+        ));
     }
     for (key, level) in [("warning", rule.warning), ("alarm", rule.alarm)] {
         if level.is_some_and(|l| !l.is_finite()) {
@@ -664,16 +769,32 @@ fn validate_alarm(rule: &AlarmRuleConfig) -> Vec<Finding> {
     }
     if let (Some(w), Some(a)) = (rule.warning, rule.alarm) {
         match rule.kind {
-            AlarmKind::High if w >= a => out.push((vec!["warning"], format!("for a high rule the warning level ({w}) must lie below the alarm level ({a})"))),
-            AlarmKind::Low if w <= a => out.push((vec!["warning"], format!("for a low rule the warning level ({w}) must lie above the alarm level ({a})"))),
+            AlarmKind::High if w >= a => out.push((
+                vec!["warning"],
+                format!(
+                    "for a high rule the warning level ({w}) must lie below the alarm level ({a})"
+                ),
+            )),
+            AlarmKind::Low if w <= a => out.push((
+                vec!["warning"],
+                format!(
+                    "for a low rule the warning level ({w}) must lie above the alarm level ({a})"
+                ),
+            )),
             _ => {}
         }
     }
     if !rule.deadband.is_finite() || rule.deadband < 0.0 {
-        out.push((vec!["deadband"], format!("deadband = {} must be zero or positive", rule.deadband)));
+        out.push((
+            vec!["deadband"],
+            format!("deadband = {} must be zero or positive", rule.deadband),
+        ));
     }
     if rule.on_delay_ms > 86_400_000 {
-        out.push((vec!["on_delay_ms"], format!("on_delay_ms = {} is longer than a day", rule.on_delay_ms)));
+        out.push((
+            vec!["on_delay_ms"],
+            format!("on_delay_ms = {} is longer than a day", rule.on_delay_ms),
+        ));
     }
     out
 }
@@ -728,21 +849,58 @@ alarm = 80.0
 "#;
         let errs = errors(text);
         let lines: Vec<(usize, &str)> = errs.iter().map(|d| (d.line, d.message.as_str())).collect();
-        assert!(errs.iter().any(|d| d.line == 2 && d.component == "site" && d.message.contains("bad site")), "{lines:?}");
-        assert!(errs.iter().any(|d| d.line == 3 && d.message.contains("unknown field `colour`")), "{lines:?}");
-        assert!(errs.iter().any(|d| d.line == 6 && d.component == "mqtt"), "{lines:?}");
-        assert!(errs.iter().any(|d| d.line == 12 && d.component == "device \"plc1\"" && d.message.contains("timeout_ms")), "{lines:?}");
-        assert!(errs.iter().any(|d| d.line == 13 && d.message.contains("bogus")), "{lines:?}");
-        assert!(errs.iter().any(|d| d.line == 19 && d.component == "device \"plc1\" / point \"t\""), "{lines:?}");
-        assert!(errs.iter().any(|d| d.line == 23 && d.component.ends_with("alarm \"high\"") && d.message.contains("below the alarm level")), "{lines:?}");
+        assert!(
+            errs.iter()
+                .any(|d| d.line == 2 && d.component == "site" && d.message.contains("bad site")),
+            "{lines:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|d| d.line == 3 && d.message.contains("unknown field `colour`")),
+            "{lines:?}"
+        );
+        assert!(
+            errs.iter().any(|d| d.line == 6 && d.component == "mqtt"),
+            "{lines:?}"
+        );
+        assert!(
+            errs.iter().any(|d| d.line == 12
+                && d.component == "device \"plc1\""
+                && d.message.contains("timeout_ms")),
+            "{lines:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|d| d.line == 13 && d.message.contains("bogus")),
+            "{lines:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|d| d.line == 19 && d.component == "device \"plc1\" / point \"t\""),
+            "{lines:?}"
+        );
+        assert!(
+            errs.iter().any(|d| d.line == 23
+                && d.component.ends_with("alarm \"high\"")
+                && d.message.contains("below the alarm level")),
+            "{lines:?}"
+        );
         assert_eq!(errs.len(), 7, "{lines:?}");
     }
 
     #[test]
     fn missing_required_fields_are_named() {
         let errs = errors("[site]\n[[devices]]\ntype = \"modbus_tcp\"\n");
-        assert!(errs.iter().any(|d| d.message.contains("missing field `id`")), "{errs:?}");
-        assert!(errs.iter().any(|d| d.message.contains("missing field `name`")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|d| d.message.contains("missing field `id`")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|d| d.message.contains("missing field `name`")),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -770,7 +928,14 @@ alarm = 80.0
 
     #[test]
     fn arbitrary_garbage_never_panics() {
-        for text in ["\u{0}\u{1}", "[[[", "devices = 3", "[site]\nid=1", "devices = [1, \"x\"]", "[[devices]]\npoints = 5\ntype=\"modbus_tcp\""] {
+        for text in [
+            "\u{0}\u{1}",
+            "[[[",
+            "devices = 3",
+            "[site]\nid=1",
+            "devices = [1, \"x\"]",
+            "[[devices]]\npoints = 5\ntype=\"modbus_tcp\"",
+        ] {
             assert!(parse_str(text, "t").is_err());
         }
     }

@@ -323,7 +323,12 @@ pub enum ByteOrder {
     #[serde(rename = "ABCD", alias = "big", alias = "abcd")]
     Abcd,
     /// High byte first within each word, low word first ("word swap").
-    #[serde(rename = "CDAB", alias = "little_word", alias = "word_swap", alias = "cdab")]
+    #[serde(
+        rename = "CDAB",
+        alias = "little_word",
+        alias = "word_swap",
+        alias = "cdab"
+    )]
     Cdab,
     /// Low byte first within each word, high word first ("byte swap").
     #[serde(rename = "BADC", alias = "byte_swap", alias = "badc")]

@@ -57,6 +57,7 @@ pub fn start(port: u16) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Err(format!("the embedded MQTT broker did not start listening on {addr}"))
+    Err(format!(
+        "the embedded MQTT broker did not start listening on {addr}"
+    ))
 }
-

@@ -20,15 +20,23 @@ pub async fn run(mqtt_port: u16, shutdown: impl Future<Output = ()>) -> Result<(
         .await
         .map_err(|e| format!("cannot start the simulated plant: {e}"))?;
     let config = demo_config(mqtt_port, plant.press.port(), plant.pump.port())?;
-    println!("qis-edge demo: site \"{}\", embedded MQTT broker on 127.0.0.1:{mqtt_port}", config.site.id);
-    println!("  simulated press1 on {}, pump1 on {} (Modbus TCP)", plant.press, plant.pump);
+    println!(
+        "qis-edge demo: site \"{}\", embedded MQTT broker on 127.0.0.1:{mqtt_port}",
+        config.site.id
+    );
+    println!(
+        "  simulated press1 on {}, pump1 on {} (Modbus TCP)",
+        plant.press, plant.pump
+    );
     println!("  watch:       mosquitto_sub -h 127.0.0.1 -p {mqtt_port} -t 'qis/#' -v");
     println!(
         "  acknowledge: mosquitto_pub -h 127.0.0.1 -p {mqtt_port} -t qis/{}/cmd/ack -m '{{\"device\":\"press1\",\"point\":\"oil_temp\"}}'",
         config.site.id
     );
     println!("  press1/oil_temp reaches its warning level after ~3 s and its alarm level after ~6 s, and clears after ~22 s. Ctrl-C stops.");
-    let result = crate::gateway::run(config, shutdown).await.map_err(|e| e.to_string());
+    let result = crate::gateway::run(config, shutdown)
+        .await
+        .map_err(|e| e.to_string());
     cancel.cancel();
     result
 }
@@ -40,7 +48,10 @@ pub fn demo_config(mqtt_port: u16, press_port: u16, pump_port: u16) -> Result<Co
         .replace("{MQTT_PORT}", &mqtt_port.to_string())
         .replace("{PRESS_PORT}", &press_port.to_string())
         .replace("{PUMP_PORT}", &pump_port.to_string())
-        .replace("{STATE_DIR}", &state_dir.display().to_string().replace('\\', "/"));
+        .replace(
+            "{STATE_DIR}",
+            &state_dir.display().to_string().replace('\\', "/"),
+        );
     config::parse_str(&text, "config/demo.toml").map_err(|e| e.to_string())
 }
 

@@ -39,7 +39,11 @@ struct Service {
     image: Arc<Mutex<Image>>,
 }
 
-fn read_words(table: &HashMap<u16, u16>, address: u16, count: u16) -> Result<Vec<u16>, ExceptionCode> {
+fn read_words(
+    table: &HashMap<u16, u16>,
+    address: u16,
+    count: u16,
+) -> Result<Vec<u16>, ExceptionCode> {
     (0..count)
         .map(|i| {
             address
@@ -62,10 +66,18 @@ impl tokio_modbus::server::Service for Service {
             Err(_) => return std::future::ready(Err(ExceptionCode::ServerDeviceFailure)),
         };
         let result = match request {
-            Request::ReadHoldingRegisters(a, n) => read_words(&image.holding, a, n).map(Response::ReadHoldingRegisters),
-            Request::ReadInputRegisters(a, n) => read_words(&image.input, a, n).map(Response::ReadInputRegisters),
+            Request::ReadHoldingRegisters(a, n) => {
+                read_words(&image.holding, a, n).map(Response::ReadHoldingRegisters)
+            }
+            Request::ReadInputRegisters(a, n) => {
+                read_words(&image.input, a, n).map(Response::ReadInputRegisters)
+            }
             Request::ReadCoils(a, n) => (0..n)
-                .map(|i| a.checked_add(i).and_then(|a| image.coils.get(&a).copied()).ok_or(ExceptionCode::IllegalDataAddress))
+                .map(|i| {
+                    a.checked_add(i)
+                        .and_then(|a| image.coils.get(&a).copied())
+                        .ok_or(ExceptionCode::IllegalDataAddress)
+                })
                 .collect::<Result<Vec<bool>, _>>()
                 .map(Response::ReadCoils),
             _ => Err(ExceptionCode::IllegalFunction),
@@ -114,7 +126,8 @@ fn simulate(press: &Mutex<Image>, pump: &Mutex<Image>, t: f64) {
         let oil = 70.0 + 25.0 * (2.0 * PI * t / 50.0).sin() + wobble;
         Image::set_f32_cdab(&mut p.holding, 0, oil as f32);
         let pressure = 150.0 + 5.0 * (2.0 * PI * t / 13.0).sin();
-        p.holding.insert(2, ((pressure * 10.0).round() as i16) as u16);
+        p.holding
+            .insert(2, ((pressure * 10.0).round() as i16) as u16);
         Image::set_u32_abcd(&mut p.holding, 3, (t / 2.5) as u32);
         let current = 12.0 + 1.5 * (2.0 * PI * t / 7.0).sin();
         p.holding.insert(5, (current * 100.0).round() as u16);
@@ -122,7 +135,8 @@ fn simulate(press: &Mutex<Image>, pump: &Mutex<Image>, t: f64) {
     }
     if let Ok(mut p) = pump.lock() {
         let velocity = 3.0 + 2.2 * (2.0 * PI * t / 80.0).sin() + wobble * 0.2;
-        p.input.insert(0, ((velocity * 100.0).round() as i16) as u16);
+        p.input
+            .insert(0, ((velocity * 100.0).round() as i16) as u16);
         let temp = -5.0 + 2.0 * (2.0 * PI * t / 30.0).sin();
         p.input.insert(1, ((temp * 10.0).round() as i16) as u16);
     }
@@ -140,7 +154,13 @@ async fn serve(image: Arc<Mutex<Image>>, cancel: CancellationToken) -> std::io::
             async move { accepted }
         };
         let on_error = |e: std::io::Error| debug!(error = %e, "Simulated device connection ended.");
-        let _ = server.serve_until(&on_connected, on_error, async move { cancel.cancelled().await }).await;
+        let _ = server
+            .serve_until(
+                &on_connected,
+                on_error,
+                async move { cancel.cancelled().await },
+            )
+            .await;
     });
     Ok(addr)
 }

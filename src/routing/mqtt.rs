@@ -14,8 +14,8 @@ use crate::backoff::Backoff;
 use crate::config::{MqttConfig, TlsConfig};
 use bytes::Bytes;
 use rumqttc::{
-    AsyncClient, ConnectReturnCode, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet,
-    QoS, TlsConfiguration, Transport,
+    AsyncClient, ConnectReturnCode, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
+    TlsConfiguration, Transport,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -92,7 +92,12 @@ pub struct MqttLink {
 }
 
 /// The JSON of the retained status message.
-pub fn status_payload(site: &str, online: bool, reason: Option<&str>, at: Option<SystemTime>) -> Vec<u8> {
+pub fn status_payload(
+    site: &str,
+    online: bool,
+    reason: Option<&str>,
+    at: Option<SystemTime>,
+) -> Vec<u8> {
     let status = Status {
         status: if online { "online" } else { "offline" }.into(),
         site: site.to_string(),
@@ -128,9 +133,9 @@ pub fn start(
         options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
     }
     if let Some(tls) = &config.tls {
-        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(
-            rustls_config(tls)?,
-        ))));
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::new(rustls_config(tls)?),
+        )));
     }
     let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
     let (generation_tx, generation_rx) = watch::channel(0u64);
@@ -184,17 +189,28 @@ impl Driver {
                 _ = sleep_until_opt(stop_at) => break,
             };
             match event {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) if ack.code == ConnectReturnCode::Success => {
+                Ok(Event::Incoming(Packet::ConnAck(ack)))
+                    if ack.code == ConnectReturnCode::Success =>
+                {
                     connected = true;
                     failures = 0;
                     self.backoff.reset();
                     info!(broker = %self.broker, "Connected to the local broker.");
-                    if let Err(e) = self.client.try_subscribe(self.topics.commands(), QoS::AtLeastOnce) {
+                    if let Err(e) = self
+                        .client
+                        .try_subscribe(self.topics.commands(), QoS::AtLeastOnce)
+                    {
                         warn!(error = %e, "Could not queue the command subscription.");
                     }
                     if stop_at.is_none() {
-                        let online = status_payload(&self.site, true, None, Some(SystemTime::now()));
-                        let _ = self.client.try_publish(self.topics.status(), QoS::AtLeastOnce, true, online);
+                        let online =
+                            status_payload(&self.site, true, None, Some(SystemTime::now()));
+                        let _ = self.client.try_publish(
+                            self.topics.status(),
+                            QoS::AtLeastOnce,
+                            true,
+                            online,
+                        );
                     }
                     self.generation.send_modify(|g| *g += 1);
                 }
@@ -273,10 +289,11 @@ fn rustls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, MqttSetupError
                 .map_err(|e| err("cannot read client_cert_file", cert, &e))?
                 .collect::<Result<_, _>>()
                 .map_err(|e| err("bad certificate in client_cert_file", cert, &e))?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| err("cannot read client_key_file", key, &e))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| MqttSetupError::Tls(format!("client certificate and key do not fit: {e}")))
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| err("cannot read client_key_file", key, &e))?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| {
+                MqttSetupError::Tls(format!("client certificate and key do not fit: {e}"))
+            })
         }
         _ => Ok(builder.with_no_client_auth()),
     }

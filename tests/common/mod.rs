@@ -4,7 +4,10 @@
 //! The peers must be installed (`./tests/run.sh` does it); a missing peer fails the test with
 //! instructions rather than skipping it.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
@@ -38,7 +41,7 @@ fn wait_listening_or_exit(port: u16, what: &str, mut peer: Option<(&mut Child, &
         }
         if let Some((child, log)) = peer.as_mut() {
             if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(&*log).unwrap_or_default();
+                let log = std::fs::read_to_string(*log).unwrap_or_default();
                 panic!("{what} exited ({status}) before listening on port {port}:\n{log}");
             }
         }
@@ -64,7 +67,9 @@ fn spawn_peer(mut command: Command, port: u16, what: &str) -> Peer {
         .stdout(Stdio::from(file))
         .stderr(Stdio::from(err))
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}; run ./tests/run.sh to install the test peers"));
+        .unwrap_or_else(|e| {
+            panic!("cannot start {what}: {e}; run ./tests/run.sh to install the test peers")
+        });
     wait_listening_or_exit(port, what, Some((&mut child, &log)));
     Peer {
         child,
@@ -223,7 +228,10 @@ impl Observer {
                         .take(15)
                         .map(|m| format!("{} {}", m.topic, m.json))
                         .collect();
-                    panic!("timed out waiting for {what}; last messages:\n{}", tail.join("\n"));
+                    panic!(
+                        "timed out waiting for {what}; last messages:\n{}",
+                        tail.join("\n")
+                    );
                 }
             }
         }

@@ -72,23 +72,57 @@ mod tests {
             (ByteOrder::Dcba, [0x0000, 0x2041]),
         ];
         for (order, words) in cases {
-            assert_eq!(decode_registers(&words, DataType::F32, order), Some(10.0), "{order:?}");
+            assert_eq!(
+                decode_registers(&words, DataType::F32, order),
+                Some(10.0),
+                "{order:?}"
+            );
         }
         let v = decode_registers(&[0xC2F6, 0xE979], DataType::F32, ByteOrder::Abcd).unwrap();
-        assert_eq!(v, -123.456, "f32 values read as the decimal that was written");
-        assert_eq!(decode_registers(&[0xFFFF, 0xFFFE], DataType::I32, ByteOrder::Abcd), Some(-2.0));
-        assert_eq!(decode_registers(&[0xFFFE, 0xFFFF], DataType::I32, ByteOrder::Cdab), Some(-2.0));
-        assert_eq!(decode_registers(&[0x0001, 0x0002], DataType::U32, ByteOrder::Abcd), Some(65538.0));
-        assert_eq!(decode_registers(&[0x0201, 0x0000], DataType::U32, ByteOrder::Dcba), Some(258.0));
+        assert_eq!(
+            v, -123.456,
+            "f32 values read as the decimal that was written"
+        );
+        assert_eq!(
+            decode_registers(&[0xFFFF, 0xFFFE], DataType::I32, ByteOrder::Abcd),
+            Some(-2.0)
+        );
+        assert_eq!(
+            decode_registers(&[0xFFFE, 0xFFFF], DataType::I32, ByteOrder::Cdab),
+            Some(-2.0)
+        );
+        assert_eq!(
+            decode_registers(&[0x0001, 0x0002], DataType::U32, ByteOrder::Abcd),
+            Some(65538.0)
+        );
+        assert_eq!(
+            decode_registers(&[0x0201, 0x0000], DataType::U32, ByteOrder::Dcba),
+            Some(258.0)
+        );
     }
 
     #[test]
     fn single_registers_use_only_the_byte_order() {
-        assert_eq!(decode_registers(&[0xFF38], DataType::I16, ByteOrder::Abcd), Some(-200.0));
-        assert_eq!(decode_registers(&[0xFF38], DataType::I16, ByteOrder::Cdab), Some(-200.0));
-        assert_eq!(decode_registers(&[0x38FF], DataType::I16, ByteOrder::Badc), Some(-200.0));
-        assert_eq!(decode_registers(&[0x38FF], DataType::I16, ByteOrder::Dcba), Some(-200.0));
-        assert_eq!(decode_registers(&[0xFF38], DataType::U16, ByteOrder::Abcd), Some(65336.0));
+        assert_eq!(
+            decode_registers(&[0xFF38], DataType::I16, ByteOrder::Abcd),
+            Some(-200.0)
+        );
+        assert_eq!(
+            decode_registers(&[0xFF38], DataType::I16, ByteOrder::Cdab),
+            Some(-200.0)
+        );
+        assert_eq!(
+            decode_registers(&[0x38FF], DataType::I16, ByteOrder::Badc),
+            Some(-200.0)
+        );
+        assert_eq!(
+            decode_registers(&[0x38FF], DataType::I16, ByteOrder::Dcba),
+            Some(-200.0)
+        );
+        assert_eq!(
+            decode_registers(&[0xFF38], DataType::U16, ByteOrder::Abcd),
+            Some(65336.0)
+        );
     }
 
     #[test]

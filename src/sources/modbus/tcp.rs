@@ -23,7 +23,9 @@ use tracing::{debug, info, warn};
 #[derive(Debug, thiserror::Error)]
 enum ReadError {
     /// The device answered with a Modbus exception; the link is fine.
-    #[error("register {address} ({kind:?}) on {device}: device answered exception {code} ({name})")]
+    #[error(
+        "register {address} ({kind:?}) on {device}: device answered exception {code} ({name})"
+    )]
     Exception {
         device: String,
         kind: RegisterKind,
@@ -80,7 +82,12 @@ impl ModbusTcpPoller {
                         backoff.reset();
                         if link_up != Some(true) {
                             link_up = Some(true);
-                            self.send(SourceEvent::Link { device: self.index, up: true, error: None }).await;
+                            self.send(SourceEvent::Link {
+                                device: self.index,
+                                up: true,
+                                error: None,
+                            })
+                            .await;
                         }
                         ticker.reset_immediately();
                     }
@@ -89,7 +96,12 @@ impl ModbusTcpPoller {
                         if link_up != Some(false) {
                             warn!(device = %self.config.name, error = %reason, retry_in_ms = delay.as_millis() as u64, "Connect failed; retrying with backoff.");
                             link_up = Some(false);
-                            self.send(SourceEvent::Link { device: self.index, up: false, error: Some(reason.clone()) }).await;
+                            self.send(SourceEvent::Link {
+                                device: self.index,
+                                up: false,
+                                error: Some(reason.clone()),
+                            })
+                            .await;
                             self.all_bad(&reason).await;
                         } else {
                             debug!(device = %self.config.name, error = %reason, "Connect failed again.");
@@ -111,7 +123,12 @@ impl ModbusTcpPoller {
                 warn!(device = %self.config.name, error = %reason, "Poll failed; reconnecting.");
                 ctx = None;
                 link_up = Some(false);
-                self.send(SourceEvent::Link { device: self.index, up: false, error: Some(reason.clone()) }).await;
+                self.send(SourceEvent::Link {
+                    device: self.index,
+                    up: false,
+                    error: Some(reason.clone()),
+                })
+                .await;
                 self.all_bad(&reason).await;
                 let delay = backoff.next_delay();
                 tokio::select! {
@@ -136,10 +153,18 @@ impl ModbusTcpPoller {
             Ok(Err(e)) => return Err(format!("cannot resolve {}: {e}", self.config.host)),
             Err(_) => return Err(format!("resolving {} timed out", self.config.host)),
         };
-        match timeout(limit, tokio_modbus::client::tcp::connect_slave(addr, Slave(self.config.unit_id))).await {
+        match timeout(
+            limit,
+            tokio_modbus::client::tcp::connect_slave(addr, Slave(self.config.unit_id)),
+        )
+        .await
+        {
             Ok(Ok(ctx)) => Ok(ctx),
             Ok(Err(e)) => Err(format!("cannot connect to {addr}: {e}")),
-            Err(_) => Err(format!("connecting to {addr} timed out after {} ms", self.config.timeout_ms)),
+            Err(_) => Err(format!(
+                "connecting to {addr} timed out after {} ms",
+                self.config.timeout_ms
+            )),
         }
     }
 
@@ -148,10 +173,24 @@ impl ModbusTcpPoller {
         for (i, point) in self.config.points.iter().enumerate() {
             let at = SystemTime::now();
             let sample = match self.read_point(ctx, point).await {
-                Ok(value) => Sample { device: self.index, point: i, value: Some(value), quality: Quality::Good, error: None, at },
+                Ok(value) => Sample {
+                    device: self.index,
+                    point: i,
+                    value: Some(value),
+                    quality: Quality::Good,
+                    error: None,
+                    at,
+                },
                 Err(e @ ReadError::Exception { .. }) => {
                     debug!(device = %self.config.name, point = %point.name, error = %e, "Point read answered with an exception.");
-                    Sample { device: self.index, point: i, value: None, quality: Quality::Bad, error: Some(e.to_string()), at }
+                    Sample {
+                        device: self.index,
+                        point: i,
+                        value: None,
+                        quality: Quality::Bad,
+                        error: Some(e.to_string()),
+                        at,
+                    }
                 }
                 Err(e @ ReadError::Transport { .. }) => return Err(e.to_string()),
             };
@@ -188,13 +227,22 @@ impl ModbusTcpPoller {
                     }
                 };
                 let words = match timeout(limit, request).await {
-                    Err(_) => return Err(transport(format!("no answer within {} ms", self.config.timeout_ms))),
+                    Err(_) => {
+                        return Err(transport(format!(
+                            "no answer within {} ms",
+                            self.config.timeout_ms
+                        )))
+                    }
                     Ok(Err(e)) => return Err(transport(e.to_string())),
                     Ok(Ok(Err(code))) => return Err(exception(code)),
                     Ok(Ok(Ok(words))) => words,
                 };
-                decode_registers(&words, ty, point.byte_order)
-                    .ok_or_else(|| transport(format!("device returned {} registers, expected {count}", words.len())))?
+                decode_registers(&words, ty, point.byte_order).ok_or_else(|| {
+                    transport(format!(
+                        "device returned {} registers, expected {count}",
+                        words.len()
+                    ))
+                })?
             }
             RegisterKind::Coil | RegisterKind::DiscreteInput => {
                 let request = async {
@@ -205,13 +253,21 @@ impl ModbusTcpPoller {
                     }
                 };
                 let bits = match timeout(limit, request).await {
-                    Err(_) => return Err(transport(format!("no answer within {} ms", self.config.timeout_ms))),
+                    Err(_) => {
+                        return Err(transport(format!(
+                            "no answer within {} ms",
+                            self.config.timeout_ms
+                        )))
+                    }
                     Ok(Err(e)) => return Err(transport(e.to_string())),
                     Ok(Ok(Err(code))) => return Err(exception(code)),
                     Ok(Ok(Ok(bits))) => bits,
                 };
                 debug_assert_eq!(ty, DataType::Bool);
-                let bit = bits.first().copied().ok_or_else(|| transport("device returned no bits".into()))?;
+                let bit = bits
+                    .first()
+                    .copied()
+                    .ok_or_else(|| transport("device returned no bits".into()))?;
                 f64::from(u8::from(bit))
             }
         };

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs the whole test suite:
+#   - Debian packages: mosquitto (a real broker), systemd (systemd-analyze), python3-venv;
+#     installed with apt-get when missing (as root, or through sudo);
+#   - the Python test peers (pymodbus, pinned in tests/requirements.txt) in ./.venv;
+#   - then `cargo test` (unit, integration and CLI tests). Extra arguments go to cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin:/sbin"
+
+missing=()
+command -v mosquitto >/dev/null || missing+=(mosquitto)
+command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "run.sh: installing ${missing[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+venv=.venv
+if ! "$venv/bin/python" -c 'import pymodbus, sys; sys.exit(pymodbus.__version__ != "3.8.6")' 2>/dev/null; then
+    echo "run.sh: creating $venv with the Python test peers"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
+fi
+export QIS_TEST_PYTHON="$PWD/$venv/bin/python"
+
+cargo test --locked "$@"
