@@ -473,3 +473,61 @@ fn alarm_id(point: &PointState, rule: &Rule) -> String {
         rule.occurrence()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core() -> Core {
+        let text = "[site]\nid = \"t\"\n[[devices]]\ntype = \"modbus_tcp\"\nname = \"d\"\nhost = \"127.0.0.1\"\npoll_interval_ms = 100\nstale_after_ms = 500\n[[devices.points]]\nname = \"p\"\nregister = \"holding\"\naddress = 0\n";
+        let config = crate::config::parse_str(text, "t.toml").expect("valid");
+        // The client's event loop is never polled: publications just queue, unobserved.
+        let (client, _eventloop) =
+            rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("t", "127.0.0.1", 1), 1000);
+        Core::new(&config, Publisher::for_tests(client))
+    }
+
+    fn good(value: f64) -> Sample {
+        Sample {
+            device: 0,
+            point: 0,
+            value: Some(value),
+            quality: Quality::Good,
+            error: None,
+            at: SystemTime::now(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_point_without_good_reads_for_stale_after_turns_stale_and_recovers() {
+        let mut core = core();
+        core.on_sample(good(1.0));
+        tokio::time::advance(Duration::from_millis(400)).await;
+        core.housekeeping();
+        assert_eq!(core.points[0][0].quality, Quality::Good);
+        tokio::time::advance(Duration::from_millis(200)).await;
+        core.housekeeping();
+        assert_eq!(core.points[0][0].quality, Quality::Stale);
+        assert_eq!(
+            core.points[0][0].value,
+            Some(1.0),
+            "a stale point keeps its last value"
+        );
+        core.on_sample(good(2.0));
+        assert_eq!(core.points[0][0].quality, Quality::Good);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bad_read_keeps_the_last_good_value() {
+        let mut core = core();
+        core.on_sample(good(5.0));
+        core.on_sample(Sample {
+            value: None,
+            quality: Quality::Bad,
+            error: Some("timeout".into()),
+            ..good(0.0)
+        });
+        assert_eq!(core.points[0][0].quality, Quality::Bad);
+        assert_eq!(core.points[0][0].value, Some(5.0));
+    }
+}

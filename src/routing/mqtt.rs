@@ -70,6 +70,15 @@ impl Publisher {
         }
     }
 
+    /// A publisher around a bare client, for tests of what feeds it.
+    #[cfg(test)]
+    pub(crate) fn for_tests(client: AsyncClient) -> Self {
+        Self {
+            client,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
     /// Messages dropped since start because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
