@@ -345,7 +345,8 @@ async fn a_dead_modbus_server_marks_its_points_bad_and_recovers_while_other_devi
         .await;
 
     // While one device is dead and another times out on every request, the healthy one is
-    // read on its own 200 ms cadence: its reading timestamps show no gap near a timeout.
+    // read on its own 200 ms cadence: its reading timestamps show no gap anywhere near the
+    // silent device's 700 ms timeout (which any shared poll loop would add to its period).
     let window = observer.collect(Duration::from_secs(3)).await;
     let mut stamps: Vec<std::time::SystemTime> = window
         .iter()
