@@ -30,11 +30,16 @@ pub enum RunError {
     /// Broker connection setup failed.
     #[error(transparent)]
     Mqtt(#[from] MqttSetupError),
+    /// The outcome signing key could not be loaded or created.
+    #[error("outcome signing key: {0}")]
+    Key(#[from] crate::packet::keys::KeyError),
 }
 
 /// Runs the gateway until `shutdown` completes, then stops every task within
 /// [`SHUTDOWN_DEADLINE`], publishing the `offline` status first.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let key = crate::packet::keys::load_or_create(&config.site.state_dir)?;
+    info!(source = %crate::packet::keys::public_hex(&key), "Outcome signing key loaded.");
     let cancel = CancellationToken::new();
     let (inbound_tx, inbound_rx) = mpsc::channel(64);
     let link = mqtt::start(&config.mqtt, &config.site.id, inbound_tx, cancel.clone())?;

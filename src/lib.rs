@@ -9,6 +9,7 @@
 //! - [`config`]: the TOML file: typed, documented, every error reported with its position.
 //! - [`sources`]: field device tasks (Modbus TCP) that emit samples with a quality.
 //! - [`alarms`]: the alarm state machine (deadband, on-delay, acknowledgement); pure.
+//! - [`packet`]: outcome packets: wire format, context fingerprints, keys, the intake guard.
 //! - [`routing`]: the local MQTT broker: topics, JSON payloads, the connection task.
 //! - [`gateway`]: wiring: pollers → core (metrics, alarms, alerts) ← commands.
 //! - [`demo`]: the self-contained plant demo: embedded broker and simulated Modbus devices.
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod gateway;
+pub mod packet;
 pub mod routing;
 pub mod sources;
 pub mod watchdog;

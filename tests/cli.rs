@@ -124,11 +124,12 @@ fn check_on_a_missing_or_binary_file_fails_cleanly() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
 
-fn run_config(mqtt_port: u16, plc_port: u16) -> String {
+fn run_config(state: &std::path::Path, mqtt_port: u16, plc_port: u16) -> String {
     format!(
-        "[site]\nid = \"lwt\"\n\n[mqtt]\nport = {mqtt_port}\nkeep_alive_s = 5\n\n\
+        "[site]\nid = \"lwt\"\nstate_dir = \"{}\"\n\n[mqtt]\nport = {mqtt_port}\nkeep_alive_s = 5\n\n\
          [[devices]]\ntype = \"modbus_tcp\"\nname = \"plc\"\nhost = \"127.0.0.1\"\nport = {plc_port}\npoll_interval_ms = 200\n\n\
-         [[devices.points]]\nname = \"v\"\nregister = \"holding\"\naddress = 0\n"
+         [[devices.points]]\nname = \"v\"\nregister = \"holding\"\naddress = 0\n",
+        state.display()
     )
 }
 
@@ -138,7 +139,8 @@ async fn killing_the_gateway_makes_the_broker_publish_its_last_will() {
     let plc = modbus_server(
         &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 1}]}),
     );
-    let (_dir, path) = write_config(&run_config(broker.port, plc.port));
+    let state = tempfile::tempdir().unwrap();
+    let (_dir, path) = write_config(&run_config(state.path(), broker.port, plc.port));
     let mut observer = Observer::connect(broker.port).await;
     let mut gateway = Command::new(gateway_binary())
         .args(["run", "--config"])
@@ -175,7 +177,8 @@ async fn killing_the_gateway_makes_the_broker_publish_its_last_will() {
 async fn sigterm_publishes_offline_and_exits_cleanly() {
     let broker = mosquitto();
     let plc = modbus_server(&json!({}));
-    let (_dir, path) = write_config(&run_config(broker.port, plc.port));
+    let state = tempfile::tempdir().unwrap();
+    let (_dir, path) = write_config(&run_config(state.path(), broker.port, plc.port));
     let mut observer = Observer::connect(broker.port).await;
     let mut gateway = Command::new(gateway_binary())
         .args(["run", "--config"])

@@ -44,8 +44,10 @@ impl Gateway {
 }
 
 fn header(site: &str, mqtt_port: u16) -> String {
+    let state = std::env::temp_dir().join(format!("qis-edge-test-{site}-{}", std::process::id()));
     format!(
-        "[site]\nid = \"{site}\"\nstate_dir = \"/tmp\"\n\n[mqtt]\nport = {mqtt_port}\nkeep_alive_s = 5\n\n[metrics]\nmin_interval_ms = 0\nmax_interval_ms = 0\n\n"
+        "[site]\nid = \"{site}\"\nstate_dir = \"{}\"\n\n[mqtt]\nport = {mqtt_port}\nkeep_alive_s = 5\n\n[metrics]\nmin_interval_ms = 0\nmax_interval_ms = 0\n\n",
+        state.display()
     )
 }
 

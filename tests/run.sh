@@ -22,7 +22,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 venv=.venv
-if ! "$venv/bin/python" -c 'import pymodbus, sys; sys.exit(pymodbus.__version__ != "3.8.6")' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import pymodbus, sys; import cryptography; sys.exit(pymodbus.__version__ != "3.8.6" or cryptography.__version__ != "46.0.3")' 2>/dev/null; then
     echo "run.sh: creating $venv with the Python test peers"
     rm -rf "$venv"
     python3 -m venv "$venv"

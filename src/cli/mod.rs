@@ -1,6 +1,8 @@
 //! The command line. `main.rs` calls [`main`]; everything here returns an exit code rather
 //! than panicking on anything a user typed or wrote.
 
+mod packet;
+
 use crate::config::{self, ConfigError};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -42,6 +44,13 @@ enum Command {
         #[arg(long)]
         duration: Option<u64>,
     },
+    /// Write a new Ed25519 key pair for signing outcome packets.
+    Keygen(packet::KeygenArgs),
+    /// Build, sign, verify and print outcome packets.
+    Packet {
+        #[command(subcommand)]
+        command: packet::PacketCommand,
+    },
 }
 
 /// Parses the command line and runs the command.
@@ -78,6 +87,8 @@ pub fn main() -> ExitCode {
             mqtt_port,
             duration,
         } => block_on(crate::demo::run(mqtt_port, shutdown_signal(duration))),
+        Command::Keygen(args) => packet::keygen(args),
+        Command::Packet { command } => packet::packet(command),
     }
 }
 

@@ -1,0 +1,392 @@
+//! Outcome packets: the wire format every gateway in every plant must agree on.
+//!
+//! A packet says "this signal pattern, at this threshold, preceded this confirmed outcome (or
+//! was a false alarm), this often, with this lead time", for one equipment context, signed by
+//! its source. It carries no raw data and no plant identity: the source is only its Ed25519
+//! public key.
+//!
+//! Wire format v1 (see README, "Outcome packets"): `postcard(PacketBody) ‖ signature[64]`,
+//! where the signature is Ed25519 over `b"qis/outcome/v1\0" ‖ postcard(PacketBody)`. The
+//! first byte is the version. The size is bounded by the types (fixed arrays, heapless
+//! strings, enums): the largest packet the types allow is [`MAX_ENCODED_LEN`] ≤ 512 bytes.
+//!
+//! - [`context`]: canonical context and its fingerprint (the routing address).
+//! - [`keys`]: the gateway's signing key on disk.
+//! - [`guard`]: the intake guard, `verify()`, with its rejection reasons.
+
+pub mod context;
+pub mod guard;
+pub mod keys;
+
+pub use context::{Context, Fingerprint};
+pub use guard::{verify, Rejection, ReplayGuard, TrustPolicy, VerifiedPacket};
+
+use ed25519_dalek::{Signature, Signer, SigningKey};
+use heapless::String as HString;
+use serde::{Deserialize, Serialize};
+
+/// The format version this build writes and reads.
+pub const VERSION: u8 = 1;
+/// No packet is ever larger than this, whatever it carries.
+pub const MAX_PACKET_LEN: usize = 512;
+/// Ed25519 signature length.
+pub const SIGNATURE_LEN: usize = 64;
+/// Bytes of a human-readable label (equipment class, failure mode).
+pub const LABEL_LEN: usize = 48;
+/// Bytes of an engineering unit.
+pub const UNIT_LEN: usize = 12;
+/// Size of the largest packet the types allow (asserted by a test that builds it).
+pub const MAX_ENCODED_LEN: usize = 288;
+/// Domain separation: a v1 packet signature can never be mistaken for another message's.
+pub const SIGNING_DOMAIN: &[u8] = b"qis/outcome/v1\0";
+
+/// A human-readable label, at most [`LABEL_LEN`] bytes of UTF-8.
+pub type Label = HString<LABEL_LEN>;
+/// An engineering unit, at most [`UNIT_LEN`] bytes of UTF-8.
+pub type Unit = HString<UNIT_LEN>;
+
+/// Everything in a packet except the signature; this is what is signed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PacketBody {
+    /// Format version, [`VERSION`].
+    pub version: u8,
+    /// Fingerprint of the equipment context the outcome belongs to.
+    pub fingerprint: Fingerprint,
+    /// What was observed.
+    pub pattern: SignalPattern,
+    /// What it turned out to be.
+    pub outcome: Outcome,
+    /// The source's confidence in this pattern → outcome relation, 0..=1.
+    pub confidence: f32,
+    /// Times the pattern was confirmed at the source (this one included, if a confirmation).
+    pub validations: u32,
+    /// Times the pattern was refuted (false alarms) at the source.
+    pub refutations: u32,
+    /// Seconds from the alarm to the confirmed outcome (0 for false alarms).
+    pub lead_time_s: u32,
+    /// Unix time (seconds, UTC) the packet was issued.
+    pub issued_at: u64,
+    /// Seconds after `issued_at` that receivers apply the packet.
+    pub ttl_s: u32,
+    /// Per-source sequence number, strictly increasing.
+    pub seq: u64,
+    /// The source's Ed25519 public key: its only identity.
+    pub source: [u8; 32],
+    /// Short label of the equipment class, for people reading the packet.
+    pub equipment_label: Label,
+}
+
+/// A signed packet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomePacket {
+    /// The signed content.
+    pub body: PacketBody,
+    /// Ed25519 signature over [`SIGNING_DOMAIN`] ‖ encoded body.
+    pub signature: [u8; SIGNATURE_LEN],
+}
+
+/// The signal pattern that caught (or falsely predicted) the outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalPattern {
+    /// The feature the alarm watched.
+    pub feature: Feature,
+    /// Its frequency or band, where it has one.
+    pub frequency: Frequency,
+    /// The alarm threshold that caught it, in `unit`.
+    pub threshold: f32,
+    /// Engineering unit of `threshold` (e.g. `g`, `mm/s`, `°C`).
+    pub unit: Unit,
+    /// Whether the alarm fires above (`High`) or below (`Low`) the threshold.
+    pub direction: Direction,
+}
+
+/// Features an alarm can watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feature {
+    /// Amplitude (or energy) in a frequency band.
+    BandAmplitude,
+    /// Amplitude at an order of shaft speed (1×, 2×, …).
+    Harmonic {
+        /// The order, 1..=64.
+        order: u8,
+    },
+    /// Envelope amplitude at a bearing defect frequency.
+    BearingDefect(BearingDefect),
+    /// Overall velocity RMS (ISO 10816).
+    VelocityRms,
+    /// Overall acceleration RMS.
+    AccelerationRms,
+    /// Kurtosis of the waveform.
+    Kurtosis,
+    /// Crest factor (peak / RMS).
+    CrestFactor,
+    /// A statistical process control rule.
+    SpcRule {
+        /// Which chart.
+        chart: SpcChart,
+        /// Which rule set the number belongs to.
+        rules: SpcRuleSet,
+        /// Rule number: Western Electric 1–4, Nelson 1–8.
+        rule: u8,
+    },
+    /// A plain process value polled from a PLC (temperature, pressure, current, …).
+    ProcessValue,
+}
+
+/// Bearing defect frequencies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BearingDefect {
+    /// Ball pass frequency, outer race.
+    Bpfo,
+    /// Ball pass frequency, inner race.
+    Bpfi,
+    /// Ball spin frequency.
+    Bsf,
+    /// Fundamental train (cage) frequency.
+    Ftf,
+}
+
+/// SPC charts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpcChart {
+    /// X̄ of an X̄-R chart.
+    XbarR,
+    /// X̄ of an X̄-S chart.
+    XbarS,
+    /// Individuals / moving range.
+    Imr,
+    /// Tabular CUSUM.
+    Cusum,
+    /// EWMA.
+    Ewma,
+}
+
+/// SPC run-rule sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpcRuleSet {
+    /// Western Electric rules 1–4.
+    WesternElectric,
+    /// Nelson rules 1–8.
+    Nelson,
+}
+
+/// Where in the spectrum the feature lives.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Frequency {
+    /// Not a spectral feature.
+    None,
+    /// A single frequency, Hz.
+    At(f32),
+    /// A band, Hz.
+    Band {
+        /// Lower edge, Hz.
+        lo: f32,
+        /// Upper edge, Hz.
+        hi: f32,
+    },
+}
+
+/// Alarm direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Alarm at or above the threshold.
+    High,
+    /// Alarm at or below the threshold.
+    Low,
+}
+
+/// What the alarm turned out to be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Confirmation or refutation.
+    pub kind: OutcomeKind,
+    /// The failure mode found (`None` for false alarms).
+    pub failure_mode: FailureMode,
+    /// Short human-readable label of the failure mode.
+    pub label: Label,
+}
+
+/// Kinds of outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    /// The equipment failed as predicted.
+    FailureConfirmed,
+    /// Inspection found the predicted defect before failure.
+    DefectConfirmed,
+    /// Nothing was wrong: the alarm was false.
+    FalseAlarm,
+}
+
+/// Failure modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    /// No failure (false alarms).
+    None,
+    /// Rolling bearing, outer race.
+    BearingOuterRace,
+    /// Rolling bearing, inner race.
+    BearingInnerRace,
+    /// Rolling bearing, rolling element.
+    BearingBall,
+    /// Rolling bearing, cage.
+    BearingCage,
+    /// Rotor imbalance.
+    Imbalance,
+    /// Shaft misalignment.
+    Misalignment,
+    /// Mechanical looseness.
+    Looseness,
+    /// Lubrication failure.
+    Lubrication,
+    /// Pump cavitation.
+    Cavitation,
+    /// Electrical fault (motor windings, rotor bars, drive).
+    Electrical,
+    /// Cutting tool wear or breakage.
+    ToolWear,
+    /// A process shift or drift (quality).
+    ProcessShift,
+    /// Anything else; the label says what.
+    Other,
+}
+
+/// Why a packet could not be built or encoded.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum EncodeError {
+    /// A label or unit is longer than its bound.
+    #[error("{field} is longer than {max} bytes")]
+    TooLong {
+        /// Which field.
+        field: &'static str,
+        /// Its bound.
+        max: usize,
+    },
+    /// postcard refused the body (cannot happen for bodies the types allow).
+    #[error("cannot encode the packet: {0}")]
+    Postcard(String),
+}
+
+/// A bounded label from text, or an error naming the field.
+pub fn label<const N: usize>(field: &'static str, text: &str) -> Result<HString<N>, EncodeError> {
+    HString::try_from(text).map_err(|_| EncodeError::TooLong { field, max: N })
+}
+
+impl PacketBody {
+    /// The body's postcard encoding.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        let used = postcard::to_slice(self, &mut buf)
+            .map_err(|e| EncodeError::Postcard(e.to_string()))?
+            .len();
+        Ok(buf[..used].to_vec())
+    }
+
+    /// The exact bytes the signature covers.
+    pub fn signing_message(encoded_body: &[u8]) -> Vec<u8> {
+        let mut m = Vec::with_capacity(SIGNING_DOMAIN.len() + encoded_body.len());
+        m.extend_from_slice(SIGNING_DOMAIN);
+        m.extend_from_slice(encoded_body);
+        m
+    }
+
+    /// Signs the body, setting `source` to the key's public half.
+    pub fn sign(mut self, key: &SigningKey) -> Result<OutcomePacket, EncodeError> {
+        self.source = key.verifying_key().to_bytes();
+        let encoded = self.encode()?;
+        let signature: Signature = key.sign(&Self::signing_message(&encoded));
+        Ok(OutcomePacket {
+            body: self,
+            signature: signature.to_bytes(),
+        })
+    }
+}
+
+impl OutcomePacket {
+    /// The wire bytes: encoded body followed by the signature.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut bytes = self.body.encode()?;
+        bytes.extend_from_slice(&self.signature);
+        Ok(bytes)
+    }
+
+    /// The uplink topic of this packet's context.
+    pub fn topic(&self) -> String {
+        self.body.fingerprint.topic()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The largest packet the types allow: every varint at its maximum, the largest enum
+    /// variants, every string full of 4-byte characters' worth of bytes.
+    pub(crate) fn largest_body() -> PacketBody {
+        let full = |n: usize| "é".repeat(n / 2);
+        PacketBody {
+            version: u8::MAX,
+            fingerprint: Fingerprint([0xff; 16]),
+            pattern: SignalPattern {
+                feature: Feature::SpcRule {
+                    chart: SpcChart::Ewma,
+                    rules: SpcRuleSet::Nelson,
+                    rule: u8::MAX,
+                },
+                frequency: Frequency::Band {
+                    lo: f32::MAX,
+                    hi: f32::MAX,
+                },
+                threshold: f32::MAX,
+                unit: label("unit", &full(UNIT_LEN)).unwrap(),
+                direction: Direction::Low,
+            },
+            outcome: Outcome {
+                kind: OutcomeKind::FalseAlarm,
+                failure_mode: FailureMode::Other,
+                label: label("label", &full(LABEL_LEN)).unwrap(),
+            },
+            confidence: 1.0,
+            validations: u32::MAX,
+            refutations: u32::MAX,
+            lead_time_s: u32::MAX,
+            issued_at: u64::MAX,
+            ttl_s: u32::MAX,
+            seq: u64::MAX,
+            source: [0xff; 32],
+            equipment_label: label("equipment_label", &full(LABEL_LEN)).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_largest_packet_the_types_allow_fits_in_512_bytes() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let packet = largest_body().sign(&key).unwrap();
+        let bytes = packet.to_bytes().unwrap();
+        assert_eq!(
+            bytes.len(),
+            MAX_ENCODED_LEN,
+            "update MAX_ENCODED_LEN and the README table"
+        );
+        const _: () = assert!(MAX_ENCODED_LEN <= MAX_PACKET_LEN);
+    }
+
+    #[test]
+    fn labels_longer_than_their_bound_are_refused() {
+        assert_eq!(
+            label::<4>("unit", "mm/s²").unwrap_err(),
+            EncodeError::TooLong {
+                field: "unit",
+                max: 4
+            }
+        );
+        assert!(label::<6>("unit", "mm/s²").is_ok());
+    }
+}

@@ -1,0 +1,547 @@
+//! Outcome packets as a protocol: golden vectors from an independent implementation, every
+//! rejection reason, and properties over arbitrary packets and bytes.
+
+mod common;
+
+use ed25519_dalek::SigningKey;
+use proptest::prelude::*;
+use qis_edge::packet::guard::{decode, RejectionKind};
+use qis_edge::packet::{
+    label, verify, BearingDefect, Context, Direction, FailureMode, Feature, Fingerprint, Frequency,
+    Outcome, OutcomeKind, PacketBody, Rejection, ReplayGuard, SignalPattern, SpcChart, SpcRuleSet,
+    TrustPolicy, MAX_PACKET_LEN, VERSION,
+};
+use serde_json::Value;
+use std::collections::HashSet;
+
+const NOW: u64 = 1_795_000_000;
+
+fn vectors() -> Vec<Value> {
+    let text =
+        std::fs::read_to_string(common::repo().join("tests/vectors/outcome_v1.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn seed(v: &Value) -> SigningKey {
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(v["seed_hex"].as_str().unwrap(), &mut seed).unwrap();
+    SigningKey::from_bytes(&seed)
+}
+
+fn named<T: serde::de::DeserializeOwned>(v: &Value) -> T {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+/// Builds the body a vector describes, through the gateway's own types.
+fn body_from_vector(v: &Value) -> PacketBody {
+    let context: Context = serde_json::from_value(v["context"].clone()).unwrap();
+    let p = &v["pattern"];
+    let f = &p["feature"];
+    let feature = match f["kind"].as_str().unwrap() {
+        "bearing_defect" => Feature::BearingDefect(named::<BearingDefect>(&f["defect"])),
+        "spc_rule" => Feature::SpcRule {
+            chart: named::<SpcChart>(&f["chart"]),
+            rules: named::<SpcRuleSet>(&f["rules"]),
+            rule: f["rule"].as_u64().unwrap() as u8,
+        },
+        other => panic!("vector feature {other} not mapped in this test"),
+    };
+    let frequency = match &p["frequency"] {
+        Value::Null => Frequency::None,
+        fr if fr.get("at_hz").is_some() => Frequency::At(fr["at_hz"].as_f64().unwrap() as f32),
+        fr => Frequency::Band {
+            lo: fr["band_hz"][0].as_f64().unwrap() as f32,
+            hi: fr["band_hz"][1].as_f64().unwrap() as f32,
+        },
+    };
+    let o = &v["outcome"];
+    PacketBody {
+        version: VERSION,
+        fingerprint: context.fingerprint().unwrap(),
+        pattern: SignalPattern {
+            feature,
+            frequency,
+            threshold: p["threshold"].as_f64().unwrap() as f32,
+            unit: label("unit", p["unit"].as_str().unwrap()).unwrap(),
+            direction: named::<Direction>(&p["direction"]),
+        },
+        outcome: Outcome {
+            kind: named::<OutcomeKind>(&o["kind"]),
+            failure_mode: named::<FailureMode>(&o["failure_mode"]),
+            label: label("label", o["label"].as_str().unwrap()).unwrap(),
+        },
+        confidence: v["confidence"].as_f64().unwrap() as f32,
+        validations: v["validations"].as_u64().unwrap() as u32,
+        refutations: v["refutations"].as_u64().unwrap() as u32,
+        lead_time_s: v["lead_time_s"].as_u64().unwrap() as u32,
+        issued_at: v["issued_at"].as_u64().unwrap(),
+        ttl_s: v["ttl_s"].as_u64().unwrap() as u32,
+        seq: v["seq"].as_u64().unwrap(),
+        source: [0; 32],
+        equipment_label: label("equipment_label", v["equipment_label"].as_str().unwrap()).unwrap(),
+    }
+}
+
+#[test]
+fn golden_vectors_encode_and_sign_byte_for_byte() {
+    for v in vectors() {
+        let name = v["name"].as_str().unwrap();
+        let packet = body_from_vector(&v).sign(&seed(&v)).unwrap();
+        let bytes = packet.to_bytes().unwrap();
+        assert_eq!(
+            hex::encode(&bytes),
+            v["packet_hex"].as_str().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            hex::encode(packet.signature),
+            v["signature_hex"].as_str().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            hex::encode(packet.body.source),
+            v["source_hex"].as_str().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            packet.body.fingerprint.to_string(),
+            v["fingerprint_hex"].as_str().unwrap(),
+            "{name}"
+        );
+        let issued = packet.body.issued_at;
+        let verified = verify(
+            &bytes,
+            issued,
+            &mut ReplayGuard::new(8),
+            &TrustPolicy::default(),
+        )
+        .unwrap_or_else(|r| panic!("{name}: {r}"));
+        assert_eq!(verified.packet(), &packet);
+    }
+}
+
+/// The committed vectors are reproduced by the independent Python encoder (struct, hashlib and
+/// the `cryptography` package's Ed25519), so the format in the README is implementable.
+#[test]
+fn an_independent_python_encoder_reproduces_the_golden_vectors() {
+    let python = std::env::var_os("QIS_TEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| common::repo().join(".venv/bin/python"));
+    let out = std::process::Command::new(&python)
+        .arg(common::repo().join("tests/peers/outcome_vector.py"))
+        .arg(common::repo().join("tests/vectors/outcome_v1.json"))
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}; run ./tests/run.sh", python.display()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reproduced: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    for (ours, theirs) in vectors().iter().zip(&reproduced) {
+        assert_eq!(ours["packet_hex"], theirs["packet_hex"], "{}", ours["name"]);
+    }
+}
+
+// ---- Rejections: each test triggers exactly its reason. ----
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[9; 32])
+}
+
+fn body() -> PacketBody {
+    PacketBody {
+        version: VERSION,
+        fingerprint: Fingerprint([1; 16]),
+        pattern: SignalPattern {
+            feature: Feature::BearingDefect(BearingDefect::Bpfi),
+            frequency: Frequency::At(162.2),
+            threshold: 0.5,
+            unit: label("unit", "g").unwrap(),
+            direction: Direction::High,
+        },
+        outcome: Outcome {
+            kind: OutcomeKind::DefectConfirmed,
+            failure_mode: FailureMode::BearingInnerRace,
+            label: label("label", "inner race").unwrap(),
+        },
+        confidence: 0.6,
+        validations: 2,
+        refutations: 0,
+        lead_time_s: 86_400,
+        issued_at: NOW,
+        ttl_s: 3600,
+        seq: 10,
+        source: [0; 32],
+        equipment_label: label("equipment_label", "spindle").unwrap(),
+    }
+}
+
+fn signed(body: PacketBody) -> Vec<u8> {
+    body.sign(&key()).unwrap().to_bytes().unwrap()
+}
+
+fn rejection(bytes: &[u8]) -> Rejection {
+    rejection_with(bytes, &mut ReplayGuard::new(8), &TrustPolicy::default())
+}
+
+fn rejection_with(bytes: &[u8], guard: &mut ReplayGuard, policy: &TrustPolicy) -> Rejection {
+    let r = verify(bytes, NOW, guard, policy).expect_err("must be rejected");
+    assert_eq!(guard.counts().get(r.kind()), 1, "{r} counted");
+    assert_eq!(guard.counts().total(), 1, "{r} is the only reason counted");
+    r
+}
+
+#[test]
+fn a_valid_packet_is_accepted_and_counted() {
+    let mut guard = ReplayGuard::new(8);
+    verify(&signed(body()), NOW, &mut guard, &TrustPolicy::default()).unwrap();
+    assert_eq!(guard.counts().accepted, 1);
+    assert_eq!(guard.counts().total(), 0);
+}
+
+#[test]
+fn rejects_oversize() {
+    let mut bytes = signed(body());
+    bytes.resize(MAX_PACKET_LEN + 1, 0);
+    assert_eq!(
+        rejection(&bytes),
+        Rejection::Oversize {
+            len: MAX_PACKET_LEN + 1
+        }
+    );
+}
+
+#[test]
+fn rejects_truncated() {
+    let bytes = signed(body());
+    for cut in [0, 1, 30, bytes.len() - 64, bytes.len() - 1] {
+        assert_eq!(
+            rejection(&bytes[..cut]).kind(),
+            RejectionKind::Truncated,
+            "cut at {cut}"
+        );
+    }
+}
+
+#[test]
+fn rejects_unknown_version() {
+    let mut bytes = signed(body());
+    bytes[0] = 2;
+    assert_eq!(rejection(&bytes), Rejection::UnknownVersion { version: 2 });
+}
+
+#[test]
+fn rejects_malformed() {
+    let bytes = signed(body());
+    // An enum tag past the last variant (the feature tag follows version and fingerprint).
+    let mut bad_tag = bytes.clone();
+    bad_tag[17] = 0x7f;
+    assert_eq!(rejection(&bad_tag).kind(), RejectionKind::Malformed);
+    // Trailing bytes between body and signature.
+    let split = bytes.len() - 64;
+    let mut trailing = bytes[..split].to_vec();
+    trailing.push(0);
+    trailing.extend_from_slice(&bytes[split..]);
+    assert_eq!(rejection(&trailing).kind(), RejectionKind::Malformed);
+}
+
+#[test]
+fn rejects_bad_signature() {
+    let mut bytes = signed(body());
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    assert_eq!(rejection(&bytes), Rejection::BadSignature);
+    // A body signed by one key but claiming another source.
+    let mut forged = body().sign(&key()).unwrap();
+    forged.body.source = SigningKey::from_bytes(&[10; 32]).verifying_key().to_bytes();
+    assert_eq!(
+        rejection(&forged.to_bytes().unwrap()),
+        Rejection::BadSignature
+    );
+}
+
+#[test]
+fn rejects_expired_beyond_the_clock_skew() {
+    let policy = TrustPolicy {
+        clock_skew_s: 60,
+        ..TrustPolicy::default()
+    };
+    let mut b = body();
+    b.issued_at = NOW - 3600 - 60;
+    assert!(
+        verify(&signed(b.clone()), NOW, &mut ReplayGuard::new(8), &policy).is_ok(),
+        "within the skew"
+    );
+    b.issued_at = NOW - 3600 - 61;
+    b.seq += 1;
+    assert_eq!(
+        rejection_with(&signed(b), &mut ReplayGuard::new(8), &policy),
+        Rejection::Expired { ago_s: 61 }
+    );
+}
+
+#[test]
+fn rejects_issue_times_too_far_in_the_future() {
+    let policy = TrustPolicy {
+        clock_skew_s: 60,
+        ..TrustPolicy::default()
+    };
+    let mut b = body();
+    b.issued_at = NOW + 60;
+    assert!(verify(&signed(b.clone()), NOW, &mut ReplayGuard::new(8), &policy).is_ok());
+    b.issued_at = NOW + 61;
+    assert_eq!(
+        rejection_with(&signed(b), &mut ReplayGuard::new(8), &policy),
+        Rejection::FromTheFuture { ahead_s: 61 }
+    );
+}
+
+#[test]
+fn rejects_replayed_and_older_sequences() {
+    let mut guard = ReplayGuard::new(8);
+    let policy = TrustPolicy::default();
+    let first = signed(body());
+    verify(&first, NOW, &mut guard, &policy).unwrap();
+    assert_eq!(
+        verify(&first, NOW, &mut guard, &policy),
+        Err(Rejection::Replayed { seq: 10, last: 10 })
+    );
+    let mut older = body();
+    older.seq = 9;
+    assert_eq!(
+        verify(&signed(older), NOW, &mut guard, &policy),
+        Err(Rejection::Replayed { seq: 9, last: 10 })
+    );
+    let mut newer = body();
+    newer.seq = 11;
+    assert!(verify(&signed(newer), NOW, &mut guard, &policy).is_ok());
+    assert_eq!(guard.counts().get(RejectionKind::Replayed), 2);
+    assert_eq!(guard.counts().accepted, 2);
+}
+
+#[test]
+fn the_replay_memory_is_bounded_and_forgets_the_least_recent_source() {
+    let mut guard = ReplayGuard::new(3);
+    let policy = TrustPolicy::default();
+    for s in 0..5u8 {
+        let k = SigningKey::from_bytes(&[s + 20; 32]);
+        verify(
+            &body().sign(&k).unwrap().to_bytes().unwrap(),
+            NOW,
+            &mut guard,
+            &policy,
+        )
+        .unwrap();
+    }
+    assert_eq!(guard.len(), 3);
+    let first = SigningKey::from_bytes(&[20; 32]).verifying_key().to_bytes();
+    let last = SigningKey::from_bytes(&[24; 32]).verifying_key().to_bytes();
+    assert_eq!(guard.last_seq(&first), None);
+    assert_eq!(guard.last_seq(&last), Some(10));
+}
+
+#[test]
+fn rejects_out_of_range_values() {
+    type Mutation = Box<dyn Fn(&mut PacketBody)>;
+    let cases: Vec<(&str, Mutation)> = vec![
+        ("confidence", Box::new(|b| b.confidence = 1.5)),
+        ("confidence", Box::new(|b| b.confidence = -0.1)),
+        ("confidence", Box::new(|b| b.confidence = f32::NAN)),
+        (
+            "pattern.threshold",
+            Box::new(|b| b.pattern.threshold = f32::INFINITY),
+        ),
+        (
+            "pattern.frequency",
+            Box::new(|b| b.pattern.frequency = Frequency::At(-5.0)),
+        ),
+        (
+            "pattern.frequency",
+            Box::new(|b| b.pattern.frequency = Frequency::At(1.0e6)),
+        ),
+        (
+            "pattern.frequency",
+            Box::new(|b| {
+                b.pattern.frequency = Frequency::Band {
+                    lo: 500.0,
+                    hi: 100.0,
+                }
+            }),
+        ),
+        (
+            "pattern.feature.order",
+            Box::new(|b| b.pattern.feature = Feature::Harmonic { order: 0 }),
+        ),
+        (
+            "pattern.feature.rule",
+            Box::new(|b| {
+                b.pattern.feature = Feature::SpcRule {
+                    chart: SpcChart::Imr,
+                    rules: SpcRuleSet::WesternElectric,
+                    rule: 5,
+                }
+            }),
+        ),
+        ("ttl_s", Box::new(|b| b.ttl_s = 0)),
+        ("lead_time_s", Box::new(|b| b.lead_time_s = u32::MAX)),
+        ("validations", Box::new(|b| b.validations = 0)),
+        (
+            "equipment_label",
+            Box::new(|b| b.equipment_label = label("l", "a\u{7}b").unwrap()),
+        ),
+    ];
+    for (field, mutate) in cases {
+        let mut b = body();
+        mutate(&mut b);
+        assert_eq!(
+            rejection(&signed(b)),
+            Rejection::OutOfRange { field },
+            "{field}"
+        );
+    }
+}
+
+#[test]
+fn rejects_unknown_sources_in_strict_mode_only() {
+    let bytes = signed(body());
+    let strict = TrustPolicy {
+        strict: true,
+        allowlist: HashSet::new(),
+        ..TrustPolicy::default()
+    };
+    assert_eq!(
+        rejection_with(&bytes, &mut ReplayGuard::new(8), &strict),
+        Rejection::UnknownSource
+    );
+    let allowed = TrustPolicy {
+        strict: true,
+        allowlist: HashSet::from([key().verifying_key().to_bytes()]),
+        ..TrustPolicy::default()
+    };
+    assert!(verify(&bytes, NOW, &mut ReplayGuard::new(8), &allowed).is_ok());
+}
+
+// ---- Properties ----
+
+fn arb_label() -> impl Strategy<Value = String> {
+    "[a-zA-Z0-9 äöüß°/-]{0,12}"
+}
+
+fn arb_body() -> impl Strategy<Value = PacketBody> {
+    let feature = prop_oneof![
+        Just(Feature::BandAmplitude),
+        (1u8..=64).prop_map(|order| Feature::Harmonic { order }),
+        prop_oneof![
+            Just(BearingDefect::Bpfo),
+            Just(BearingDefect::Bpfi),
+            Just(BearingDefect::Bsf),
+            Just(BearingDefect::Ftf)
+        ]
+        .prop_map(Feature::BearingDefect),
+        Just(Feature::VelocityRms),
+        Just(Feature::Kurtosis),
+        Just(Feature::CrestFactor),
+        (1u8..=8).prop_map(|rule| Feature::SpcRule {
+            chart: SpcChart::Ewma,
+            rules: SpcRuleSet::Nelson,
+            rule
+        }),
+        Just(Feature::ProcessValue),
+    ];
+    let frequency = prop_oneof![
+        Just(Frequency::None),
+        (0.0f32..100_000.0).prop_map(Frequency::At),
+        (0.0f32..1000.0, 1000.0f32..100_000.0).prop_map(|(lo, hi)| Frequency::Band { lo, hi }),
+    ];
+    let outcome = prop_oneof![
+        Just((OutcomeKind::FailureConfirmed, FailureMode::BearingOuterRace)),
+        Just((OutcomeKind::DefectConfirmed, FailureMode::Imbalance)),
+        Just((OutcomeKind::FalseAlarm, FailureMode::None)),
+    ];
+    (
+        (
+            any::<[u8; 16]>(),
+            feature,
+            frequency,
+            -1.0e6f32..1.0e6,
+            arb_label(),
+            any::<bool>(),
+        ),
+        (
+            outcome,
+            arb_label(),
+            0.0f32..=1.0,
+            1u32..1000,
+            1u32..1000,
+            0u32..10_000_000,
+        ),
+        (
+            NOW - 1000..NOW + 100,
+            1000u32..10_000_000,
+            any::<u64>(),
+            arb_label(),
+        ),
+    )
+        .prop_map(|(p, o, t)| PacketBody {
+            version: VERSION,
+            fingerprint: Fingerprint(p.0),
+            pattern: SignalPattern {
+                feature: p.1,
+                frequency: p.2,
+                threshold: p.3,
+                unit: label("unit", &p.4.chars().take(4).collect::<String>()).unwrap(),
+                direction: if p.5 { Direction::High } else { Direction::Low },
+            },
+            outcome: Outcome {
+                kind: o.0 .0,
+                failure_mode: o.0 .1,
+                label: label("l", &o.1).unwrap(),
+            },
+            confidence: o.2,
+            validations: o.3,
+            refutations: o.4,
+            lead_time_s: o.5,
+            issued_at: t.0,
+            ttl_s: t.1,
+            seq: t.2,
+            source: [0; 32],
+            equipment_label: label("e", &t.3).unwrap(),
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn valid_packets_round_trip_within_512_bytes(b in arb_body()) {
+        let packet = b.sign(&key()).unwrap();
+        let bytes = packet.to_bytes().unwrap();
+        prop_assert!(bytes.len() <= MAX_PACKET_LEN);
+        prop_assert_eq!(&decode(&bytes).unwrap(), &packet);
+        let verified = verify(&bytes, NOW, &mut ReplayGuard::new(4), &TrustPolicy::default()).unwrap();
+        prop_assert_eq!(verified.packet(), &packet);
+    }
+
+    #[test]
+    fn flipping_any_single_bit_fails_verification(b in arb_body(), bit in any::<prop::sample::Index>()) {
+        let bytes = b.sign(&key()).unwrap().to_bytes().unwrap();
+        let mut flipped = bytes.clone();
+        let i = bit.index(bytes.len() * 8);
+        flipped[i / 8] ^= 1 << (i % 8);
+        prop_assert!(verify(&flipped, NOW, &mut ReplayGuard::new(4), &TrustPolicy::default()).is_err());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..700)) {
+        let _ = decode(&bytes);
+        let _ = verify(&bytes, NOW, &mut ReplayGuard::new(4), &TrustPolicy { strict: false, ..TrustPolicy::default() });
+    }
+
+    #[test]
+    fn version_one_prefixed_garbage_never_panics(tail in prop::collection::vec(any::<u8>(), 0..600)) {
+        let mut bytes = vec![VERSION];
+        bytes.extend(tail);
+        let _ = verify(&bytes, NOW, &mut ReplayGuard::new(4), &TrustPolicy::default());
+    }
+}

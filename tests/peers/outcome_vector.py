@@ -1,0 +1,120 @@
+"""An independent encoder of outcome packet v1 (README, "Outcome packets"), used to produce
+and re-check the golden vectors in tests/vectors/outcome_v1.json. It shares no code with the
+gateway: postcard varints, little-endian floats and the signing rule are written out here from
+the specification, and signatures come from the `cryptography` package's Ed25519.
+
+Usage: outcome_vector.py VECTORS.json   -> prints the vectors with "body_hex", "signature_hex",
+                                           "packet_hex" and "source_hex" filled in.
+"""
+
+import hashlib
+import json
+import struct
+import sys
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+DOMAIN = b"qis/outcome/v1\x00"
+FEATURES = ["band_amplitude", "harmonic", "bearing_defect", "velocity_rms", "acceleration_rms",
+            "kurtosis", "crest_factor", "spc_rule", "process_value"]
+DEFECTS = ["bpfo", "bpfi", "bsf", "ftf"]
+CHARTS = ["xbar_r", "xbar_s", "imr", "cusum", "ewma"]
+RULE_SETS = ["western_electric", "nelson"]
+DIRECTIONS = ["high", "low"]
+OUTCOMES = ["failure_confirmed", "defect_confirmed", "false_alarm"]
+FAILURE_MODES = ["none", "bearing_outer_race", "bearing_inner_race", "bearing_ball", "bearing_cage",
+                 "imbalance", "misalignment", "looseness", "lubrication", "cavitation", "electrical",
+                 "tool_wear", "process_shift", "other"]
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def text(s: str) -> bytes:
+    data = s.encode("utf-8")
+    return varint(len(data)) + data
+
+
+def f32(x: float) -> bytes:
+    return struct.pack("<f", x)
+
+
+def canonical(context) -> str:
+    def value(v):
+        return " ".join(v.split()).lower()
+
+    def key(k):
+        return "_".join(k.split()).lower()
+
+    pairs = {k: value(context[k]) for k in ("equipment_class", "process", "sensor_kind", "mounting")}
+    for k, v in context.get("attributes", {}).items():
+        pairs[key(k)] = value(v)
+    return "qis-context-v1\n" + "".join(f"{k}={pairs[k]}\n" for k in sorted(pairs))
+
+
+def feature(f) -> bytes:
+    kind = f["kind"]
+    out = varint(FEATURES.index(kind))
+    if kind == "harmonic":
+        out += bytes([f["order"]])
+    elif kind == "bearing_defect":
+        out += varint(DEFECTS.index(f["defect"]))
+    elif kind == "spc_rule":
+        out += varint(CHARTS.index(f["chart"])) + varint(RULE_SETS.index(f["rules"])) + bytes([f["rule"]])
+    return out
+
+
+def frequency(f) -> bytes:
+    if f is None:
+        return varint(0)
+    if "at_hz" in f:
+        return varint(1) + f32(f["at_hz"])
+    lo, hi = f["band_hz"]
+    return varint(2) + f32(lo) + f32(hi)
+
+
+def body(v, source: bytes) -> bytes:
+    fingerprint = hashlib.sha256(canonical(v["context"]).encode("utf-8")).digest()[:16]
+    p, o = v["pattern"], v["outcome"]
+    return b"".join([
+        bytes([1]),
+        fingerprint,
+        feature(p["feature"]), frequency(p.get("frequency")), f32(p["threshold"]), text(p["unit"]),
+        varint(DIRECTIONS.index(p["direction"])),
+        varint(OUTCOMES.index(o["kind"])), varint(FAILURE_MODES.index(o["failure_mode"])), text(o["label"]),
+        f32(v["confidence"]),
+        varint(v["validations"]), varint(v["refutations"]), varint(v["lead_time_s"]),
+        varint(v["issued_at"]), varint(v["ttl_s"]), varint(v["seq"]),
+        source,
+        text(v["equipment_label"]),
+    ])
+
+
+def main() -> None:
+    vectors = json.load(open(sys.argv[1], encoding="utf-8"))
+    for v in vectors:
+        key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(v["seed_hex"]))
+        source = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        b = body(v, source)
+        signature = key.sign(DOMAIN + b)
+        v["fingerprint_hex"] = hashlib.sha256(canonical(v["context"]).encode("utf-8")).hexdigest()[:32]
+        v["source_hex"] = source.hex()
+        v["body_hex"] = b.hex()
+        v["signature_hex"] = signature.hex()
+        v["packet_hex"] = (b + signature).hex()
+    json.dump(vectors, sys.stdout, indent=2, ensure_ascii=False)
+    print()
+
+
+if __name__ == "__main__":
+    main()
