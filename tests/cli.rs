@@ -207,6 +207,16 @@ async fn sigterm_publishes_offline_and_exits_cleanly() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "exit status {status}");
+    // On its first start the gateway created its outcome signing key in the state directory.
+    use std::os::unix::fs::PermissionsExt;
+    let key = state.path().join("outcome-key.pem");
+    let mode = std::fs::metadata(&key)
+        .expect("key created")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let public = std::fs::read_to_string(state.path().join("outcome-key.pub")).unwrap();
+    assert_eq!(public.trim().len(), 64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,4 +269,207 @@ async fn the_demo_shows_status_metrics_and_an_alarm_raise_and_clear_within_60_se
         )),
         "{banner}"
     );
+}
+
+fn qis(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    Command::new(gateway_binary())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run qis-edge")
+}
+
+const CONTEXT: &str = "equipment_class = \"CNC spindle\"\nprocess = \"milling\"\nsensor_kind = \"accelerometer\"\nmounting = \"spindle nose, axial\"\n[attributes]\nbearing = \"SKF 7014\"\n";
+
+#[test]
+fn keygen_writes_a_private_key_only_the_owner_can_read_and_never_overwrites_silently() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = qis(&["keygen", "--out", "keys"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(public.len(), 64);
+    let private = dir.path().join("keys/outcome-key.pem");
+    assert_eq!(
+        std::fs::metadata(&private).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("keys/outcome-key.pub"))
+            .unwrap()
+            .trim(),
+        public
+    );
+    let before = std::fs::read(&private).unwrap();
+
+    let again = qis(&["keygen", "--out", "keys"], dir.path());
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(
+        std::fs::read(&private).unwrap(),
+        before,
+        "the key is untouched"
+    );
+
+    let forced = qis(&["keygen", "--out", "keys", "--force"], dir.path());
+    assert!(forced.status.success());
+    assert_ne!(std::fs::read(&private).unwrap(), before);
+}
+
+#[test]
+fn packet_make_then_inspect_prints_every_field_and_inspect_rejects_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(qis(&["keygen", "--out", "keys"], dir.path())
+        .status
+        .success());
+    let source = std::fs::read_to_string(dir.path().join("keys/outcome-key.pub")).unwrap();
+    std::fs::write(dir.path().join("ctx.toml"), CONTEXT).unwrap();
+    let made = qis(
+        &[
+            "packet",
+            "make",
+            "--key",
+            "keys",
+            "--context-file",
+            "ctx.toml",
+            "--pattern",
+            "bpfi",
+            "--frequency",
+            "162.19",
+            "--threshold",
+            "0.42",
+            "--unit",
+            "g",
+            "--outcome",
+            "failure-confirmed",
+            "--failure-mode",
+            "bearing-inner-race",
+            "--failure-label",
+            "inner race spall",
+            "--confidence",
+            "0.7",
+            "--validations",
+            "4",
+            "--refutations",
+            "1",
+            "--lead-time-s",
+            "604800",
+            "--seq",
+            "77",
+            "--out",
+            "p.bin",
+        ],
+        dir.path(),
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+
+    let inspected = qis(&["packet", "inspect", "p.bin"], dir.path());
+    assert!(
+        inspected.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspected.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    let context: qis_edge::packet::Context = toml::from_str(CONTEXT).unwrap();
+    let fingerprint = context.fingerprint().unwrap().to_string();
+    assert_eq!(j["valid"], true);
+    assert_eq!(j["version"], 1);
+    assert_eq!(j["fingerprint"], fingerprint.as_str());
+    assert_eq!(j["topic"], format!("qis/v1/ctx/{fingerprint}").as_str());
+    assert_eq!(j["source"], source.trim());
+    assert_eq!(j["seq"], 77);
+    assert_eq!(j["pattern"]["feature"]["bearing_defect"], "bpfi");
+    assert_eq!(j["pattern"]["frequency"]["at_hz"], 162.19);
+    assert_eq!(j["pattern"]["threshold"], 0.42);
+    assert_eq!(j["pattern"]["unit"], "g");
+    assert_eq!(j["pattern"]["direction"], "high");
+    assert_eq!(j["outcome"]["kind"], "failure_confirmed");
+    assert_eq!(j["outcome"]["failure_mode"], "bearing_inner_race");
+    assert_eq!(j["outcome"]["label"], "inner race spall");
+    assert_eq!(j["confidence"], 0.7);
+    assert_eq!(
+        (j["validations"].as_u64(), j["refutations"].as_u64()),
+        (Some(4), Some(1))
+    );
+    assert_eq!(j["lead_time_s"], 604800);
+    assert_eq!(j["ttl_s"], 30 * 24 * 3600);
+    assert_eq!(j["equipment_label"], "CNC spindle");
+    assert_eq!(j["signature"].as_str().unwrap().len(), 128);
+
+    // The same bytes through standard input; then damaged ones.
+    let bytes = std::fs::read(dir.path().join("p.bin")).unwrap();
+    let stdin = |data: Vec<u8>| {
+        let mut child = Command::new(gateway_binary())
+            .args(["packet", "inspect", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&data).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert!(stdin(bytes.clone()).status.success());
+    let mut flipped = bytes.clone();
+    flipped[40] ^= 0x10;
+    let bad = stdin(flipped);
+    assert_eq!(bad.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("rejected"));
+    let j: serde_json::Value = serde_json::from_slice(&bad.stdout).unwrap();
+    assert_eq!(j["valid"], false);
+    assert!(j["rejection"].is_string());
+    let garbage = stdin(b"not a packet at all".to_vec());
+    assert_eq!(garbage.status.code(), Some(65));
+    let expired = qis(
+        &["packet", "inspect", "p.bin", "--at", "99999999999"],
+        dir.path(),
+    );
+    assert_eq!(expired.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&expired.stdout).contains("\"rejection\": \"expired\""));
+}
+
+#[test]
+fn packet_make_refuses_values_peers_would_reject() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(qis(&["keygen", "--out", "keys"], dir.path())
+        .status
+        .success());
+    std::fs::write(dir.path().join("ctx.toml"), CONTEXT).unwrap();
+    let out = qis(
+        &[
+            "packet",
+            "make",
+            "--key",
+            "keys",
+            "--context-file",
+            "ctx.toml",
+            "--pattern",
+            "harmonic:2",
+            "--threshold",
+            "3",
+            "--outcome",
+            "defect-confirmed",
+            "--confidence",
+            "1.5",
+            "--out",
+            "p.bin",
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("confidence"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.path().join("p.bin").exists());
 }
