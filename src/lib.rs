@@ -9,6 +9,7 @@
 //! - [`config`]: the TOML file: typed, documented, every error reported with its position.
 //! - [`sources`]: field device tasks (Modbus TCP) that emit samples with a quality.
 //! - [`alarms`]: the alarm state machine (deadband, on-delay, acknowledgement); pure.
+//! - [`analysis`]: local analysis: SPC charts, run rules, CUSUM, EWMA; synchronous and pure.
 //! - [`packet`]: outcome packets: wire format, context fingerprints, keys, the intake guard.
 //! - [`routing`]: the local MQTT broker: topics, JSON payloads, the connection task.
 //! - [`gateway`]: wiring: pollers → core (metrics, alarms, alerts) ← commands.
@@ -17,6 +18,7 @@
 //! - [`backoff`], [`watchdog`]: reconnect delays with jitter; systemd notification.
 
 pub mod alarms;
+pub mod analysis;
 pub mod backoff;
 pub mod cli;
 pub mod config;

@@ -1,6 +1,7 @@
 //! The command line. `main.rs` calls [`main`]; everything here returns an exit code rather
 //! than panicking on anything a user typed or wrote.
 
+mod analyze;
 mod packet;
 
 use crate::config::{self, ConfigError};
@@ -43,6 +44,11 @@ enum Command {
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         duration: Option<u64>,
+    },
+    /// Analyse recorded data offline (SPC over a CSV column).
+    Analyze {
+        #[command(subcommand)]
+        command: analyze::AnalyzeCommand,
     },
     /// Write a new Ed25519 key pair for signing outcome packets.
     Keygen(packet::KeygenArgs),
@@ -87,6 +93,7 @@ pub fn main() -> ExitCode {
             mqtt_port,
             duration,
         } => block_on(crate::demo::run(mqtt_port, shutdown_signal(duration))),
+        Command::Analyze { command } => analyze::analyze(command),
         Command::Keygen(args) => packet::keygen(args),
         Command::Packet { command } => packet::packet(command),
     }

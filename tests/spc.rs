@@ -1,0 +1,582 @@
+//! The SPC engine number for number with R qcc 2.7 on Montgomery's piston rings and viscosity
+//! data (`../shared/reference/spc/`), through the library and through the CLI.
+
+mod common;
+
+use qis_edge::analysis::spc::{
+    Calibration, ChartKind, CusumSettings, EwmaSettings, RuleSet, SpcEngine, SpcPoint, SpcSettings,
+};
+use serde_json::Value;
+use std::process::Command;
+
+fn shared(path: &str) -> std::path::PathBuf {
+    common::repo().join("../shared/reference/spc").join(path)
+}
+
+fn reference() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(shared("qcc_reference.json")).unwrap()).unwrap()
+}
+
+/// The 40 subgroups of 5 diameters.
+fn pistonrings() -> Vec<Vec<f64>> {
+    let text = std::fs::read_to_string(shared("pistonrings.csv")).unwrap();
+    let mut groups: Vec<(u32, Vec<f64>)> = Vec::new();
+    for line in text.lines().skip(1) {
+        let cols: Vec<&str> = line.split(',').collect();
+        let d: f64 = cols[0].parse().unwrap();
+        let s: u32 = cols[1].parse().unwrap();
+        match groups.last_mut() {
+            Some((k, g)) if *k == s => g.push(d),
+            _ => groups.push((s, vec![d])),
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+fn close(got: f64, want: f64, what: &str) {
+    let ok = if want == 0.0 {
+        got.abs() < 1e-15
+    } else {
+        ((got - want) / want).abs() <= 1e-9
+    };
+    assert!(ok, "{what}: {got} vs qcc {want}");
+}
+
+fn close_all(got: &[f64], want: &Value, what: &str) {
+    let want: Vec<f64> = want
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        close(*g, *w, &format!("{what}[{}]", i + 1));
+    }
+}
+
+fn indices(v: &Value) -> Vec<usize> {
+    let mut out: Vec<usize> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+fn run(
+    chart: ChartKind,
+    rules: RuleSet,
+    groups: &[Vec<f64>],
+    calibrate: usize,
+    cusum: bool,
+    ewma: Option<(f64, f64)>,
+) -> (SpcEngine, Vec<SpcPoint>) {
+    let mut engine = SpcEngine::new(SpcSettings {
+        chart,
+        subgroup_size: groups[0].len(),
+        calibration: Calibration::FirstN(calibrate),
+        rules: Some(rules),
+        enabled_rules: None,
+        cusum: cusum.then_some(CusumSettings { k: 0.5, h: 5.0 }),
+        ewma: ewma.map(|(lambda, l)| EwmaSettings { lambda, l }),
+    })
+    .unwrap();
+    let mut points = Vec::new();
+    // One observation at a time, as the gateway feeds it.
+    for g in groups {
+        for x in g {
+            engine.push(*x, &mut points);
+        }
+    }
+    assert_eq!(points.len(), groups.len());
+    (engine, points)
+}
+
+fn flagged(points: &[SpcPoint], rule: u8, dispersion: bool) -> Vec<usize> {
+    points
+        .iter()
+        .filter(|p| {
+            if dispersion {
+                p.dispersion_violations.has(rule)
+            } else {
+                p.violations.has(rule)
+            }
+        })
+        .map(|p| p.index)
+        .collect()
+}
+
+fn check_rules(points: &[SpcPoint], r: &Value, dispersion: bool, nelson: bool, what: &str) {
+    if nelson {
+        for rule in 1..=8u8 {
+            assert_eq!(
+                flagged(points, rule, dispersion),
+                indices(&r["nelson"][rule.to_string()]),
+                "{what} Nelson {rule}"
+            );
+        }
+    } else {
+        for rule in 1..=4u8 {
+            assert_eq!(
+                flagged(points, rule, dispersion),
+                indices(&r[format!("we{rule}")]),
+                "{what} WE {rule}"
+            );
+        }
+    }
+}
+
+#[test]
+fn xbar_and_r_charts_match_qcc() {
+    let r = reference();
+    let groups = pistonrings();
+    for nelson in [false, true] {
+        let set = if nelson {
+            RuleSet::Nelson
+        } else {
+            RuleSet::WesternElectric
+        };
+        let (engine, points) = run(ChartKind::XbarR, set, &groups, 25, true, Some((0.2, 3.0)));
+        let e = engine.estimate().unwrap();
+        let x = &r["xbar"];
+        close(
+            e.location.center,
+            x["center"][0].as_f64().unwrap(),
+            "xbar center",
+        );
+        close(e.sigma, x["std_dev"][0].as_f64().unwrap(), "xbar sigma");
+        close(e.location.lcl, x["lcl"][0].as_f64().unwrap(), "xbar lcl");
+        close(e.location.ucl, x["ucl"][0].as_f64().unwrap(), "xbar ucl");
+        close_all(
+            &points.iter().map(|p| p.statistic).collect::<Vec<_>>(),
+            &x["stats"],
+            "xbar stats",
+        );
+        check_rules(&points, x, false, nelson, "xbar");
+
+        let rr = &r["R"];
+        close(
+            e.dispersion.center,
+            rr["center"][0].as_f64().unwrap(),
+            "R center",
+        );
+        close(e.sigma, rr["std_dev"][0].as_f64().unwrap(), "R sigma");
+        close(e.dispersion.lcl, rr["lcl"][0].as_f64().unwrap(), "R lcl");
+        close(e.dispersion.ucl, rr["ucl"][0].as_f64().unwrap(), "R ucl");
+        close_all(
+            &points
+                .iter()
+                .map(|p| p.dispersion.unwrap())
+                .collect::<Vec<_>>(),
+            &rr["stats"],
+            "R stats",
+        );
+        check_rules(&points, rr, true, nelson, "R");
+
+        let c = &r["cusum_h5_k0.5"];
+        close_all(
+            &points
+                .iter()
+                .map(|p| p.cusum.unwrap().upper)
+                .collect::<Vec<_>>(),
+            &c["pos"],
+            "cusum upper",
+        );
+        close_all(
+            &points
+                .iter()
+                .map(|p| p.cusum.unwrap().lower)
+                .collect::<Vec<_>>(),
+            &c["neg"],
+            "cusum lower",
+        );
+        let up: Vec<usize> = points
+            .iter()
+            .filter(|p| p.cusum.unwrap().upper_violation)
+            .map(|p| p.index)
+            .collect();
+        let down: Vec<usize> = points
+            .iter()
+            .filter(|p| p.cusum.unwrap().lower_violation)
+            .map(|p| p.index)
+            .collect();
+        assert_eq!(up, indices(&c["violations_upper"]));
+        assert_eq!(down, indices(&c["violations_lower"]));
+
+        let w = &r["ewma_l0.2_L3"];
+        close_all(
+            &points.iter().map(|p| p.ewma.unwrap().z).collect::<Vec<_>>(),
+            &w["y"],
+            "ewma z",
+        );
+        close_all(
+            &points
+                .iter()
+                .map(|p| p.ewma.unwrap().lcl)
+                .collect::<Vec<_>>(),
+            &w["lcl"],
+            "ewma lcl",
+        );
+        close_all(
+            &points
+                .iter()
+                .map(|p| p.ewma.unwrap().ucl)
+                .collect::<Vec<_>>(),
+            &w["ucl"],
+            "ewma ucl",
+        );
+        let v: Vec<usize> = points
+            .iter()
+            .filter(|p| p.ewma.unwrap().violation)
+            .map(|p| p.index)
+            .collect();
+        assert_eq!(v, indices(&w["violations"]));
+    }
+}
+
+#[test]
+fn s_chart_matches_qcc() {
+    let r = reference();
+    for nelson in [false, true] {
+        let set = if nelson {
+            RuleSet::Nelson
+        } else {
+            RuleSet::WesternElectric
+        };
+        let (engine, points) = run(ChartKind::XbarS, set, &pistonrings(), 25, false, None);
+        let e = engine.estimate().unwrap();
+        let s = &r["S"];
+        close(
+            e.dispersion.center,
+            s["center"][0].as_f64().unwrap(),
+            "S center",
+        );
+        close(e.sigma, s["std_dev"][0].as_f64().unwrap(), "S sigma");
+        close(e.dispersion.lcl, s["lcl"][0].as_f64().unwrap(), "S lcl");
+        close(e.dispersion.ucl, s["ucl"][0].as_f64().unwrap(), "S ucl");
+        close_all(
+            &points
+                .iter()
+                .map(|p| p.dispersion.unwrap())
+                .collect::<Vec<_>>(),
+            &s["stats"],
+            "S stats",
+        );
+        check_rules(&points, s, true, nelson, "S");
+    }
+}
+
+const VISCOSITY: [f64; 15] = [
+    33.75, 33.05, 34.0, 33.81, 33.46, 34.02, 33.68, 33.27, 33.49, 33.2, 33.62, 33.0, 33.54, 33.12,
+    33.84,
+];
+
+#[test]
+fn individuals_chart_and_its_ewma_match_qcc() {
+    let r = reference();
+    let groups: Vec<Vec<f64>> = VISCOSITY.iter().map(|v| vec![*v]).collect();
+    for nelson in [false, true] {
+        let set = if nelson {
+            RuleSet::Nelson
+        } else {
+            RuleSet::WesternElectric
+        };
+        let (engine, points) = run(ChartKind::Imr, set, &groups, 15, false, Some((0.2, 2.7)));
+        let e = engine.estimate().unwrap();
+        let v = &r["visc_I"];
+        close(
+            e.location.center,
+            v["center"][0].as_f64().unwrap(),
+            "I center",
+        );
+        close(e.sigma, v["std_dev"][0].as_f64().unwrap(), "I sigma");
+        close(e.location.lcl, v["lcl"][0].as_f64().unwrap(), "I lcl");
+        close(e.location.ucl, v["ucl"][0].as_f64().unwrap(), "I ucl");
+        close_all(
+            &points.iter().map(|p| p.statistic).collect::<Vec<_>>(),
+            &v["stats"],
+            "I stats",
+        );
+        check_rules(&points, v, false, nelson, "I");
+        let w = &r["ewma_visc_l0.2_L2.7"];
+        close_all(
+            &points.iter().map(|p| p.ewma.unwrap().z).collect::<Vec<_>>(),
+            &w["y"],
+            "visc ewma z",
+        );
+        close_all(
+            &points
+                .iter()
+                .map(|p| p.ewma.unwrap().lcl)
+                .collect::<Vec<_>>(),
+            &w["lcl"],
+            "visc ewma lcl",
+        );
+        close_all(
+            &points
+                .iter()
+                .map(|p| p.ewma.unwrap().ucl)
+                .collect::<Vec<_>>(),
+            &w["ucl"],
+            "visc ewma ucl",
+        );
+        assert!(indices(&w["violations"]).is_empty());
+        assert!(points.iter().all(|p| !p.ewma.unwrap().violation));
+    }
+}
+
+fn cli(args: &[&str]) -> Value {
+    let out = Command::new(common::gateway_binary())
+        .args(["analyze", "spc"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_cli_reproduces_qcc_on_the_piston_rings() {
+    let r = reference();
+    let input = shared("pistonrings.csv");
+    let input = input.to_str().unwrap();
+    for (rules, nelson) in [("western-electric", false), ("nelson", true)] {
+        for (grouping, arg) in [("--subgroup", "sample"), ("--subgroup-size", "5")] {
+            let j = cli(&[
+                "--input",
+                input,
+                "--value",
+                "diameter",
+                grouping,
+                arg,
+                "--chart",
+                "xbar-r",
+                "--calibrate",
+                "25",
+                "--rules",
+                rules,
+                "--cusum",
+                "0.5,5",
+                "--ewma",
+                "0.2,3",
+                "--spec",
+                "73.95,74.05",
+                "--json",
+            ]);
+            let x = &r["xbar"];
+            assert_eq!(j["chart"], "xbar-r");
+            close(
+                j["center"].as_f64().unwrap(),
+                x["center"][0].as_f64().unwrap(),
+                "center",
+            );
+            close(
+                j["sigma"].as_f64().unwrap(),
+                x["std_dev"][0].as_f64().unwrap(),
+                "sigma",
+            );
+            close(
+                j["lcl"].as_f64().unwrap(),
+                x["lcl"][0].as_f64().unwrap(),
+                "lcl",
+            );
+            close(
+                j["ucl"].as_f64().unwrap(),
+                x["ucl"][0].as_f64().unwrap(),
+                "ucl",
+            );
+            close_all(&floats(&j["statistics"]), &x["stats"], "statistics");
+            close(
+                j["dispersion"]["center"].as_f64().unwrap(),
+                r["R"]["center"][0].as_f64().unwrap(),
+                "R center",
+            );
+            close(
+                j["dispersion"]["ucl"].as_f64().unwrap(),
+                r["R"]["ucl"][0].as_f64().unwrap(),
+                "R ucl",
+            );
+            close_all(
+                &floats(&j["dispersion"]["statistics"]),
+                &r["R"]["stats"],
+                "R statistics",
+            );
+            let rule_count = if nelson { 8 } else { 4 };
+            assert_eq!(j["violations"].as_object().unwrap().len(), rule_count);
+            for rule in 1..=rule_count {
+                let want = if nelson {
+                    indices(&x["nelson"][rule.to_string()])
+                } else {
+                    indices(&x[format!("we{rule}")])
+                };
+                assert_eq!(
+                    indices(&j["violations"][rule.to_string()]),
+                    want,
+                    "{rules} rule {rule}"
+                );
+            }
+            let c = &r["cusum_h5_k0.5"];
+            close_all(&floats(&j["cusum"]["upper"]), &c["pos"], "cusum upper");
+            close_all(&floats(&j["cusum"]["lower"]), &c["neg"], "cusum lower");
+            assert_eq!(
+                indices(&j["cusum"]["violations_upper"]),
+                indices(&c["violations_upper"])
+            );
+            assert_eq!(
+                indices(&j["cusum"]["violations_lower"]),
+                indices(&c["violations_lower"])
+            );
+            let w = &r["ewma_l0.2_L3"];
+            close_all(&floats(&j["ewma"]["z"]), &w["y"], "ewma z");
+            close_all(&floats(&j["ewma"]["lcl"]), &w["lcl"], "ewma lcl");
+            close_all(&floats(&j["ewma"]["ucl"]), &w["ucl"], "ewma ucl");
+            assert_eq!(indices(&j["ewma"]["violations"]), indices(&w["violations"]));
+            // Capability from the same center and sigma: (USL − LSL) / 6σ etc.
+            let sigma = x["std_dev"][0].as_f64().unwrap();
+            let center = x["center"][0].as_f64().unwrap();
+            close(
+                j["capability"]["cp"].as_f64().unwrap(),
+                0.1 / (6.0 * sigma),
+                "cp",
+            );
+            close(
+                j["capability"]["cpk"].as_f64().unwrap(),
+                (74.05 - center) / (3.0 * sigma),
+                "cpk",
+            );
+        }
+    }
+    let s = cli(&[
+        "--input",
+        input,
+        "--value",
+        "diameter",
+        "--subgroup",
+        "sample",
+        "--chart",
+        "xbar-s",
+        "--calibrate",
+        "25",
+        "--rules",
+        "nelson",
+        "--json",
+    ]);
+    close(
+        s["dispersion"]["ucl"].as_f64().unwrap(),
+        r["S"]["ucl"][0].as_f64().unwrap(),
+        "S ucl",
+    );
+    close(
+        s["sigma"].as_f64().unwrap(),
+        r["S"]["std_dev"][0].as_f64().unwrap(),
+        "S sigma",
+    );
+    assert_eq!(
+        indices(&s["dispersion"]["violations"]["5"]),
+        indices(&r["S"]["nelson"]["5"])
+    );
+    assert!(s.get("cusum").is_none() && s.get("ewma").is_none() && s.get("capability").is_none());
+}
+
+#[test]
+fn the_cli_reproduces_qcc_on_viscosity_individuals() {
+    let r = reference();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("visc.csv");
+    let mut text = String::from("batch,viscosity\n");
+    for (i, v) in VISCOSITY.iter().enumerate() {
+        text += &format!("{},{v}\n", i + 1);
+    }
+    std::fs::write(&path, text).unwrap();
+    let j = cli(&[
+        "--input",
+        path.to_str().unwrap(),
+        "--value",
+        "viscosity",
+        "--chart",
+        "imr",
+        "--calibrate",
+        "15",
+        "--ewma",
+        "0.2,2.7",
+        "--json",
+    ]);
+    let v = &r["visc_I"];
+    close(
+        j["sigma"].as_f64().unwrap(),
+        v["std_dev"][0].as_f64().unwrap(),
+        "sigma",
+    );
+    close(
+        j["ucl"].as_f64().unwrap(),
+        v["ucl"][0].as_f64().unwrap(),
+        "ucl",
+    );
+    close_all(&floats(&j["statistics"]), &v["stats"], "statistics");
+    assert!(
+        j["dispersion"]["statistics"][0].is_null(),
+        "no moving range for the first point"
+    );
+    close_all(
+        &floats(&j["ewma"]["z"]),
+        &r["ewma_visc_l0.2_L2.7"]["y"],
+        "ewma",
+    );
+}
+
+#[test]
+fn the_cli_explains_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.csv");
+    std::fs::write(&path, "x\n1\n2\nabc\n").unwrap();
+    let out = Command::new(common::gateway_binary())
+        .args([
+            "analyze",
+            "spc",
+            "--input",
+            path.to_str().unwrap(),
+            "--value",
+            "x",
+            "--chart",
+            "imr",
+            "--calibrate",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 4") && err.contains("abc"), "{err}");
+    let out = Command::new(common::gateway_binary())
+        .args([
+            "analyze",
+            "spc",
+            "--input",
+            path.to_str().unwrap(),
+            "--value",
+            "y",
+            "--chart",
+            "imr",
+            "--calibrate",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no column `y`"));
+}
