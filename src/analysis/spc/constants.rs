@@ -97,7 +97,7 @@ pub struct Constants {
 
 /// Γ(k/2) for k ≥ 1, exactly from Γ(1/2) = √π, Γ(1) = 1 and Γ(x+1) = xΓ(x).
 fn gamma_half(k: usize) -> f64 {
-    let (mut g, mut x) = if k % 2 == 0 {
+    let (mut g, mut x) = if k.is_multiple_of(2) {
         (1.0, 1.0)
     } else {
         (std::f64::consts::PI.sqrt(), 0.5)

@@ -453,43 +453,31 @@ impl SpcEngine {
     /// Limits for a center and sigma; the dispersion center is its expected value unless a
     /// calibration mean is given.
     fn estimate_from(&self, center: f64, sigma: f64, mean_dispersion: Option<f64>) -> Estimate {
-        let n = self.subgroup_size() as f64;
-        let se = sigma / n.sqrt();
-        let at = |k: f64| (center - k * se, center + k * se);
-        let zones = |f: &dyn Fn(f64) -> (f64, f64), center: f64| Zones {
+        let se = sigma / (self.subgroup_size() as f64).sqrt();
+        let location_zones = Zones {
             center,
-            lower: [f(1.0).0, f(2.0).0, f(3.0).0],
-            upper: [f(1.0).1, f(2.0).1, f(3.0).1],
+            lower: [1.0, 2.0, 3.0].map(|k| center - k * se),
+            upper: [1.0, 2.0, 3.0].map(|k| center + k * se),
         };
-        let location_zones = zones(&at, center);
-        let (d_center, d_at): (f64, Box<dyn Fn(f64) -> (f64, f64)>) =
-            match (self.settings.chart, self.constants) {
-                (ChartKind::XbarS, Some(k)) => {
-                    let c = mean_dispersion.unwrap_or(k.c4 * sigma);
-                    let spread = (1.0 - k.c4 * k.c4).sqrt();
-                    let c4s = k.c4 * sigma;
-                    (
-                        c,
-                        Box::new(move |m: f64| {
-                            (
-                                (c4s - m * sigma * spread).max(0.0),
-                                c4s + m * sigma * spread,
-                            )
-                        }),
-                    )
-                }
-                (_, Some(k)) => {
-                    let c = mean_dispersion.unwrap_or(k.d2 * sigma);
-                    (
-                        c,
-                        Box::new(move |m: f64| {
-                            ((c - m * k.d3 * sigma).max(0.0), c + m * k.d3 * sigma)
-                        }),
-                    )
-                }
-                (_, None) => (f64::NAN, Box::new(|_| (f64::NAN, f64::NAN))),
-            };
-        let dispersion_zones = zones(&*d_at, d_center);
+        let (d_center, expected, spread) = match (self.settings.chart, self.constants) {
+            // S chart (qcc limits.S): c4σ ± kσ√(1 − c4²).
+            (ChartKind::XbarS, Some(k)) => (
+                mean_dispersion.unwrap_or(k.c4 * sigma),
+                k.c4 * sigma,
+                sigma * (1.0 - k.c4 * k.c4).sqrt(),
+            ),
+            // R and MR charts (qcc limits.R): R̄ ± k·d3·σ.
+            (_, Some(k)) => {
+                let c = mean_dispersion.unwrap_or(k.d2 * sigma);
+                (c, c, k.d3 * sigma)
+            }
+            (_, None) => (f64::NAN, f64::NAN, f64::NAN),
+        };
+        let dispersion_zones = Zones {
+            center: d_center,
+            lower: [1.0, 2.0, 3.0].map(|k| (expected - k * spread).max(0.0)),
+            upper: [1.0, 2.0, 3.0].map(|k| expected + k * spread),
+        };
         Estimate {
             sigma,
             location: Limits {
