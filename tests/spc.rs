@@ -580,3 +580,75 @@ fn the_cli_explains_bad_input() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no column `y`"));
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn engine(chart: ChartKind) -> SpcEngine {
+        SpcEngine::new(SpcSettings {
+            chart,
+            subgroup_size: 4,
+            calibration: Calibration::FirstN(10),
+            rules: Some(RuleSet::Nelson),
+            enabled_rules: None,
+            cusum: Some(CusumSettings { k: 0.5, h: 4.0 }),
+            ewma: Some(EwmaSettings {
+                lambda: 0.25,
+                l: 3.0,
+            }),
+        })
+        .unwrap()
+    }
+
+    fn feed(chart: ChartKind, data: &[f64]) -> (SpcEngine, Vec<SpcPoint>) {
+        let mut e = engine(chart);
+        let mut out = Vec::new();
+        data.iter().for_each(|x| e.push(*x, &mut out));
+        (e, out)
+    }
+
+    fn near(a: f64, b: f64, scale: f64) -> bool {
+        (a - b).abs() <= 1e-9 * scale.max(1.0)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// x ↦ a + b·x moves center, statistics and EWMA with it, scales sigma and the
+        /// dispersion by b, and leaves every rule verdict and the standardized CUSUM as they were.
+        #[test]
+        fn shifting_and_scaling_the_data_transforms_limits_and_keeps_violations(
+            noise in prop::collection::vec(-1.0f64..1.0, 80),
+            drift in -0.05f64..0.05,
+            shift in -1000.0f64..1000.0,
+            exponent in -6i32..7,
+            imr in any::<bool>(),
+        ) {
+            let chart = if imr { ChartKind::Imr } else { ChartKind::XbarR };
+            let scale = 2f64.powi(exponent);
+            let data: Vec<f64> = noise.iter().enumerate().map(|(i, n)| 10.0 + n + drift * i as f64).collect();
+            let moved: Vec<f64> = data.iter().map(|x| shift + scale * x).collect();
+            let (e1, p1) = feed(chart, &data);
+            let (e2, p2) = feed(chart, &moved);
+            let (a, b) = (e1.estimate().unwrap(), e2.estimate().unwrap());
+            let mag = shift.abs() + scale * 20.0;
+            prop_assert!(near(b.location.center, shift + scale * a.location.center, mag));
+            prop_assert!(near(b.location.ucl, shift + scale * a.location.ucl, mag));
+            prop_assert!(near(b.sigma, scale * a.sigma, scale));
+            prop_assert!(near(b.dispersion.ucl, scale * a.dispersion.ucl, scale));
+            prop_assert_eq!(p1.len(), p2.len());
+            for (x, y) in p1.iter().zip(&p2) {
+                prop_assert!(near(y.statistic, shift + scale * x.statistic, mag));
+                prop_assert_eq!(x.violations, y.violations, "point {}", x.index);
+                prop_assert_eq!(x.dispersion_violations, y.dispersion_violations, "point {}", x.index);
+                let (cx, cy) = (x.cusum.unwrap(), y.cusum.unwrap());
+                prop_assert!(near(cx.upper, cy.upper, 10.0) && near(cx.lower, cy.lower, 10.0));
+                prop_assert_eq!((cx.upper_violation, cx.lower_violation), (cy.upper_violation, cy.lower_violation));
+                let (wx, wy) = (x.ewma.unwrap(), y.ewma.unwrap());
+                prop_assert!(near(wy.z, shift + scale * wx.z, mag));
+                prop_assert_eq!(wx.violation, wy.violation);
+            }
+        }
+    }
+}
