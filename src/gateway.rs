@@ -1,10 +1,15 @@
 //! Wiring: starts the broker connection and one poller per device, and runs the core that turns
 //! samples into metrics, alarm transitions and alerts, and commands into acknowledgements.
 
-use crate::alarms::{Rule, Transition};
-use crate::config::{Config, DeviceConfig, PointConfig};
+use crate::alarms::{Rule, Severity, Transition};
+use crate::analysis::spc::{self, SpcEngine, SpcPoint};
+use crate::config::{
+    AlarmKind, AlarmRuleConfig, Config, DeviceConfig, PointConfig, SpcPointConfig, SPC_RULE_NAME,
+};
 use crate::routing::mqtt::{self, Inbound, MqttSetupError, Publisher};
-use crate::routing::payload::{timestamp, AckCommand, Alert, Event, Metric, RuleStatus};
+use crate::routing::payload::{
+    timestamp, AckCommand, Alert, Event, Metric, RuleStatus, SpcDetail, SpcMetric,
+};
 use crate::routing::Topics;
 use crate::sources::modbus::ModbusTcpPoller;
 use crate::sources::{Quality, Sample, SourceEvent};
@@ -101,6 +106,51 @@ struct PointState {
     /// When the metric was last published, and whether a newer value awaits publication.
     published_at: Option<Instant>,
     dirty: bool,
+    /// Statistical process control, when configured.
+    spc: Option<SpcState>,
+}
+
+/// A point's control chart and the alarm rule its violations drive (the last of `rules`).
+struct SpcState {
+    config: SpcPointConfig,
+    engine: SpcEngine,
+    /// The point whose value names the subgroup, and its value for the current subgroup.
+    subgroup_by: Option<usize>,
+    key: Option<f64>,
+    /// Index of the `spc` rule in the point's rules.
+    rule: usize,
+    out: Vec<SpcPoint>,
+    last: Option<SpcDetail>,
+}
+
+impl SpcState {
+    fn new(config: &SpcPointConfig, points: &[PointConfig], rule: usize) -> Option<Self> {
+        // The configuration was checked at load; an engine that cannot be built is skipped.
+        let engine = SpcEngine::new(config.settings()).ok()?;
+        Some(Self {
+            subgroup_by: config
+                .subgroup_by
+                .as_deref()
+                .and_then(|name| points.iter().position(|q| q.name == name)),
+            key: None,
+            rule,
+            out: Vec::with_capacity(config.calibration.max(1)),
+            last: None,
+            engine,
+            config: config.clone(),
+        })
+    }
+}
+
+fn spc_rule() -> AlarmRuleConfig {
+    AlarmRuleConfig {
+        name: Some(SPC_RULE_NAME.to_string()),
+        kind: AlarmKind::High,
+        warning: None,
+        alarm: None,
+        deadband: 0.0,
+        on_delay_ms: 0,
+    }
 }
 
 struct Core {
@@ -124,18 +174,27 @@ impl Core {
                 };
                 d.points()
                     .iter()
-                    .map(|p| PointState {
-                        device: d.name().to_string(),
-                        config: p.clone(),
-                        stale_after,
-                        value: None,
-                        quality: Quality::Bad,
-                        error: Some("not read yet".into()),
-                        read_at: SystemTime::now(),
-                        last_good: None,
-                        rules: p.alarms.iter().cloned().map(Rule::new).collect(),
-                        published_at: None,
-                        dirty: false,
+                    .map(|p| {
+                        let mut rules: Vec<Rule> =
+                            p.alarms.iter().cloned().map(Rule::new).collect();
+                        let spc = p.spc.as_ref().and_then(|c| {
+                            rules.push(Rule::new(spc_rule()));
+                            SpcState::new(c, d.points(), rules.len() - 1)
+                        });
+                        PointState {
+                            device: d.name().to_string(),
+                            config: p.clone(),
+                            stale_after,
+                            value: None,
+                            quality: Quality::Bad,
+                            error: Some("not read yet".into()),
+                            read_at: SystemTime::now(),
+                            last_good: None,
+                            rules,
+                            published_at: None,
+                            dirty: false,
+                            spc,
+                        }
                     })
                     .collect()
             })
@@ -220,7 +279,11 @@ impl Core {
         if let Some(v) = sample.value {
             point.value = Some(v);
             point.last_good = Some(now);
+            let spc_rule = point.spc.as_ref().map(|s| s.rule);
             for (i, rule) in point.rules.iter_mut().enumerate() {
+                if Some(i) == spc_rule {
+                    continue;
+                }
                 if let Some(t) = rule.evaluate(v, now.into_std(), sample.at) {
                     transitions.push((i, t));
                 }
@@ -241,11 +304,137 @@ impl Core {
             self.publish_metric(d, p, now);
         }
         for (rule, t) in &transitions {
-            self.publish_transition(d, p, *rule, t, None);
+            self.publish_transition(d, p, *rule, t, None, None);
         }
-        if !transitions.is_empty() || quality_changed {
+        let spc_changed = match sample.value {
+            Some(v) => self.on_spc_observation(d, p, v, now, sample.at),
+            None => false,
+        };
+        if !transitions.is_empty() || quality_changed || spc_changed {
             self.publish_alert(d, p);
         }
+    }
+
+    /// Feeds a good value to the point's control chart; publishes each charted point and
+    /// drives the `spc` rule. Returns true when the rule changed.
+    fn on_spc_observation(
+        &mut self,
+        d: usize,
+        p: usize,
+        value: f64,
+        now: Instant,
+        wall: SystemTime,
+    ) -> bool {
+        let key = self.points[d][p]
+            .spc
+            .as_ref()
+            .and_then(|s| s.subgroup_by)
+            .and_then(|by| self.points[d].get(by))
+            .and_then(|q| q.value);
+        let point = &mut self.points[d][p];
+        let Some(state) = point.spc.as_mut() else {
+            return false;
+        };
+        if state.subgroup_by.is_some() && key != state.key {
+            if state.key.is_some() {
+                let dropped = state.engine.discard_partial();
+                if dropped > 0 {
+                    tracing::debug!(device = %point.device, point = %point.config.name, dropped, "Subgroup counter moved on; incomplete subgroup discarded.");
+                }
+            }
+            state.key = key;
+        }
+        state.out.clear();
+        let failed = state.engine.failed_calibrations();
+        state.engine.push(value, &mut state.out);
+        if state.engine.failed_calibrations() > failed {
+            warn!(device = %point.device, point = %point.config.name, "SPC calibration data had no spread (every value equal); calibrating again. Poll at the rate the value changes, or give center and sigma.");
+        }
+        let Some(estimate) = state.engine.estimate().copied() else {
+            return false;
+        };
+        let chart = state.config.chart;
+        let rule_set = state.config.rules;
+        let capability = state
+            .config
+            .spec()
+            .map(|spec| spc::capability(estimate.location.center, estimate.sigma, &spec));
+        let charted: Vec<SpcPoint> = state.out.clone();
+        let rule_index = state.rule;
+        let mut changed = false;
+        for c in charted {
+            let metric = SpcMetric {
+                chart,
+                index: c.index,
+                calibration: c.calibration,
+                statistic: c.statistic,
+                dispersion: c.dispersion,
+                sigma: estimate.sigma,
+                center: estimate.location.center,
+                lcl: estimate.location.lcl,
+                ucl: estimate.location.ucl,
+                dispersion_center: estimate.dispersion.center,
+                dispersion_lcl: estimate.dispersion.lcl,
+                dispersion_ucl: estimate.dispersion.ucl,
+                violations: c.violations.iter().collect(),
+                dispersion_violations: c.dispersion_violations.iter().collect(),
+                cusum: c.cusum,
+                ewma: c.ewma,
+                capability,
+                ts: timestamp(wall),
+            };
+            let point = &self.points[d][p];
+            let topic = format!(
+                "{}/spc",
+                self.topics.metric(&point.device, &point.config.name)
+            );
+            self.publisher.publish(
+                topic,
+                serde_json::to_vec(&metric).unwrap_or_default(),
+                QoS::AtMostOnce,
+                false,
+            );
+
+            let cusum = c.cusum.and_then(|k| {
+                if k.upper_violation {
+                    Some("upper".to_string())
+                } else if k.lower_violation {
+                    Some("lower".to_string())
+                } else {
+                    None
+                }
+            });
+            let ewma = c.ewma.is_some_and(|w| w.violation);
+            let violated = !c.violations.is_empty()
+                || !c.dispersion_violations.is_empty()
+                || cusum.is_some()
+                || ewma;
+            let detail = SpcDetail {
+                chart,
+                rule_set,
+                index: c.index,
+                statistic: c.statistic,
+                center: estimate.location.center,
+                lcl: estimate.location.lcl,
+                ucl: estimate.location.ucl,
+                rules: metric.violations.clone(),
+                dispersion_rules: metric.dispersion_violations.clone(),
+                cusum,
+                ewma,
+            };
+            let point = &mut self.points[d][p];
+            let condition = violated.then_some(Severity::Alarm);
+            if let Some(t) =
+                point.rules[rule_index].signal(condition, c.statistic, now.into_std(), wall)
+            {
+                if let Some(state) = point.spc.as_mut() {
+                    state.last = Some(detail.clone());
+                }
+                self.publish_transition(d, p, rule_index, &t, None, Some(detail));
+                changed = true;
+            }
+        }
+        changed
     }
 
     fn housekeeping(&mut self) {
@@ -330,6 +519,7 @@ impl Core {
                 .iter()
                 .map(|r| Self::rule_status(point, r))
                 .collect(),
+            spc: point.spc.as_ref().and_then(|s| s.last.clone()),
         };
         let topic = self.topics.alert(&point.device, &point.config.name);
         self.publisher.publish(
@@ -347,6 +537,7 @@ impl Core {
         rule: usize,
         t: &Transition,
         by: Option<String>,
+        spc: Option<SpcDetail>,
     ) {
         let point = &self.points[d][p];
         let r = &point.rules[rule];
@@ -374,6 +565,7 @@ impl Core {
             unit: point.config.unit.clone(),
             condition_since: t.condition_since.map(timestamp),
             by,
+            spc,
             ts: timestamp(t.at),
         };
         self.publish_event(&event);
@@ -462,7 +654,7 @@ impl Core {
             return Err(format!("nothing to acknowledge on {device}/{point}"));
         }
         for (i, t) in &transitions {
-            self.publish_transition(d, p, *i, t, cmd.by.clone());
+            self.publish_transition(d, p, *i, t, cmd.by.clone(), None);
         }
         self.publish_alert(d, p);
         Ok(())

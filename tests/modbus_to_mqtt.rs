@@ -429,3 +429,63 @@ async fn polling_and_alarms_go_on_while_the_broker_is_away_and_state_is_republis
         .await;
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_spc_violation_raises_the_spc_alarm_with_chart_rule_and_statistic() {
+    let broker = mosquitto();
+    let plc = modbus_server(
+        &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 100}]}),
+    );
+    // Known process: center 100, sigma 2 (limits 94..106); every reading is one observation.
+    let text = header("spc", broker.port)
+        + &format!(
+            "[[devices]]\ntype = \"modbus_tcp\"\nname = \"lathe\"\nhost = \"127.0.0.1\"\nport = {}\npoll_interval_ms = 100\n\n\
+             [[devices.points]]\nname = \"diameter\"\nregister = \"holding\"\naddress = 0\nscale = 0.1\nunit = \"mm\"\n\n\
+             [devices.points.spc]\nchart = \"imr\"\ncenter = 10.0\nsigma = 0.2\nrules = \"western-electric\"\n\
+             ewma = {{ lambda = 0.2, l = 3.0 }}\nspec = {{ lsl = 9.4, usl = 10.6 }}\n",
+            plc.port
+        );
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = Gateway::start(&text);
+    let metric = observer
+        .wait_for("an SPC metric", Duration::from_secs(10), |m| {
+            m.topic == "qis/spc/metrics/lathe/diameter/spc"
+        })
+        .await;
+    assert_eq!(metric.json["chart"], "imr");
+    assert_eq!(metric.json["center"], 10.0);
+    assert!((metric.json["ucl"].as_f64().unwrap() - 10.6).abs() < 1e-12);
+    assert!((metric.json["lcl"].as_f64().unwrap() - 9.4).abs() < 1e-12);
+    assert!((metric.json["capability"]["cp"].as_f64().unwrap() - 1.0).abs() < 1e-12);
+    assert_eq!(metric.json["violations"], json!([]));
+
+    // 10.8 mm is beyond 3 sigma: Western Electric rule 1.
+    write_holding(plc.port, 0, 108).await;
+    let raised = observer
+        .wait_for("the spc raise", Duration::from_secs(10), |m| {
+            m.topic == "qis/spc/events" && m.json["rule"] == "spc" && m.json["to"] == "active"
+        })
+        .await;
+    let spc = &raised.json["spc"];
+    assert_eq!(spc["chart"], "imr");
+    assert_eq!(spc["rule_set"], "western-electric");
+    assert_eq!(spc["rules"], json!([1]));
+    assert!((spc["statistic"].as_f64().unwrap() - 10.8).abs() < 1e-9);
+    assert!((spc["ucl"].as_f64().unwrap() - 10.6).abs() < 1e-12);
+    let alert = observer
+        .wait_for("the spc alert", Duration::from_secs(5), |m| {
+            m.topic == "qis/spc/alerts/lathe/diameter" && m.json["state"] == "active"
+        })
+        .await;
+    assert_eq!(alert.json["rule"], "spc");
+    assert_eq!(alert.json["spc"]["rules"], json!([1]));
+
+    // Back in control (the EWMA still remembers the excursion for a while): the rule clears.
+    write_holding(plc.port, 0, 100).await;
+    observer
+        .wait_for("the spc clear", Duration::from_secs(15), |m| {
+            m.topic == "qis/spc/events" && m.json["rule"] == "spc" && m.json["to"] == "cleared"
+        })
+        .await;
+    gateway.stop().await;
+}

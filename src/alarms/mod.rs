@@ -160,13 +160,37 @@ impl Rule {
         }
     }
 
-    /// Evaluates a new good value. Returns the transition it causes, if any.
+    /// Evaluates a new good value against the rule's levels. Returns the transition it causes,
+    /// if any.
     pub fn evaluate(&mut self, value: f64, now: Instant, wall: SystemTime) -> Option<Transition> {
         if !value.is_finite() {
             return None;
         }
         self.last_value = Some(value);
         let target = self.target(value);
+        self.apply(target, value, now, wall)
+    }
+
+    /// Feeds an externally judged condition (e.g. an SPC rule violation): `Some(severity)`
+    /// while it holds, None when it does not. On-delay and acknowledgement work as for levels.
+    pub fn signal(
+        &mut self,
+        condition: Option<Severity>,
+        value: f64,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Option<Transition> {
+        self.last_value = Some(value);
+        self.apply(condition, value, now, wall)
+    }
+
+    fn apply(
+        &mut self,
+        target: Option<Severity>,
+        value: f64,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Option<Transition> {
         if target > self.severity {
             let target = target?;
             let (since, since_wall) = match self.pending {
@@ -466,5 +490,38 @@ mod tests {
         assert_eq!(r.evaluate(f64::NAN, i, w), None);
         assert_eq!(r.evaluate(f64::INFINITY, i, w), None);
         assert_eq!(r.state(), AlarmState::Normal);
+    }
+}
+
+#[cfg(test)]
+mod signal_tests {
+    use super::*;
+
+    #[test]
+    fn an_external_condition_raises_and_clears_like_a_level() {
+        let mut r = Rule::new(AlarmRuleConfig {
+            name: Some("spc".into()),
+            kind: AlarmKind::High,
+            warning: None,
+            alarm: None,
+            deadband: 0.0,
+            on_delay_ms: 0,
+        });
+        let t0 = Instant::now();
+        let w0 = SystemTime::UNIX_EPOCH;
+        let raised = r
+            .signal(Some(Severity::Alarm), 74.02, t0, w0)
+            .expect("raised");
+        assert_eq!(
+            (raised.to, raised.severity),
+            (AlarmState::Active, Some(Severity::Alarm))
+        );
+        assert_eq!(
+            r.signal(Some(Severity::Alarm), 74.03, t0, w0),
+            None,
+            "still violated: no new transition"
+        );
+        let cleared = r.signal(None, 74.0, t0, w0).expect("cleared");
+        assert_eq!(cleared.to, AlarmState::Cleared);
     }
 }

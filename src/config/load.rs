@@ -285,6 +285,10 @@ impl<'t> Loader<'t> {
             };
             match (point, alarms) {
                 (Some(mut p), Some(alarms)) => {
+                    if p.spc.is_some() && alarms.iter().any(|r| r.name() == SPC_RULE_NAME) {
+                        self.report(key_span(item, &["spc"]), &component, format!("alarm rule name `{SPC_RULE_NAME}` is taken by the SPC rule of this point"));
+                        ok = false;
+                    }
                     if !names.insert(p.name.clone()) {
                         self.report(
                             key_span(item, &["name"]),
@@ -297,6 +301,25 @@ impl<'t> Loader<'t> {
                     points.push(p);
                 }
                 _ => ok = false,
+            }
+        }
+        for p in &points {
+            let by = p.spc.as_ref().and_then(|s| s.subgroup_by.as_deref());
+            if let Some(by) = by {
+                let exists = points.iter().any(|q| q.name == by && q.name != p.name);
+                if !exists {
+                    let component = format!("{device} / point \"{}\"", p.name);
+                    let item = items.iter().find(|i| {
+                        i.get_ref()
+                            .as_table()
+                            .and_then(|t| t.get("name"))
+                            .and_then(|n| n.get_ref().as_str())
+                            == Some(p.name.as_str())
+                    });
+                    let span = item.map(|i| key_span(i, &["spc"])).unwrap_or(value.span());
+                    self.report(span, &component, format!("spc.subgroup_by names `{by}`, which is not another point of this device"));
+                    ok = false;
+                }
             }
         }
         ok.then_some(points)
@@ -748,6 +771,37 @@ fn validate_point(p: &PointConfig) -> Vec<Finding> {
     if !p.offset.is_finite() {
         out.push((vec!["offset"], "offset must be finite".into()));
     }
+    if let Some(spc) = &p.spc {
+        use crate::analysis::spc::{ChartKind, SpcEngine};
+        if spc.chart != ChartKind::Imr && spc.subgroup_size.is_none() {
+            out.push((
+                vec!["spc"],
+                "an X-bar chart needs `subgroup_size` (2–25)".into(),
+            ));
+        } else if let Err(e) = SpcEngine::new(spc.settings()) {
+            out.push((vec!["spc"], format!("spc: {e}")));
+        }
+        if spc.center.is_some() != spc.sigma.is_some() {
+            out.push((
+                vec!["spc"],
+                "spc: give `center` and `sigma` together, or neither (to estimate them)".into(),
+            ));
+        }
+        if let Some(s) = spc.spec {
+            if !(s.lsl.is_finite() && s.usl.is_finite() && s.lsl < s.usl) {
+                out.push((
+                    vec!["spc"],
+                    format!("spc.spec: lsl ({}) must lie below usl ({})", s.lsl, s.usl),
+                ));
+            }
+        }
+        if p.register.is_bit() {
+            out.push((
+                vec!["spc"],
+                "SPC needs a measured value, not a coil or discrete input".into(),
+            ));
+        }
+    }
     out
 }
 
@@ -924,6 +978,36 @@ alarm = 80.0
         let errs = errors("[site]\nid = \"p\"\n[[devices]]\ntype = \"modbus_tcp\"\nname = \"x\"\nhost = \"h\"\n[[devices.points]]\nname = \"c\"\nregister = \"coil\"\naddress = 0\ndata_type = \"f32\"\n");
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].line, 11);
+    }
+
+    #[test]
+    fn spc_sections_are_checked() {
+        let base = "[site]\nid = \"p\"\n[[devices]]\ntype = \"modbus_tcp\"\nname = \"x\"\nhost = \"h\"\n[[devices.points]]\nname = \"d\"\nregister = \"holding\"\naddress = 0\n";
+        let ok = format!("{base}[devices.points.spc]\nchart = \"xbar-r\"\nsubgroup_size = 5\nrules = \"nelson\"\ncusum = {{ k = 0.5, h = 5 }}\n");
+        let c = parse_str(&ok, "t.toml").expect("valid");
+        assert!(c.devices[0].points()[0].spc.is_some());
+        for (extra, fragment) in [
+            ("chart = \"xbar-r\"\n", "subgroup_size"),
+            (
+                "chart = \"xbar-s\"\nsubgroup_size = 40\n",
+                "subgroup size 40",
+            ),
+            ("chart = \"imr\"\nsubgroup_by = \"batch\"\n", "subgroup_by"),
+            ("chart = \"imr\"\ncenter = 3.0\n", "together"),
+            (
+                "chart = \"imr\"\nrules = \"nelson\"\nenabled_rules = [9]\n",
+                "rule 9",
+            ),
+            ("chart = \"pareto\"\n", "unknown variant"),
+            ("chart = \"imr\"\nspec = { lsl = 5.0, usl = 1.0 }\n", "lsl"),
+        ] {
+            let text = format!("{base}[devices.points.spc]\n{extra}");
+            let errs = errors(&text);
+            assert!(
+                errs.iter().any(|d| d.message.contains(fragment)),
+                "{extra}: {errs:?}"
+            );
+        }
     }
 
     #[test]

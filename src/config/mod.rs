@@ -249,7 +249,115 @@ pub struct PointConfig {
     /// `[[devices.points.alarms]]`: alarm rules on this point's engineering value.
     #[serde(default)]
     pub alarms: Vec<AlarmRuleConfig>,
+    /// `[devices.points.spc]`: statistical process control on this point's values.
+    pub spc: Option<SpcPointConfig>,
 }
+
+/// `[devices.points.spc]`: a control chart on a point. Every good reading is one observation;
+/// a violation raises the point's alarm rule `spc`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpcPointConfig {
+    /// `xbar-r`, `xbar-s` or `imr` (individuals and moving range).
+    pub chart: crate::analysis::spc::ChartKind,
+    /// Observations per subgroup, 2–25 (required for `xbar-r` and `xbar-s`).
+    pub subgroup_size: Option<usize>,
+    /// Another point on the same device whose value names the subgroup (a batch or part
+    /// counter): when it changes, an incomplete subgroup is discarded, so no subgroup spans
+    /// two batches.
+    pub subgroup_by: Option<String>,
+    /// Subgroups (points for `imr`) from which the limits are estimated (phase I). Default 25.
+    #[serde(default = "default_calibration")]
+    pub calibration: usize,
+    /// Known process center: with `sigma`, limits are fixed from the start (phase II).
+    pub center: Option<f64>,
+    /// Known process standard deviation of individual values.
+    pub sigma: Option<f64>,
+    /// `western-electric` (rules 1–4, default) or `nelson` (rules 1–8).
+    #[serde(default = "default_rule_set")]
+    pub rules: crate::analysis::spc::RuleSet,
+    /// Rule numbers to apply; default all of the set.
+    pub enabled_rules: Option<Vec<u8>>,
+    /// Tabular CUSUM: `{ k = 0.5, h = 5.0 }` (reference value and decision interval, sigmas).
+    pub cusum: Option<CusumConfig>,
+    /// EWMA: `{ lambda = 0.2, l = 3.0 }`.
+    pub ewma: Option<EwmaConfig>,
+    /// Specification limits for capability: `{ lsl = 73.95, usl = 74.05, target = 74.0 }`.
+    pub spec: Option<SpecConfig>,
+}
+
+fn default_calibration() -> usize {
+    25
+}
+fn default_rule_set() -> crate::analysis::spc::RuleSet {
+    crate::analysis::spc::RuleSet::WesternElectric
+}
+
+/// Tabular CUSUM parameters.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CusumConfig {
+    /// Reference value in sigmas (half the shift to detect).
+    pub k: f64,
+    /// Decision interval in sigmas.
+    pub h: f64,
+}
+
+/// EWMA parameters.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EwmaConfig {
+    /// Smoothing constant, 0 < λ ≤ 1.
+    pub lambda: f64,
+    /// Limit width in sigmas.
+    pub l: f64,
+}
+
+/// Specification limits.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecConfig {
+    /// Lower specification limit.
+    pub lsl: f64,
+    /// Upper specification limit.
+    pub usl: f64,
+    /// Target; default the midpoint.
+    pub target: Option<f64>,
+}
+
+impl SpcPointConfig {
+    /// The engine settings this configuration describes.
+    pub fn settings(&self) -> crate::analysis::spc::SpcSettings {
+        use crate::analysis::spc::{Calibration, CusumSettings, EwmaSettings, SpcSettings};
+        SpcSettings {
+            chart: self.chart,
+            subgroup_size: self.subgroup_size.unwrap_or(1),
+            calibration: match (self.center, self.sigma) {
+                (Some(center), Some(sigma)) => Calibration::Given { center, sigma },
+                _ => Calibration::FirstN(self.calibration),
+            },
+            rules: Some(self.rules),
+            enabled_rules: self.enabled_rules.clone(),
+            cusum: self.cusum.map(|c| CusumSettings { k: c.k, h: c.h }),
+            ewma: self.ewma.map(|e| EwmaSettings {
+                lambda: e.lambda,
+                l: e.l,
+            }),
+        }
+    }
+
+    /// Capability specification, if configured.
+    pub fn spec(&self) -> Option<crate::analysis::spc::Spec> {
+        self.spec.map(|s| crate::analysis::spc::Spec {
+            lsl: s.lsl,
+            usl: s.usl,
+            target: s.target,
+        })
+    }
+}
+
+/// Name of the alarm rule that SPC violations raise.
+pub const SPC_RULE_NAME: &str = "spc";
 
 impl PointConfig {
     /// The configured data type, or the default for the register kind.

@@ -2,6 +2,7 @@
 //! are the single source of that schema.
 
 use crate::alarms::{AlarmState, Severity};
+use crate::analysis::spc::{Capability, ChartKind, CusumPoint, EwmaPoint, RuleSet};
 use crate::sources::Quality;
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
@@ -89,6 +90,81 @@ pub struct Alert {
     pub headline: RuleStatus,
     /// Every rule on the point.
     pub rules: Vec<RuleStatus>,
+    /// The latest SPC finding that changed the `spc` rule, for points with SPC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spc: Option<SpcDetail>,
+}
+
+/// What an SPC chart found at one point: in `alarm` events of the `spc` rule and in alerts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpcDetail {
+    /// `xbar-r`, `xbar-s` or `imr`.
+    pub chart: ChartKind,
+    /// `western-electric` or `nelson`.
+    pub rule_set: RuleSet,
+    /// 1-based index of the charted point (subgroup) since start.
+    pub index: usize,
+    /// The charted statistic (X̄ or the individual value).
+    pub statistic: f64,
+    /// Center line.
+    pub center: f64,
+    /// Lower control limit.
+    pub lcl: f64,
+    /// Upper control limit.
+    pub ucl: f64,
+    /// Rule numbers violated on the location chart.
+    pub rules: Vec<u8>,
+    /// Rule numbers violated on the dispersion chart (R, S or MR).
+    pub dispersion_rules: Vec<u8>,
+    /// `upper` or `lower` when the CUSUM crossed its decision interval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cusum: Option<String>,
+    /// True when the EWMA left its limits.
+    pub ewma: bool,
+}
+
+/// `qis/<site>/metrics/<device>/<point>/spc`: one charted point with the chart's limits.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SpcMetric {
+    /// `xbar-r`, `xbar-s` or `imr`.
+    pub chart: ChartKind,
+    /// 1-based index of the point since start.
+    pub index: usize,
+    /// True for points of the calibration (phase I).
+    pub calibration: bool,
+    /// X̄ or the individual value.
+    pub statistic: f64,
+    /// R, s or moving range (null for the first individual).
+    pub dispersion: Option<f64>,
+    /// Process sigma.
+    pub sigma: f64,
+    /// Center line of the location chart.
+    pub center: f64,
+    /// Lower control limit.
+    pub lcl: f64,
+    /// Upper control limit.
+    pub ucl: f64,
+    /// Center line of the dispersion chart.
+    pub dispersion_center: f64,
+    /// Its lower limit.
+    pub dispersion_lcl: f64,
+    /// Its upper limit.
+    pub dispersion_ucl: f64,
+    /// Rule numbers violated on the location chart.
+    pub violations: Vec<u8>,
+    /// Rule numbers violated on the dispersion chart.
+    pub dispersion_violations: Vec<u8>,
+    /// CUSUM sums (lower ≤ 0) and their violations, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cusum: Option<CusumPoint>,
+    /// EWMA statistic and limits, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ewma: Option<EwmaPoint>,
+    /// Cp, Cp_l, Cp_u, Cpk, Cpm, when specification limits are configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capability: Option<Capability>,
+    /// When the observation that completed the point was read.
+    pub ts: String,
 }
 
 /// `qis/<site>/events`: one per alarm transition, device link change or rejected command.
@@ -125,6 +201,9 @@ pub enum Event {
         /// Who acknowledged (from the command's `by`).
         #[serde(skip_serializing_if = "Option::is_none")]
         by: Option<String>,
+        /// For the `spc` rule: what the chart found.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        spc: Option<SpcDetail>,
         /// When.
         ts: String,
     },

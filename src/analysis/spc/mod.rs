@@ -158,7 +158,7 @@ pub struct Estimate {
 }
 
 /// CUSUM values at a point (qcc's standardized sums; `lower` ≤ 0).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CusumPoint {
     /// Upper sum.
     pub upper: f64,
@@ -171,7 +171,7 @@ pub struct CusumPoint {
 }
 
 /// EWMA values at a point.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EwmaPoint {
     /// The smoothed statistic.
     pub z: f64,
@@ -205,7 +205,7 @@ pub struct SpcPoint {
 }
 
 /// Process capability indices.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Capability {
     /// (USL − LSL) / 6σ
     pub cp: f64,
@@ -254,6 +254,7 @@ pub struct SpcEngine {
     dispersion_rules: Option<RuleState>,
     cusum: (f64, f64),
     ewma: Option<(f64, f64)>,
+    failed_calibrations: u64,
 }
 
 impl SpcEngine {
@@ -309,6 +310,7 @@ impl SpcEngine {
             dispersion_rules: rule_state(),
             cusum: (0.0, 0.0),
             ewma: None,
+            failed_calibrations: 0,
             settings,
         };
         if let Calibration::Given { center, sigma } = engine.settings.calibration {
@@ -325,6 +327,11 @@ impl SpcEngine {
     /// Center, sigma and limits, once calibrated.
     pub fn estimate(&self) -> Option<&Estimate> {
         self.estimate.as_ref()
+    }
+
+    /// Calibrations thrown away because the data had no spread (σ = 0).
+    pub fn failed_calibrations(&self) -> u64 {
+        self.failed_calibrations
     }
 
     /// Observations per subgroup.
@@ -410,6 +417,14 @@ impl SpcEngine {
         if let Calibration::FirstN(k) = self.settings.calibration {
             if self.calibration.len() >= k {
                 let e = self.calibrate();
+                // Identical readings (a register polled faster than it changes) give no spread:
+                // charting with zero-width limits would flag everything. Start over instead.
+                if !(e.sigma.is_finite() && e.sigma > 0.0) {
+                    self.estimate = None;
+                    self.calibration.clear();
+                    self.failed_calibrations += 1;
+                    return;
+                }
                 for i in 0..self.calibration.len() {
                     let s = self.calibration[i];
                     out.push(self.judge(s, true, e));
@@ -638,6 +653,29 @@ mod tests {
             ..base
         })
         .is_err());
+    }
+
+    #[test]
+    fn a_calibration_without_spread_is_discarded_and_repeated() {
+        let mut e = SpcEngine::new(SpcSettings {
+            chart: ChartKind::Imr,
+            subgroup_size: 1,
+            calibration: Calibration::FirstN(5),
+            rules: Some(RuleSet::WesternElectric),
+            enabled_rules: None,
+            cusum: None,
+            ewma: None,
+        })
+        .unwrap();
+        let mut out = Vec::new();
+        (0..5).for_each(|_| e.push(7.0, &mut out));
+        assert!(out.is_empty() && e.estimate().is_none());
+        assert_eq!(e.failed_calibrations(), 1);
+        [7.0, 7.2, 6.9, 7.1, 7.0]
+            .iter()
+            .for_each(|x| e.push(*x, &mut out));
+        assert_eq!(out.len(), 5);
+        assert!(e.estimate().unwrap().sigma > 0.0);
     }
 
     #[test]
