@@ -565,7 +565,7 @@ impl Core {
             unit: point.config.unit.clone(),
             condition_since: t.condition_since.map(timestamp),
             by,
-            spc,
+            spc: spc.map(Box::new),
             ts: timestamp(t.at),
         };
         self.publish_event(&event);

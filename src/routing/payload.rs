@@ -203,7 +203,7 @@ pub enum Event {
         by: Option<String>,
         /// For the `spc` rule: what the chart found.
         #[serde(skip_serializing_if = "Option::is_none")]
-        spc: Option<SpcDetail>,
+        spc: Option<Box<SpcDetail>>,
         /// When.
         ts: String,
     },
