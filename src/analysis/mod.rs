@@ -2,5 +2,7 @@
 //! warm-up.
 //!
 //! - [`spc`]: statistical process control (Shewhart charts, run rules, CUSUM, EWMA, capability).
+//! - [`vibration`]: FFT features, ISO 10816 severity, envelope analysis and bearing diagnosis.
 
 pub mod spc;
+pub mod vibration;

@@ -14,6 +14,46 @@ use std::process::ExitCode;
 pub enum AnalyzeCommand {
     /// Control charts, run rules, CUSUM, EWMA and capability over a CSV column.
     Spc(SpcArgs),
+    /// Vibration features, ISO 10816 zone and bearing diagnosis of a waveform file.
+    Vibration(VibrationArgs),
+}
+
+/// `qis-edge analyze vibration`
+#[derive(Debug, Args)]
+pub struct VibrationArgs {
+    /// Waveform file.
+    #[arg(long)]
+    input: PathBuf,
+    /// f32 (raw little-endian), csv or wav; default from the file name.
+    #[arg(long)]
+    format: Option<String>,
+    /// Samples per second (WAV files carry their own).
+    #[arg(long)]
+    sample_rate: Option<f64>,
+    /// Shaft speed, revolutions per minute.
+    #[arg(long)]
+    rpm: Option<f64>,
+    /// Bearing geometry: ELEMENTS,BALL_DIA,PITCH_DIA,CONTACT_DEG.
+    #[arg(long)]
+    bearing: Option<String>,
+    /// Samples analysed, 1024–65536 (default: the largest power of two the file holds, at most 65536).
+    #[arg(long)]
+    window: Option<usize>,
+    /// Envelope band LO-HI in Hz (default: chosen by spectral kurtosis).
+    #[arg(long)]
+    band: Option<String>,
+    /// Unit of the samples: g or m/s2.
+    #[arg(long, default_value = "g")]
+    unit: String,
+    /// ISO 10816-3 machine group: medium (15–300 kW) or large (300 kW–50 MW).
+    #[arg(long, default_value = "medium")]
+    machine_group: String,
+    /// ISO 10816-3 foundation: rigid or flexible.
+    #[arg(long, default_value = "rigid")]
+    foundation: String,
+    /// Print one JSON object (otherwise a short summary).
+    #[arg(long)]
+    json: bool,
 }
 
 /// `qis-edge analyze spc`
@@ -71,7 +111,133 @@ pub fn analyze(command: AnalyzeCommand) -> ExitCode {
                 ExitCode::from(super::EXIT_FAILURE)
             }
         },
+        AnalyzeCommand::Vibration(args) => match vibration(&args) {
+            Ok(out) => {
+                if args.json {
+                    println!("{}", serde_json::to_string(&out).unwrap_or_default());
+                } else {
+                    println!(
+                        "rms {:.4}, peak {:.4}, crest {:.2}, kurtosis {:.2}, velocity {:.3} mm/s (ISO 10816-3 zone {})",
+                        out["rms"].as_f64().unwrap_or(0.0),
+                        out["peak"].as_f64().unwrap_or(0.0),
+                        out["crest_factor"].as_f64().unwrap_or(0.0),
+                        out["kurtosis"].as_f64().unwrap_or(0.0),
+                        out["velocity_rms_mm_s"].as_f64().unwrap_or(0.0),
+                        out["iso10816_zone"].as_str().unwrap_or("?")
+                    );
+                    if let Some(b) = out.get("bearing") {
+                        println!(
+                            "bearing verdict: {} (envelope band {})",
+                            b["verdict"], b["envelope_band_hz"]
+                        );
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("qis-edge analyze vibration: {e}");
+                ExitCode::from(super::EXIT_FAILURE)
+            }
+        },
     }
+}
+
+fn vibration(args: &VibrationArgs) -> Result<Value, String> {
+    use crate::analysis::vibration::bearing::BearingGeometry;
+    use crate::analysis::vibration::{
+        EnvelopeBand, VibrationAnalyzer, VibrationFeatures, VibrationSettings,
+    };
+    use crate::sources::replay::{read_waveform, WaveformFormat};
+    let format = match &args.format {
+        Some(f) => serde_json::from_value(json!(f))
+            .map_err(|_| format!("--format `{f}`: use f32, csv or wav"))?,
+        None => WaveformFormat::from_path(&args.input).ok_or_else(|| {
+            format!(
+                "{}: cannot tell the format from the name; give --format",
+                args.input.display()
+            )
+        })?,
+    };
+    let wave = read_waveform(&args.input, format)?;
+    let sample_rate = args
+        .sample_rate
+        .or(wave.sample_rate)
+        .ok_or("--sample-rate is needed for raw and CSV files")?;
+    let available = wave.samples.len().min(65_536);
+    if available < 1024 {
+        return Err(format!(
+            "{} samples: at least 1024 are needed",
+            wave.samples.len()
+        ));
+    }
+    let window = args.window.unwrap_or(1 << available.ilog2());
+    if window > wave.samples.len() {
+        return Err(format!(
+            "--window {window} but the file holds {} samples",
+            wave.samples.len()
+        ));
+    }
+    let mut settings = VibrationSettings::new(sample_rate, window);
+    settings.unit = match args.unit.as_str() {
+        "g" => crate::analysis::vibration::AccelerationUnit::G,
+        "m/s2" | "m/s^2" | "m/s²" => {
+            crate::analysis::vibration::AccelerationUnit::MetersPerSecondSquared
+        }
+        other => return Err(format!("--unit `{other}`: use g or m/s2")),
+    };
+    settings.machine_group = serde_json::from_value(json!(args.machine_group)).map_err(|_| {
+        format!(
+            "--machine-group `{}`: use medium or large",
+            args.machine_group
+        )
+    })?;
+    settings.foundation = serde_json::from_value(json!(args.foundation))
+        .map_err(|_| format!("--foundation `{}`: use rigid or flexible", args.foundation))?;
+    settings.shaft_hz = args.rpm.map(|r| r / 60.0);
+    if let Some(b) = &args.bearing {
+        match pair("--bearing", b)?.as_slice() {
+            [n, d, pd, angle] if *n >= 1.0 && n.fract() == 0.0 => {
+                settings.bearing = Some(BearingGeometry {
+                    elements: *n as u32,
+                    ball_diameter: *d,
+                    pitch_diameter: *pd,
+                    contact_angle_deg: *angle,
+                })
+            }
+            _ => return Err("--bearing is ELEMENTS,BALL_DIA,PITCH_DIA,CONTACT_DEG".into()),
+        }
+        if settings.shaft_hz.is_none() {
+            return Err("--bearing needs --rpm".into());
+        }
+    }
+    if let Some(band) = &args.band {
+        let (lo, hi) = band
+            .split_once('-')
+            .ok_or("--band is LO-HI, e.g. 2000-5000")?;
+        let lo: f64 = lo
+            .trim()
+            .parse()
+            .map_err(|_| format!("--band: `{lo}` is not a number"))?;
+        let hi: f64 = hi
+            .trim()
+            .parse()
+            .map_err(|_| format!("--band: `{hi}` is not a number"))?;
+        settings.envelope_band = EnvelopeBand::Fixed(lo, hi);
+    }
+    let mut analyzer = VibrationAnalyzer::new(settings).map_err(|e| e.to_string())?;
+    let mut features = VibrationFeatures::default();
+    analyzer
+        .analyze(&wave.samples, &mut features)
+        .map_err(|e| e.to_string())?;
+    let mut out = serde_json::to_value(&features).map_err(|e| e.to_string())?;
+    out["sample_rate_hz"] = json!(sample_rate);
+    out["window"] = json!(window);
+    if out.get("bearing").is_some_and(Value::is_null) {
+        if let Some(o) = out.as_object_mut() {
+            o.remove("bearing");
+        }
+    }
+    Ok(out)
 }
 
 fn pair(what: &str, text: &str) -> Result<Vec<f64>, String> {

@@ -1,0 +1,538 @@
+//! Vibration analysis of one acceleration window: time-domain statistics, the amplitude
+//! spectrum, velocity RMS and its ISO 10816-3 zone, band and harmonic amplitudes, bearing
+//! defect frequencies, and envelope analysis with a bearing diagnosis.
+//!
+//! Synchronous and free of I/O. FFT plans and buffers are made once per window length by
+//! [`VibrationAnalyzer::new`]; [`VibrationAnalyzer::analyze`] then fills a reused
+//! [`VibrationFeatures`] without allocating (except for the rare first call that grows its
+//! output vectors).
+//!
+//! Conventions (the README gives them in full):
+//! - time features are taken after removing the mean; kurtosis is Pearson's (3 for a normal
+//!   distribution);
+//! - the spectrum uses a periodic Hann window scaled so that a sine of amplitude A reads A at
+//!   its bin (2|X|/Σw); with `welch_segment` it is the RMS average of 50 %-overlapping segments;
+//! - band RMS = √(2/(L·Σw²)·Σ|X|²) over the band's bins (Parseval with the window's energy),
+//!   so white noise and sines both read their true RMS;
+//! - velocity is integrated in the frequency domain (V = A/2πf) and reported in mm/s RMS over
+//!   `velocity_band_hz` (10–1000 Hz by default, ISO 10816);
+//! - envelope analysis band-passes the whole window in the frequency domain, forms the analytic
+//!   signal with an inverse FFT (Hilbert transform), and takes the amplitude spectrum of the
+//!   squared envelope with its mean removed (Randall's squared envelope spectrum).
+
+pub mod bearing;
+
+use bearing::{BearingGeometry, DefectFrequencies};
+use realfft::num_complex::Complex;
+use realfft::{RealFftPlanner, RealToComplex};
+use rustfft::{Fft, FftPlanner};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Standard gravity, m/s² per g.
+pub const G: f64 = 9.80665;
+
+/// Unit of the acceleration samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AccelerationUnit {
+    /// Multiples of standard gravity.
+    #[default]
+    G,
+    /// Metres per second squared.
+    MetersPerSecondSquared,
+}
+
+impl AccelerationUnit {
+    fn to_si(self) -> f64 {
+        match self {
+            AccelerationUnit::G => G,
+            AccelerationUnit::MetersPerSecondSquared => 1.0,
+        }
+    }
+}
+
+/// ISO 10816-3 machine group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MachineGroup {
+    /// Group 1: large machines, 300 kW – 50 MW.
+    Large,
+    /// Group 2: medium machines, 15 – 300 kW.
+    #[default]
+    Medium,
+}
+
+/// ISO 10816-3 foundation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Foundation {
+    /// Rigid foundation.
+    #[default]
+    Rigid,
+    /// Flexible foundation.
+    Flexible,
+}
+
+/// The zone boundaries A/B, B/C and C/D in mm/s RMS (ISO 10816-3:2009, Table A.1/A.2).
+pub fn iso10816_boundaries(group: MachineGroup, foundation: Foundation) -> [f64; 3] {
+    match (group, foundation) {
+        (MachineGroup::Large, Foundation::Rigid) => [2.3, 4.5, 7.1],
+        (MachineGroup::Large, Foundation::Flexible) => [3.5, 7.1, 11.0],
+        (MachineGroup::Medium, Foundation::Rigid) => [1.4, 2.8, 4.5],
+        (MachineGroup::Medium, Foundation::Flexible) => [2.3, 4.5, 7.1],
+    }
+}
+
+/// The ISO 10816-3 zone of a velocity RMS: A (new), B (unrestricted), C (restricted), D (damage).
+pub fn iso10816_zone(velocity_rms_mm_s: f64, group: MachineGroup, foundation: Foundation) -> char {
+    let [ab, bc, cd] = iso10816_boundaries(group, foundation);
+    match velocity_rms_mm_s {
+        v if v < ab => 'A',
+        v if v < bc => 'B',
+        v if v < cd => 'C',
+        _ => 'D',
+    }
+}
+
+/// How the envelope band is chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EnvelopeBand {
+    /// A fixed band, Hz.
+    Fixed(f64, f64),
+    /// The band of highest spectral kurtosis among dyadic candidates (a fast kurtogram).
+    Auto,
+}
+
+/// What to compute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VibrationSettings {
+    /// Samples per second.
+    pub sample_rate: f64,
+    /// Samples per analysed window (1 024 – 65 536).
+    pub window: usize,
+    /// Average the spectrum over 50 %-overlapping segments of this length (Welch).
+    pub welch_segment: Option<usize>,
+    /// Unit of the samples.
+    pub unit: AccelerationUnit,
+    /// Band of the overall velocity RMS, Hz.
+    pub velocity_band_hz: (f64, f64),
+    /// ISO 10816-3 machine group.
+    pub machine_group: MachineGroup,
+    /// ISO 10816-3 foundation.
+    pub foundation: Foundation,
+    /// Extra bands whose RMS is reported, Hz.
+    pub bands_hz: Vec<(f64, f64)>,
+    /// Shaft speed, Hz (for harmonics and bearing frequencies).
+    pub shaft_hz: Option<f64>,
+    /// Orders of shaft speed to report (1× … N×).
+    pub harmonics: u8,
+    /// Relative tolerance of a harmonic's frequency.
+    pub harmonic_tolerance: f64,
+    /// Bearing geometry (for defect frequencies and the diagnosis).
+    pub bearing: Option<BearingGeometry>,
+    /// Envelope band.
+    pub envelope_band: EnvelopeBand,
+    /// Number of dominant spectral peaks to report.
+    pub peaks: usize,
+}
+
+impl VibrationSettings {
+    /// Defaults for a sample rate and window length.
+    pub fn new(sample_rate: f64, window: usize) -> Self {
+        Self {
+            sample_rate,
+            window,
+            welch_segment: None,
+            unit: AccelerationUnit::G,
+            velocity_band_hz: (10.0, 1000.0),
+            machine_group: MachineGroup::Medium,
+            foundation: Foundation::Rigid,
+            bands_hz: Vec::new(),
+            shaft_hz: None,
+            harmonics: 5,
+            harmonic_tolerance: 0.02,
+            bearing: None,
+            envelope_band: EnvelopeBand::Auto,
+            peaks: 10,
+        }
+    }
+}
+
+/// Why an analyzer cannot be built or a window not analysed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum VibrationError {
+    /// Window length outside 1 024 – 65 536.
+    #[error("window of {0} samples is outside 1024..=65536")]
+    Window(usize),
+    /// Sample rate not positive.
+    #[error("sample rate {0} Hz must be positive and finite")]
+    SampleRate(f64),
+    /// A Welch segment longer than the window or too short.
+    #[error("welch segment {0} must lie between 256 and the window length")]
+    Segment(usize),
+    /// A band that is empty or beyond Nyquist.
+    #[error("band {0}–{1} Hz must satisfy 0 ≤ lo < hi ≤ sample_rate/2")]
+    Band(f64, f64),
+    /// Too few samples for the window.
+    #[error("{got} samples given, the window needs {want}")]
+    Short {
+        /// Samples given.
+        got: usize,
+        /// Window length.
+        want: usize,
+    },
+    /// A non-finite sample.
+    #[error("sample {0} is not a finite number")]
+    NonFinite(usize),
+    /// Bad bearing geometry.
+    #[error("bearing geometry: {0}")]
+    Bearing(String),
+}
+
+/// A spectral peak.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Peak {
+    /// Frequency, Hz, interpolated between bins.
+    pub frequency_hz: f64,
+    /// Amplitude at the peak bin, in the samples' unit.
+    pub amplitude: f64,
+}
+
+/// RMS in a band.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BandRms {
+    /// Lower edge, Hz.
+    pub lo_hz: f64,
+    /// Upper edge, Hz.
+    pub hi_hz: f64,
+    /// RMS in the band, in the samples' unit.
+    pub rms: f64,
+}
+
+/// Amplitude at an order of shaft speed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Harmonic {
+    /// The order (1 for 1×).
+    pub order: u8,
+    /// Frequency of the largest bin within the tolerance, Hz.
+    pub frequency_hz: f64,
+    /// Its amplitude.
+    pub amplitude: f64,
+}
+
+/// Everything computed from one window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VibrationFeatures {
+    /// RMS after removing the mean.
+    pub rms: f64,
+    /// Largest absolute deviation from the mean.
+    pub peak: f64,
+    /// Maximum minus minimum.
+    pub peak_to_peak: f64,
+    /// Peak / RMS.
+    pub crest_factor: f64,
+    /// Pearson kurtosis (3 for Gaussian noise).
+    pub kurtosis: f64,
+    /// Skewness.
+    pub skewness: f64,
+    /// Velocity RMS over `velocity_band_hz`, mm/s.
+    pub velocity_rms_mm_s: f64,
+    /// ISO 10816-3 zone, `A`–`D`.
+    pub iso10816_zone: char,
+    /// Dominant spectral peaks, largest first.
+    pub peaks: Vec<Peak>,
+    /// RMS in the configured bands.
+    pub bands: Vec<BandRms>,
+    /// Amplitudes at orders of shaft speed.
+    pub harmonics: Vec<Harmonic>,
+    /// Bearing frequencies and diagnosis, when geometry and speed are known.
+    pub bearing: Option<bearing::BearingReport>,
+    /// Frequency resolution of `spectrum`, Hz.
+    #[serde(skip)]
+    pub resolution_hz: f64,
+    /// The amplitude spectrum (bin k at k × resolution), for dashboards.
+    #[serde(skip)]
+    pub spectrum: Vec<f64>,
+}
+
+/// A reusable analyzer for one window length and sample rate.
+pub struct VibrationAnalyzer {
+    settings: VibrationSettings,
+    segment: usize,
+    segment_fft: Arc<dyn RealToComplex<f64>>,
+    window_fft: Arc<dyn RealToComplex<f64>>,
+    inverse: Arc<dyn Fft<f64>>,
+    hann: Vec<f64>,
+    real_buf: Vec<f64>,
+    spec_buf: Vec<Complex<f64>>,
+    scratch: Vec<Complex<f64>>,
+    power: Vec<f64>,
+    full_spectrum: Vec<Complex<f64>>,
+    analytic: Vec<Complex<f64>>,
+    envelope: Vec<f64>,
+    envelope_spectrum: Vec<f64>,
+    median_scratch: Vec<f64>,
+    defects: Option<DefectFrequencies>,
+}
+
+fn periodic_hann(n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos())
+        .collect()
+}
+
+impl VibrationAnalyzer {
+    /// Plans the FFTs and sizes every buffer.
+    pub fn new(settings: VibrationSettings) -> Result<Self, VibrationError> {
+        let n = settings.window;
+        if !(1024..=65_536).contains(&n) {
+            return Err(VibrationError::Window(n));
+        }
+        let fs = settings.sample_rate;
+        if !(fs.is_finite() && fs > 0.0) {
+            return Err(VibrationError::SampleRate(fs));
+        }
+        let segment = settings.welch_segment.unwrap_or(n);
+        if !(256..=n).contains(&segment) {
+            return Err(VibrationError::Segment(segment));
+        }
+        let nyquist = fs / 2.0;
+        let mut bands = settings.bands_hz.clone();
+        bands.push(settings.velocity_band_hz);
+        if let EnvelopeBand::Fixed(lo, hi) = settings.envelope_band {
+            bands.push((lo, hi));
+        }
+        for (lo, hi) in bands {
+            if !(lo.is_finite() && hi.is_finite() && lo >= 0.0 && lo < hi && hi <= nyquist) {
+                return Err(VibrationError::Band(lo, hi));
+            }
+        }
+        let defects = match (&settings.bearing, settings.shaft_hz) {
+            (Some(b), Some(shaft)) => Some(b.frequencies(shaft).map_err(VibrationError::Bearing)?),
+            _ => None,
+        };
+        let mut real = RealFftPlanner::<f64>::new();
+        let segment_fft = real.plan_fft_forward(segment);
+        let window_fft = real.plan_fft_forward(n);
+        let inverse = FftPlanner::<f64>::new().plan_fft_inverse(n);
+        let scratch_len = segment_fft
+            .get_scratch_len()
+            .max(window_fft.get_scratch_len())
+            .max(inverse.get_inplace_scratch_len());
+        Ok(Self {
+            segment,
+            hann: periodic_hann(segment),
+            real_buf: vec![0.0; n],
+            spec_buf: vec![Complex::default(); n / 2 + 1],
+            scratch: vec![Complex::default(); scratch_len],
+            power: vec![0.0; segment / 2 + 1],
+            full_spectrum: vec![Complex::default(); n / 2 + 1],
+            analytic: vec![Complex::default(); n],
+            envelope: vec![0.0; n],
+            envelope_spectrum: vec![0.0; n / 2 + 1],
+            median_scratch: Vec::with_capacity(n / 2 + 1),
+            segment_fft,
+            window_fft,
+            inverse,
+            defects,
+            settings,
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &VibrationSettings {
+        &self.settings
+    }
+
+    /// Analyses the first `window` samples of `x` into `out`.
+    pub fn analyze(
+        &mut self,
+        x: &[f64],
+        out: &mut VibrationFeatures,
+    ) -> Result<(), VibrationError> {
+        let n = self.settings.window;
+        let Some(x) = x.get(..n) else {
+            return Err(VibrationError::Short {
+                got: x.len(),
+                want: n,
+            });
+        };
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(VibrationError::NonFinite(i));
+        }
+        self.time_features(x, out);
+        self.power_spectrum(x);
+        self.spectral_features(out);
+        out.bearing = None;
+        if let Some(defects) = self.defects {
+            out.bearing = Some(self.bearing_report(x, defects));
+        }
+        Ok(())
+    }
+
+    fn time_features(&self, x: &[f64], out: &mut VibrationFeatures) {
+        let n = x.len() as f64;
+        let mean = x.iter().sum::<f64>() / n;
+        let (mut m2, mut m3, mut m4, mut peak) = (0.0, 0.0, 0.0, 0.0f64);
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for v in x {
+            let d = v - mean;
+            let d2 = d * d;
+            m2 += d2;
+            m3 += d2 * d;
+            m4 += d2 * d2;
+            peak = peak.max(d.abs());
+            lo = lo.min(*v);
+            hi = hi.max(*v);
+        }
+        let (m2, m3, m4) = (m2 / n, m3 / n, m4 / n);
+        out.rms = m2.sqrt();
+        out.peak = peak;
+        out.peak_to_peak = hi - lo;
+        out.crest_factor = if out.rms > 0.0 { peak / out.rms } else { 0.0 };
+        out.kurtosis = if m2 > 0.0 { m4 / (m2 * m2) } else { 0.0 };
+        out.skewness = if m2 > 0.0 { m3 / m2.powf(1.5) } else { 0.0 };
+    }
+
+    /// |X_w|² per bin, averaged over the Welch segments (one segment = the whole window).
+    fn power_spectrum(&mut self, x: &[f64]) {
+        let l = self.segment;
+        let step = (l / 2).max(1);
+        self.power.iter_mut().for_each(|p| *p = 0.0);
+        let mut count = 0usize;
+        let mut start = 0usize;
+        while start + l <= x.len() {
+            let seg = &x[start..start + l];
+            let mean = seg.iter().sum::<f64>() / l as f64;
+            for (i, b) in self.real_buf[..l].iter_mut().enumerate() {
+                *b = (seg[i] - mean) * self.hann[i];
+            }
+            let spec = &mut self.spec_buf[..l / 2 + 1];
+            // Lengths come from the plan itself, so the transform cannot fail.
+            let _ = self.segment_fft.process_with_scratch(
+                &mut self.real_buf[..l],
+                spec,
+                &mut self.scratch,
+            );
+            for (p, c) in self.power.iter_mut().zip(spec.iter()) {
+                *p += c.norm_sqr();
+            }
+            count += 1;
+            start += step;
+        }
+        let count = count.max(1) as f64;
+        self.power.iter_mut().for_each(|p| *p /= count);
+    }
+
+    fn spectral_features(&self, out: &mut VibrationFeatures) {
+        let s = &self.settings;
+        let l = self.segment as f64;
+        let df = s.sample_rate / l;
+        let s1: f64 = self.hann.iter().sum();
+        let s2: f64 = self.hann.iter().map(|w| w * w).sum();
+        out.resolution_hz = df;
+        out.spectrum.clear();
+        out.spectrum
+            .extend(self.power.iter().enumerate().map(|(k, p)| {
+                let a = p.sqrt() / s1;
+                if k == 0 {
+                    a
+                } else {
+                    2.0 * a
+                }
+            }));
+        let band_power = |lo: f64, hi: f64, weight: &dyn Fn(f64) -> f64| -> f64 {
+            let first = ((lo / df).ceil() as usize).max(1);
+            let last = ((hi / df).floor() as usize).min(self.power.len() - 1);
+            (first..=last)
+                .map(|k| self.power[k] * weight(k as f64 * df))
+                .sum::<f64>()
+                * 2.0
+                / (l * s2)
+        };
+        let si = s.unit.to_si();
+        let (vlo, vhi) = s.velocity_band_hz;
+        let velocity = band_power(vlo, vhi, &|f| {
+            let v = si / (2.0 * std::f64::consts::PI * f);
+            v * v
+        });
+        out.velocity_rms_mm_s = 1000.0 * velocity.sqrt();
+        out.iso10816_zone = iso10816_zone(out.velocity_rms_mm_s, s.machine_group, s.foundation);
+        out.bands.clear();
+        for &(lo, hi) in &s.bands_hz {
+            out.bands.push(BandRms {
+                lo_hz: lo,
+                hi_hz: hi,
+                rms: band_power(lo, hi, &|_| 1.0).sqrt(),
+            });
+        }
+        find_peaks(&out.spectrum, df, s.peaks, &mut out.peaks);
+        out.harmonics.clear();
+        if let Some(shaft) = s.shaft_hz {
+            for order in 1..=s.harmonics {
+                let f = shaft * f64::from(order);
+                let tol = (s.harmonic_tolerance * f).max(df);
+                if let Some((k, a)) = max_in(&out.spectrum, df, f - tol, f + tol) {
+                    out.harmonics.push(Harmonic {
+                        order,
+                        frequency_hz: k as f64 * df,
+                        amplitude: a,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Largest value (and its bin) in [lo, hi] Hz.
+fn max_in(values: &[f64], df: f64, lo: f64, hi: f64) -> Option<(usize, f64)> {
+    let first = (lo / df).ceil().max(0.0) as usize;
+    let last = ((hi / df).floor() as usize).min(values.len().saturating_sub(1));
+    (first..=last)
+        .filter(|k| *k < values.len())
+        .map(|k| (k, values[k]))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// The `count` largest local maxima (above 1 Hz), with frequencies interpolated by a parabola
+/// through the log-amplitudes of the peak bin and its neighbours.
+pub fn find_peaks(spectrum: &[f64], df: f64, count: usize, out: &mut Vec<Peak>) {
+    out.clear();
+    if spectrum.len() < 3 || count == 0 {
+        return;
+    }
+    let first = ((1.0 / df).ceil() as usize).max(1);
+    for k in first..spectrum.len() - 1 {
+        let (a, b, c) = (spectrum[k - 1], spectrum[k], spectrum[k + 1]);
+        if !(b > a && b >= c && b > 0.0) {
+            continue;
+        }
+        let delta = if a > 0.0 && c > 0.0 {
+            let (la, lb, lc) = (a.ln(), b.ln(), c.ln());
+            let denom = la - 2.0 * lb + lc;
+            if denom != 0.0 {
+                0.5 * (la - lc) / denom
+            } else {
+                0.0
+            }
+        } else {
+            0.0
+        };
+        let peak = Peak {
+            frequency_hz: (k as f64 + delta) * df,
+            amplitude: b,
+        };
+        if out.len() < count {
+            out.push(peak);
+        } else if let Some(smallest) = out
+            .iter_mut()
+            .min_by(|x, y| x.amplitude.total_cmp(&y.amplitude))
+        {
+            if peak.amplitude > smallest.amplitude {
+                *smallest = peak;
+            }
+        }
+    }
+    out.sort_by(|x, y| y.amplitude.total_cmp(&x.amplitude));
+}
