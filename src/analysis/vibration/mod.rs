@@ -263,6 +263,9 @@ pub struct VibrationAnalyzer {
     segment_fft: Arc<dyn RealToComplex<f64>>,
     window_fft: Arc<dyn RealToComplex<f64>>,
     inverse: Arc<dyn Fft<f64>>,
+    /// Inverse FFTs of every power-of-two length up to the window, for band-limited
+    /// (decimated) analytic signals in the kurtogram search.
+    short_inverses: Vec<Arc<dyn Fft<f64>>>,
     hann: Vec<f64>,
     real_buf: Vec<f64>,
     spec_buf: Vec<Complex<f64>>,
@@ -315,11 +318,21 @@ impl VibrationAnalyzer {
         let mut real = RealFftPlanner::<f64>::new();
         let segment_fft = real.plan_fft_forward(segment);
         let window_fft = real.plan_fft_forward(n);
-        let inverse = FftPlanner::<f64>::new().plan_fft_inverse(n);
-        let scratch_len = segment_fft
-            .get_scratch_len()
-            .max(window_fft.get_scratch_len())
-            .max(inverse.get_inplace_scratch_len());
+        let mut planner = FftPlanner::<f64>::new();
+        let inverse = planner.plan_fft_inverse(n);
+        let short_inverses: Vec<Arc<dyn Fft<f64>>> = (4..=n.ilog2())
+            .map(|p| planner.plan_fft_inverse(1 << p))
+            .collect();
+        let scratch_len = short_inverses
+            .iter()
+            .map(|f| f.get_inplace_scratch_len())
+            .fold(
+                segment_fft
+                    .get_scratch_len()
+                    .max(window_fft.get_scratch_len())
+                    .max(inverse.get_inplace_scratch_len()),
+                usize::max,
+            );
         Ok(Self {
             segment,
             hann: periodic_hann(segment),
@@ -335,6 +348,7 @@ impl VibrationAnalyzer {
             segment_fft,
             window_fft,
             inverse,
+            short_inverses,
             defects,
             settings,
         })
