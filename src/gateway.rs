@@ -60,6 +60,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     tokio::spawn(poller.run(cancel.clone())),
                 ));
             }
+            DeviceConfig::Vibration(d) => {
+                let source = crate::sources::vibration::VibrationSource::new(
+                    index,
+                    d.clone(),
+                    events_tx.clone(),
+                );
+                tasks.push((
+                    format!("device {}", d.name),
+                    tokio::spawn(source.run(cancel.clone())),
+                ));
+            }
         }
     }
     drop(events_tx);
@@ -161,6 +172,8 @@ struct Core {
     max_interval: Duration,
     /// Per device, per point.
     points: Vec<Vec<PointState>>,
+    /// Device names by index.
+    device_names: Vec<String>,
 }
 
 impl Core {
@@ -169,9 +182,7 @@ impl Core {
             .devices
             .iter()
             .map(|d| {
-                let stale_after = match d {
-                    DeviceConfig::ModbusTcp(m) => m.stale_after(),
-                };
+                let stale_after = d.stale_after();
                 d.points()
                     .iter()
                     .map(|p| {
@@ -206,6 +217,11 @@ impl Core {
             min_interval: Duration::from_millis(config.metrics.min_interval_ms),
             max_interval: Duration::from_millis(config.metrics.max_interval_ms),
             points,
+            device_names: config
+                .devices
+                .iter()
+                .map(|d| d.name().to_string())
+                .collect(),
         }
     }
 
@@ -240,6 +256,24 @@ impl Core {
     fn on_source_event(&mut self, event: SourceEvent) {
         match event {
             SourceEvent::Sample(sample) => self.on_sample(sample),
+            SourceEvent::Spectrum {
+                device,
+                snapshot,
+                at,
+            } => {
+                let Some(name) = self.device_names.get(device) else {
+                    return;
+                };
+                let mut json = serde_json::to_value(&*snapshot).unwrap_or_default();
+                json["ts"] = serde_json::Value::from(timestamp(at));
+                let topic = format!("qis/{}/spectrum/{name}", self.site);
+                self.publisher.publish(
+                    topic,
+                    serde_json::to_vec(&json).unwrap_or_default(),
+                    QoS::AtMostOnce,
+                    false,
+                );
+            }
             SourceEvent::Link { device, up, error } => {
                 let Some(name) = self
                     .points

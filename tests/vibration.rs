@@ -341,3 +341,94 @@ fn bad_settings_and_inputs_are_refused_not_panicked_on() {
     );
     assert_eq!(f.crest_factor, 0.0);
 }
+
+/// Features are points: a threshold on the outer-race envelope score alarms exactly like one on
+/// a register, features are published as metrics, and a downsampled spectrum goes to dashboards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vibration_features_alarm_like_registers_and_publish_a_spectrum() {
+    let broker = common::mosquitto();
+    let state = tempfile::tempdir().unwrap();
+    let file = bearings().join("cwru/cwru_130_DE.f32");
+    let text = format!(
+        "[site]\nid = \"vib\"\nstate_dir = \"{}\"\n[mqtt]\nport = {}\n[metrics]\nmin_interval_ms = 0\nmax_interval_ms = 0\n\n\
+         [[devices]]\ntype = \"vibration\"\nname = \"pump\"\nfile = \"{}\"\nsample_rate = 12000.0\nwindow = 16384\n\
+         replay = \"fast\"\ninterval_ms = 50\nrpm = 1796\n\
+         bearing = {{ elements = 9, ball_diameter = 0.3126, pitch_diameter = 1.537, contact_angle_deg = 0.0 }}\n\
+         spectrum_points = 128\n\n\
+         [[devices.points]]\nname = \"velocity\"\nfeature = \"velocity_rms\"\n\n\
+         [[devices.points]]\nname = \"verdict\"\nfeature = \"bearing_verdict\"\n\n\
+         [[devices.points]]\nname = \"bpfo\"\nfeature = \"outer_race_score\"\n\n\
+         [[devices.points.alarms]]\nkind = \"high\"\nwarning = 15.0\nalarm = 20.0\n",
+        state.path().display(),
+        broker.port,
+        file.display()
+    );
+    let config = qis_edge::config::parse_str(&text, "vib.toml").unwrap_or_else(|e| panic!("{e}"));
+    let mut observer = common::Observer::connect(broker.port).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway = tokio::spawn(qis_edge::run(config, async move {
+        let _ = stopped.await;
+    }));
+    let velocity = observer
+        .wait_for("velocity metric", std::time::Duration::from_secs(20), |m| {
+            m.topic == "qis/vib/metrics/pump/velocity"
+        })
+        .await;
+    assert_eq!(velocity.json["unit"], "mm/s");
+    assert_eq!(velocity.json["quality"], "good");
+    assert!(velocity.json["value"].as_f64().unwrap() > 0.0);
+    let raised = observer
+        .wait_for(
+            "the envelope alarm",
+            std::time::Duration::from_secs(20),
+            |m| {
+                m.topic == "qis/vib/events" && m.json["point"] == "bpfo" && m.json["to"] == "active"
+            },
+        )
+        .await;
+    assert_eq!(raised.json["severity"], "alarm");
+    assert!(raised.json["value"].as_f64().unwrap() >= 20.0);
+    assert_eq!(raised.json["unit"], "dB");
+    observer
+        .saw_or_wait_for(
+            "verdict outer race",
+            std::time::Duration::from_secs(10),
+            |m| m.topic == "qis/vib/metrics/pump/verdict" && m.json["value"] == 1.0,
+        )
+        .await;
+    let spectrum = observer
+        .saw_or_wait_for("spectrum", std::time::Duration::from_secs(10), |m| {
+            m.topic == "qis/vib/spectrum/pump"
+        })
+        .await;
+    assert!(spectrum.json["amplitudes"].as_array().unwrap().len() <= 128);
+    assert!(spectrum.json["resolution_hz"].as_f64().unwrap() > 0.0);
+    assert_eq!(spectrum.json["bearing_verdict"], "outer_race");
+    let _ = stop.send(());
+    tokio::time::timeout(std::time::Duration::from_secs(10), gateway)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[test]
+fn vibration_device_configuration_is_checked() {
+    let base = "[site]\nid = \"p\"\n[[devices]]\ntype = \"vibration\"\nname = \"v\"\n";
+    let file = bearings().join("cwru/cwru_130_DE.f32");
+    let cases = [
+        ("file = \"/nonexistent.f32\"\nsample_rate = 12000.0\n".to_string(), "does not exist"),
+        (format!("file = \"{}\"\n", file.display()), "sample_rate"),
+        (format!("file = \"{}\"\nsample_rate = 12000.0\nwindow = 100\n", file.display()), "window"),
+        (format!("file = \"{}\"\nsample_rate = 12000.0\n[[devices.points]]\nname = \"s\"\nfeature = \"inner_race_score\"\n", file.display()), "need `rpm` and `bearing`"),
+        (format!("file = \"{}\"\nsample_rate = 12000.0\n[[devices.points]]\nname = \"s\"\nfeature = \"band_rms:2\"\n", file.display()), "bands_hz"),
+        (format!("file = \"{}\"\nsample_rate = 12000.0\n[[devices.points]]\nname = \"s\"\nfeature = \"loudness\"\n", file.display()), "unknown feature"),
+    ];
+    for (extra, fragment) in cases {
+        let text = format!("{base}{extra}");
+        match qis_edge::config::parse_str(&text, "t.toml") {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => assert!(e.to_string().contains(fragment), "{fragment}: {e}"),
+        }
+    }
+}

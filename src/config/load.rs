@@ -212,18 +212,21 @@ impl<'t> Loader<'t> {
                     self.report(
                         item.span(),
                         &component,
-                        "missing field `type` (one of \"modbus_tcp\")",
+                        "missing field `type` (one of \"modbus_tcp\", \"vibration\")",
                     );
                     None
                 }
             };
             let device = match kind {
                 Some((k, _)) if k == "modbus_tcp" => self.modbus_tcp(item, &component),
+                Some((k, _)) if k == "vibration" => self.vibration(item, &component),
                 Some((k, span)) => {
                     self.report(
                         span,
                         &component,
-                        format!("unknown device type `{k}`, expected one of `modbus_tcp`"),
+                        format!(
+                            "unknown device type `{k}`, expected one of `modbus_tcp`, `vibration`"
+                        ),
                     );
                     None
                 }
@@ -263,6 +266,93 @@ impl<'t> Loader<'t> {
         let mut device = device?;
         device.points = points?;
         Some(DeviceConfig::ModbusTcp(device))
+    }
+
+    fn vibration(&mut self, item: &Spanned<DeValue<'t>>, component: &str) -> Option<DeviceConfig> {
+        let points_value = item
+            .get_ref()
+            .as_table()
+            .and_then(|t| t.get("points"))
+            .cloned();
+        let own = without_keys(item, &["type", "points"]);
+        let device = self.component::<VibrationConfig>(&own, component, validate_vibration);
+        let items = match &points_value {
+            Some(v) => self.array_of_tables(v, component, "[[devices.points]]"),
+            None => Some(DeArray::new()),
+        };
+        let (mut device, items) = (device?, items?);
+        let mut ok = true;
+        let mut names = HashSet::new();
+        for (index, item) in items.iter().enumerate() {
+            let point_component = format!("{component} / {}", component_name("point", item, index));
+            let alarms_value = item
+                .get_ref()
+                .as_table()
+                .and_then(|t| t.get("alarms"))
+                .cloned();
+            let own = without_keys(item, &["alarms"]);
+            let point = self.component::<VibrationPointConfig>(&own, &point_component, |p| {
+                let mut out = Vec::new();
+                check_topic_name("name", "point name", &p.name, &mut out);
+                out
+            });
+            let alarms = match &alarms_value {
+                Some(v) => self.alarms(v, &point_component, None),
+                None => Some(Vec::new()),
+            };
+            let (Some(p), Some(alarms)) = (point, alarms) else {
+                ok = false;
+                continue;
+            };
+            let needs = match p.feature {
+                VibrationFeature::BandRms(n) if n >= device.bands_hz.len() => Some(format!(
+                    "band_rms:{n} needs at least {} entries in bands_hz",
+                    n + 1
+                )),
+                VibrationFeature::Harmonic(_) if device.rpm.is_none() => {
+                    Some("harmonics need `rpm`".to_string())
+                }
+                VibrationFeature::OuterRaceScore
+                | VibrationFeature::InnerRaceScore
+                | VibrationFeature::BallScore
+                | VibrationFeature::CageScore
+                | VibrationFeature::BearingVerdict
+                    if device.rpm.is_none() || device.bearing.is_none() =>
+                {
+                    Some("bearing features need `rpm` and `bearing`".to_string())
+                }
+                _ => None,
+            };
+            if let Some(message) = needs {
+                self.report(key_span(item, &["feature"]), &point_component, message);
+                ok = false;
+            }
+            if !names.insert(p.name.clone()) {
+                self.report(
+                    key_span(item, &["name"]),
+                    &point_component,
+                    format!("duplicate point name `{}`", p.name),
+                );
+                ok = false;
+            }
+            device.features.push(p.feature);
+            device.points.push(PointConfig {
+                unit: p
+                    .unit
+                    .clone()
+                    .unwrap_or_else(|| p.feature.unit().to_string()),
+                name: p.name,
+                register: RegisterKind::Input,
+                address: 0,
+                data_type: Some(DataType::F32),
+                byte_order: ByteOrder::Abcd,
+                scale: 1.0,
+                offset: 0.0,
+                alarms,
+                spc: p.spc,
+            });
+        }
+        ok.then_some(DeviceConfig::Vibration(device))
     }
 
     fn points(&mut self, value: &Spanned<DeValue<'t>>, device: &str) -> Option<Vec<PointConfig>> {
@@ -732,6 +822,56 @@ fn validate_modbus_tcp(d: &ModbusTcpConfig) -> Vec<Finding> {
                 d.backoff_max_ms, d.backoff_initial_ms
             ),
         ));
+    }
+    out
+}
+
+fn validate_vibration(d: &VibrationConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    check_topic_name("name", "device name", &d.name, &mut out);
+    if !d.file.is_file() {
+        out.push((
+            vec!["file"],
+            format!(
+                "file `{}` does not exist or is not a file",
+                d.file.display()
+            ),
+        ));
+    }
+    let format = d
+        .format
+        .or_else(|| crate::sources::replay::WaveformFormat::from_path(&d.file));
+    match format {
+        None => out.push((
+            vec!["format"],
+            "cannot tell the format from the file name: give `format` (f32, csv or wav)".into(),
+        )),
+        Some(f) if f != crate::sources::replay::WaveformFormat::Wav && d.sample_rate.is_none() => {
+            out.push((
+                vec!["sample_rate"],
+                "`sample_rate` is needed for raw and CSV files".into(),
+            ))
+        }
+        _ => {}
+    }
+    if d.replay == ReplayPace::Fast && d.interval_ms == 0 {
+        out.push((vec!["interval_ms"], "interval_ms must be at least 1".into()));
+    }
+    if let Some(rpm) = d.rpm {
+        if !(rpm.is_finite() && rpm > 0.0) {
+            out.push((vec!["rpm"], format!("rpm = {rpm} must be positive")));
+        }
+    }
+    if let Some(fs) = d.sample_rate {
+        if let Err(e) = crate::analysis::vibration::VibrationAnalyzer::new(d.settings(fs)) {
+            let key = match e {
+                crate::analysis::vibration::VibrationError::Window(_) => "window",
+                crate::analysis::vibration::VibrationError::SampleRate(_) => "sample_rate",
+                crate::analysis::vibration::VibrationError::Bearing(_) => "bearing",
+                _ => "name",
+            };
+            out.push((vec![key], e.to_string()));
+        }
     }
     out
 }

@@ -131,6 +131,8 @@ fn default_metrics_max_interval_ms() -> u64 {
 pub enum DeviceConfig {
     /// `type = "modbus_tcp"`
     ModbusTcp(ModbusTcpConfig),
+    /// `type = "vibration"`
+    Vibration(VibrationConfig),
 }
 
 impl DeviceConfig {
@@ -138,6 +140,7 @@ impl DeviceConfig {
     pub fn name(&self) -> &str {
         match self {
             DeviceConfig::ModbusTcp(d) => &d.name,
+            DeviceConfig::Vibration(d) => &d.name,
         }
     }
 
@@ -145,7 +148,262 @@ impl DeviceConfig {
     pub fn points(&self) -> &[PointConfig] {
         match self {
             DeviceConfig::ModbusTcp(d) => &d.points,
+            DeviceConfig::Vibration(d) => &d.points,
         }
+    }
+
+    /// How long a point may go without a good value before it turns stale.
+    pub fn stale_after(&self) -> Duration {
+        match self {
+            DeviceConfig::ModbusTcp(d) => d.stale_after(),
+            DeviceConfig::Vibration(d) => d.stale_after(),
+        }
+    }
+}
+
+/// `type = "vibration"`: an accelerometer waveform analysed window by window; each configured
+/// feature becomes a point with alarms like any register. The waveform comes from a file,
+/// replayed (live acquisition over OPC UA arrays and Modbus blocks uses the same analysis).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VibrationConfig {
+    /// Device name: the `<device>` level of MQTT topics.
+    pub name: String,
+    /// Waveform file to replay.
+    pub file: PathBuf,
+    /// `f32` (raw little-endian), `csv` or `wav`; default from the file's extension.
+    pub format: Option<crate::sources::replay::WaveformFormat>,
+    /// Samples per second (WAV files carry their own; this overrides it).
+    pub sample_rate: Option<f64>,
+    /// Samples per analysed window, 1 024 – 65 536. Default 16 384.
+    #[serde(default = "default_vibration_window")]
+    pub window: usize,
+    /// `realtime`: one window per window duration, as if acquired live; `fast`: one window per
+    /// `interval_ms`. Default `realtime`.
+    #[serde(default)]
+    pub replay: ReplayPace,
+    /// With `replay = "fast"`, milliseconds between windows. Default 100.
+    #[serde(default = "default_replay_interval_ms")]
+    pub interval_ms: u64,
+    /// Start again at the beginning when the file ends. Default true.
+    #[serde(default = "default_true")]
+    pub repeat: bool,
+    /// `g` or `meters_per_second_squared`. Default `g`.
+    #[serde(default)]
+    pub unit: crate::analysis::vibration::AccelerationUnit,
+    /// Shaft speed, rpm (for harmonics and bearing frequencies).
+    pub rpm: Option<f64>,
+    /// Bearing geometry: `{ elements, ball_diameter, pitch_diameter, contact_angle_deg }`.
+    pub bearing: Option<crate::analysis::vibration::bearing::BearingGeometry>,
+    /// Envelope band `[lo, hi]` Hz; default: chosen by spectral kurtosis.
+    pub envelope_band_hz: Option<[f64; 2]>,
+    /// Band of the overall velocity RMS, Hz. Default `[10, 1000]` (ISO 10816).
+    #[serde(default = "default_velocity_band")]
+    pub velocity_band_hz: [f64; 2],
+    /// ISO 10816-3 machine group: `medium` (15–300 kW, default) or `large`.
+    #[serde(default)]
+    pub machine_group: crate::analysis::vibration::MachineGroup,
+    /// ISO 10816-3 foundation: `rigid` (default) or `flexible`.
+    #[serde(default)]
+    pub foundation: crate::analysis::vibration::Foundation,
+    /// Bands whose RMS the `band_rms` feature reads, Hz: `[[100, 1500], …]`.
+    #[serde(default)]
+    pub bands_hz: Vec<[f64; 2]>,
+    /// Orders of shaft speed to measure (1× … N×). Default 5.
+    #[serde(default = "default_harmonics")]
+    pub harmonics: u8,
+    /// Points of the downsampled spectrum published on `qis/<site>/spectrum/<device>`.
+    /// Default 256; 0 publishes none.
+    #[serde(default = "default_spectrum_points")]
+    pub spectrum_points: usize,
+    /// `[[devices.points]]`: features as points (`feature` instead of `register`).
+    #[serde(skip)]
+    pub points: Vec<PointConfig>,
+    /// The feature each point reads, parallel to `points`.
+    #[serde(skip)]
+    pub features: Vec<VibrationFeature>,
+}
+
+impl VibrationConfig {
+    /// Analysis settings at a sample rate.
+    pub fn settings(&self, sample_rate: f64) -> crate::analysis::vibration::VibrationSettings {
+        use crate::analysis::vibration::{EnvelopeBand, VibrationSettings};
+        let mut s = VibrationSettings::new(sample_rate, self.window);
+        s.unit = self.unit;
+        s.velocity_band_hz = (self.velocity_band_hz[0], self.velocity_band_hz[1]);
+        s.machine_group = self.machine_group;
+        s.foundation = self.foundation;
+        s.bands_hz = self.bands_hz.iter().map(|b| (b[0], b[1])).collect();
+        s.shaft_hz = self.rpm.map(|r| r / 60.0);
+        s.harmonics = self.harmonics;
+        s.bearing = self.bearing;
+        s.envelope_band = match self.envelope_band_hz {
+            Some([lo, hi]) => EnvelopeBand::Fixed(lo, hi),
+            None => EnvelopeBand::Auto,
+        };
+        s
+    }
+
+    /// A point turns stale after three windows without analysis.
+    pub fn stale_after(&self) -> Duration {
+        let window_s = self.window as f64 / self.sample_rate.unwrap_or(1.0).max(1.0);
+        let pace = match self.replay {
+            ReplayPace::Realtime => window_s,
+            ReplayPace::Fast => self.interval_ms as f64 / 1000.0,
+        };
+        Duration::from_secs_f64((3.0 * pace).max(1.0))
+    }
+}
+
+fn default_vibration_window() -> usize {
+    16_384
+}
+fn default_replay_interval_ms() -> u64 {
+    100
+}
+fn default_true() -> bool {
+    true
+}
+fn default_velocity_band() -> [f64; 2] {
+    [10.0, 1000.0]
+}
+fn default_harmonics() -> u8 {
+    5
+}
+fn default_spectrum_points() -> usize {
+    256
+}
+
+/// How fast a waveform file is replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayPace {
+    /// At the recorded rate.
+    #[default]
+    Realtime,
+    /// One window per `interval_ms`.
+    Fast,
+}
+
+/// `[[devices.points]]` of a vibration device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VibrationPointConfig {
+    /// Point name; unique within the device.
+    pub name: String,
+    /// The feature: `rms`, `peak`, `peak_to_peak`, `crest_factor`, `kurtosis`, `skewness`,
+    /// `velocity_rms` (mm/s), `iso_zone` (1–4 for A–D), `band_rms:N` (the N-th of `bands_hz`),
+    /// `harmonic:N` (amplitude at N× shaft speed), `outer_race_score`, `inner_race_score`,
+    /// `ball_score`, `cage_score` (envelope evidence, dB), `bearing_verdict` (0 none,
+    /// 1 outer race, 2 inner race, 3 ball, 4 cage).
+    pub feature: VibrationFeature,
+    /// Unit shown with the value; default the feature's own.
+    pub unit: Option<String>,
+    /// Alarm rules, exactly as on a register.
+    #[serde(default)]
+    pub alarms: Vec<AlarmRuleConfig>,
+    /// SPC on the feature's values.
+    pub spc: Option<SpcPointConfig>,
+}
+
+/// A feature of the vibration analysis that a point can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VibrationFeature {
+    /// RMS, in the samples' unit.
+    Rms,
+    /// Peak.
+    Peak,
+    /// Peak to peak.
+    PeakToPeak,
+    /// Crest factor.
+    CrestFactor,
+    /// Kurtosis.
+    Kurtosis,
+    /// Skewness.
+    Skewness,
+    /// Velocity RMS, mm/s.
+    VelocityRms,
+    /// ISO 10816-3 zone as 1–4.
+    IsoZone,
+    /// RMS of the N-th configured band.
+    BandRms(usize),
+    /// Amplitude at N× shaft speed.
+    Harmonic(u8),
+    /// Envelope evidence of an outer race defect, dB.
+    OuterRaceScore,
+    /// Envelope evidence of an inner race defect, dB.
+    InnerRaceScore,
+    /// Envelope evidence of a rolling element defect, dB.
+    BallScore,
+    /// Envelope evidence of a cage defect, dB.
+    CageScore,
+    /// The verdict as a number: 0 none, 1 outer race, 2 inner race, 3 ball, 4 cage.
+    BearingVerdict,
+}
+
+impl VibrationFeature {
+    /// The feature's natural unit.
+    pub fn unit(self) -> &'static str {
+        match self {
+            VibrationFeature::VelocityRms => "mm/s",
+            VibrationFeature::OuterRaceScore
+            | VibrationFeature::InnerRaceScore
+            | VibrationFeature::BallScore
+            | VibrationFeature::CageScore => "dB",
+            VibrationFeature::Rms
+            | VibrationFeature::Peak
+            | VibrationFeature::PeakToPeak
+            | VibrationFeature::BandRms(_)
+            | VibrationFeature::Harmonic(_) => "g",
+            _ => "",
+        }
+    }
+}
+
+impl std::str::FromStr for VibrationFeature {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let index = |what: &str, n: &str| {
+            n.parse::<usize>()
+                .map_err(|_| format!("`{what}:{n}`: {n} is not a number"))
+        };
+        Ok(match s.split_once(':') {
+            Some(("band_rms", n)) => VibrationFeature::BandRms(index("band_rms", n)?),
+            Some(("harmonic", n)) => {
+                let order = index("harmonic", n)?;
+                if !(1..=64).contains(&order) {
+                    return Err(format!("harmonic order {order} is outside 1..=64"));
+                }
+                VibrationFeature::Harmonic(order as u8)
+            }
+            _ => match s {
+                "rms" => VibrationFeature::Rms,
+                "peak" => VibrationFeature::Peak,
+                "peak_to_peak" => VibrationFeature::PeakToPeak,
+                "crest_factor" => VibrationFeature::CrestFactor,
+                "kurtosis" => VibrationFeature::Kurtosis,
+                "skewness" => VibrationFeature::Skewness,
+                "velocity_rms" => VibrationFeature::VelocityRms,
+                "iso_zone" => VibrationFeature::IsoZone,
+                "outer_race_score" => VibrationFeature::OuterRaceScore,
+                "inner_race_score" => VibrationFeature::InnerRaceScore,
+                "ball_score" => VibrationFeature::BallScore,
+                "cage_score" => VibrationFeature::CageScore,
+                "bearing_verdict" => VibrationFeature::BearingVerdict,
+                _ => {
+                    return Err(format!(
+                        "unknown feature `{s}`, expected one of rms, peak, peak_to_peak, crest_factor, kurtosis, skewness, velocity_rms, iso_zone, band_rms:N, harmonic:N, outer_race_score, inner_race_score, ball_score, cage_score, bearing_verdict"
+                    ))
+                }
+            },
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for VibrationFeature {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

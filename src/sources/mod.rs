@@ -6,6 +6,7 @@
 
 pub mod modbus;
 pub mod replay;
+pub mod vibration;
 
 use std::time::SystemTime;
 
@@ -43,6 +44,15 @@ pub struct Sample {
 pub enum SourceEvent {
     /// A point was read (or failed to be).
     Sample(Sample),
+    /// A vibration window's spectrum, for dashboards.
+    Spectrum {
+        /// Index of the device in the configuration.
+        device: usize,
+        /// The downsampled spectrum and headline results.
+        snapshot: Box<vibration::SpectrumSnapshot>,
+        /// When the window was analysed.
+        at: SystemTime,
+    },
     /// A device's link came up or went down.
     Link {
         /// Index of the device in the configuration.

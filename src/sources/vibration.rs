@@ -1,0 +1,261 @@
+//! A vibration "device": a waveform analysed window by window, whose features become points.
+//!
+//! The waveform is replayed from a file (at the recorded rate, or faster for tests and
+//! commissioning). Analysis runs on the blocking thread pool so a 64k-sample window never
+//! stalls the async runtime.
+
+use crate::analysis::vibration::bearing::Verdict;
+use crate::analysis::vibration::{VibrationAnalyzer, VibrationFeatures};
+use crate::backoff::Backoff;
+use crate::config::{ReplayPace, VibrationConfig, VibrationFeature};
+use crate::sources::replay::{read_waveform, WaveformFormat};
+use crate::sources::{Quality, Sample, SourceEvent};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// A downsampled amplitude spectrum and the window's headline results, for dashboards.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SpectrumSnapshot {
+    /// Hz between consecutive `amplitudes`.
+    pub resolution_hz: f64,
+    /// Peak-hold downsampled amplitude spectrum from 0 Hz, in the samples' unit.
+    pub amplitudes: Vec<f64>,
+    /// Velocity RMS, mm/s.
+    pub velocity_rms_mm_s: f64,
+    /// ISO 10816-3 zone.
+    pub iso10816_zone: char,
+    /// Bearing verdict, when a bearing is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bearing_verdict: Option<Verdict>,
+    /// Envelope band used, Hz.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub envelope_band_hz: Option<[f64; 2]>,
+}
+
+/// Reads one feature out of an analysis.
+pub fn feature_value(f: &VibrationFeatures, feature: VibrationFeature) -> Option<f64> {
+    let score = |i: usize| {
+        f.bearing
+            .as_ref()
+            .and_then(|b| b.diagnosis.get(i))
+            .map(|d| d.score)
+            .filter(|s| s.is_finite())
+    };
+    match feature {
+        VibrationFeature::Rms => Some(f.rms),
+        VibrationFeature::Peak => Some(f.peak),
+        VibrationFeature::PeakToPeak => Some(f.peak_to_peak),
+        VibrationFeature::CrestFactor => Some(f.crest_factor),
+        VibrationFeature::Kurtosis => Some(f.kurtosis),
+        VibrationFeature::Skewness => Some(f.skewness),
+        VibrationFeature::VelocityRms => Some(f.velocity_rms_mm_s),
+        VibrationFeature::IsoZone => Some(f64::from(f.iso10816_zone as u32 - 'A' as u32 + 1)),
+        VibrationFeature::BandRms(n) => f.bands.get(n).map(|b| b.rms),
+        VibrationFeature::Harmonic(order) => f
+            .harmonics
+            .iter()
+            .find(|h| h.order == order)
+            .map(|h| h.amplitude),
+        VibrationFeature::OuterRaceScore => score(0),
+        VibrationFeature::InnerRaceScore => score(1),
+        VibrationFeature::BallScore => score(2),
+        VibrationFeature::CageScore => score(3),
+        VibrationFeature::BearingVerdict => f.bearing.as_ref().map(|b| match b.verdict {
+            Verdict::None => 0.0,
+            Verdict::OuterRace => 1.0,
+            Verdict::InnerRace => 2.0,
+            Verdict::Ball => 3.0,
+            Verdict::Cage => 4.0,
+        }),
+    }
+}
+
+/// Peak-hold downsampling to at most `points` values.
+pub fn downsample(spectrum: &[f64], resolution_hz: f64, points: usize) -> (f64, Vec<f64>) {
+    if points == 0 || spectrum.is_empty() {
+        return (resolution_hz, Vec::new());
+    }
+    let group = spectrum.len().div_ceil(points).max(1);
+    let values = spectrum
+        .chunks(group)
+        .map(|c| c.iter().copied().fold(0.0, f64::max))
+        .collect();
+    (resolution_hz * group as f64, values)
+}
+
+/// Replays and analyses one vibration device until cancelled.
+pub struct VibrationSource {
+    index: usize,
+    config: VibrationConfig,
+    events: mpsc::Sender<SourceEvent>,
+}
+
+impl VibrationSource {
+    /// A source for device number `index`.
+    pub fn new(index: usize, config: VibrationConfig, events: mpsc::Sender<SourceEvent>) -> Self {
+        Self {
+            index,
+            config,
+            events,
+        }
+    }
+
+    async fn load(&self) -> Result<(Arc<Vec<f64>>, VibrationAnalyzer), String> {
+        let path = self.config.file.clone();
+        let format = self
+            .config
+            .format
+            .or_else(|| WaveformFormat::from_path(&path))
+            .ok_or_else(|| format!("{}: unknown format", path.display()))?;
+        let wave = tokio::task::spawn_blocking(move || read_waveform(&path, format))
+            .await
+            .map_err(|e| e.to_string())??;
+        let fs = self
+            .config
+            .sample_rate
+            .or(wave.sample_rate)
+            .ok_or("no sample rate for this file")?;
+        if wave.samples.len() < self.config.window {
+            return Err(format!(
+                "{}: {} samples, fewer than one window of {}",
+                self.config.file.display(),
+                wave.samples.len(),
+                self.config.window
+            ));
+        }
+        let analyzer =
+            VibrationAnalyzer::new(self.config.settings(fs)).map_err(|e| e.to_string())?;
+        Ok((Arc::new(wave.samples), analyzer))
+    }
+
+    /// Runs until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(60));
+        let (samples, mut analyzer) = loop {
+            match self.load().await {
+                Ok(loaded) => break loaded,
+                Err(reason) => {
+                    warn!(device = %self.config.name, error = %reason, "Cannot load the waveform; retrying.");
+                    self.link(false, Some(reason.clone())).await;
+                    self.all_bad(&reason).await;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff.next_delay()) => continue,
+                    }
+                }
+            }
+        };
+        info!(device = %self.config.name, samples = samples.len(), "Replaying waveform.");
+        self.link(true, None).await;
+        let n = self.config.window;
+        let fs = analyzer.settings().sample_rate;
+        let pace = match self.config.replay {
+            ReplayPace::Realtime => Duration::from_secs_f64(n as f64 / fs),
+            ReplayPace::Fast => Duration::from_millis(self.config.interval_ms),
+        };
+        let mut ticker = tokio::time::interval(pace);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut position = 0usize;
+        let mut features = VibrationFeatures::default();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            if position + n > samples.len() {
+                if !self.config.repeat {
+                    continue;
+                }
+                position = 0;
+            }
+            let data = samples.clone();
+            let start = position;
+            position += n;
+            let result = tokio::task::spawn_blocking(move || {
+                let r = analyzer.analyze(&data[start..], &mut features);
+                (analyzer, features, r)
+            })
+            .await;
+            let Ok((a, f, r)) = result else { break };
+            analyzer = a;
+            features = f;
+            let at = SystemTime::now();
+            if let Err(e) = r {
+                self.all_bad(&e.to_string()).await;
+                continue;
+            }
+            for (i, feature) in self.config.features.iter().enumerate() {
+                let value = feature_value(&features, *feature);
+                let sample = Sample {
+                    device: self.index,
+                    point: i,
+                    quality: if value.is_some() {
+                        Quality::Good
+                    } else {
+                        Quality::Bad
+                    },
+                    error: value
+                        .is_none()
+                        .then(|| "feature not available for this window".to_string()),
+                    value,
+                    at,
+                };
+                let _ = self.events.send(SourceEvent::Sample(sample)).await;
+            }
+            if self.config.spectrum_points > 0 {
+                let (resolution_hz, amplitudes) = downsample(
+                    &features.spectrum,
+                    features.resolution_hz,
+                    self.config.spectrum_points,
+                );
+                let snapshot = SpectrumSnapshot {
+                    resolution_hz,
+                    amplitudes,
+                    velocity_rms_mm_s: features.velocity_rms_mm_s,
+                    iso10816_zone: features.iso10816_zone,
+                    bearing_verdict: features.bearing.as_ref().map(|b| b.verdict),
+                    envelope_band_hz: features.bearing.as_ref().map(|b| b.envelope_band_hz),
+                };
+                let _ = self
+                    .events
+                    .send(SourceEvent::Spectrum {
+                        device: self.index,
+                        snapshot: Box::new(snapshot),
+                        at,
+                    })
+                    .await;
+            }
+        }
+    }
+
+    async fn link(&self, up: bool, error: Option<String>) {
+        let _ = self
+            .events
+            .send(SourceEvent::Link {
+                device: self.index,
+                up,
+                error,
+            })
+            .await;
+    }
+
+    async fn all_bad(&self, reason: &str) {
+        let at = SystemTime::now();
+        for i in 0..self.config.points.len() {
+            let _ = self
+                .events
+                .send(SourceEvent::Sample(Sample {
+                    device: self.index,
+                    point: i,
+                    value: None,
+                    quality: Quality::Bad,
+                    error: Some(reason.to_string()),
+                    at,
+                }))
+                .await;
+        }
+    }
+}
