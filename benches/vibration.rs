@@ -3,7 +3,9 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use qis_edge::analysis::vibration::bearing::BearingGeometry;
-use qis_edge::analysis::vibration::{EnvelopeBand, VibrationAnalyzer, VibrationFeatures, VibrationSettings};
+use qis_edge::analysis::vibration::{
+    EnvelopeBand, VibrationAnalyzer, VibrationFeatures, VibrationSettings,
+};
 use realfft::RealFftPlanner;
 use std::hint::black_box;
 
@@ -28,7 +30,12 @@ fn signal(n: usize, fs: f64) -> Vec<f64> {
 fn settings(n: usize, fs: f64, band: EnvelopeBand) -> VibrationSettings {
     let mut s = VibrationSettings::new(fs, n);
     s.shaft_hz = Some(29.95);
-    s.bearing = Some(BearingGeometry { elements: 9, ball_diameter: 0.3126, pitch_diameter: 1.537, contact_angle_deg: 0.0 });
+    s.bearing = Some(BearingGeometry {
+        elements: 9,
+        ball_diameter: 0.3126,
+        pitch_diameter: 1.537,
+        contact_angle_deg: 0.0,
+    });
     s.bands_hz = vec![(100.0, 1500.0)];
     s.envelope_band = band;
     s
@@ -47,11 +54,15 @@ fn vibration(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("bare_real_fft", n), &x, |b, x| {
             b.iter(|| {
                 input.copy_from_slice(x);
-                fft.process_with_scratch(&mut input, &mut output, &mut scratch).unwrap();
+                fft.process_with_scratch(&mut input, &mut output, &mut scratch)
+                    .unwrap();
                 black_box(output[1])
             })
         });
-        for (label, band) in [("full_fixed_band", EnvelopeBand::Fixed(2000.0, 4500.0)), ("full_auto_band", EnvelopeBand::Auto)] {
+        for (label, band) in [
+            ("full_fixed_band", EnvelopeBand::Fixed(2000.0, 4500.0)),
+            ("full_auto_band", EnvelopeBand::Auto),
+        ] {
             let mut analyzer = VibrationAnalyzer::new(settings(n, fs, band)).unwrap();
             let mut out = VibrationFeatures::default();
             group.bench_with_input(BenchmarkId::new(label, n), &x, |b, x| {

@@ -142,9 +142,30 @@ pub enum Verdict {
     None,
 }
 
+impl BearingReport {
+    /// A report with room for its results, to be filled by the analyzer.
+    pub fn empty() -> Self {
+        Self {
+            bpfo_hz: 0.0,
+            bpfi_hz: 0.0,
+            bsf_hz: 0.0,
+            ftf_hz: 0.0,
+            envelope_band_hz: [0.0, 0.0],
+            envelope_peaks: Vec::with_capacity(10),
+            diagnosis: Vec::with_capacity(4),
+            verdict: Verdict::None,
+        }
+    }
+}
+
 impl VibrationAnalyzer {
-    /// Envelope analysis and diagnosis of the whole window `x`.
-    pub(super) fn bearing_report(&mut self, x: &[f64], d: DefectFrequencies) -> BearingReport {
+    /// Envelope analysis and diagnosis of the whole window `x`, into `report`.
+    pub(super) fn bearing_report(
+        &mut self,
+        x: &[f64],
+        d: DefectFrequencies,
+        report: &mut BearingReport,
+    ) {
         let n = x.len();
         let fs = self.settings.sample_rate;
         let df = fs / n as f64;
@@ -193,16 +214,17 @@ impl VibrationAnalyzer {
             (Defect::Ball, d.bsf),
             (Defect::Cage, d.ftf),
         ];
-        let mut diagnosis = Vec::with_capacity(4);
+        report.diagnosis.clear();
         for (defect, f) in defects {
             let (frequency_hz, score) = self.score(f, df, fs);
-            diagnosis.push(Diagnosis {
+            report.diagnosis.push(Diagnosis {
                 defect,
                 frequency_hz,
                 score,
             });
         }
-        let verdict = diagnosis
+        report.verdict = report
+            .diagnosis
             .iter()
             .filter(|g| {
                 let threshold = if g.defect == Defect::Cage {
@@ -220,18 +242,12 @@ impl VibrationAnalyzer {
                 Defect::Cage => Verdict::Cage,
             })
             .unwrap_or(Verdict::None);
-        let mut envelope_peaks = Vec::new();
-        super::find_peaks(&self.envelope_spectrum, df, 10, &mut envelope_peaks);
-        BearingReport {
-            bpfo_hz: d.bpfo,
-            bpfi_hz: d.bpfi,
-            bsf_hz: d.bsf,
-            ftf_hz: d.ftf,
-            envelope_band_hz: [lo, hi],
-            envelope_peaks,
-            diagnosis,
-            verdict,
-        }
+        super::find_peaks(&self.envelope_spectrum, df, 10, &mut report.envelope_peaks);
+        report.bpfo_hz = d.bpfo;
+        report.bpfi_hz = d.bpfi;
+        report.bsf_hz = d.bsf;
+        report.ftf_hz = d.ftf;
+        report.envelope_band_hz = [lo, hi];
     }
 
     /// |analytic signal|² of the window band-passed to [lo, hi) Hz, into `self.envelope`.

@@ -378,9 +378,15 @@ impl VibrationAnalyzer {
         self.time_features(x, out);
         self.power_spectrum(x);
         self.spectral_features(out);
-        out.bearing = None;
-        if let Some(defects) = self.defects {
-            out.bearing = Some(self.bearing_report(x, defects));
+        match self.defects {
+            Some(defects) => {
+                // Reuse the previous report's vectors: no allocation once warmed up.
+                let report = out
+                    .bearing
+                    .get_or_insert_with(bearing::BearingReport::empty);
+                self.bearing_report(x, defects, report);
+            }
+            None => out.bearing = None,
         }
         Ok(())
     }
