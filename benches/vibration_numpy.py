@@ -49,7 +49,7 @@ def analyse(x):
     vb = (f >= 10) & (f <= 1000)
     velocity = 1000 * np.sqrt(scale * np.sum(p[vb] * (G / (2 * np.pi * f[vb])) ** 2))
     band = np.sqrt(scale * np.sum(p[(f >= 100) & (f <= 1500)]))
-    harmonics = [a[np.abs(f - h * 29.95) <= 0.02 * h * 29.95].max() for h in range(1, 6)]
+    harmonics = [a[np.abs(f - h * 29.95) <= max(0.02 * h * 29.95, FS / n)].max() for h in range(1, 6)]
     X = np.fft.rfft(d)
     X[(f < 2000) | (f >= 4500)] = 0
     e = np.abs(scipy.signal.hilbert(np.fft.irfft(X, n))) ** 2

@@ -185,28 +185,7 @@ impl VibrationAnalyzer {
             EnvelopeBand::Fixed(lo, hi) => (lo, hi),
             EnvelopeBand::Auto => self.kurtogram_band(fs, 3.0 * fmax),
         };
-        self.squared_envelope(lo, hi, df);
-        // Amplitude spectrum of the squared envelope, mean removed, Hann window.
-        let e_mean = self.envelope.iter().sum::<f64>() / n as f64;
-        let hann_sum = n as f64 / 2.0;
-        for (i, b) in self.real_buf.iter_mut().enumerate() {
-            let w = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos();
-            *b = (self.envelope[i] - e_mean) * w;
-        }
-        let _ = self.window_fft.process_with_scratch(
-            &mut self.real_buf,
-            &mut self.spec_buf,
-            &mut self.scratch,
-        );
-        for (k, (e, c)) in self
-            .envelope_spectrum
-            .iter_mut()
-            .zip(self.spec_buf.iter())
-            .enumerate()
-        {
-            let a = c.norm() / hann_sum;
-            *e = if k == 0 { a } else { 2.0 * a };
-        }
+        self.squared_envelope_spectrum(lo, hi, df, 4.0 * fmax);
 
         let defects = [
             (Defect::OuterRace, d.bpfo),
@@ -216,7 +195,7 @@ impl VibrationAnalyzer {
         ];
         report.diagnosis.clear();
         for (defect, f) in defects {
-            let (frequency_hz, score) = self.score(f, df, fs);
+            let (frequency_hz, score) = self.score(f, df);
             report.diagnosis.push(Diagnosis {
                 defect,
                 frequency_hz,
@@ -242,7 +221,12 @@ impl VibrationAnalyzer {
                 Defect::Cage => Verdict::Cage,
             })
             .unwrap_or(Verdict::None);
-        super::find_peaks(&self.envelope_spectrum, df, 10, &mut report.envelope_peaks);
+        super::find_peaks(
+            &self.envelope_spectrum[..self.envelope_bins],
+            df,
+            10,
+            &mut report.envelope_peaks,
+        );
         report.bpfo_hz = d.bpfo;
         report.bpfi_hz = d.bpfi;
         report.bsf_hz = d.bsf;
@@ -250,24 +234,59 @@ impl VibrationAnalyzer {
         report.envelope_band_hz = [lo, hi];
     }
 
-    /// |analytic signal|² of the window band-passed to [lo, hi) Hz, into `self.envelope`.
-    fn squared_envelope(&mut self, lo: f64, hi: f64, df: f64) {
+    /// The squared envelope spectrum of the window band-passed to [lo, hi) Hz, into
+    /// `self.envelope_spectrum[..self.envelope_bins]`.
+    ///
+    /// The band's bins are moved to baseband and inverted at the shortest power-of-two length
+    /// that holds them twice over and reaches `reach_hz`: |analytic signal|² is unchanged by the
+    /// shift, and its bandwidth is at most the band's, so sampling it at that rate loses nothing.
+    /// The record's duration, hence the spectrum's resolution, stays that of the window.
+    fn squared_envelope_spectrum(&mut self, lo: f64, hi: f64, df: f64, reach_hz: f64) {
         let n = self.analytic.len();
-        self.analytic
-            .iter_mut()
-            .for_each(|c| *c = Default::default());
-        for (k, c) in self.full_spectrum.iter().enumerate() {
-            let f = k as f64 * df;
-            if f >= lo && f < hi && k > 0 && 2 * k < n {
-                self.analytic[k] = c * 2.0;
+        let first = ((lo / df).ceil() as usize).max(1);
+        let last = (((hi / df).ceil() as usize).saturating_sub(1)).min(n / 2 - 1);
+        let bins = (last + 1).saturating_sub(first);
+        let reach = (reach_hz / df).ceil() as usize;
+        let m = (2 * bins.max(reach)).next_power_of_two().clamp(16, n);
+        let slot = m.ilog2() as usize - 4;
+        let (Some(inverse), Some(forward), Some(hann)) = (
+            self.short_inverses.get(slot).cloned(),
+            self.short_forwards.get(slot).cloned(),
+            self.short_hanns.get(slot),
+        ) else {
+            self.envelope_bins = 0;
+            return;
+        };
+        let buf = &mut self.analytic[..m];
+        buf.iter_mut().for_each(|c| *c = Default::default());
+        if bins > 0 {
+            for (z, c) in buf.iter_mut().zip(&self.full_spectrum[first..=last]) {
+                *z = c * 2.0;
             }
         }
-        self.inverse
-            .process_with_scratch(&mut self.analytic, &mut self.scratch);
+        inverse.process_with_scratch(buf, &mut self.scratch);
         let scale = 1.0 / (n as f64 * n as f64);
-        for (e, z) in self.envelope.iter_mut().zip(self.analytic.iter()) {
+        let envelope = &mut self.envelope[..m];
+        for (e, z) in envelope.iter_mut().zip(buf.iter()) {
             *e = z.norm_sqr() * scale;
         }
+        let mean = envelope.iter().sum::<f64>() / m as f64;
+        for ((b, e), w) in self.real_buf[..m].iter_mut().zip(envelope.iter()).zip(hann) {
+            *b = (e - mean) * w;
+        }
+        let out = &mut self.spec_buf[..m / 2 + 1];
+        let _ = forward.process_with_scratch(&mut self.real_buf[..m], out, &mut self.scratch);
+        let hann_sum = m as f64 / 2.0;
+        for (k, (e, c)) in self
+            .envelope_spectrum
+            .iter_mut()
+            .zip(out.iter())
+            .enumerate()
+        {
+            let a = c.norm() / hann_sum;
+            *e = if k == 0 { a } else { 2.0 * a };
+        }
+        self.envelope_bins = m / 2 + 1;
     }
 
     /// The band of highest spectral kurtosis of the analytic signal among dyadic bands of width
@@ -336,15 +355,16 @@ impl VibrationAnalyzer {
     }
 
     /// (frequency of the first harmonic's line, mean dB over harmonics) for a defect frequency.
-    fn score(&mut self, f: f64, df: f64, fs: f64) -> (f64, f64) {
-        let spectrum = &self.envelope_spectrum;
+    fn score(&mut self, f: f64, df: f64) -> (f64, f64) {
+        let spectrum = &self.envelope_spectrum[..self.envelope_bins];
+        let top = spectrum.len() as f64 * df;
         let mut total = 0.0;
         let mut counted = 0;
         let mut first_line = f;
         for h in 1..=HARMONICS {
             let fh = f * h as f64;
             let tol = (SEARCH_TOLERANCE * fh).max(2.0 * df);
-            if fh + 0.25 * f >= fs / 2.0 {
+            if fh + 0.25 * f >= top {
                 break;
             }
             let Some((k, peak)) = super::max_in(spectrum, df, fh - tol, fh + tol) else {

@@ -262,10 +262,15 @@ pub struct VibrationAnalyzer {
     segment: usize,
     segment_fft: Arc<dyn RealToComplex<f64>>,
     window_fft: Arc<dyn RealToComplex<f64>>,
-    inverse: Arc<dyn Fft<f64>>,
     /// Inverse FFTs of every power-of-two length up to the window, for band-limited
     /// (decimated) analytic signals in the kurtogram search.
     short_inverses: Vec<Arc<dyn Fft<f64>>>,
+    /// Forward real FFTs and Hann windows of every power-of-two length up to the window, for
+    /// the squared envelope spectrum at the demodulated band's rate.
+    short_forwards: Vec<Arc<dyn RealToComplex<f64>>>,
+    short_hanns: Vec<Vec<f64>>,
+    /// Bins of `envelope_spectrum` in use.
+    envelope_bins: usize,
     hann: Vec<f64>,
     real_buf: Vec<f64>,
     spec_buf: Vec<Complex<f64>>,
@@ -319,18 +324,21 @@ impl VibrationAnalyzer {
         let segment_fft = real.plan_fft_forward(segment);
         let window_fft = real.plan_fft_forward(n);
         let mut planner = FftPlanner::<f64>::new();
-        let inverse = planner.plan_fft_inverse(n);
         let short_inverses: Vec<Arc<dyn Fft<f64>>> = (4..=n.ilog2())
             .map(|p| planner.plan_fft_inverse(1 << p))
             .collect();
+        let short_forwards: Vec<Arc<dyn RealToComplex<f64>>> = (4..=n.ilog2())
+            .map(|p| real.plan_fft_forward(1 << p))
+            .collect();
+        let short_hanns: Vec<Vec<f64>> = (4..=n.ilog2()).map(|p| periodic_hann(1 << p)).collect();
         let scratch_len = short_inverses
             .iter()
             .map(|f| f.get_inplace_scratch_len())
+            .chain(short_forwards.iter().map(|f| f.get_scratch_len()))
             .fold(
                 segment_fft
                     .get_scratch_len()
-                    .max(window_fft.get_scratch_len())
-                    .max(inverse.get_inplace_scratch_len()),
+                    .max(window_fft.get_scratch_len()),
                 usize::max,
             );
         Ok(Self {
@@ -347,8 +355,10 @@ impl VibrationAnalyzer {
             median_scratch: Vec::with_capacity(n / 2 + 1),
             segment_fft,
             window_fft,
-            inverse,
             short_inverses,
+            short_forwards,
+            short_hanns,
+            envelope_bins: 0,
             defects,
             settings,
         })
