@@ -109,6 +109,7 @@ struct PointState {
     config: PointConfig,
     stale_after: Duration,
     value: Option<f64>,
+    text: Option<String>,
     quality: Quality,
     error: Option<String>,
     read_at: SystemTime,
@@ -197,6 +198,7 @@ impl Core {
                             config: p.clone(),
                             stale_after,
                             value: None,
+                            text: None,
                             quality: Quality::Bad,
                             error: Some("not read yet".into()),
                             read_at: SystemTime::now(),
@@ -256,6 +258,17 @@ impl Core {
     fn on_source_event(&mut self, event: SourceEvent) {
         match event {
             SourceEvent::Sample(sample) => self.on_sample(sample),
+            SourceEvent::Stats { device, stats } => {
+                if let Some(name) = self.device_names.get(device) {
+                    let topic = format!("qis/{}/stats/{name}", self.site);
+                    self.publisher.publish(
+                        topic,
+                        serde_json::to_vec(&stats).unwrap_or_default(),
+                        QoS::AtMostOnce,
+                        false,
+                    );
+                }
+            }
             SourceEvent::Spectrum {
                 device,
                 snapshot,
@@ -305,7 +318,12 @@ impl Core {
             return;
         };
         let quality_changed = point.quality != sample.quality;
-        let value_changed = sample.value.is_some() && sample.value != point.value;
+        let value_changed = (sample.value.is_some() && sample.value != point.value)
+            || (sample.text.is_some() && sample.text != point.text);
+        if sample.text.is_some() {
+            point.text = sample.text.clone();
+            point.last_good = Some(now);
+        }
         point.quality = sample.quality;
         point.read_at = sample.at;
         point.error = sample.error;
@@ -506,6 +524,7 @@ impl Core {
         let point = &mut self.points[d][p];
         let metric = Metric {
             value: point.value,
+            text: point.text.clone(),
             unit: point.config.unit.clone(),
             quality: point.quality,
             error: point.error.clone(),
@@ -723,6 +742,7 @@ mod tests {
             device: 0,
             point: 0,
             value: Some(value),
+            text: None,
             quality: Quality::Good,
             error: None,
             at: SystemTime::now(),

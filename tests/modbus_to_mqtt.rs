@@ -68,6 +68,28 @@ const TYPED_POINTS: &[(&str, &str, u16, &str, &str, f64)] = &[
     ("f32_dcba", "holding", 36, "f32", "DCBA", 1.5e6),
     ("in_i16", "input", 5, "i16", "ABCD", -300.0),
     ("in_f32_cdab", "input", 6, "f32", "CDAB", 21.75),
+    (
+        "u64_abcd",
+        "holding",
+        50,
+        "u64",
+        "ABCD",
+        9_007_199_254_740_993.0,
+    ),
+    (
+        "i64_cdab",
+        "holding",
+        54,
+        "i64",
+        "CDAB",
+        -1_234_567_890_123.0,
+    ),
+    ("i64_badc", "holding", 58, "i64", "BADC", -5.0),
+    ("f64_abcd", "holding", 62, "f64", "ABCD", 2.718281828459045e3),
+    ("f64_cdab", "holding", 66, "f64", "CDAB", -2.5e-7),
+    ("f64_badc", "holding", 70, "f64", "BADC", 1.0e12),
+    ("f64_dcba", "holding", 74, "f64", "DCBA", -0.1),
+    ("u64_dcba", "holding", 78, "u64", "DCBA", 4_294_967_296.0),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,6 +103,10 @@ async fn every_data_type_and_byte_order_decodes_to_the_preset_value() {
         .collect();
     // Raw 2500 scaled by 0.1 with offset -40: an engineering value of 210.
     registers.push(json!({"table": "holding", "address": 40, "type": "u16", "value": 2500}));
+    // Status word 0b1010_0000_0000_0100: bits 2, 13 and 15 set.
+    registers.push(json!({"table": "holding", "address": 41, "type": "u16", "value": 0xA004}));
+    registers.push(json!({"table": "holding", "address": 90, "type": "string", "length": 5, "value": "PRESS-7"}));
+    registers.push(json!({"table": "holding", "address": 96, "type": "string", "length": 3, "order": "BADC", "value": "AB12"}));
     let plc = modbus_server(&json!({
         "registers": registers,
         "coils": {"3": true},
@@ -102,6 +128,11 @@ async fn every_data_type_and_byte_order_decodes_to_the_preset_value() {
     text +=
         "[[devices.points]]\nname = \"discrete\"\nregister = \"discrete_input\"\naddress = 4\n\n";
     text += "[[devices.points]]\nname = \"missing\"\nregister = \"holding\"\naddress = 500\n\n";
+    for (name, bit) in [("bit2", 2), ("bit3", 3), ("bit15", 15)] {
+        text += &format!("[[devices.points]]\nname = \"{name}\"\nregister = \"holding\"\naddress = 41\ndata_type = \"bit\"\nbit = {bit}\n\n");
+    }
+    text += "[[devices.points]]\nname = \"model\"\nregister = \"holding\"\naddress = 90\ndata_type = \"string\"\nlength = 5\n\n";
+    text += "[[devices.points]]\nname = \"serial\"\nregister = \"holding\"\naddress = 96\ndata_type = \"string\"\nlength = 3\nbyte_order = \"BADC\"\n\n";
 
     let mut observer = Observer::connect(broker.port).await;
     let gateway = Gateway::start(&text);
@@ -113,11 +144,15 @@ async fn every_data_type_and_byte_order_decodes_to_the_preset_value() {
     expected.insert("scaled".into(), 210.0);
     expected.insert("coil".into(), 1.0);
     expected.insert("discrete".into(), 1.0);
+    expected.insert("bit2".into(), 1.0);
+    expected.insert("bit3".into(), 0.0);
+    expected.insert("bit15".into(), 1.0);
+    let texts: HashMap<&str, &str> = HashMap::from([("model", "PRESS-7"), ("serial", "AB12")]);
 
     let mut got: HashMap<String, Value> = HashMap::new();
     let mut missing: Option<Value> = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while got.len() < expected.len() || missing.is_none() {
+    while got.len() < expected.len() + texts.len() || missing.is_none() {
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let m = observer
             .wait_for("metrics of every point", remaining, |m| {
@@ -134,6 +169,9 @@ async fn every_data_type_and_byte_order_decodes_to_the_preset_value() {
     for (name, value) in &expected {
         let v = got[name]["value"].as_f64().expect("numeric value");
         assert_eq!(v, *value, "point {name}: decoded {v}, preset {value}");
+    }
+    for (name, text) in &texts {
+        assert_eq!(got[*name]["text"], *text, "string point {name}");
     }
     assert!((got["scaled"]["value"].as_f64().unwrap() - 210.0).abs() < 1e-9);
     assert_eq!(got["scaled"]["unit"], "°C");
@@ -487,5 +525,116 @@ async fn an_spc_violation_raises_the_spc_alarm_with_chart_rule_and_statistic() {
             m.topic == "qis/spc/events" && m.json["rule"] == "spc" && m.json["to"] == "cleared"
         })
         .await;
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nearby_points_are_read_in_as_few_requests_as_the_limits_allow() {
+    let broker = mosquitto();
+    let plc = modbus_server(&json!({"registers": [
+        {"table": "holding", "address": 0, "type": "u16", "value": 1},
+        {"table": "holding", "address": 3, "type": "f32", "value": 2.5},
+        {"table": "holding", "address": 10, "type": "u16", "value": 3},
+        {"table": "holding", "address": 120, "type": "u16", "value": 4},
+        {"table": "holding", "address": 190, "type": "u16", "value": 5},
+        {"table": "input", "address": 7, "type": "i16", "value": -6}
+    ], "coils": {"1": true, "5": true}}));
+    // Holding 0, 3–4 and 10 join (gaps of 2 and 5 ≤ 8); 120 is 109 registers on, beyond the
+    // gap; 190 would stretch that request past 50 registers. Input 7 and the two coils are
+    // their own tables: 5 requests per poll.
+    let points = [
+        ("a", "holding", 0, "u16"),
+        ("b", "holding", 3, "f32"),
+        ("c", "holding", 10, "u16"),
+        ("d", "holding", 120, "u16"),
+        ("e", "holding", 190, "u16"),
+        ("f", "input", 7, "i16"),
+        ("g", "coil", 1, "bool"),
+        ("h", "coil", 5, "bool"),
+    ];
+    let mut text = header("batch", broker.port)
+        + &format!(
+            "[[devices]]\ntype = \"modbus_tcp\"\nname = \"plc\"\nhost = \"127.0.0.1\"\nport = {}\npoll_interval_ms = 100\n\
+             max_registers_per_request = 50\nmax_gap = 8\nstats_interval_ms = 300\n\n",
+            plc.port
+        );
+    for (name, table, address, ty) in points {
+        text += &format!("[[devices.points]]\nname = \"{name}\"\nregister = \"{table}\"\naddress = {address}\ndata_type = \"{ty}\"\n\n");
+    }
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = Gateway::start(&text);
+    let b = observer
+        .wait_for("b", Duration::from_secs(10), |m| {
+            m.topic == "qis/batch/metrics/plc/b" && m.json["quality"] == "good"
+        })
+        .await;
+    assert_eq!(b.json["value"], 2.5);
+    let stats = observer
+        .wait_for("stats after a few polls", Duration::from_secs(10), |m| {
+            m.topic == "qis/batch/stats/plc" && m.json["polls"].as_u64().unwrap_or(0) >= 3
+        })
+        .await;
+    assert_eq!(stats.json["requests_last_poll"], 5, "{}", stats.json);
+    let (polls, requests) = (
+        stats.json["polls"].as_u64().unwrap(),
+        stats.json["requests"].as_u64().unwrap(),
+    );
+    assert_eq!(
+        requests,
+        5 * polls,
+        "every poll costs 5 requests: {}",
+        stats.json
+    );
+    assert_eq!(stats.json["exceptions"], 0);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exception_in_a_batch_marks_only_the_offending_point_bad() {
+    let broker = mosquitto();
+    // The server's tables end at address 199: a batch reaching past it is refused (exception 2).
+    let plc = modbus_server(&json!({"registers": [
+        {"table": "holding", "address": 196, "type": "u16", "value": 11},
+        {"table": "holding", "address": 198, "type": "u16", "value": 12}
+    ]}));
+    let text = header("fallback", broker.port)
+        + &format!(
+            "[[devices]]\ntype = \"modbus_tcp\"\nname = \"plc\"\nhost = \"127.0.0.1\"\nport = {}\npoll_interval_ms = 150\nstats_interval_ms = 300\n\n\
+             [[devices.points]]\nname = \"x\"\nregister = \"holding\"\naddress = 196\n\n\
+             [[devices.points]]\nname = \"y\"\nregister = \"holding\"\naddress = 198\n\n\
+             [[devices.points]]\nname = \"beyond\"\nregister = \"holding\"\naddress = 202\n\n",
+            plc.port
+        );
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = Gateway::start(&text);
+    let x = observer
+        .wait_for("x good", Duration::from_secs(10), |m| {
+            m.topic == "qis/fallback/metrics/plc/x" && m.json["quality"] == "good"
+        })
+        .await;
+    assert_eq!(x.json["value"], 11.0);
+    let y = observer
+        .saw_or_wait_for("y good", Duration::from_secs(10), |m| {
+            m.topic == "qis/fallback/metrics/plc/y" && m.json["quality"] == "good"
+        })
+        .await;
+    assert_eq!(y.json["value"], 12.0);
+    let beyond = observer
+        .saw_or_wait_for("beyond bad", Duration::from_secs(10), |m| {
+            m.topic == "qis/fallback/metrics/plc/beyond" && m.json["quality"] == "bad"
+        })
+        .await;
+    assert!(beyond.json["error"]
+        .as_str()
+        .unwrap()
+        .contains("exception 2"));
+    let stats = observer
+        .wait_for("stats", Duration::from_secs(10), |m| {
+            m.topic == "qis/fallback/stats/plc" && m.json["polls"].as_u64().unwrap_or(0) >= 2
+        })
+        .await;
+    // One failed batch, then three single reads, per poll; the link stays up.
+    assert_eq!(stats.json["requests_last_poll"], 4, "{}", stats.json);
+    assert_eq!(stats.json["reconnects"], 0);
     gateway.stop().await;
 }

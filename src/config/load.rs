@@ -346,6 +346,8 @@ impl<'t> Loader<'t> {
                 address: 0,
                 data_type: Some(DataType::F32),
                 byte_order: ByteOrder::Abcd,
+                bit: None,
+                length: None,
                 scale: 1.0,
                 offset: 0.0,
                 alarms,
@@ -375,6 +377,14 @@ impl<'t> Loader<'t> {
             };
             match (point, alarms) {
                 (Some(mut p), Some(alarms)) => {
+                    if p.data_type() == DataType::String && !alarms.is_empty() {
+                        self.report(
+                            key_span(item, &["data_type"]),
+                            &component,
+                            "alarms need a number; a string point has text",
+                        );
+                        ok = false;
+                    }
                     if p.spc.is_some() && alarms.iter().any(|r| r.name() == SPC_RULE_NAME) {
                         self.report(key_span(item, &["spc"]), &component, format!("alarm rule name `{SPC_RULE_NAME}` is taken by the SPC rule of this point"));
                         ok = false;
@@ -808,6 +818,30 @@ fn validate_modbus_tcp(d: &ModbusTcpConfig) -> Vec<Finding> {
             out.push((vec!["stale_after_ms"], format!("stale_after_ms = {stale} is shorter than poll_interval_ms = {}: every point would turn stale between polls", d.poll_interval_ms)));
         }
     }
+    if !(1..=125).contains(&d.max_registers_per_request) {
+        out.push((
+            vec!["max_registers_per_request"],
+            format!(
+                "max_registers_per_request = {} is outside 1..=125 (Modbus limit)",
+                d.max_registers_per_request
+            ),
+        ));
+    }
+    if !(1..=2000).contains(&d.max_bits_per_request) {
+        out.push((
+            vec!["max_bits_per_request"],
+            format!(
+                "max_bits_per_request = {} is outside 1..=2000 (Modbus limit)",
+                d.max_bits_per_request
+            ),
+        ));
+    }
+    if d.stats_interval_ms < 100 {
+        out.push((
+            vec!["stats_interval_ms"],
+            "stats_interval_ms must be at least 100".into(),
+        ));
+    }
     if d.backoff_initial_ms == 0 {
         out.push((
             vec!["backoff_initial_ms"],
@@ -891,16 +925,54 @@ fn validate_point(p: &PointConfig) -> Vec<Finding> {
         };
         out.push((vec!["data_type"], msg.to_lowercase()));
     }
-    let last = u32::from(p.address) + u32::from(ty.registers()) - 1;
+    let last = u32::from(p.address) + u32::from(p.registers()) - 1;
     if last > u32::from(u16::MAX) {
         out.push((
             vec!["address"],
             format!(
                 "address {} + {} registers runs past 65535",
                 p.address,
-                ty.registers()
+                p.registers()
             ),
         ));
+    }
+    match ty {
+        DataType::Bit => match p.bit {
+            Some(b) if b <= 15 => {}
+            Some(b) => out.push((vec!["bit"], format!("bit {b} is outside 0..=15"))),
+            None => out.push((vec!["data_type"], "`bit` needs `bit = 0..15`".into())),
+        },
+        _ if p.bit.is_some() => out.push((
+            vec!["bit"],
+            "`bit` applies only to data_type = \"bit\"".into(),
+        )),
+        _ => {}
+    }
+    match ty {
+        DataType::String => {
+            match p.length {
+                Some(l) if (1..=125).contains(&l) => {}
+                Some(l) => out.push((
+                    vec!["length"],
+                    format!("length {l} is outside 1..=125 registers"),
+                )),
+                None => out.push((
+                    vec!["data_type"],
+                    "`string` needs `length` (registers)".into(),
+                )),
+            }
+            if !p.alarms.is_empty() || p.spc.is_some() {
+                out.push((
+                    vec!["data_type"],
+                    "alarms and SPC need a number; a string point has text".into(),
+                ));
+            }
+        }
+        _ if p.length.is_some() => out.push((
+            vec!["length"],
+            "`length` applies only to data_type = \"string\"".into(),
+        )),
+        _ => {}
     }
     if !p.scale.is_finite() || p.scale == 0.0 {
         out.push((
@@ -1148,6 +1220,23 @@ alarm = 80.0
                 "{extra}: {errs:?}"
             );
         }
+    }
+
+    #[test]
+    fn bits_and_strings_are_checked() {
+        let base = "[site]\nid = \"p\"\n[[devices]]\ntype = \"modbus_tcp\"\nname = \"x\"\nhost = \"h\"\n[[devices.points]]\nname = \"s\"\nregister = \"holding\"\naddress = 0\n";
+        for (extra, fragment) in [
+            ("data_type = \"bit\"\n", "needs `bit"),
+            ("data_type = \"bit\"\nbit = 16\n", "outside 0..=15"),
+            ("data_type = \"u16\"\nbit = 3\n", "applies only"),
+            ("data_type = \"string\"\n", "needs `length`"),
+            ("data_type = \"string\"\nlength = 200\n", "outside 1..=125"),
+            ("data_type = \"string\"\nlength = 4\n[[devices.points.alarms]]\nkind = \"high\"\nalarm = 1.0\n", "string point has text"),
+        ] {
+            let errs = errors(&format!("{base}{extra}"));
+            assert!(errs.iter().any(|d| d.message.contains(fragment)), "{extra}: {errs:?}");
+        }
+        assert!(parse_str(&format!("{base}data_type = \"string\"\nlength = 4\n"), "t").is_ok());
     }
 
     #[test]

@@ -439,9 +439,37 @@ pub struct ModbusTcpConfig {
     /// Longest wait between reconnection attempts, in milliseconds. Default 30 000.
     #[serde(default = "default_backoff_max_ms")]
     pub backoff_max_ms: u64,
+    /// Largest register read per request (function 03/04 allow 125). Points of one table
+    /// that lie close together are read in as few requests as this allows. Default 125.
+    #[serde(default = "default_max_registers")]
+    pub max_registers_per_request: u16,
+    /// Largest coil / discrete input read per request (functions 01/02 allow 2000). Default 2000.
+    #[serde(default = "default_max_bits")]
+    pub max_bits_per_request: u16,
+    /// Largest run of unconfigured registers (or bits) worth reading through to join two
+    /// points into one request; 0 joins only adjacent points. Default 8. Devices that answer
+    /// exception 02 for gaps in their map are handled: a failed batch is read point by point.
+    #[serde(default = "default_max_gap")]
+    pub max_gap: u16,
+    /// Milliseconds between request statistics on `qis/<site>/stats/<device>`. Default 10 000.
+    #[serde(default = "default_stats_interval_ms")]
+    pub stats_interval_ms: u64,
     /// `[[devices.points]]`: what to read.
     #[serde(default)]
     pub points: Vec<PointConfig>,
+}
+
+fn default_max_registers() -> u16 {
+    125
+}
+fn default_max_bits() -> u16 {
+    2000
+}
+fn default_max_gap() -> u16 {
+    8
+}
+fn default_stats_interval_ms() -> u64 {
+    10_000
 }
 
 impl ModbusTcpConfig {
@@ -485,8 +513,9 @@ pub struct PointConfig {
     /// Protocol address, 0-based, as sent on the wire (0..=65535). Register 40001 in the
     /// traditional 1-based notation is `holding` address 0.
     pub address: u16,
-    /// How the registers decode: `u16`, `i16`, `u32`, `i32`, `f32` (registers), or `bool`
-    /// (coils and discrete inputs). Default `u16` for registers, `bool` for bits.
+    /// How the registers decode: `u16`, `i16`, `u32`, `i32`, `f32`, `u64`, `i64`, `f64`,
+    /// `bit` (with `bit`), `string` (with `length`) for registers; `bool` for coils and discrete
+    /// inputs. Default `u16` for registers, `bool` for bits.
     pub data_type: Option<DataType>,
     /// Byte and word order of multi-register values, written as the order of bytes A (most
     /// significant) to D (least): `ABCD` (big-endian, Modbus standard; alias `big`), `CDAB`
@@ -495,6 +524,10 @@ pub struct PointConfig {
     /// Single-register types use only the byte order (`BADC`/`DCBA` swap bytes). Default `ABCD`.
     #[serde(default)]
     pub byte_order: ByteOrder,
+    /// For `data_type = "bit"`: which bit of the register, 0 (least significant) – 15.
+    pub bit: Option<u8>,
+    /// For `data_type = "string"`: registers of text (two ASCII characters each), 1–125.
+    pub length: Option<u16>,
     /// Engineering value = raw × scale + offset. Default 1.
     #[serde(default = "default_scale")]
     pub scale: f64,
@@ -618,6 +651,14 @@ impl SpcPointConfig {
 pub const SPC_RULE_NAME: &str = "spc";
 
 impl PointConfig {
+    /// Registers the point occupies.
+    pub fn registers(&self) -> u16 {
+        match self.data_type() {
+            DataType::String => self.length.unwrap_or(1),
+            t => t.registers(),
+        }
+    }
+
     /// The configured data type, or the default for the register kind.
     pub fn data_type(&self) -> DataType {
         self.data_type.unwrap_or(match self.register {
@@ -668,14 +709,27 @@ pub enum DataType {
     I32,
     /// Two registers, IEEE 754 single precision.
     F32,
+    /// Four registers, unsigned.
+    U64,
+    /// Four registers, two's complement.
+    I64,
+    /// Four registers, IEEE 754 double precision.
+    F64,
+    /// One bit of a register (`bit` = 0 for the least significant), as 0 or 1.
+    Bit,
+    /// ASCII text over `length` registers, two characters each (high byte first unless the
+    /// byte order swaps bytes); trailing NULs and spaces are dropped.
+    String,
 }
 
 impl DataType {
-    /// Number of 16-bit registers the type occupies (1 for `bool`: one bit).
+    /// Number of 16-bit registers a fixed-size type occupies (1 for bits; strings say their
+    /// own length).
     pub fn registers(self) -> u16 {
         match self {
-            DataType::Bool | DataType::U16 | DataType::I16 => 1,
+            DataType::Bool | DataType::U16 | DataType::I16 | DataType::Bit | DataType::String => 1,
             DataType::U32 | DataType::I32 | DataType::F32 => 2,
+            DataType::U64 | DataType::I64 | DataType::F64 => 4,
         }
     }
 }

@@ -32,8 +32,12 @@ pub struct Status {
 /// `qis/<site>/metrics/<device>/<point>`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Metric {
-    /// Engineering value (the last good one when quality is not good; null if none yet).
+    /// Engineering value (the last good one when quality is not good; null if none yet, and
+    /// for string points).
     pub value: Option<f64>,
+    /// Text of a string point.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     /// Engineering unit.
     pub unit: String,
     /// `good`, `bad` or `stale`.

@@ -31,6 +31,8 @@ pub struct Sample {
     pub point: usize,
     /// Engineering value, when the read succeeded.
     pub value: Option<f64>,
+    /// Text, for string points.
+    pub text: Option<String>,
     /// Quality of this reading.
     pub quality: Quality,
     /// Why the reading is bad, for operators.
@@ -53,6 +55,13 @@ pub enum SourceEvent {
         /// When the window was analysed.
         at: SystemTime,
     },
+    /// Request statistics of a device.
+    Stats {
+        /// Index of the device in the configuration.
+        device: usize,
+        /// Counters since start.
+        stats: DeviceStats,
+    },
     /// A device's link came up or went down.
     Link {
         /// Index of the device in the configuration.
@@ -62,4 +71,27 @@ pub enum SourceEvent {
         /// The reason, when down.
         error: Option<String>,
     },
+}
+
+/// Request statistics of one device since start, on `qis/<site>/stats/<device>`.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct DeviceStats {
+    /// Polls of all points.
+    pub polls: u64,
+    /// Requests sent.
+    pub requests: u64,
+    /// Requests answered with a Modbus exception.
+    pub exceptions: u64,
+    /// Requests not answered in time.
+    pub timeouts: u64,
+    /// Other transport failures (connection reset, refused, malformed answers).
+    pub transport_errors: u64,
+    /// Successful connections after the first.
+    pub reconnects: u64,
+    /// Mean request latency, ms.
+    pub latency_ms_avg: f64,
+    /// Largest request latency, ms.
+    pub latency_ms_max: f64,
+    /// Requests per poll in the latest poll.
+    pub requests_last_poll: u64,
 }

@@ -192,6 +192,7 @@ impl VibrationSource {
                 let sample = Sample {
                     device: self.index,
                     point: i,
+                    text: None,
                     quality: if value.is_some() {
                         Quality::Good
                     } else {
@@ -250,6 +251,7 @@ impl VibrationSource {
                 .send(SourceEvent::Sample(Sample {
                     device: self.index,
                     point: i,
+                    text: None,
                     value: None,
                     quality: Quality::Bad,
                     error: Some(reason.to_string()),

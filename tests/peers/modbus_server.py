@@ -5,7 +5,8 @@ gateway's decoding is checked against an independent encoder.
 Usage: modbus_server.py --port PORT --spec JSON
 
 The spec is {"registers": [{"table": "holding"|"input", "address": N, "type": "u16"|"i16"|
-"u32"|"i32"|"f32", "order": "ABCD"|"CDAB"|"BADC"|"DCBA", "value": V}, ...],
+"u32"|"i32"|"f32"|"u64"|"i64"|"f64"|"string", "order": "ABCD"|"CDAB"|"BADC"|"DCBA",
+"value": V, "length": registers (strings)}, ...],
 "coils": {"N": true, ...}, "discrete_inputs": {"N": false, ...}}. Every table holds addresses
 0..199; reading beyond answers exception 02 (illegal data address).
 """
@@ -23,21 +24,35 @@ from pymodbus.datastore import (
 from pymodbus.server import StartAsyncTcpServer
 
 SIZE = 200
-FORMATS = {"u16": ">H", "i16": ">h", "u32": ">I", "i32": ">i", "f32": ">f"}
+FORMATS = {"u16": ">H", "i16": ">h", "u32": ">I", "i32": ">i", "f32": ">f",
+           "u64": ">Q", "i64": ">q", "f64": ">d"}
 
 
 def wire_bytes(big_endian: bytes, order: str) -> bytes:
-    """Reorders big-endian bytes A B C D into the order they travel on the wire."""
-    positions = {"ABCD": "ABCD", "CDAB": "CDAB", "BADC": "BADC", "DCBA": "DCBA"}[order]
-    if len(big_endian) == 2:
-        return big_endian if order in ("ABCD", "CDAB") else big_endian[::-1]
-    index = {letter: i for i, letter in enumerate("ABCD")}
-    return bytes(big_endian[index[letter]] for letter in positions)
+    """Reorders big-endian bytes into the order they travel on the wire: ABCD as is, DCBA
+    reversed, BADC with the bytes of each register swapped, CDAB with the registers reversed."""
+    words = [big_endian[i : i + 2] for i in range(0, len(big_endian), 2)]
+    if order == "ABCD":
+        out = words
+    elif order == "DCBA":
+        out = [w[::-1] for w in reversed(words)]
+    elif order == "BADC":
+        out = [w[::-1] for w in words]
+    elif order == "CDAB":
+        out = list(reversed(words))
+    else:
+        raise ValueError(order)
+    return b"".join(out)
 
 
 def encode(entry) -> list[int]:
     value = entry["value"]
-    if entry["type"] != "f32":
+    if entry["type"] == "string":
+        data = value.encode("ascii").ljust(2 * entry["length"], b"\0")
+        if entry.get("order", "ABCD") in ("BADC", "DCBA"):
+            data = b"".join(data[i : i + 2][::-1] for i in range(0, len(data), 2))
+        return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+    if entry["type"] not in ("f32", "f64"):
         value = int(value)
     raw = struct.pack(FORMATS[entry["type"]], value)
     data = wire_bytes(raw, entry.get("order", "ABCD"))

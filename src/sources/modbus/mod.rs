@@ -6,26 +6,17 @@ pub use tcp::ModbusTcpPoller;
 
 use crate::config::{ByteOrder, DataType, PointConfig};
 
-/// Decodes the raw registers of a numeric point (before scale and offset).
-///
-/// Each register arrives on the wire as two bytes, high byte first (Modbus Application
-/// Protocol v1.1b3, §4.2), so `words` are first laid out as wire bytes and then reordered
-/// from the configured order into big-endian A..D.
-pub fn decode_registers(words: &[u16], ty: DataType, order: ByteOrder) -> Option<f64> {
-    let n = usize::from(ty.registers());
-    if words.len() < n {
-        return None;
-    }
-    let mut wire = [0u8; 4];
-    for (i, w) in words.iter().take(n).enumerate() {
+/// Reorders the wire bytes of `words` (each register high byte first, Modbus Application
+/// Protocol v1.1b3 §4.2) into big-endian A..H according to `order`.
+fn ordered_bytes(words: &[u16], order: ByteOrder, be: &mut [u8]) {
+    let n = words.len();
+    let mut wire = [0u8; 8];
+    for (i, w) in words.iter().enumerate() {
         let [hi, lo] = w.to_be_bytes();
         wire[2 * i] = hi;
         wire[2 * i + 1] = lo;
     }
-    let wire = &wire[..2 * n];
-    let mut be = [0u8; 4];
-    let be = &mut be[..2 * n];
-    for (i, b) in be.iter_mut().enumerate() {
+    for (i, b) in be.iter_mut().enumerate().take(2 * n) {
         // Position in `wire` of the i-th most significant byte.
         let src = match order {
             ByteOrder::Abcd => i,
@@ -37,14 +28,72 @@ pub fn decode_registers(words: &[u16], ty: DataType, order: ByteOrder) -> Option
         };
         *b = wire[src];
     }
+}
+
+/// Decodes the raw registers of a numeric point (before scale and offset). `bit` selects the
+/// bit for [`DataType::Bit`].
+pub fn decode_registers(words: &[u16], ty: DataType, order: ByteOrder) -> Option<f64> {
+    decode_number(words, ty, order, 0)
+}
+
+fn decode_number(words: &[u16], ty: DataType, order: ByteOrder, bit: u8) -> Option<f64> {
+    let n = usize::from(ty.registers());
+    let words = words.get(..n)?;
+    let mut be = [0u8; 8];
+    ordered_bytes(words, order, &mut be);
+    let b2 = [be[0], be[1]];
+    let b4 = [be[0], be[1], be[2], be[3]];
     Some(match ty {
         DataType::Bool => f64::from(u8::from(words[0] != 0)),
-        DataType::U16 => f64::from(u16::from_be_bytes([be[0], be[1]])),
-        DataType::I16 => f64::from(i16::from_be_bytes([be[0], be[1]])),
-        DataType::U32 => f64::from(u32::from_be_bytes([be[0], be[1], be[2], be[3]])),
-        DataType::I32 => f64::from(i32::from_be_bytes([be[0], be[1], be[2], be[3]])),
-        DataType::F32 => shortest_f64(f32::from_be_bytes([be[0], be[1], be[2], be[3]])),
+        DataType::U16 => f64::from(u16::from_be_bytes(b2)),
+        DataType::I16 => f64::from(i16::from_be_bytes(b2)),
+        DataType::U32 => f64::from(u32::from_be_bytes(b4)),
+        DataType::I32 => f64::from(i32::from_be_bytes(b4)),
+        DataType::F32 => shortest_f64(f32::from_be_bytes(b4)),
+        // Beyond 2^53 a u64/i64 loses its last digits in f64; counters that large are rare.
+        DataType::U64 => u64::from_be_bytes(be) as f64,
+        DataType::I64 => i64::from_be_bytes(be) as f64,
+        DataType::F64 => f64::from_be_bytes(be),
+        DataType::Bit => f64::from((u16::from_be_bytes(b2) >> (bit & 15)) & 1),
+        DataType::String => return None,
     })
+}
+
+/// A decoded point: a number (raw, before scale and offset) or text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    /// Numeric value.
+    Number(f64),
+    /// Text of a string point.
+    Text(String),
+}
+
+/// Decodes a point from its registers.
+pub fn decode_point(words: &[u16], point: &PointConfig) -> Option<Decoded> {
+    let ty = point.data_type();
+    if ty == DataType::String {
+        let words = words.get(..usize::from(point.registers()))?;
+        let mut text = String::with_capacity(words.len() * 2);
+        for w in words {
+            let [hi, lo] = w.to_be_bytes();
+            let pair = match point.byte_order {
+                ByteOrder::Badc | ByteOrder::Dcba => [lo, hi],
+                ByteOrder::Abcd | ByteOrder::Cdab => [hi, lo],
+            };
+            for b in pair {
+                text.push(if b.is_ascii_graphic() || b == b' ' {
+                    char::from(b)
+                } else if b == 0 {
+                    '\0'
+                } else {
+                    '?'
+                });
+            }
+        }
+        let trimmed = text.trim_end_matches(['\0', ' ']).replace('\0', " ");
+        return Some(Decoded::Text(trimmed));
+    }
+    decode_number(words, ty, point.byte_order, point.bit.unwrap_or(0)).map(Decoded::Number)
 }
 
 /// The f64 that prints like the f32 (85.3f32 becomes 85.3, not 85.30000305175781): what a
@@ -122,6 +171,53 @@ mod tests {
         assert_eq!(
             decode_registers(&[0xFF38], DataType::U16, ByteOrder::Abcd),
             Some(65336.0)
+        );
+    }
+
+    #[test]
+    fn sixty_four_bit_values_in_every_order() {
+        // 0x400921FB54442D18 is π as f64.
+        let abcd = [0x4009, 0x21FB, 0x5444, 0x2D18];
+        let pi = std::f64::consts::PI;
+        assert_eq!(
+            decode_registers(&abcd, DataType::F64, ByteOrder::Abcd),
+            Some(pi)
+        );
+        assert_eq!(
+            decode_registers(
+                &[0x2D18, 0x5444, 0x21FB, 0x4009],
+                DataType::F64,
+                ByteOrder::Cdab
+            ),
+            Some(pi)
+        );
+        assert_eq!(
+            decode_registers(
+                &[0x0940, 0xFB21, 0x4454, 0x182D],
+                DataType::F64,
+                ByteOrder::Badc
+            ),
+            Some(pi)
+        );
+        assert_eq!(
+            decode_registers(
+                &[0x182D, 0x4454, 0xFB21, 0x0940],
+                DataType::F64,
+                ByteOrder::Dcba
+            ),
+            Some(pi)
+        );
+        assert_eq!(
+            decode_registers(
+                &[0xFFFF, 0xFFFF, 0xFFFF, 0xFFFE],
+                DataType::I64,
+                ByteOrder::Abcd
+            ),
+            Some(-2.0)
+        );
+        assert_eq!(
+            decode_registers(&[0, 0, 1, 0], DataType::U64, ByteOrder::Abcd),
+            Some(65536.0)
         );
     }
 

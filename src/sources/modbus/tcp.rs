@@ -6,10 +6,10 @@
 //! bad, and the link is kept. tokio-modbus has no timeouts of its own, so every connect and
 //! request is wrapped in one.
 
-use super::{decode_registers, engineering};
+use super::{decode_point, engineering, Decoded};
 use crate::backoff::Backoff;
-use crate::config::{DataType, ModbusTcpConfig, PointConfig, RegisterKind};
-use crate::sources::{Quality, Sample, SourceEvent};
+use crate::config::{ModbusTcpConfig, PointConfig, RegisterKind};
+use crate::sources::{DeviceStats, Quality, Sample, SourceEvent};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
@@ -43,25 +43,110 @@ enum ReadError {
     },
 }
 
+/// One read request covering one or more points of the same table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The table.
+    pub kind: RegisterKind,
+    /// First address read.
+    pub start: u16,
+    /// Registers (or bits) read.
+    pub count: u16,
+    /// (point index, offset of the point within the batch).
+    pub members: Vec<(usize, u16)>,
+}
+
+/// Groups points into as few requests as the limits allow: points of one table, sorted by
+/// address, join a request while the gap before them is at most `max_gap` and the request
+/// stays within `max_registers` (or `max_bits` for coils and discrete inputs).
+pub fn plan_batches(
+    points: &[PointConfig],
+    max_registers: u16,
+    max_bits: u16,
+    max_gap: u16,
+) -> Vec<Batch> {
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    let table = |k: RegisterKind| match k {
+        RegisterKind::Holding => 0,
+        RegisterKind::Input => 1,
+        RegisterKind::Coil => 2,
+        RegisterKind::DiscreteInput => 3,
+    };
+    order.sort_by_key(|i| (table(points[*i].register), points[*i].address));
+    let mut batches: Vec<Batch> = Vec::new();
+    for i in order {
+        let p = &points[i];
+        let (start, end) = (
+            u32::from(p.address),
+            u32::from(p.address) + u32::from(p.registers()),
+        );
+        let limit = u32::from(if p.register.is_bit() {
+            max_bits
+        } else {
+            max_registers
+        });
+        if let Some(b) = batches.last_mut() {
+            let b_start = u32::from(b.start);
+            let b_end = b_start + u32::from(b.count);
+            let fits = b.kind == p.register
+                && start <= b_end + u32::from(max_gap)
+                && end.max(b_end) - b_start <= limit;
+            if fits {
+                b.count = (end.max(b_end) - b_start) as u16;
+                b.members.push((i, (start - b_start) as u16));
+                continue;
+            }
+        }
+        batches.push(Batch {
+            kind: p.register,
+            start: p.address,
+            count: p.registers(),
+            members: vec![(i, 0)],
+        });
+    }
+    batches
+}
+
+/// What a read returned.
+enum Block {
+    Words(Vec<u16>),
+    Bits(Vec<bool>),
+}
+
 /// Polls one Modbus TCP device until cancelled.
 pub struct ModbusTcpPoller {
     index: usize,
     config: ModbusTcpConfig,
     events: mpsc::Sender<SourceEvent>,
+    batches: Vec<Batch>,
+    stats: DeviceStats,
+    latency_sum_ms: f64,
 }
 
 impl ModbusTcpPoller {
     /// A poller for device number `index` of the configuration.
     pub fn new(index: usize, config: ModbusTcpConfig, events: mpsc::Sender<SourceEvent>) -> Self {
+        let batches = plan_batches(
+            &config.points,
+            config.max_registers_per_request,
+            config.max_bits_per_request,
+            config.max_gap,
+        );
         Self {
             index,
             config,
             events,
+            batches,
+            stats: DeviceStats::default(),
+            latency_sum_ms: 0.0,
         }
     }
 
     /// Runs until `shutdown` is cancelled.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let stats_every = Duration::from_millis(self.config.stats_interval_ms);
+        let mut stats_sent = Instant::now();
+        let mut connections = 0u64;
         let mut backoff = Backoff::new(
             Duration::from_millis(self.config.backoff_initial_ms),
             Duration::from_millis(self.config.backoff_max_ms),
@@ -77,6 +162,10 @@ impl ModbusTcpPoller {
             if ctx.is_none() {
                 match self.connect().await {
                     Ok(c) => {
+                        connections += 1;
+                        if connections > 1 {
+                            self.stats.reconnects += 1;
+                        }
                         info!(device = %self.config.name, host = %self.config.host, port = self.config.port, "Connected.");
                         ctx = Some(c);
                         backoff.reset();
@@ -118,8 +207,18 @@ impl ModbusTcpPoller {
                 _ = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
             }
-            let Some(c) = ctx.as_mut() else { continue };
-            if let Err(reason) = self.poll_once(c).await {
+            let Some(mut c) = ctx.take() else { continue };
+            let result = self.poll_once(&mut c).await;
+            ctx = Some(c);
+            if stats_sent.elapsed() >= stats_every {
+                stats_sent = Instant::now();
+                self.send(SourceEvent::Stats {
+                    device: self.index,
+                    stats: self.stats.clone(),
+                })
+                .await;
+            }
+            if let Err(reason) = result {
                 warn!(device = %self.config.name, error = %reason, "Poll failed; reconnecting.");
                 ctx = None;
                 link_up = Some(false);
@@ -168,111 +267,190 @@ impl ModbusTcpPoller {
         }
     }
 
-    /// Reads every point once. Returns `Err` on a transport failure (reconnect needed).
-    async fn poll_once(&self, ctx: &mut Context) -> Result<(), String> {
-        for (i, point) in self.config.points.iter().enumerate() {
+    /// Reads every point once, batch by batch. Returns `Err` on a transport failure
+    /// (reconnect needed).
+    async fn poll_once(&mut self, ctx: &mut Context) -> Result<(), String> {
+        self.stats.polls += 1;
+        let before = self.stats.requests;
+        for b in 0..self.batches.len() {
+            let batch = self.batches[b].clone();
             let at = SystemTime::now();
-            let sample = match self.read_point(ctx, point).await {
-                Ok(value) => Sample {
-                    device: self.index,
-                    point: i,
-                    value: Some(value),
-                    quality: Quality::Good,
-                    error: None,
-                    at,
-                },
-                Err(e @ ReadError::Exception { .. }) => {
-                    debug!(device = %self.config.name, point = %point.name, error = %e, "Point read answered with an exception.");
-                    Sample {
-                        device: self.index,
-                        point: i,
-                        value: None,
-                        quality: Quality::Bad,
-                        error: Some(e.to_string()),
-                        at,
+            match self
+                .read_block(ctx, batch.kind, batch.start, batch.count)
+                .await
+            {
+                Ok(block) => {
+                    for (i, offset) in &batch.members {
+                        let decoded = self.decode_member(&block, *i, *offset);
+                        self.emit(*i, decoded, at).await;
                     }
                 }
-                Err(e @ ReadError::Transport { .. }) => return Err(e.to_string()),
-            };
-            self.send(SourceEvent::Sample(sample)).await;
+                Err(e @ ReadError::Exception { .. }) if batch.members.len() > 1 => {
+                    // One bad address must not blank its neighbours: read them one by one.
+                    debug!(device = %self.config.name, error = %e, "Batch answered with an exception; reading its points singly.");
+                    for (i, _) in &batch.members {
+                        let p = self.config.points[*i].clone();
+                        let at = SystemTime::now();
+                        match self
+                            .read_block(ctx, p.register, p.address, p.registers())
+                            .await
+                        {
+                            Ok(block) => {
+                                let decoded = self.decode_member(&block, *i, 0);
+                                self.emit(*i, decoded, at).await;
+                            }
+                            Err(e @ ReadError::Exception { .. }) => {
+                                self.emit(*i, Err(e.to_string()), at).await
+                            }
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
+                }
+                Err(e @ ReadError::Exception { .. }) => {
+                    for (i, _) in &batch.members {
+                        self.emit(*i, Err(e.to_string()), at).await;
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
         }
+        self.stats.requests_last_poll = self.stats.requests - before;
         Ok(())
     }
 
-    async fn read_point(&self, ctx: &mut Context, point: &PointConfig) -> Result<f64, ReadError> {
-        let ty = point.data_type();
-        let count = ty.registers();
+    fn decode_member(&self, block: &Block, i: usize, offset: u16) -> Result<Decoded, String> {
+        let p = &self.config.points[i];
+        let offset = usize::from(offset);
+        let decoded = match block {
+            Block::Words(words) => words.get(offset..).and_then(|w| decode_point(w, p)),
+            Block::Bits(bits) => bits
+                .get(offset)
+                .map(|b| Decoded::Number(f64::from(u8::from(*b)))),
+        };
+        decoded.ok_or_else(|| {
+            format!(
+                "register {} ({:?}) on {}: the answer was too short",
+                p.address, p.register, self.config.name
+            )
+        })
+    }
+
+    async fn emit(&self, i: usize, decoded: Result<Decoded, String>, at: SystemTime) {
+        let p = &self.config.points[i];
+        let sample = match decoded {
+            Ok(Decoded::Number(raw)) => Sample {
+                device: self.index,
+                point: i,
+                value: Some(engineering(p, raw)),
+                text: None,
+                quality: Quality::Good,
+                error: None,
+                at,
+            },
+            Ok(Decoded::Text(t)) => Sample {
+                device: self.index,
+                point: i,
+                value: None,
+                text: Some(t),
+                quality: Quality::Good,
+                error: None,
+                at,
+            },
+            Err(e) => {
+                debug!(device = %self.config.name, point = %p.name, error = %e, "Point read failed.");
+                Sample {
+                    device: self.index,
+                    point: i,
+                    value: None,
+                    text: None,
+                    quality: Quality::Bad,
+                    error: Some(e),
+                    at,
+                }
+            }
+        };
+        self.send(SourceEvent::Sample(sample)).await;
+    }
+
+    /// One read request with its timeout, counted in the statistics.
+    async fn read_block(
+        &mut self,
+        ctx: &mut Context,
+        kind: RegisterKind,
+        address: u16,
+        count: u16,
+    ) -> Result<Block, ReadError> {
         let limit = Duration::from_millis(self.config.timeout_ms);
-        let transport = |reason: String| ReadError::Transport {
-            device: self.config.name.clone(),
-            kind: point.register,
-            address: point.address,
-            reason,
-        };
-        let exception = |code: tokio_modbus::ExceptionCode| ReadError::Exception {
-            device: self.config.name.clone(),
-            kind: point.register,
-            address: point.address,
-            code: u8::from(code),
-            name: exception_name(code),
-        };
+        let device = self.config.name.clone();
         let started = Instant::now();
-        let raw = match point.register {
+        self.stats.requests += 1;
+        let result = match kind {
             RegisterKind::Holding | RegisterKind::Input => {
                 let request = async {
-                    if point.register == RegisterKind::Holding {
-                        ctx.read_holding_registers(point.address, count).await
+                    if kind == RegisterKind::Holding {
+                        ctx.read_holding_registers(address, count).await
                     } else {
-                        ctx.read_input_registers(point.address, count).await
+                        ctx.read_input_registers(address, count).await
                     }
                 };
-                let words = match timeout(limit, request).await {
-                    Err(_) => {
-                        return Err(transport(format!(
-                            "no answer within {} ms",
-                            self.config.timeout_ms
-                        )))
-                    }
-                    Ok(Err(e)) => return Err(transport(e.to_string())),
-                    Ok(Ok(Err(code))) => return Err(exception(code)),
-                    Ok(Ok(Ok(words))) => words,
-                };
-                decode_registers(&words, ty, point.byte_order).ok_or_else(|| {
-                    transport(format!(
-                        "device returned {} registers, expected {count}",
-                        words.len()
-                    ))
-                })?
+                match timeout(limit, request).await {
+                    Err(_) => Err(None),
+                    Ok(Err(e)) => Err(Some(e.to_string())),
+                    Ok(Ok(Err(code))) => Ok(Err(code)),
+                    Ok(Ok(Ok(words))) => Ok(Ok(Block::Words(words))),
+                }
             }
             RegisterKind::Coil | RegisterKind::DiscreteInput => {
                 let request = async {
-                    if point.register == RegisterKind::Coil {
-                        ctx.read_coils(point.address, 1).await
+                    if kind == RegisterKind::Coil {
+                        ctx.read_coils(address, count).await
                     } else {
-                        ctx.read_discrete_inputs(point.address, 1).await
+                        ctx.read_discrete_inputs(address, count).await
                     }
                 };
-                let bits = match timeout(limit, request).await {
-                    Err(_) => {
-                        return Err(transport(format!(
-                            "no answer within {} ms",
-                            self.config.timeout_ms
-                        )))
-                    }
-                    Ok(Err(e)) => return Err(transport(e.to_string())),
-                    Ok(Ok(Err(code))) => return Err(exception(code)),
-                    Ok(Ok(Ok(bits))) => bits,
-                };
-                debug_assert_eq!(ty, DataType::Bool);
-                let bit = bits
-                    .first()
-                    .copied()
-                    .ok_or_else(|| transport("device returned no bits".into()))?;
-                f64::from(u8::from(bit))
+                match timeout(limit, request).await {
+                    Err(_) => Err(None),
+                    Ok(Err(e)) => Err(Some(e.to_string())),
+                    Ok(Ok(Err(code))) => Ok(Err(code)),
+                    Ok(Ok(Ok(bits))) => Ok(Ok(Block::Bits(bits))),
+                }
             }
         };
-        debug!(device = %self.config.name, point = %point.name, latency_us = started.elapsed().as_micros() as u64, "Read.");
-        Ok(engineering(point, raw))
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.latency_sum_ms += ms;
+        self.stats.latency_ms_max = self.stats.latency_ms_max.max(ms);
+        self.stats.latency_ms_avg = self.latency_sum_ms / self.stats.requests as f64;
+        match result {
+            Ok(Ok(block)) => Ok(block),
+            Ok(Err(code)) => {
+                self.stats.exceptions += 1;
+                Err(ReadError::Exception {
+                    device,
+                    kind,
+                    address,
+                    code: u8::from(code),
+                    name: exception_name(code),
+                })
+            }
+            Err(None) => {
+                self.stats.timeouts += 1;
+                Err(ReadError::Transport {
+                    device,
+                    kind,
+                    address,
+                    reason: format!("no answer within {} ms", self.config.timeout_ms),
+                })
+            }
+            Err(Some(reason)) => {
+                self.stats.transport_errors += 1;
+                Err(ReadError::Transport {
+                    device,
+                    kind,
+                    address,
+                    reason,
+                })
+            }
+        }
     }
 
     async fn all_bad(&self, reason: &str) {
@@ -282,6 +460,7 @@ impl ModbusTcpPoller {
                 device: self.index,
                 point: i,
                 value: None,
+                text: None,
                 quality: Quality::Bad,
                 error: Some(reason.to_string()),
                 at,
