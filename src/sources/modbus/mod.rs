@@ -1,6 +1,7 @@
 //! Modbus: the data model (register tables, data types, byte orders) and the TCP poller.
 
 mod tcp;
+pub mod unit;
 
 pub use tcp::ModbusTcpPoller;
 

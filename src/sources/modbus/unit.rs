@@ -1,0 +1,401 @@
+//! One Modbus unit (a TCP device or a slave on an RTU line): its read plan, the decoding of
+//! its points, and its request statistics. Shared by the TCP poller and the RTU bus.
+//!
+//! tokio-modbus separates the two kinds of failure, and so do we: a transport error (`Err`)
+//! means the link (or, on RTU, the unit) is unusable; a device exception (`Ok(Err(code))`, e.g.
+//! 02 illegal data address) means only the points read are bad. tokio-modbus has no timeouts
+//! of its own, so every request is wrapped in one.
+
+use super::{decode_point, engineering, Decoded};
+use crate::config::{PointConfig, RegisterKind};
+use crate::sources::{DeviceStats, Quality, Sample, SourceEvent};
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Instant};
+use tokio_modbus::client::{Context, Reader};
+use tracing::debug;
+
+/// Why one read failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    /// The device answered with a Modbus exception; the link is fine.
+    #[error(
+        "register {address} ({kind:?}) on {device}: device answered exception {code} ({name})"
+    )]
+    Exception {
+        device: String,
+        kind: RegisterKind,
+        address: u16,
+        code: u8,
+        name: String,
+    },
+    /// The link failed or the request timed out: reconnect.
+    #[error("register {address} ({kind:?}) on {device}: {reason}")]
+    Transport {
+        device: String,
+        kind: RegisterKind,
+        address: u16,
+        reason: String,
+    },
+}
+
+/// One read request covering one or more points of the same table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The table.
+    pub kind: RegisterKind,
+    /// First address read.
+    pub start: u16,
+    /// Registers (or bits) read.
+    pub count: u16,
+    /// (point index, offset of the point within the batch).
+    pub members: Vec<(usize, u16)>,
+}
+
+/// Groups points into as few requests as the limits allow: points of one table, sorted by
+/// address, join a request while the gap before them is at most `max_gap` and the request
+/// stays within `max_registers` (or `max_bits` for coils and discrete inputs).
+pub fn plan_batches(
+    points: &[PointConfig],
+    max_registers: u16,
+    max_bits: u16,
+    max_gap: u16,
+) -> Vec<Batch> {
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    let table = |k: RegisterKind| match k {
+        RegisterKind::Holding => 0,
+        RegisterKind::Input => 1,
+        RegisterKind::Coil => 2,
+        RegisterKind::DiscreteInput => 3,
+    };
+    order.sort_by_key(|i| (table(points[*i].register), points[*i].address));
+    let mut batches: Vec<Batch> = Vec::new();
+    for i in order {
+        let p = &points[i];
+        let (start, end) = (
+            u32::from(p.address),
+            u32::from(p.address) + u32::from(p.registers()),
+        );
+        let limit = u32::from(if p.register.is_bit() {
+            max_bits
+        } else {
+            max_registers
+        });
+        if let Some(b) = batches.last_mut() {
+            let b_start = u32::from(b.start);
+            let b_end = b_start + u32::from(b.count);
+            let fits = b.kind == p.register
+                && start <= b_end + u32::from(max_gap)
+                && end.max(b_end) - b_start <= limit;
+            if fits {
+                b.count = (end.max(b_end) - b_start) as u16;
+                b.members.push((i, (start - b_start) as u16));
+                continue;
+            }
+        }
+        batches.push(Batch {
+            kind: p.register,
+            start: p.address,
+            count: p.registers(),
+            members: vec![(i, 0)],
+        });
+    }
+    batches
+}
+
+/// What a read returned.
+pub(crate) enum Block {
+    Words(Vec<u16>),
+    Bits(Vec<bool>),
+}
+
+/// Reads the points of one unit.
+pub struct UnitPoller {
+    index: usize,
+    name: String,
+    timeout_ms: u64,
+    points: Vec<PointConfig>,
+    batches: Vec<Batch>,
+    events: mpsc::Sender<SourceEvent>,
+    stats: DeviceStats,
+    latency_sum_ms: f64,
+}
+
+impl UnitPoller {
+    /// A unit with its read plan.
+    #[allow(clippy::too_many_arguments, reason = "a constructor of plain settings")]
+    pub fn new(
+        index: usize,
+        name: &str,
+        timeout_ms: u64,
+        points: Vec<PointConfig>,
+        max_registers: u16,
+        max_bits: u16,
+        max_gap: u16,
+        events: mpsc::Sender<SourceEvent>,
+    ) -> Self {
+        Self {
+            batches: plan_batches(&points, max_registers, max_bits, max_gap),
+            index,
+            name: name.to_string(),
+            timeout_ms,
+            points,
+            events,
+            stats: DeviceStats::default(),
+            latency_sum_ms: 0.0,
+        }
+    }
+
+    /// The unit's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Statistics so far.
+    pub fn stats_mut(&mut self) -> &mut DeviceStats {
+        &mut self.stats
+    }
+
+    /// Publishes the statistics.
+    pub async fn send_stats(&self) {
+        self.send(SourceEvent::Stats {
+            device: self.index,
+            stats: self.stats.clone(),
+        })
+        .await;
+    }
+
+    /// Reports the link state.
+    pub async fn link(&self, up: bool, error: Option<String>) {
+        self.send(SourceEvent::Link {
+            device: self.index,
+            up,
+            error,
+        })
+        .await;
+    }
+
+    /// Reads every point once, batch by batch. Returns `Err` on a transport failure
+    /// (reconnect needed).
+    pub async fn poll_once(&mut self, ctx: &mut Context) -> Result<(), String> {
+        self.stats.polls += 1;
+        let before = self.stats.requests;
+        for b in 0..self.batches.len() {
+            let batch = self.batches[b].clone();
+            let at = SystemTime::now();
+            match self
+                .read_block(ctx, batch.kind, batch.start, batch.count)
+                .await
+            {
+                Ok(block) => {
+                    for (i, offset) in &batch.members {
+                        let decoded = self.decode_member(&block, *i, *offset);
+                        self.emit(*i, decoded, at).await;
+                    }
+                }
+                Err(e @ ReadError::Exception { .. }) if batch.members.len() > 1 => {
+                    // One bad address must not blank its neighbours: read them one by one.
+                    debug!(device = %self.name, error = %e, "Batch answered with an exception; reading its points singly.");
+                    for (i, _) in &batch.members {
+                        let p = self.points[*i].clone();
+                        let at = SystemTime::now();
+                        match self
+                            .read_block(ctx, p.register, p.address, p.registers())
+                            .await
+                        {
+                            Ok(block) => {
+                                let decoded = self.decode_member(&block, *i, 0);
+                                self.emit(*i, decoded, at).await;
+                            }
+                            Err(e @ ReadError::Exception { .. }) => {
+                                self.emit(*i, Err(e.to_string()), at).await
+                            }
+                            Err(e) => return Err(e.to_string()),
+                        }
+                    }
+                }
+                Err(e @ ReadError::Exception { .. }) => {
+                    for (i, _) in &batch.members {
+                        self.emit(*i, Err(e.to_string()), at).await;
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        self.stats.requests_last_poll = self.stats.requests - before;
+        Ok(())
+    }
+
+    fn decode_member(&self, block: &Block, i: usize, offset: u16) -> Result<Decoded, String> {
+        let p = &self.points[i];
+        let offset = usize::from(offset);
+        let decoded = match block {
+            Block::Words(words) => words.get(offset..).and_then(|w| decode_point(w, p)),
+            Block::Bits(bits) => bits
+                .get(offset)
+                .map(|b| Decoded::Number(f64::from(u8::from(*b)))),
+        };
+        decoded.ok_or_else(|| {
+            format!(
+                "register {} ({:?}) on {}: the answer was too short",
+                p.address, p.register, self.name
+            )
+        })
+    }
+
+    async fn emit(&self, i: usize, decoded: Result<Decoded, String>, at: SystemTime) {
+        let p = &self.points[i];
+        let sample = match decoded {
+            Ok(Decoded::Number(raw)) => Sample {
+                device: self.index,
+                point: i,
+                value: Some(engineering(p, raw)),
+                text: None,
+                quality: Quality::Good,
+                error: None,
+                at,
+            },
+            Ok(Decoded::Text(t)) => Sample {
+                device: self.index,
+                point: i,
+                value: None,
+                text: Some(t),
+                quality: Quality::Good,
+                error: None,
+                at,
+            },
+            Err(e) => {
+                debug!(device = %self.name, point = %p.name, error = %e, "Point read failed.");
+                Sample {
+                    device: self.index,
+                    point: i,
+                    value: None,
+                    text: None,
+                    quality: Quality::Bad,
+                    error: Some(e),
+                    at,
+                }
+            }
+        };
+        self.send(SourceEvent::Sample(sample)).await;
+    }
+
+    /// One read request with its timeout, counted in the statistics.
+    async fn read_block(
+        &mut self,
+        ctx: &mut Context,
+        kind: RegisterKind,
+        address: u16,
+        count: u16,
+    ) -> Result<Block, ReadError> {
+        let limit = Duration::from_millis(self.timeout_ms);
+        let device = self.name.clone();
+        let started = Instant::now();
+        self.stats.requests += 1;
+        let result = match kind {
+            RegisterKind::Holding | RegisterKind::Input => {
+                let request = async {
+                    if kind == RegisterKind::Holding {
+                        ctx.read_holding_registers(address, count).await
+                    } else {
+                        ctx.read_input_registers(address, count).await
+                    }
+                };
+                match timeout(limit, request).await {
+                    Err(_) => Err(None),
+                    Ok(Err(e)) => Err(Some(e.to_string())),
+                    Ok(Ok(Err(code))) => Ok(Err(code)),
+                    Ok(Ok(Ok(words))) => Ok(Ok(Block::Words(words))),
+                }
+            }
+            RegisterKind::Coil | RegisterKind::DiscreteInput => {
+                let request = async {
+                    if kind == RegisterKind::Coil {
+                        ctx.read_coils(address, count).await
+                    } else {
+                        ctx.read_discrete_inputs(address, count).await
+                    }
+                };
+                match timeout(limit, request).await {
+                    Err(_) => Err(None),
+                    Ok(Err(e)) => Err(Some(e.to_string())),
+                    Ok(Ok(Err(code))) => Ok(Err(code)),
+                    Ok(Ok(Ok(bits))) => Ok(Ok(Block::Bits(bits))),
+                }
+            }
+        };
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.latency_sum_ms += ms;
+        self.stats.latency_ms_max = self.stats.latency_ms_max.max(ms);
+        self.stats.latency_ms_avg = self.latency_sum_ms / self.stats.requests as f64;
+        match result {
+            Ok(Ok(block)) => Ok(block),
+            Ok(Err(code)) => {
+                self.stats.exceptions += 1;
+                Err(ReadError::Exception {
+                    device,
+                    kind,
+                    address,
+                    code: u8::from(code),
+                    name: exception_name(code),
+                })
+            }
+            Err(None) => {
+                self.stats.timeouts += 1;
+                Err(ReadError::Transport {
+                    device,
+                    kind,
+                    address,
+                    reason: format!("no answer within {} ms", self.timeout_ms),
+                })
+            }
+            Err(Some(reason)) => {
+                self.stats.transport_errors += 1;
+                Err(ReadError::Transport {
+                    device,
+                    kind,
+                    address,
+                    reason,
+                })
+            }
+        }
+    }
+
+    pub async fn all_bad(&self, reason: &str) {
+        let at = SystemTime::now();
+        for i in 0..self.points.len() {
+            self.send(SourceEvent::Sample(Sample {
+                device: self.index,
+                point: i,
+                value: None,
+                text: None,
+                quality: Quality::Bad,
+                error: Some(reason.to_string()),
+                at,
+            }))
+            .await;
+        }
+    }
+
+    pub async fn send(&self, event: SourceEvent) {
+        // Only fails when the core has stopped, i.e. during shutdown.
+        let _ = self.events.send(event).await;
+    }
+}
+
+fn exception_name(code: tokio_modbus::ExceptionCode) -> String {
+    use tokio_modbus::ExceptionCode as E;
+    match code {
+        E::IllegalFunction => "illegal function",
+        E::IllegalDataAddress => "illegal data address",
+        E::IllegalDataValue => "illegal data value",
+        E::ServerDeviceFailure => "server device failure",
+        E::Acknowledge => "acknowledge",
+        E::ServerDeviceBusy => "server device busy",
+        E::MemoryParityError => "memory parity error",
+        E::GatewayPathUnavailable => "gateway path unavailable",
+        E::GatewayTargetDevice => "gateway target device failed to respond",
+        _ => "non-standard exception",
+    }
+    .to_string()
+}
