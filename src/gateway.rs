@@ -71,7 +71,28 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     tokio::spawn(source.run(cancel.clone())),
                 ));
             }
+            // Serial units are grouped by line below.
+            DeviceConfig::ModbusRtu(_) => {}
         }
+    }
+    let mut lines: Vec<(
+        std::path::PathBuf,
+        Vec<(usize, crate::config::ModbusRtuConfig)>,
+    )> = Vec::new();
+    for (index, device) in config.devices.iter().enumerate() {
+        if let DeviceConfig::ModbusRtu(d) = device {
+            match lines.iter_mut().find(|(port, _)| *port == d.port) {
+                Some((_, units)) => units.push((index, d.clone())),
+                None => lines.push((d.port.clone(), vec![(index, d.clone())])),
+            }
+        }
+    }
+    for (port, units) in lines {
+        let bus = crate::sources::modbus::RtuBus::new(units, events_tx.clone());
+        tasks.push((
+            format!("serial line {}", port.display()),
+            tokio::spawn(bus.run(cancel.clone())),
+        ));
     }
     drop(events_tx);
 

@@ -355,6 +355,8 @@ async fn a_dead_modbus_server_marks_its_points_bad_and_recovers_while_other_devi
     for (name, port) in [
         ("flaky", flaky.port),
         ("healthy", healthy.port),
+        ("healthy2", healthy.port),
+        ("healthy3", healthy.port),
         ("silent", silent_port),
     ] {
         text += &format!(
@@ -416,6 +418,23 @@ async fn a_dead_modbus_server_marks_its_points_bad_and_recovers_while_other_devi
         "healthy device stalled for {worst:?}"
     );
 
+    // Five devices, one dead and one silent: every healthy one keeps its 200 ms cadence on
+    // average to within 5 %.
+    for device in ["healthy", "healthy2", "healthy3"] {
+        let topic = format!("qis/cadence/metrics/{device}/v");
+        let mut stamps: Vec<std::time::SystemTime> = window
+            .iter()
+            .filter(|m| m.topic == topic && m.json["quality"] == "good")
+            .map(|m| humantime::parse_rfc3339(m.json["ts"].as_str().unwrap()).unwrap())
+            .collect();
+        stamps.sort();
+        let (first, last) = (stamps[0], stamps[stamps.len() - 1]);
+        let mean = last.duration_since(first).unwrap().as_secs_f64() / (stamps.len() - 1) as f64;
+        assert!(
+            (mean - 0.2).abs() <= 0.01,
+            "{device}: mean poll interval {mean:.4} s, nominal 0.200 s"
+        );
+    }
     let _flaky_again = modbus_server_on(flaky.port, &spec);
     observer
         .wait_for("flaky good again", Duration::from_secs(10), |m| {
@@ -643,5 +662,93 @@ async fn an_exception_in_a_batch_marks_only_the_offending_point_bad() {
     // One failed batch, then three single reads, per poll; the link stays up.
     assert_eq!(stats.json["requests_last_poll"], 4, "{}", stats.json);
     assert_eq!(stats.json["reconnects"], 0);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtu_units_on_one_line_are_polled_in_turn_and_an_absent_unit_is_skipped_with_backoff() {
+    let broker = mosquitto();
+    let line = serial_pair();
+    let mut server = modbus_rtu_server(
+        &line.b,
+        &json!({
+            "1": {"registers": [
+                {"table": "holding", "address": 0, "type": "f32", "order": "CDAB", "value": 12.5},
+                {"table": "holding", "address": 2, "type": "i16", "value": -7}
+            ]},
+            "2": {"registers": [{"table": "input", "address": 4, "type": "u32", "value": 70000}], "coils": {"1": true}}
+        }),
+    );
+    let mut text = header("rtu", broker.port);
+    for (name, unit, points) in [
+        ("meter1", 1, "[[devices.points]]\nname = \"flow\"\nregister = \"holding\"\naddress = 0\ndata_type = \"f32\"\nbyte_order = \"CDAB\"\n\n[[devices.points]]\nname = \"temp\"\nregister = \"holding\"\naddress = 2\ndata_type = \"i16\"\n\n"),
+        ("meter2", 2, "[[devices.points]]\nname = \"energy\"\nregister = \"input\"\naddress = 4\ndata_type = \"u32\"\n\n[[devices.points]]\nname = \"on\"\nregister = \"coil\"\naddress = 1\n\n"),
+        ("meter3", 3, "[[devices.points]]\nname = \"gone\"\nregister = \"holding\"\naddress = 0\n\n"),
+    ] {
+        text += &format!(
+            "[[devices]]\ntype = \"modbus_rtu\"\nname = \"{name}\"\nport = \"{}\"\nbaud = 19200\nparity = \"none\"\nstop_bits = 2\nunit_id = {unit}\n\
+             timeout_ms = 300\npoll_interval_ms = 200\nbackoff_initial_ms = 2000\nstats_interval_ms = 500\n\n{points}",
+            line.a.display()
+        );
+    }
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = Gateway::start(&text);
+    for (topic, value) in [
+        ("qis/rtu/metrics/meter1/flow", 12.5),
+        ("qis/rtu/metrics/meter1/temp", -7.0),
+        ("qis/rtu/metrics/meter2/energy", 70000.0),
+        ("qis/rtu/metrics/meter2/on", 1.0),
+    ] {
+        let m = observer
+            .saw_or_wait_for(topic, Duration::from_secs(15), |m| {
+                m.topic == topic && m.json["quality"] == "good"
+            })
+            .await;
+        assert_eq!(m.json["value"], value, "{topic}");
+    }
+    observer
+        .saw_or_wait_for("meter3 bad", Duration::from_secs(10), |m| {
+            m.topic == "qis/rtu/metrics/meter3/gone" && m.json["quality"] == "bad"
+        })
+        .await;
+    observer
+        .saw_or_wait_for("meter3 link down", Duration::from_secs(5), |m| {
+            m.json["type"] == "device" && m.json["device"] == "meter3" && m.json["link"] == "down"
+        })
+        .await;
+    // The silent unit costs a timeout only every few seconds: the others keep being read.
+    let window = observer.collect(Duration::from_secs(3)).await;
+    let flow = window
+        .iter()
+        .filter(|m| m.topic == "qis/rtu/metrics/meter1/flow" && m.json["quality"] == "good")
+        .count();
+    let seen: Vec<String> = window
+        .iter()
+        .filter(|m| m.topic.contains("meter1"))
+        .map(|m| format!("{} {}", m.topic, m.json))
+        .take(6)
+        .collect();
+    assert!(
+        flow >= 10,
+        "only {flow} readings of meter1 in 3 s at 200 ms: {seen:?}"
+    );
+    let stats = observer
+        .wait_for("meter3 stats", Duration::from_secs(5), |m| {
+            m.topic == "qis/rtu/stats/meter3"
+        })
+        .await;
+    // pymodbus answers an absent unit with a malformed exception frame; whether a unit is
+    // silent or answers garbage, it fails and is skipped with backoff, not asked every 200 ms.
+    let failed =
+        stats.json["timeouts"].as_u64().unwrap() + stats.json["transport_errors"].as_u64().unwrap();
+    let requests = stats.json["requests"].as_u64().unwrap();
+    assert!(failed >= 1 && failed == requests, "{}", stats.json);
+    assert!(
+        requests <= 5,
+        "an absent unit must be backed off: {}",
+        stats.json
+    );
+    let _ = server.kill();
+    let _ = server.wait();
     gateway.stop().await;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs the whole test suite:
-#   - Debian packages: mosquitto (a real broker), systemd (systemd-analyze), python3-venv;
+#   - Debian packages: mosquitto (a real broker), socat (a pseudo-terminal pair as an RS-485
+#     line), systemd (systemd-analyze), python3-venv;
 #     installed with apt-get when missing (as root, or through sudo);
 #   - the Python test peers (pymodbus, pinned in tests/requirements.txt) in ./.venv;
 #   - then `cargo test` (unit, integration and CLI tests). Extra arguments go to cargo test.
@@ -12,6 +13,7 @@ missing=()
 command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v socat >/dev/null || missing+=(socat)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "run.sh: installing ${missing[*]}"
@@ -22,7 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 venv=.venv
-if ! "$venv/bin/python" -c 'import pymodbus, sys; import cryptography; sys.exit(pymodbus.__version__ != "3.8.6" or cryptography.__version__ != "46.0.3")' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import pymodbus, sys; import cryptography, serial; sys.exit(pymodbus.__version__ != "3.8.6" or cryptography.__version__ != "46.0.3" or serial.__version__ != "3.5")' 2>/dev/null; then
     echo "run.sh: creating $venv with the Python test peers"
     rm -rf "$venv"
     python3 -m venv "$venv"

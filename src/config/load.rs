@@ -220,12 +220,13 @@ impl<'t> Loader<'t> {
             let device = match kind {
                 Some((k, _)) if k == "modbus_tcp" => self.modbus_tcp(item, &component),
                 Some((k, _)) if k == "vibration" => self.vibration(item, &component),
+                Some((k, _)) if k == "modbus_rtu" => self.modbus_rtu(item, &component),
                 Some((k, span)) => {
                     self.report(
                         span,
                         &component,
                         format!(
-                            "unknown device type `{k}`, expected one of `modbus_tcp`, `vibration`"
+                            "unknown device type `{k}`, expected one of `modbus_tcp`, `modbus_rtu`, `vibration`"
                         ),
                     );
                     None
@@ -248,6 +249,56 @@ impl<'t> Loader<'t> {
                 None => ok = false,
             }
         }
+        // Units sharing a serial line must agree on it and have distinct addresses.
+        let rtu: Vec<(usize, &ModbusRtuConfig)> = devices
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| match d {
+                DeviceConfig::ModbusRtu(r) => Some((i, r)),
+                _ => None,
+            })
+            .collect();
+        let mut problems = Vec::new();
+        for (a, (_, x)) in rtu.iter().enumerate() {
+            for (_, y) in rtu.iter().skip(a + 1) {
+                if x.port != y.port {
+                    continue;
+                }
+                if x.line() != y.line() {
+                    problems.push((
+                        y.name.clone(),
+                        format!(
+                            "shares {} with `{}` but not its baud, parity, data or stop bits",
+                            y.port.display(),
+                            x.name
+                        ),
+                    ));
+                }
+                if x.unit_id == y.unit_id {
+                    problems.push((
+                        y.name.clone(),
+                        format!(
+                            "unit id {} is already `{}` on {}",
+                            y.unit_id,
+                            x.name,
+                            y.port.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        for (name, message) in problems {
+            let item = items.iter().find(|i| {
+                i.get_ref()
+                    .as_table()
+                    .and_then(|t| t.get("name"))
+                    .and_then(|n| n.get_ref().as_str())
+                    == Some(name.as_str())
+            });
+            let span = item.map(|i| key_span(i, &["port"])).unwrap_or(value.span());
+            self.report(span, &format!("device \"{name}\""), message);
+            ok = false;
+        }
         ok.then_some(devices)
     }
 
@@ -266,6 +317,23 @@ impl<'t> Loader<'t> {
         let mut device = device?;
         device.points = points?;
         Some(DeviceConfig::ModbusTcp(device))
+    }
+
+    fn modbus_rtu(&mut self, item: &Spanned<DeValue<'t>>, component: &str) -> Option<DeviceConfig> {
+        let points_value = item
+            .get_ref()
+            .as_table()
+            .and_then(|t| t.get("points"))
+            .cloned();
+        let own = without_keys(item, &["type", "points"]);
+        let device = self.component::<ModbusRtuConfig>(&own, component, validate_modbus_rtu);
+        let points = match &points_value {
+            Some(v) => self.points(v, component),
+            None => Some(Vec::new()),
+        };
+        let mut device = device?;
+        device.points = points?;
+        Some(DeviceConfig::ModbusRtu(device))
     }
 
     fn vibration(&mut self, item: &Spanned<DeValue<'t>>, component: &str) -> Option<DeviceConfig> {
@@ -855,6 +923,87 @@ fn validate_modbus_tcp(d: &ModbusTcpConfig) -> Vec<Finding> {
                 "backoff_max_ms = {} is below backoff_initial_ms = {}",
                 d.backoff_max_ms, d.backoff_initial_ms
             ),
+        ));
+    }
+    out
+}
+
+fn validate_modbus_rtu(d: &ModbusRtuConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    check_topic_name("name", "device name", &d.name, &mut out);
+    if d.port.as_os_str().is_empty() {
+        out.push((vec!["port"], "port must name a serial device".into()));
+    }
+    if !(300..=4_000_000).contains(&d.baud) {
+        out.push((
+            vec!["baud"],
+            format!("baud = {} is outside 300..=4000000", d.baud),
+        ));
+    }
+    if !(7..=8).contains(&d.data_bits) {
+        out.push((
+            vec!["data_bits"],
+            format!("data_bits = {} must be 7 or 8", d.data_bits),
+        ));
+    }
+    if !(1..=2).contains(&d.stop_bits) {
+        out.push((
+            vec!["stop_bits"],
+            format!("stop_bits = {} must be 1 or 2", d.stop_bits),
+        ));
+    }
+    if !(1..=247).contains(&d.unit_id) {
+        out.push((
+            vec!["unit_id"],
+            format!(
+                "unit_id = {} is outside 1..=247 (0 is broadcast, which nobody answers)",
+                d.unit_id
+            ),
+        ));
+    }
+    if !(10..=60_000).contains(&d.timeout_ms) {
+        out.push((
+            vec!["timeout_ms"],
+            format!("timeout_ms = {} is outside 10..=60000", d.timeout_ms),
+        ));
+    }
+    if !(10..=86_400_000).contains(&d.poll_interval_ms) {
+        out.push((
+            vec!["poll_interval_ms"],
+            format!(
+                "poll_interval_ms = {} is outside 10..=86400000",
+                d.poll_interval_ms
+            ),
+        ));
+    }
+    if d.backoff_max_ms < d.backoff_initial_ms || d.backoff_initial_ms == 0 {
+        out.push((
+            vec!["backoff_max_ms"],
+            "need 0 < backoff_initial_ms <= backoff_max_ms".into(),
+        ));
+    }
+    if !(1..=125).contains(&d.max_registers_per_request) {
+        out.push((
+            vec!["max_registers_per_request"],
+            format!(
+                "max_registers_per_request = {} is outside 1..=125 (Modbus limit)",
+                d.max_registers_per_request
+            ),
+        ));
+    }
+    if !(1..=2000).contains(&d.max_bits_per_request) {
+        out.push((
+            vec!["max_bits_per_request"],
+            format!(
+                "max_bits_per_request = {} is outside 1..=2000 (Modbus limit)",
+                d.max_bits_per_request
+            ),
+        ));
+    }
+    if d.stats_interval_ms < 100 {
+        out.push((
+            vec!["stats_interval_ms"],
+            "stats_interval_ms must be at least 100".into(),
         ));
     }
     out

@@ -133,6 +133,8 @@ pub enum DeviceConfig {
     ModbusTcp(ModbusTcpConfig),
     /// `type = "vibration"`
     Vibration(VibrationConfig),
+    /// `type = "modbus_rtu"`
+    ModbusRtu(ModbusRtuConfig),
 }
 
 impl DeviceConfig {
@@ -141,6 +143,7 @@ impl DeviceConfig {
         match self {
             DeviceConfig::ModbusTcp(d) => &d.name,
             DeviceConfig::Vibration(d) => &d.name,
+            DeviceConfig::ModbusRtu(d) => &d.name,
         }
     }
 
@@ -149,6 +152,7 @@ impl DeviceConfig {
         match self {
             DeviceConfig::ModbusTcp(d) => &d.points,
             DeviceConfig::Vibration(d) => &d.points,
+            DeviceConfig::ModbusRtu(d) => &d.points,
         }
     }
 
@@ -157,8 +161,112 @@ impl DeviceConfig {
         match self {
             DeviceConfig::ModbusTcp(d) => d.stale_after(),
             DeviceConfig::Vibration(d) => d.stale_after(),
+            DeviceConfig::ModbusRtu(d) => Duration::from_millis(
+                d.stale_after_ms
+                    .unwrap_or(d.poll_interval_ms.saturating_mul(3)),
+            ),
         }
     }
+}
+
+/// `type = "modbus_rtu"`: one unit (slave) on an RS-485 line. Devices naming the same `port`
+/// share the line and are polled in turn by one task; they must agree on its settings. A unit
+/// that does not answer is skipped with backoff while the others go on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModbusRtuConfig {
+    /// Device name: the `<device>` level of MQTT topics.
+    pub name: String,
+    /// Serial device, e.g. `/dev/ttyAMA0` (Pi UART / RS-485 HAT) or `/dev/ttyUSB0`
+    /// (see `boards/`).
+    pub port: PathBuf,
+    /// Baud rate. Default 19 200 (the Modbus over serial line specification's default).
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// `even` (default, as the specification asks), `odd` or `none` (then use 2 stop bits).
+    #[serde(default)]
+    pub parity: Parity,
+    /// Data bits, 7 or 8. Default 8.
+    #[serde(default = "default_data_bits")]
+    pub data_bits: u8,
+    /// Stop bits, 1 or 2. Default 1.
+    #[serde(default = "default_stop_bits")]
+    pub stop_bits: u8,
+    /// Unit id (slave address), 1–247.
+    pub unit_id: u8,
+    /// Timeout per request, ms. Default 500.
+    #[serde(default = "default_rtu_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Poll interval of this unit, ms. Default 1 000.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Silence kept on the line after each unit's poll, ms, for slow transceivers to turn
+    /// around (the 3.5-character frame gap itself is kept by the framing). Default 5.
+    #[serde(default = "default_turnaround_ms")]
+    pub turnaround_ms: u64,
+    /// A point whose last good value is older than this turns `stale`. Default 3 polls.
+    pub stale_after_ms: Option<u64>,
+    /// First wait before asking a silent unit again, ms; doubles up to `backoff_max_ms`.
+    /// Default 1 000.
+    #[serde(default = "default_rtu_backoff_initial_ms")]
+    pub backoff_initial_ms: u64,
+    /// Longest wait before asking a silent unit again, ms. Default 30 000.
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// As for TCP devices.
+    #[serde(default = "default_max_registers")]
+    pub max_registers_per_request: u16,
+    /// As for TCP devices.
+    #[serde(default = "default_max_bits")]
+    pub max_bits_per_request: u16,
+    /// As for TCP devices.
+    #[serde(default = "default_max_gap")]
+    pub max_gap: u16,
+    /// As for TCP devices.
+    #[serde(default = "default_stats_interval_ms")]
+    pub stats_interval_ms: u64,
+    /// `[[devices.points]]`, as for TCP devices.
+    #[serde(default)]
+    pub points: Vec<PointConfig>,
+}
+
+impl ModbusRtuConfig {
+    /// The line settings units sharing a port must agree on.
+    pub fn line(&self) -> (u32, Parity, u8, u8) {
+        (self.baud, self.parity, self.data_bits, self.stop_bits)
+    }
+}
+
+fn default_baud() -> u32 {
+    19_200
+}
+fn default_data_bits() -> u8 {
+    8
+}
+fn default_stop_bits() -> u8 {
+    1
+}
+fn default_rtu_timeout_ms() -> u64 {
+    500
+}
+fn default_turnaround_ms() -> u64 {
+    5
+}
+fn default_rtu_backoff_initial_ms() -> u64 {
+    1_000
+}
+
+/// Serial parity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parity {
+    /// Even parity.
+    #[default]
+    Even,
+    /// Odd parity.
+    Odd,
+    /// No parity.
+    None,
 }
 
 /// `type = "vibration"`: an accelerometer waveform analysed window by window; each configured

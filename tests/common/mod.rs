@@ -313,3 +313,61 @@ pub async fn write_holding(port: u16, address: u16, value: u16) {
         .expect("transport")
         .expect("exception");
 }
+
+/// A pair of connected pseudo-terminals (socat), standing in for an RS-485 line.
+pub struct SerialPair {
+    _socat: Peer,
+    _dir: tempfile::TempDir,
+    /// The gateway's end.
+    pub a: PathBuf,
+    /// The device's end.
+    pub b: PathBuf,
+}
+
+pub fn serial_pair() -> SerialPair {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (dir.path().join("ttyA"), dir.path().join("ttyB"));
+    let child = Command::new("socat")
+        .arg(format!("pty,raw,echo=0,link={}", a.display()))
+        .arg(format!("pty,raw,echo=0,link={}", b.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat not found: run ./tests/run.sh (apt package socat)");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(a.exists() && b.exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "socat did not create the pseudo-terminals"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    SerialPair {
+        _socat: Peer {
+            child,
+            port: 0,
+            _logs: tempfile::tempdir().expect("tempdir"),
+        },
+        _dir: dir,
+        a,
+        b,
+    }
+}
+
+/// A pymodbus RTU server (19200 baud, 8N2: Linux pseudo-terminals refuse parity) on a serial
+/// device, with a register spec per unit id.
+pub fn modbus_rtu_server(device: &Path, units: &Value) -> Child {
+    let child = Command::new(python())
+        .arg(repo().join("tests/peers/modbus_server.py"))
+        .arg("--serial")
+        .arg(device)
+        .arg("--spec")
+        .arg(units.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start the pymodbus RTU server");
+    // The server has no port to probe; give it a moment to open the line.
+    std::thread::sleep(Duration::from_millis(1500));
+    child
+}

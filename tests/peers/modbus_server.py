@@ -21,7 +21,8 @@ from pymodbus.datastore import (
     ModbusServerContext,
     ModbusSlaveContext,
 )
-from pymodbus.server import StartAsyncTcpServer
+from pymodbus.framer import FramerType
+from pymodbus.server import StartAsyncSerialServer, StartAsyncTcpServer
 
 SIZE = 200
 FORMATS = {"u16": ">H", "i16": ">h", "u32": ">I", "i32": ">i", "f32": ">f",
@@ -59,7 +60,7 @@ def encode(entry) -> list[int]:
     return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
 
 
-def build_context(spec) -> ModbusServerContext:
+def build_slave(spec) -> ModbusSlaveContext:
     tables = {"holding": [0] * SIZE, "input": [0] * SIZE}
     for entry in spec.get("registers", []):
         words = encode(entry)
@@ -80,16 +81,31 @@ def build_context(spec) -> ModbusServerContext:
         co=ModbusSequentialDataBlock(1, coils),
         di=ModbusSequentialDataBlock(1, discrete),
     )
-    return ModbusServerContext(slaves=slave, single=True)
+    return slave
+
+
+def build_context(spec) -> ModbusServerContext:
+    return ModbusServerContext(slaves=build_slave(spec), single=True)
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--spec", default="{}")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--serial", help="serial device: serve Modbus RTU instead of TCP")
+    parser.add_argument("--line", default="19200,N,8,2", help="baud,parity,data bits,stop bits")
+    parser.add_argument("--spec", default="{}", help="register spec; with --serial, {unit id: spec}")
     args = parser.parse_args()
-    context = build_context(json.loads(args.spec))
-    await StartAsyncTcpServer(context=context, address=("127.0.0.1", args.port))
+    if args.serial:
+        units = {int(unit): build_slave(spec) for unit, spec in json.loads(args.spec).items()}
+        context = ModbusServerContext(slaves=units, single=False)
+        baud, parity, bits, stop = args.line.split(",")
+        await StartAsyncSerialServer(
+            context=context, framer=FramerType.RTU, port=args.serial,
+            baudrate=int(baud), bytesize=int(bits), parity=parity, stopbits=int(stop),
+        )
+    else:
+        context = build_context(json.loads(args.spec))
+        await StartAsyncTcpServer(context=context, address=("127.0.0.1", args.port))
 
 
 if __name__ == "__main__":

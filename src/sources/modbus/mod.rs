@@ -1,8 +1,10 @@
 //! Modbus: the data model (register tables, data types, byte orders) and the TCP poller.
 
+mod rtu;
 mod tcp;
 pub mod unit;
 
+pub use rtu::RtuBus;
 pub use tcp::ModbusTcpPoller;
 
 use crate::config::{ByteOrder, DataType, PointConfig};

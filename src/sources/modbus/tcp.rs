@@ -99,7 +99,8 @@ impl ModbusTcpPoller {
                 stats_sent = Instant::now();
                 self.unit.send_stats().await;
             }
-            if let Err(reason) = result {
+            if let Err(failure) = result {
+                let reason = failure.message;
                 warn!(device = %self.config.name, error = %reason, "Poll failed; reconnecting.");
                 ctx = None;
                 link_up = Some(false);

@@ -36,7 +36,36 @@ pub(crate) enum ReadError {
         kind: RegisterKind,
         address: u16,
         reason: String,
+        /// True when the device did not answer in time or answered garbage (the link itself
+        /// works: on a shared RTU line, only this unit is at fault).
+        timeout: bool,
     },
+}
+
+/// Why a poll stopped before reading every point.
+#[derive(Debug, Clone)]
+pub struct PollFailure {
+    /// The unit did not answer in time, or answered something that is not Modbus (on a shared
+    /// RTU line: skip the unit; on TCP: reconnect). False for I/O errors of the link itself.
+    pub timeout: bool,
+    /// What happened, for operators.
+    pub message: String,
+}
+
+impl std::fmt::Display for PollFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<ReadError> for PollFailure {
+    fn from(e: ReadError) -> Self {
+        let timeout = matches!(e, ReadError::Transport { timeout: true, .. });
+        Self {
+            timeout,
+            message: e.to_string(),
+        }
+    }
 }
 
 /// One read request covering one or more points of the same table.
@@ -177,7 +206,7 @@ impl UnitPoller {
 
     /// Reads every point once, batch by batch. Returns `Err` on a transport failure
     /// (reconnect needed).
-    pub async fn poll_once(&mut self, ctx: &mut Context) -> Result<(), String> {
+    pub async fn poll_once(&mut self, ctx: &mut Context) -> Result<(), PollFailure> {
         self.stats.polls += 1;
         let before = self.stats.requests;
         for b in 0..self.batches.len() {
@@ -210,7 +239,7 @@ impl UnitPoller {
                             Err(e @ ReadError::Exception { .. }) => {
                                 self.emit(*i, Err(e.to_string()), at).await
                             }
-                            Err(e) => return Err(e.to_string()),
+                            Err(e) => return Err(e.into()),
                         }
                     }
                 }
@@ -219,7 +248,7 @@ impl UnitPoller {
                         self.emit(*i, Err(e.to_string()), at).await;
                     }
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
         self.stats.requests_last_poll = self.stats.requests - before;
@@ -303,7 +332,10 @@ impl UnitPoller {
                 };
                 match timeout(limit, request).await {
                     Err(_) => Err(None),
-                    Ok(Err(e)) => Err(Some(e.to_string())),
+                    Ok(Err(e)) => Err(Some((
+                        matches!(e, tokio_modbus::Error::Protocol(_)),
+                        e.to_string(),
+                    ))),
                     Ok(Ok(Err(code))) => Ok(Err(code)),
                     Ok(Ok(Ok(words))) => Ok(Ok(Block::Words(words))),
                 }
@@ -318,7 +350,10 @@ impl UnitPoller {
                 };
                 match timeout(limit, request).await {
                     Err(_) => Err(None),
-                    Ok(Err(e)) => Err(Some(e.to_string())),
+                    Ok(Err(e)) => Err(Some((
+                        matches!(e, tokio_modbus::Error::Protocol(_)),
+                        e.to_string(),
+                    ))),
                     Ok(Ok(Err(code))) => Ok(Err(code)),
                     Ok(Ok(Ok(bits))) => Ok(Ok(Block::Bits(bits))),
                 }
@@ -347,15 +382,17 @@ impl UnitPoller {
                     kind,
                     address,
                     reason: format!("no answer within {} ms", self.timeout_ms),
+                    timeout: true,
                 })
             }
-            Err(Some(reason)) => {
+            Err(Some((protocol, reason))) => {
                 self.stats.transport_errors += 1;
                 Err(ReadError::Transport {
                     device,
                     kind,
                     address,
                     reason,
+                    timeout: protocol,
                 })
             }
         }
