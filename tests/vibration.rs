@@ -419,6 +419,9 @@ fn vibration_device_configuration_is_checked() {
     let cases = [
         ("file = \"/nonexistent.f32\"\nsample_rate = 12000.0\n".to_string(), "does not exist"),
         (format!("file = \"{}\"\n", file.display()), "sample_rate"),
+        ("sample_rate = 1000.0\n".to_string(), "exactly one waveform source"),
+        (format!("sample_rate = 1000.0\nfile = \"{}\"\nmodbus = {{ host = \"h\", address = 0 }}\n", file.display()), "exactly one waveform source"),
+        ("sample_rate = 1000.0\nwindow = 4096\nmodbus = { host = \"h\", address = 65000 }\n".to_string(), "runs past 65535"),
         (format!("file = \"{}\"\nsample_rate = 12000.0\nwindow = 100\n", file.display()), "window"),
         (format!("file = \"{}\"\nsample_rate = 12000.0\n[[devices.points]]\nname = \"s\"\nfeature = \"inner_race_score\"\n", file.display()), "need `rpm` and `bearing`"),
         (format!("file = \"{}\"\nsample_rate = 12000.0\n[[devices.points]]\nname = \"s\"\nfeature = \"band_rms:2\"\n", file.display()), "bands_hz"),
@@ -431,4 +434,64 @@ fn vibration_device_configuration_is_checked() {
             Err(e) => assert!(e.to_string().contains(fragment), "{fragment}: {e}"),
         }
     }
+}
+
+/// Live acquisition: a vibration module buffers its latest window in holding registers
+/// (signed milli-g counts); the gateway reads the block in ≤125-register requests and analyses
+/// it like a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waveform_buffered_in_modbus_registers_is_read_as_one_window_and_analysed() {
+    let (fs, n, f, amplitude_g) = (5120.0, 2048usize, 160.0, 0.5);
+    let counts: Vec<i64> = (0..n)
+        .map(|i| {
+            (amplitude_g / 0.001 * (2.0 * std::f64::consts::PI * f * i as f64 / fs).sin()).round()
+                as i64
+        })
+        .collect();
+    let plc = common::modbus_server(&serde_json::json!({
+        "size": 2200,
+        "blocks": [{"table": "holding", "address": 100, "words": counts}]
+    }));
+    let broker = common::mosquitto();
+    let state = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[site]\nid = \"live\"\nstate_dir = \"{}\"\n[mqtt]\nport = {}\n[metrics]\nmin_interval_ms = 0\nmax_interval_ms = 0\n\n\
+         [[devices]]\ntype = \"vibration\"\nname = \"fan\"\nsample_rate = {fs}\nwindow = {n}\ninterval_ms = 300\n\
+         modbus = {{ host = \"127.0.0.1\", port = {}, address = 100, scale = 0.001 }}\n\n\
+         [[devices.points]]\nname = \"velocity\"\nfeature = \"velocity_rms\"\n\n\
+         [[devices.points]]\nname = \"rms\"\nfeature = \"rms\"\n",
+        state.path().display(),
+        broker.port,
+        plc.port
+    );
+    let config = qis_edge::config::parse_str(&text, "live.toml").unwrap_or_else(|e| panic!("{e}"));
+    let mut observer = common::Observer::connect(broker.port).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway = tokio::spawn(qis_edge::run(config, async move {
+        let _ = stopped.await;
+    }));
+    let velocity = observer
+        .wait_for("velocity", std::time::Duration::from_secs(15), |m| {
+            m.topic == "qis/live/metrics/fan/velocity" && m.json["quality"] == "good"
+        })
+        .await;
+    let expected = amplitude_g * 9.80665 / (2.0 * std::f64::consts::PI * f) / 2f64.sqrt() * 1000.0;
+    let got = velocity.json["value"].as_f64().unwrap();
+    assert!(
+        (got - expected).abs() / expected < 0.01,
+        "velocity {got} mm/s, expected {expected}"
+    );
+    let rms = observer
+        .saw_or_wait_for("rms", std::time::Duration::from_secs(5), |m| {
+            m.topic == "qis/live/metrics/fan/rms"
+        })
+        .await;
+    let rms = rms.json["value"].as_f64().unwrap();
+    assert!((rms - amplitude_g / 2f64.sqrt()).abs() < 0.005, "rms {rms}");
+    let _ = stop.send(());
+    tokio::time::timeout(std::time::Duration::from_secs(10), gateway)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }

@@ -1012,30 +1012,77 @@ fn validate_modbus_rtu(d: &ModbusRtuConfig) -> Vec<Finding> {
 fn validate_vibration(d: &VibrationConfig) -> Vec<Finding> {
     let mut out = Vec::new();
     check_topic_name("name", "device name", &d.name, &mut out);
-    if !d.file.is_file() {
-        out.push((
-            vec!["file"],
-            format!(
-                "file `{}` does not exist or is not a file",
-                d.file.display()
-            ),
-        ));
-    }
-    let format = d
-        .format
-        .or_else(|| crate::sources::replay::WaveformFormat::from_path(&d.file));
-    match format {
-        None => out.push((
-            vec!["format"],
-            "cannot tell the format from the file name: give `format` (f32, csv or wav)".into(),
-        )),
-        Some(f) if f != crate::sources::replay::WaveformFormat::Wav && d.sample_rate.is_none() => {
-            out.push((
-                vec!["sample_rate"],
-                "`sample_rate` is needed for raw and CSV files".into(),
-            ))
+    match (&d.file, &d.modbus) {
+        (Some(file), None) => {
+            if !file.is_file() {
+                out.push((
+                    vec!["file"],
+                    format!("file `{}` does not exist or is not a file", file.display()),
+                ));
+            }
+            let format = d
+                .format
+                .or_else(|| crate::sources::replay::WaveformFormat::from_path(file));
+            match format {
+                None => out.push((
+                    vec!["format"],
+                    "cannot tell the format from the file name: give `format` (f32, csv or wav)"
+                        .into(),
+                )),
+                Some(f)
+                    if f != crate::sources::replay::WaveformFormat::Wav
+                        && d.sample_rate.is_none() =>
+                {
+                    out.push((
+                        vec!["sample_rate"],
+                        "`sample_rate` is needed for raw and CSV files".into(),
+                    ))
+                }
+                _ => {}
+            }
         }
-        _ => {}
+        (None, Some(block)) => {
+            if d.sample_rate.is_none() {
+                out.push((
+                    vec!["sample_rate"],
+                    "`sample_rate` is needed for a Modbus waveform".into(),
+                ));
+            }
+            if block.register.is_bit() {
+                out.push((
+                    vec!["modbus"],
+                    "a waveform lives in holding or input registers".into(),
+                ));
+            }
+            if u32::from(block.address) + d.window as u32 > 65_536 {
+                out.push((
+                    vec!["modbus"],
+                    format!(
+                        "address {} + window {} runs past 65535",
+                        block.address, d.window
+                    ),
+                ));
+            }
+            if block.host.trim().is_empty() || block.port == 0 {
+                out.push((
+                    vec!["modbus"],
+                    "modbus.host and modbus.port must name a server".into(),
+                ));
+            }
+            if !(block.scale.is_finite() && block.scale != 0.0) {
+                out.push((
+                    vec!["modbus"],
+                    "modbus.scale must be finite and non-zero".into(),
+                ));
+            }
+        }
+        _ => out.push((
+            vec!["name"],
+            "give exactly one waveform source: `file` or `modbus`".into(),
+        )),
+    }
+    if d.modbus.is_some() && d.interval_ms == 0 {
+        out.push((vec!["interval_ms"], "interval_ms must be at least 1".into()));
     }
     if d.replay == ReplayPace::Fast && d.interval_ms == 0 {
         out.push((vec!["interval_ms"], "interval_ms must be at least 1".into()));

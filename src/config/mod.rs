@@ -277,8 +277,11 @@ pub enum Parity {
 pub struct VibrationConfig {
     /// Device name: the `<device>` level of MQTT topics.
     pub name: String,
-    /// Waveform file to replay.
-    pub file: PathBuf,
+    /// Waveform file to replay. Give either `file` or `modbus`.
+    pub file: Option<PathBuf>,
+    /// Live acquisition: a block of registers holding the latest window of samples, read as one
+    /// window every `interval_ms`: `{ host, port, unit_id, register, address, scale, timeout_ms }`.
+    pub modbus: Option<WaveformBlockConfig>,
     /// `f32` (raw little-endian), `csv` or `wav`; default from the file's extension.
     pub format: Option<crate::sources::replay::WaveformFormat>,
     /// Samples per second (WAV files carry their own; this overrides it).
@@ -286,11 +289,11 @@ pub struct VibrationConfig {
     /// Samples per analysed window, 1 024 – 65 536. Default 16 384.
     #[serde(default = "default_vibration_window")]
     pub window: usize,
-    /// `realtime`: one window per window duration, as if acquired live; `fast`: one window per
-    /// `interval_ms`. Default `realtime`.
+    /// For files: `realtime`, one window per window duration, as if acquired live; `fast`, one
+    /// window per `interval_ms`. Default `realtime`. Modbus blocks are read every `interval_ms`.
     #[serde(default)]
     pub replay: ReplayPace,
-    /// With `replay = "fast"`, milliseconds between windows. Default 100.
+    /// With `replay = "fast"` or a Modbus block, milliseconds between windows. Default 100.
     #[serde(default = "default_replay_interval_ms")]
     pub interval_ms: u64,
     /// Start again at the beginning when the file ends. Default true.
@@ -355,9 +358,9 @@ impl VibrationConfig {
     /// A point turns stale after three windows without analysis.
     pub fn stale_after(&self) -> Duration {
         let window_s = self.window as f64 / self.sample_rate.unwrap_or(1.0).max(1.0);
-        let pace = match self.replay {
-            ReplayPace::Realtime => window_s,
-            ReplayPace::Fast => self.interval_ms as f64 / 1000.0,
+        let pace = match (self.replay, &self.modbus) {
+            (ReplayPace::Realtime, None) => window_s,
+            _ => self.interval_ms as f64 / 1000.0,
         };
         Duration::from_secs_f64((3.0 * pace).max(1.0))
     }
@@ -380,6 +383,36 @@ fn default_harmonics() -> u8 {
 }
 fn default_spectrum_points() -> usize {
     256
+}
+
+/// A waveform buffered in a device's registers (vibration modules and PLCs that sample an
+/// accelerometer keep the latest window there): `window` consecutive signed 16-bit samples.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaveformBlockConfig {
+    /// Host of the Modbus TCP server.
+    pub host: String,
+    /// TCP port. Default 502.
+    #[serde(default = "default_modbus_port")]
+    pub port: u16,
+    /// Unit id. Default 1.
+    #[serde(default = "default_unit_id")]
+    pub unit_id: u8,
+    /// `holding` or `input`. Default `holding`.
+    #[serde(default = "default_block_register")]
+    pub register: RegisterKind,
+    /// Address of the first sample.
+    pub address: u16,
+    /// Engineering value of one count (e.g. 0.001 for milli-g). Default 1.
+    #[serde(default = "default_scale")]
+    pub scale: f64,
+    /// Timeout per request, ms (a window takes ⌈window/125⌉ requests). Default 1 000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_block_register() -> RegisterKind {
+    RegisterKind::Holding
 }
 
 /// How fast a waveform file is replayed.

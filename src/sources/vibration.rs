@@ -1,18 +1,25 @@
 //! A vibration "device": a waveform analysed window by window, whose features become points.
 //!
-//! The waveform is replayed from a file (at the recorded rate, or faster for tests and
-//! commissioning). Analysis runs on the blocking thread pool so a 64k-sample window never
-//! stalls the async runtime.
+//! Windows come from a file (replayed at the recorded rate, or faster for tests and
+//! commissioning) or live from a block of registers in which a vibration module or PLC buffers
+//! the latest samples (signed 16-bit counts times a scale), read in requests of up to 125
+//! registers. Analysis runs on the blocking thread pool so a 64k-sample window never stalls the
+//! async runtime.
 
 use crate::analysis::vibration::bearing::Verdict;
 use crate::analysis::vibration::{VibrationAnalyzer, VibrationFeatures};
 use crate::backoff::Backoff;
-use crate::config::{ReplayPace, VibrationConfig, VibrationFeature};
+use crate::config::{
+    RegisterKind, ReplayPace, VibrationConfig, VibrationFeature, WaveformBlockConfig,
+};
 use crate::sources::replay::{read_waveform, WaveformFormat};
 use crate::sources::{Quality, Sample, SourceEvent};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_modbus::client::{Context, Reader as _};
+use tokio_modbus::Slave;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -86,7 +93,111 @@ pub fn downsample(spectrum: &[f64], resolution_hz: f64, points: usize) -> (f64, 
     (resolution_hz * group as f64, values)
 }
 
-/// Replays and analyses one vibration device until cancelled.
+/// Where windows come from.
+enum Acquisition {
+    /// A file, replayed window after window.
+    File {
+        samples: Arc<Vec<f64>>,
+        position: usize,
+        repeat: bool,
+    },
+    /// A block of registers read as one window.
+    Modbus {
+        block: WaveformBlockConfig,
+        ctx: Option<Context>,
+    },
+}
+
+impl Acquisition {
+    /// Fills `window` with the next `n` samples. Ok(false) when a file has ended.
+    async fn next_window(&mut self, n: usize, window: &mut Vec<f64>) -> Result<bool, String> {
+        window.clear();
+        match self {
+            Acquisition::File {
+                samples,
+                position,
+                repeat,
+            } => {
+                if *position + n > samples.len() {
+                    if !*repeat {
+                        return Ok(false);
+                    }
+                    *position = 0;
+                }
+                window.extend_from_slice(&samples[*position..*position + n]);
+                *position += n;
+                Ok(true)
+            }
+            Acquisition::Modbus { block, ctx } => {
+                let limit = Duration::from_millis(block.timeout_ms);
+                if ctx.is_none() {
+                    let target = (block.host.as_str(), block.port);
+                    let addr = match timeout(limit, tokio::net::lookup_host(target)).await {
+                        Ok(Ok(mut a)) => a
+                            .next()
+                            .ok_or_else(|| format!("{} resolved to no address", block.host))?,
+                        Ok(Err(e)) => return Err(format!("cannot resolve {}: {e}", block.host)),
+                        Err(_) => return Err(format!("resolving {} timed out", block.host)),
+                    };
+                    let connected = timeout(
+                        limit,
+                        tokio_modbus::client::tcp::connect_slave(addr, Slave(block.unit_id)),
+                    )
+                    .await
+                    .map_err(|_| format!("connecting to {addr} timed out"))?
+                    .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+                    *ctx = Some(connected);
+                }
+                let Some(c) = ctx.as_mut() else {
+                    return Err("not connected".into());
+                };
+                let mut offset = 0usize;
+                while offset < n {
+                    let count = (n - offset).min(125) as u16;
+                    let address = block.address.wrapping_add(offset as u16);
+                    let request = async {
+                        if block.register == RegisterKind::Input {
+                            c.read_input_registers(address, count).await
+                        } else {
+                            c.read_holding_registers(address, count).await
+                        }
+                    };
+                    let words = match timeout(limit, request).await {
+                        Ok(Ok(Ok(words))) if words.len() == usize::from(count) => words,
+                        Ok(Ok(Ok(words))) => {
+                            return Err(format!(
+                                "register {address}: {} registers returned, {count} asked",
+                                words.len()
+                            ))
+                        }
+                        Ok(Ok(Err(code))) => {
+                            return Err(format!(
+                                "register {address}: device answered exception {}",
+                                u8::from(code)
+                            ))
+                        }
+                        Ok(Err(e)) => {
+                            *ctx = None;
+                            return Err(format!("register {address}: {e}"));
+                        }
+                        Err(_) => {
+                            *ctx = None;
+                            return Err(format!(
+                                "register {address}: no answer within {} ms",
+                                block.timeout_ms
+                            ));
+                        }
+                    };
+                    window.extend(words.iter().map(|w| f64::from(*w as i16) * block.scale));
+                    offset += usize::from(count);
+                }
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// Acquires and analyses one vibration device until cancelled.
 pub struct VibrationSource {
     index: usize,
     config: VibrationConfig,
@@ -103,42 +214,71 @@ impl VibrationSource {
         }
     }
 
-    async fn load(&self) -> Result<(Arc<Vec<f64>>, VibrationAnalyzer), String> {
-        let path = self.config.file.clone();
-        let format = self
-            .config
-            .format
-            .or_else(|| WaveformFormat::from_path(&path))
-            .ok_or_else(|| format!("{}: unknown format", path.display()))?;
-        let wave = tokio::task::spawn_blocking(move || read_waveform(&path, format))
-            .await
-            .map_err(|e| e.to_string())??;
-        let fs = self
-            .config
-            .sample_rate
-            .or(wave.sample_rate)
-            .ok_or("no sample rate for this file")?;
-        if wave.samples.len() < self.config.window {
-            return Err(format!(
-                "{}: {} samples, fewer than one window of {}",
-                self.config.file.display(),
-                wave.samples.len(),
-                self.config.window
-            ));
+    /// Opens the waveform source and plans the analysis.
+    async fn prepare(&self) -> Result<(Acquisition, VibrationAnalyzer), String> {
+        let n = self.config.window;
+        match (&self.config.file, &self.config.modbus) {
+            (Some(path), _) => {
+                let path = path.clone();
+                let format = self
+                    .config
+                    .format
+                    .or_else(|| WaveformFormat::from_path(&path))
+                    .ok_or_else(|| format!("{}: unknown format", path.display()))?;
+                let shown = path.display().to_string();
+                let wave = tokio::task::spawn_blocking(move || read_waveform(&path, format))
+                    .await
+                    .map_err(|e| e.to_string())??;
+                let fs = self
+                    .config
+                    .sample_rate
+                    .or(wave.sample_rate)
+                    .ok_or("no sample rate for this file")?;
+                if wave.samples.len() < n {
+                    return Err(format!(
+                        "{shown}: {} samples, fewer than one window of {n}",
+                        wave.samples.len()
+                    ));
+                }
+                let analyzer =
+                    VibrationAnalyzer::new(self.config.settings(fs)).map_err(|e| e.to_string())?;
+                info!(device = %self.config.name, samples = wave.samples.len(), "Replaying waveform.");
+                Ok((
+                    Acquisition::File {
+                        samples: Arc::new(wave.samples),
+                        position: 0,
+                        repeat: self.config.repeat,
+                    },
+                    analyzer,
+                ))
+            }
+            (None, Some(block)) => {
+                let fs = self
+                    .config
+                    .sample_rate
+                    .ok_or("no sample rate for the Modbus waveform")?;
+                let analyzer =
+                    VibrationAnalyzer::new(self.config.settings(fs)).map_err(|e| e.to_string())?;
+                Ok((
+                    Acquisition::Modbus {
+                        block: block.clone(),
+                        ctx: None,
+                    },
+                    analyzer,
+                ))
+            }
+            (None, None) => Err("no waveform source configured".into()),
         }
-        let analyzer =
-            VibrationAnalyzer::new(self.config.settings(fs)).map_err(|e| e.to_string())?;
-        Ok((Arc::new(wave.samples), analyzer))
     }
 
     /// Runs until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(60));
-        let (samples, mut analyzer) = loop {
-            match self.load().await {
-                Ok(loaded) => break loaded,
+        let (mut acquisition, mut analyzer) = loop {
+            match self.prepare().await {
+                Ok(ready) => break ready,
                 Err(reason) => {
-                    warn!(device = %self.config.name, error = %reason, "Cannot load the waveform; retrying.");
+                    warn!(device = %self.config.name, error = %reason, "Cannot open the waveform source; retrying.");
                     self.link(false, Some(reason.clone())).await;
                     self.all_bad(&reason).await;
                     tokio::select! {
@@ -148,87 +288,103 @@ impl VibrationSource {
                 }
             }
         };
-        info!(device = %self.config.name, samples = samples.len(), "Replaying waveform.");
-        self.link(true, None).await;
         let n = self.config.window;
         let fs = analyzer.settings().sample_rate;
-        let pace = match self.config.replay {
-            ReplayPace::Realtime => Duration::from_secs_f64(n as f64 / fs),
-            ReplayPace::Fast => Duration::from_millis(self.config.interval_ms),
+        let pace = match (self.config.replay, &acquisition) {
+            (ReplayPace::Realtime, Acquisition::File { .. }) => {
+                Duration::from_secs_f64(n as f64 / fs)
+            }
+            _ => Duration::from_millis(self.config.interval_ms),
         };
         let mut ticker = tokio::time::interval(pace);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut position = 0usize;
         let mut features = VibrationFeatures::default();
+        let mut window: Vec<f64> = Vec::with_capacity(n);
+        let mut up: Option<bool> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
             }
-            if position + n > samples.len() {
-                if !self.config.repeat {
+            match acquisition.next_window(n, &mut window).await {
+                Ok(true) => {
+                    if up != Some(true) {
+                        up = Some(true);
+                        self.link(true, None).await;
+                    }
+                }
+                Ok(false) => continue,
+                Err(reason) => {
+                    if up != Some(false) {
+                        warn!(device = %self.config.name, error = %reason, "Waveform acquisition failed; retrying.");
+                        up = Some(false);
+                        self.link(false, Some(reason.clone())).await;
+                    }
+                    self.all_bad(&reason).await;
                     continue;
                 }
-                position = 0;
             }
-            let data = samples.clone();
-            let start = position;
-            position += n;
+            let data = std::mem::take(&mut window);
             let result = tokio::task::spawn_blocking(move || {
-                let r = analyzer.analyze(&data[start..], &mut features);
-                (analyzer, features, r)
+                let r = analyzer.analyze(&data, &mut features);
+                (analyzer, features, data, r)
             })
             .await;
-            let Ok((a, f, r)) = result else { break };
+            let Ok((a, f, data, r)) = result else { break };
             analyzer = a;
             features = f;
+            window = data;
             let at = SystemTime::now();
             if let Err(e) = r {
                 self.all_bad(&e.to_string()).await;
                 continue;
             }
-            for (i, feature) in self.config.features.iter().enumerate() {
-                let value = feature_value(&features, *feature);
-                let sample = Sample {
+            self.publish(&features, at).await;
+        }
+    }
+
+    async fn publish(&self, features: &VibrationFeatures, at: SystemTime) {
+        for (i, feature) in self.config.features.iter().enumerate() {
+            let value = feature_value(features, *feature);
+            let sample = Sample {
+                device: self.index,
+                point: i,
+                text: None,
+                quality: if value.is_some() {
+                    Quality::Good
+                } else {
+                    Quality::Bad
+                },
+                error: value
+                    .is_none()
+                    .then(|| "feature not available for this window".to_string()),
+                value,
+                at,
+            };
+            let _ = self.events.send(SourceEvent::Sample(sample)).await;
+        }
+        if self.config.spectrum_points > 0 {
+            let (resolution_hz, amplitudes) = downsample(
+                &features.spectrum,
+                features.resolution_hz,
+                self.config.spectrum_points,
+            );
+            let snapshot = SpectrumSnapshot {
+                resolution_hz,
+                amplitudes,
+                velocity_rms_mm_s: features.velocity_rms_mm_s,
+                iso10816_zone: features.iso10816_zone,
+                bearing_verdict: features.bearing.as_ref().map(|b| b.verdict),
+                envelope_band_hz: features.bearing.as_ref().map(|b| b.envelope_band_hz),
+            };
+            let _ = self
+                .events
+                .send(SourceEvent::Spectrum {
                     device: self.index,
-                    point: i,
-                    text: None,
-                    quality: if value.is_some() {
-                        Quality::Good
-                    } else {
-                        Quality::Bad
-                    },
-                    error: value
-                        .is_none()
-                        .then(|| "feature not available for this window".to_string()),
-                    value,
+                    snapshot: Box::new(snapshot),
                     at,
-                };
-                let _ = self.events.send(SourceEvent::Sample(sample)).await;
-            }
-            if self.config.spectrum_points > 0 {
-                let (resolution_hz, amplitudes) = downsample(
-                    &features.spectrum,
-                    features.resolution_hz,
-                    self.config.spectrum_points,
-                );
-                let snapshot = SpectrumSnapshot {
-                    resolution_hz,
-                    amplitudes,
-                    velocity_rms_mm_s: features.velocity_rms_mm_s,
-                    iso10816_zone: features.iso10816_zone,
-                    bearing_verdict: features.bearing.as_ref().map(|b| b.verdict),
-                    envelope_band_hz: features.bearing.as_ref().map(|b| b.envelope_band_hz),
-                };
-                let _ = self
-                    .events
-                    .send(SourceEvent::Spectrum {
-                        device: self.index,
-                        snapshot: Box::new(snapshot),
-                        at,
-                    })
-                    .await;
-            }
+                })
+                .await;
         }
     }
 

@@ -7,8 +7,9 @@ Usage: modbus_server.py --port PORT --spec JSON
 The spec is {"registers": [{"table": "holding"|"input", "address": N, "type": "u16"|"i16"|
 "u32"|"i32"|"f32"|"u64"|"i64"|"f64"|"string", "order": "ABCD"|"CDAB"|"BADC"|"DCBA",
 "value": V, "length": registers (strings)}, ...],
-"coils": {"N": true, ...}, "discrete_inputs": {"N": false, ...}}. Every table holds addresses
-0..199; reading beyond answers exception 02 (illegal data address).
+"coils": {"N": true, ...}, "discrete_inputs": {"N": false, ...}, "blocks": [{"table", "address",
+"words": [raw registers]}], "size": N}. Register tables hold addresses 0..size-1 (default 200);
+reading beyond answers exception 02 (illegal data address).
 """
 
 import argparse
@@ -61,7 +62,12 @@ def encode(entry) -> list[int]:
 
 
 def build_slave(spec) -> ModbusSlaveContext:
-    tables = {"holding": [0] * SIZE, "input": [0] * SIZE}
+    size = spec.get("size", SIZE)
+    tables = {"holding": [0] * size, "input": [0] * size}
+    for block in spec.get("blocks", []):
+        # Raw register values, e.g. a buffered waveform: {"table", "address", "words": [...]}.
+        for i, word in enumerate(block["words"]):
+            tables[block["table"]][block["address"] + i] = word & 0xFFFF
     for entry in spec.get("registers", []):
         words = encode(entry)
         table = tables[entry["table"]]
