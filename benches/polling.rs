@@ -1,0 +1,201 @@
+//! Polling cost: 1 000 points over 10 Modbus TCP devices every 100 ms, through the gateway's
+//! pollers (batching, decoding, samples to the core) and through a bare tokio-modbus loop
+//! issuing the same requests. Prints CPU time per second of each, requests per poll, and their
+//! ratio. The servers run in a child process so only the client side is measured.
+//! `cargo bench --bench polling` (takes about 25 s).
+
+use qis_edge::config::{ByteOrder, DataType, ModbusTcpConfig, PointConfig, RegisterKind};
+use qis_edge::sources::modbus::unit::plan_batches;
+use qis_edge::sources::modbus::ModbusTcpPoller;
+use qis_edge::sources::SourceEvent;
+use std::future::Ready;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio_modbus::client::Reader;
+use tokio_modbus::server::tcp::{accept_tcp_connection, Server};
+use tokio_modbus::{ExceptionCode, Request, Response, Slave};
+use tokio_util::sync::CancellationToken;
+
+const DEVICES: usize = 10;
+const POINTS: usize = 100;
+const RUN: Duration = Duration::from_secs(10);
+const BASE_PORT: u16 = 25_020;
+
+#[derive(Clone)]
+struct Zeros;
+
+impl tokio_modbus::server::Service for Zeros {
+    type Request = Request<'static>;
+    type Response = Response;
+    type Exception = ExceptionCode;
+    type Future = Ready<Result<Response, ExceptionCode>>;
+    fn call(&self, req: Request<'static>) -> Self::Future {
+        std::future::ready(match req {
+            Request::ReadHoldingRegisters(a, n) => Ok(Response::ReadHoldingRegisters(
+                (0..n).map(|i| a.wrapping_add(i)).collect(),
+            )),
+            _ => Err(ExceptionCode::IllegalFunction),
+        })
+    }
+}
+
+async fn serve() {
+    for d in 0..DEVICES {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", BASE_PORT + d as u16))
+            .await
+            .expect("bind");
+        tokio::spawn(async move {
+            let server = Server::new(listener);
+            let on_connected = |stream, peer| {
+                let accepted = accept_tcp_connection(stream, peer, |_: SocketAddr| Ok(Some(Zeros)));
+                async move { accepted }
+            };
+            let _ = server.serve(&on_connected, |_| {}).await;
+        });
+    }
+    std::future::pending::<()>().await;
+}
+
+/// 100 points per device: u16 and f32 every other register from 0 to 298.
+fn points() -> Vec<PointConfig> {
+    (0..POINTS)
+        .map(|i| PointConfig {
+            name: format!("p{i}"),
+            register: RegisterKind::Holding,
+            address: (i * 3) as u16,
+            data_type: Some(if i % 2 == 0 {
+                DataType::U16
+            } else {
+                DataType::F32
+            }),
+            byte_order: ByteOrder::Abcd,
+            bit: None,
+            length: None,
+            scale: 0.1,
+            offset: 0.0,
+            unit: String::new(),
+            alarms: Vec::new(),
+            spc: None,
+        })
+        .collect()
+}
+
+fn device(d: usize) -> ModbusTcpConfig {
+    let text = format!("name = \"d{d}\"\nhost = \"127.0.0.1\"\nport = {}\npoll_interval_ms = 100\ntimeout_ms = 1000\n", BASE_PORT + d as u16);
+    let mut c: ModbusTcpConfig = toml::from_str(&text).expect("device");
+    c.points = points();
+    c
+}
+
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+async fn gateway_loop() -> (f64, u64) {
+    let cancel = CancellationToken::new();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+    for d in 0..DEVICES {
+        tokio::spawn(ModbusTcpPoller::new(d, device(d), tx.clone()).run(cancel.clone()));
+    }
+    drop(tx);
+    let samples = tokio::spawn(async move {
+        let mut n = 0u64;
+        while let Some(e) = rx.recv().await {
+            if matches!(e, SourceEvent::Sample(_)) {
+                n += 1;
+            }
+        }
+        n
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    tokio::time::sleep(RUN).await;
+    let (cpu, elapsed) = (cpu_seconds() - cpu0, t0.elapsed().as_secs_f64());
+    cancel.cancel();
+    let n = samples.await.unwrap_or(0);
+    (cpu / elapsed, n)
+}
+
+async fn bare_loop(requests: &[(u16, u16)]) -> f64 {
+    let cancel = CancellationToken::new();
+    for d in 0..DEVICES {
+        let requests = requests.to_vec();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let addr = SocketAddr::from(([127, 0, 0, 1], BASE_PORT + d as u16));
+            let mut ctx = tokio_modbus::client::tcp::connect_slave(addr, Slave(1))
+                .await
+                .expect("connect");
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                for (start, count) in &requests {
+                    let words = ctx
+                        .read_holding_registers(*start, *count)
+                        .await
+                        .expect("io")
+                        .expect("exception");
+                    std::hint::black_box(words);
+                }
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    tokio::time::sleep(RUN).await;
+    let result = (cpu_seconds() - cpu0) / t0.elapsed().as_secs_f64();
+    cancel.cancel();
+    result
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--serve") {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(serve());
+        return;
+    }
+    let me = std::env::current_exe().expect("own path");
+    let mut servers = std::process::Command::new(me)
+        .arg("--serve")
+        .spawn()
+        .expect("servers");
+    std::thread::sleep(Duration::from_millis(500));
+    let batches = plan_batches(&points(), 125, 2000, 8);
+    let requests: Vec<(u16, u16)> = batches.iter().map(|b| (b.start, b.count)).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (gateway_cpu, samples) = rt.block_on(gateway_loop());
+    let bare_cpu = rt.block_on(bare_loop(&requests));
+    let _ = servers.kill();
+    println!("{DEVICES} devices × {POINTS} points every 100 ms, {} requests per device per poll ({} per poll in all)", requests.len(), requests.len() * DEVICES);
+    println!(
+        "samples delivered: {samples} in {:.0} s (+1 s warm-up)",
+        RUN.as_secs_f64()
+    );
+    println!(
+        "gateway pollers: {:.1} ms CPU per second",
+        gateway_cpu * 1000.0
+    );
+    println!(
+        "bare tokio-modbus: {:.1} ms CPU per second",
+        bare_cpu * 1000.0
+    );
+    println!(
+        "ratio gateway / bare: {:.2}",
+        gateway_cpu / bare_cpu.max(1e-9)
+    );
+}
