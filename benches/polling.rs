@@ -181,6 +181,7 @@ fn main() {
     let (gateway_cpu, samples) = rt.block_on(gateway_loop());
     let bare_cpu = rt.block_on(bare_loop(&requests));
     let _ = servers.kill();
+    let _ = servers.wait();
     println!("{DEVICES} devices × {POINTS} points every 100 ms, {} requests per device per poll ({} per poll in all)", requests.len(), requests.len() * DEVICES);
     println!(
         "samples delivered: {samples} in {:.0} s (+1 s warm-up)",
