@@ -495,3 +495,73 @@ async fn a_waveform_buffered_in_modbus_registers_is_read_as_one_window_and_analy
         .unwrap()
         .unwrap();
 }
+
+/// The replay formats: the same 0.25 g, 200 Hz sine as CSV (with a header) and as a 16-bit
+/// stereo WAV (first channel, full scale = 1.0, its own sample rate) analyses to the same RMS.
+#[test]
+fn csv_and_wav_files_replay_the_same_waveform() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = 8000u32;
+    let x: Vec<f64> = (0..4096)
+        .map(|i| 0.25 * (2.0 * std::f64::consts::PI * 200.0 * i as f64 / fs as f64).sin())
+        .collect();
+    let csv = dir.path().join("wave.csv");
+    let mut text = String::from("acceleration_g,other\n");
+    for v in &x {
+        text += &format!("{v},0\n");
+    }
+    std::fs::write(&csv, text).unwrap();
+    let wav = dir.path().join("wave.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: fs,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&wav, spec).unwrap();
+    for v in &x {
+        w.write_sample((v * 32768.0).round() as i16).unwrap();
+        w.write_sample(0i16).unwrap();
+    }
+    w.finalize().unwrap();
+    let run = |args: &[&str]| -> Value {
+        let out = std::process::Command::new(common::gateway_binary())
+            .args(["analyze", "vibration", "--json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let from_csv = run(&["--input", csv.to_str().unwrap(), "--sample-rate", "8000"]);
+    let from_wav = run(&["--input", wav.to_str().unwrap()]);
+    let expected = 0.25 / 2f64.sqrt();
+    for (what, j) in [("csv", &from_csv), ("wav", &from_wav)] {
+        let rms = j["rms"].as_f64().unwrap();
+        assert!((rms - expected).abs() < 1e-4, "{what}: rms {rms}");
+        assert_eq!(j["sample_rate_hz"], 8000.0, "{what}");
+        assert!(
+            (j["peaks"][0]["frequency_hz"].as_f64().unwrap() - 200.0).abs() < 0.5,
+            "{what}"
+        );
+    }
+    // A CSV line that is not a number is named.
+    std::fs::write(&csv, "g\n0.1\nabc\n").unwrap();
+    let out = std::process::Command::new(common::gateway_binary())
+        .args([
+            "analyze",
+            "vibration",
+            "--input",
+            csv.to_str().unwrap(),
+            "--sample-rate",
+            "8000",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3"));
+}
