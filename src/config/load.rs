@@ -303,37 +303,38 @@ impl<'t> Loader<'t> {
     }
 
     fn modbus_tcp(&mut self, item: &Spanned<DeValue<'t>>, component: &str) -> Option<DeviceConfig> {
-        let points_value = item
-            .get_ref()
-            .as_table()
-            .and_then(|t| t.get("points"))
-            .cloned();
-        let own = without_keys(item, &["type", "points"]);
-        let device = self.component::<ModbusTcpConfig>(&own, component, validate_modbus_tcp);
-        let points = match &points_value {
-            Some(v) => self.points(v, component),
-            None => Some(Vec::new()),
-        };
-        let mut device = device?;
-        device.points = points?;
+        let (mut device, points) =
+            self.register_device::<ModbusTcpConfig>(item, component, validate_modbus_tcp)?;
+        device.points = points;
         Some(DeviceConfig::ModbusTcp(device))
     }
 
     fn modbus_rtu(&mut self, item: &Spanned<DeValue<'t>>, component: &str) -> Option<DeviceConfig> {
+        let (mut device, points) =
+            self.register_device::<ModbusRtuConfig>(item, component, validate_modbus_rtu)?;
+        device.points = points;
+        Some(DeviceConfig::ModbusRtu(device))
+    }
+
+    /// A Modbus device's own settings and its `[[devices.points]]`, each checked on its own.
+    fn register_device<T: DeserializeOwned>(
+        &mut self,
+        item: &Spanned<DeValue<'t>>,
+        component: &str,
+        validate: impl Fn(&T) -> Vec<Finding>,
+    ) -> Option<(T, Vec<PointConfig>)> {
         let points_value = item
             .get_ref()
             .as_table()
             .and_then(|t| t.get("points"))
             .cloned();
         let own = without_keys(item, &["type", "points"]);
-        let device = self.component::<ModbusRtuConfig>(&own, component, validate_modbus_rtu);
+        let device = self.component::<T>(&own, component, validate);
         let points = match &points_value {
             Some(v) => self.points(v, component),
             None => Some(Vec::new()),
         };
-        let mut device = device?;
-        device.points = points?;
-        Some(DeviceConfig::ModbusRtu(device))
+        Some((device?, points?))
     }
 
     fn vibration(&mut self, item: &Spanned<DeValue<'t>>, component: &str) -> Option<DeviceConfig> {
