@@ -107,8 +107,10 @@ async fn gateway_loop() -> (f64, u64) {
     let samples = tokio::spawn(async move {
         let mut n = 0u64;
         while let Some(e) = rx.recv().await {
-            if matches!(e, SourceEvent::Sample(_)) {
-                n += 1;
+            match e {
+                SourceEvent::Sample(_) => n += 1,
+                SourceEvent::Samples(s) => n += s.len() as u64,
+                _ => {}
             }
         }
         n

@@ -279,6 +279,7 @@ impl Core {
     fn on_source_event(&mut self, event: SourceEvent) {
         match event {
             SourceEvent::Sample(sample) => self.on_sample(sample),
+            SourceEvent::Samples(samples) => samples.into_iter().for_each(|s| self.on_sample(s)),
             SourceEvent::Stats { device, stats } => {
                 if let Some(name) = self.device_names.get(device) {
                     let topic = format!("qis/{}/stats/{name}", self.site);

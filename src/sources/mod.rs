@@ -46,6 +46,8 @@ pub struct Sample {
 pub enum SourceEvent {
     /// A point was read (or failed to be).
     Sample(Sample),
+    /// Several points read by one request (one message instead of one per point).
+    Samples(Vec<Sample>),
     /// A vibration window's spectrum, for dashboards.
     Spectrum {
         /// Index of the device in the configuration.

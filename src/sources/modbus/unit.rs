@@ -148,6 +148,7 @@ pub struct UnitPoller {
     events: mpsc::Sender<SourceEvent>,
     stats: DeviceStats,
     latency_sum_ms: f64,
+    pending: Vec<Sample>,
 }
 
 impl UnitPoller {
@@ -172,6 +173,7 @@ impl UnitPoller {
             events,
             stats: DeviceStats::default(),
             latency_sum_ms: 0.0,
+            pending: Vec::new(),
         }
     }
 
@@ -219,7 +221,7 @@ impl UnitPoller {
                 Ok(block) => {
                     for (i, offset) in &batch.members {
                         let decoded = self.decode_member(&block, *i, *offset);
-                        self.emit(*i, decoded, at).await;
+                        self.emit(*i, decoded, at);
                     }
                 }
                 Err(e @ ReadError::Exception { .. }) if batch.members.len() > 1 => {
@@ -234,22 +236,29 @@ impl UnitPoller {
                         {
                             Ok(block) => {
                                 let decoded = self.decode_member(&block, *i, 0);
-                                self.emit(*i, decoded, at).await;
+                                self.emit(*i, decoded, at);
                             }
                             Err(e @ ReadError::Exception { .. }) => {
-                                self.emit(*i, Err(e.to_string()), at).await
+                                self.emit(*i, Err(e.to_string()), at)
                             }
-                            Err(e) => return Err(e.into()),
+                            Err(e) => {
+                                self.flush().await;
+                                return Err(e.into());
+                            }
                         }
                     }
                 }
                 Err(e @ ReadError::Exception { .. }) => {
                     for (i, _) in &batch.members {
-                        self.emit(*i, Err(e.to_string()), at).await;
+                        self.emit(*i, Err(e.to_string()), at);
                     }
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    self.flush().await;
+                    return Err(e.into());
+                }
             }
+            self.flush().await;
         }
         self.stats.requests_last_poll = self.stats.requests - before;
         Ok(())
@@ -272,7 +281,8 @@ impl UnitPoller {
         })
     }
 
-    async fn emit(&self, i: usize, decoded: Result<Decoded, String>, at: SystemTime) {
+    /// Queues a point's reading; `flush` sends the queue as one message.
+    fn emit(&mut self, i: usize, decoded: Result<Decoded, String>, at: SystemTime) {
         let p = &self.points[i];
         let sample = match decoded {
             Ok(Decoded::Number(raw)) => Sample {
@@ -306,7 +316,15 @@ impl UnitPoller {
                 }
             }
         };
-        self.send(SourceEvent::Sample(sample)).await;
+        self.pending.push(sample);
+    }
+
+    /// Sends the queued readings as one message (one per batch, not one per point).
+    async fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            let samples = std::mem::take(&mut self.pending);
+            self.send(SourceEvent::Samples(samples)).await;
+        }
     }
 
     /// One read request with its timeout, counted in the statistics.
