@@ -76,6 +76,7 @@ fn points() -> Vec<PointConfig> {
             unit: String::new(),
             alarms: Vec::new(),
             spc: None,
+            context: None,
         })
         .collect()
 }

@@ -6,9 +6,10 @@ use crate::analysis::spc::{self, SpcEngine, SpcPoint};
 use crate::config::{
     AlarmKind, AlarmRuleConfig, Config, DeviceConfig, PointConfig, SpcPointConfig, SPC_RULE_NAME,
 };
+use crate::outcomes::{AlarmRecord, Answer, Outcome, OutcomeState};
 use crate::routing::mqtt::{self, Inbound, MqttSetupError, Publisher};
 use crate::routing::payload::{
-    timestamp, AckCommand, Alert, Event, Metric, RuleStatus, SpcDetail, SpcMetric,
+    timestamp, AckCommand, Alert, AnswerCommand, Event, Metric, RuleStatus, SpcDetail, SpcMetric,
 };
 use crate::routing::Topics;
 use crate::sources::modbus::ModbusTcpPoller;
@@ -96,6 +97,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     drop(events_tx);
 
+    for d in &config.devices {
+        for p in d.points() {
+            if let Some(Ok(f)) = p.context.as_ref().or(d.context()).map(|c| c.fingerprint()) {
+                info!(device = %d.name(), point = %p.name, fingerprint = %f, topic = %f.topic(), "Context.");
+            }
+        }
+    }
     info!(
         site = %config.site.id,
         devices = config.devices.len(),
@@ -141,6 +149,11 @@ struct PointState {
     dirty: bool,
     /// Statistical process control, when configured.
     spc: Option<SpcState>,
+    /// Context fingerprint (hex), when the point or its device has a context.
+    fingerprint: Option<String>,
+    /// What the point is: `process_value`, a vibration feature, …; with a rule's direction it
+    /// names the signal pattern of its alarms.
+    signal: String,
 }
 
 /// A point's control chart and the alarm rule its violations drive (the last of `rules`).
@@ -196,10 +209,15 @@ struct Core {
     points: Vec<Vec<PointState>>,
     /// Device names by index.
     device_names: Vec<String>,
+    /// Alarm records and the ledger, persisted at `state_path`.
+    outcomes: OutcomeState,
+    state_path: std::path::PathBuf,
 }
 
 impl Core {
     fn new(config: &Config, publisher: Publisher) -> Self {
+        let state_path = config.site.state_dir.join("outcomes.json");
+        let outcomes: OutcomeState = crate::store::load_json(&state_path);
         let points = config
             .devices
             .iter()
@@ -207,13 +225,34 @@ impl Core {
                 let stale_after = d.stale_after();
                 d.points()
                     .iter()
-                    .map(|p| {
+                    .enumerate()
+                    .map(|(i, p)| {
                         let mut rules: Vec<Rule> =
                             p.alarms.iter().cloned().map(Rule::new).collect();
                         let spc = p.spc.as_ref().and_then(|c| {
                             rules.push(Rule::new(spc_rule()));
                             SpcState::new(c, d.points(), rules.len() - 1)
                         });
+                        for r in &mut rules {
+                            let key = format!("{}/{}/{}", d.name(), p.name, r.config().name());
+                            if let Some(n) = outcomes.occurrences.get(&key) {
+                                r.resume_occurrence(*n);
+                            }
+                        }
+                        let fingerprint = p
+                            .context
+                            .as_ref()
+                            .or(d.context())
+                            .and_then(|c| c.fingerprint().ok())
+                            .map(|f| f.to_string());
+                        let signal = match d {
+                            DeviceConfig::Vibration(v) => {
+                                v.features.get(i).map(|f| f.to_string()).unwrap_or_default()
+                            }
+                            DeviceConfig::ModbusTcp(_) | DeviceConfig::ModbusRtu(_) => {
+                                "process_value".to_string()
+                            }
+                        };
                         PointState {
                             device: d.name().to_string(),
                             config: p.clone(),
@@ -228,6 +267,8 @@ impl Core {
                             published_at: None,
                             dirty: false,
                             spc,
+                            fingerprint,
+                            signal,
                         }
                     })
                     .collect()
@@ -245,6 +286,56 @@ impl Core {
                 .iter()
                 .map(|d| d.name().to_string())
                 .collect(),
+            outcomes,
+            state_path,
+        }
+    }
+
+    /// The signal pattern of a rule: what the point is, and the rule's direction.
+    fn pattern(point: &PointState, rule: &Rule) -> String {
+        if rule.config().name() == SPC_RULE_NAME && point.spc.is_some() {
+            return format!("spc:{}", point.signal);
+        }
+        let direction = match rule.config().kind {
+            AlarmKind::High => "high",
+            AlarmKind::Low => "low",
+        };
+        format!("{}:{direction}", point.signal)
+    }
+
+    /// Remembers a new raise (so it can be confirmed or refuted, also after a restart).
+    fn record_raise(&mut self, d: usize, p: usize, rule: usize, t: &Transition) {
+        if !(t.from_severity.is_none() && t.severity.is_some()) {
+            return;
+        }
+        let point = &self.points[d][p];
+        let r = &point.rules[rule];
+        let id = alarm_id(point, r);
+        let key = format!(
+            "{}/{}/{}",
+            point.device,
+            point.config.name,
+            r.config().name()
+        );
+        let record = AlarmRecord {
+            device: point.device.clone(),
+            point: point.config.name.clone(),
+            rule: r.config().name().to_string(),
+            raised_at_ms: unix_ms(t.at),
+            threshold: t.threshold,
+            unit: point.config.unit.clone(),
+            fingerprint: point.fingerprint.clone(),
+            pattern: Self::pattern(point, r),
+            answer: None,
+        };
+        self.outcomes.occurrences.insert(key, r.occurrence());
+        self.outcomes.raised(id, record);
+        self.save_outcomes();
+    }
+
+    fn save_outcomes(&self) {
+        if let Err(e) = crate::store::save_json(&self.state_path, &self.outcomes) {
+            tracing::error!(file = %self.state_path.display(), error = %e, "Cannot save the outcome state; answers given now may be lost on restart.");
         }
     }
 
@@ -378,6 +469,7 @@ impl Core {
             self.publish_metric(d, p, now);
         }
         for (rule, t) in &transitions {
+            self.record_raise(d, p, *rule, t);
             self.publish_transition(d, p, *rule, t, None, None);
         }
         let spc_changed = match sample.value {
@@ -504,6 +596,7 @@ impl Core {
                 if let Some(state) = point.spc.as_mut() {
                     state.last = Some(detail.clone());
                 }
+                self.record_raise(d, p, rule_index, &t);
                 self.publish_transition(d, p, rule_index, &t, None, Some(detail));
                 changed = true;
             }
@@ -666,7 +759,11 @@ impl Core {
     fn on_command(&mut self, message: &Inbound) {
         let result = match self.topics.command_name(&message.topic) {
             Some("ack") => self.acknowledge(&message.payload),
-            Some(other) => Err(format!("unknown command `{other}`; known: ack")),
+            Some("confirm") => self.answer(&message.payload, Outcome::Confirmed),
+            Some("refute") => self.answer(&message.payload, Outcome::Refuted),
+            Some(other) => Err(format!(
+                "unknown command `{other}`; known: ack, confirm, refute"
+            )),
             None => Err("not a command topic".into()),
         };
         if let Err(reason) = result {
@@ -679,6 +776,55 @@ impl Core {
             };
             self.publish_event(&event);
         }
+    }
+
+    fn answer(&mut self, payload: &[u8], outcome: Outcome) -> Result<(), String> {
+        let cmd: AnswerCommand = serde_json::from_slice(payload)
+            .map_err(|e| format!("payload is not valid JSON of the documented form: {e}"))?;
+        if outcome == Outcome::Confirmed
+            && cmd
+                .failure_mode
+                .as_deref()
+                .is_none_or(|m| m.trim().is_empty())
+        {
+            return Err("a confirmation needs `failure_mode` (what was found)".into());
+        }
+        let now = SystemTime::now();
+        let answer = Answer {
+            outcome,
+            failure_mode: cmd.failure_mode.clone(),
+            note: cmd.note.clone(),
+            by: cmd.by.clone(),
+            at_ms: unix_ms(now),
+        };
+        let (entry, lead_time_s) = self
+            .outcomes
+            .answer(&cmd.alarm_id, answer)
+            .map_err(|e| e.to_string())?;
+        self.save_outcomes();
+        let (fingerprint, pattern) = self
+            .outcomes
+            .alarms
+            .get(&cmd.alarm_id)
+            .map(|r| (r.fingerprint.clone(), r.pattern.clone()))
+            .unwrap_or_default();
+        info!(alarm_id = %cmd.alarm_id, outcome = ?outcome, validations = entry.validations, refutations = entry.refutations, "Alarm answered.");
+        let event = Event::Outcome {
+            site: self.site.clone(),
+            alarm_id: cmd.alarm_id,
+            outcome,
+            failure_mode: cmd.failure_mode,
+            note: cmd.note,
+            by: cmd.by,
+            lead_time_s,
+            fingerprint,
+            pattern,
+            validations: entry.validations,
+            refutations: entry.refutations,
+            ts: timestamp(now),
+        };
+        self.publish_event(&event);
+        Ok(())
     }
 
     fn acknowledge(&mut self, payload: &[u8]) -> Result<(), String> {
@@ -734,6 +880,12 @@ impl Core {
         self.publish_alert(d, p);
         Ok(())
     }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn alarm_id(point: &PointState, rule: &Rule) -> String {

@@ -10,11 +10,13 @@
 //! - [`sources`]: field device tasks (Modbus TCP) that emit samples with a quality.
 //! - [`alarms`]: the alarm state machine (deadband, on-delay, acknowledgement); pure.
 //! - [`analysis`]: local analysis: SPC charts, run rules, CUSUM, EWMA; synchronous and pure.
+//! - [`outcomes`]: engineers' confirmations and refutations, and the ledger of evidence.
 //! - [`packet`]: outcome packets: wire format, context fingerprints, keys, the intake guard.
 //! - [`routing`]: the local MQTT broker: topics, JSON payloads, the connection task.
 //! - [`gateway`]: wiring: pollers → core (metrics, alarms, alerts) ← commands.
 //! - [`demo`]: the self-contained plant demo: embedded broker and simulated Modbus devices.
 //! - [`cli`]: the command line; `main.rs` only calls [`cli::main`].
+//! - [`store`]: atomic, corruption-tolerant state files.
 //! - [`backoff`], [`watchdog`]: reconnect delays with jitter; systemd notification.
 
 pub mod alarms;
@@ -24,9 +26,11 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod gateway;
+pub mod outcomes;
 pub mod packet;
 pub mod routing;
 pub mod sources;
+pub mod store;
 pub mod watchdog;
 
 pub use gateway::run;

@@ -116,9 +116,15 @@ impl Rule {
     pub fn changed_at(&self) -> Option<SystemTime> {
         self.changed_at
     }
-    /// Number of raises since start; identifies an alarm together with the rule.
+    /// Number of raises; identifies an alarm together with the rule.
     pub fn occurrence(&self) -> u64 {
         self.occurrence
+    }
+
+    /// Continues counting raises from a persisted number, so alarm ids stay unique across
+    /// restarts.
+    pub fn resume_occurrence(&mut self, n: u64) {
+        self.occurrence = self.occurrence.max(n);
     }
     /// The last value evaluated.
     pub fn last_value(&self) -> Option<f64> {

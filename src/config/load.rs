@@ -421,6 +421,7 @@ impl<'t> Loader<'t> {
                 offset: 0.0,
                 alarms,
                 spc: p.spc,
+                context: p.context,
             });
         }
         ok.then_some(DeviceConfig::Vibration(device))
@@ -860,6 +861,7 @@ fn validate_mqtt(mqtt: &MqttConfig) -> Vec<Finding> {
 
 fn validate_modbus_tcp(d: &ModbusTcpConfig) -> Vec<Finding> {
     let mut out = Vec::new();
+    check_context(d.context.as_ref(), &mut out);
     check_topic_name("name", "device name", &d.name, &mut out);
     if d.host.trim().is_empty() {
         out.push((vec!["host"], "host must not be empty".into()));
@@ -931,6 +933,7 @@ fn validate_modbus_tcp(d: &ModbusTcpConfig) -> Vec<Finding> {
 
 fn validate_modbus_rtu(d: &ModbusRtuConfig) -> Vec<Finding> {
     let mut out = Vec::new();
+    check_context(d.context.as_ref(), &mut out);
     check_topic_name("name", "device name", &d.name, &mut out);
     if d.port.as_os_str().is_empty() {
         out.push((vec!["port"], "port must name a serial device".into()));
@@ -1012,6 +1015,7 @@ fn validate_modbus_rtu(d: &ModbusRtuConfig) -> Vec<Finding> {
 
 fn validate_vibration(d: &VibrationConfig) -> Vec<Finding> {
     let mut out = Vec::new();
+    check_context(d.context.as_ref(), &mut out);
     check_topic_name("name", "device name", &d.name, &mut out);
     match (&d.file, &d.modbus) {
         (Some(file), None) => {
@@ -1107,8 +1111,15 @@ fn validate_vibration(d: &VibrationConfig) -> Vec<Finding> {
     out
 }
 
+fn check_context(context: Option<&crate::packet::Context>, out: &mut Vec<Finding>) {
+    if let Some(Err(e)) = context.map(|c| c.fingerprint()) {
+        out.push((vec!["context"], format!("context: {e}")));
+    }
+}
+
 fn validate_point(p: &PointConfig) -> Vec<Finding> {
     let mut out = Vec::new();
+    check_context(p.context.as_ref(), &mut out);
     check_topic_name("name", "point name", &p.name, &mut out);
     let ty = p.data_type();
     if p.register.is_bit() != (ty == DataType::Bool) {

@@ -156,6 +156,15 @@ impl DeviceConfig {
         }
     }
 
+    /// The device's context.
+    pub fn context(&self) -> Option<&crate::packet::Context> {
+        match self {
+            DeviceConfig::ModbusTcp(d) => d.context.as_ref(),
+            DeviceConfig::Vibration(d) => d.context.as_ref(),
+            DeviceConfig::ModbusRtu(d) => d.context.as_ref(),
+        }
+    }
+
     /// How long a point may go without a good value before it turns stale.
     pub fn stale_after(&self) -> Duration {
         match self {
@@ -225,6 +234,10 @@ pub struct ModbusRtuConfig {
     /// As for TCP devices.
     #[serde(default = "default_stats_interval_ms")]
     pub stats_interval_ms: u64,
+    /// `[devices.context]`: what a domain expert declares similar (equipment class, process,
+    /// sensor kind, mounting, `[devices.context.attributes]`). Its fingerprint routes outcome
+    /// packets between plants; points inherit it unless they declare their own.
+    pub context: Option<crate::packet::Context>,
     /// `[[devices.points]]`, as for TCP devices.
     #[serde(default)]
     pub points: Vec<PointConfig>,
@@ -327,6 +340,10 @@ pub struct VibrationConfig {
     /// Default 256; 0 publishes none.
     #[serde(default = "default_spectrum_points")]
     pub spectrum_points: usize,
+    /// `[devices.context]`: what a domain expert declares similar (equipment class, process,
+    /// sensor kind, mounting, `[devices.context.attributes]`). Its fingerprint routes outcome
+    /// packets between plants; points inherit it unless they declare their own.
+    pub context: Option<crate::packet::Context>,
     /// `[[devices.points]]`: features as points (`feature` instead of `register`).
     #[serde(skip)]
     pub points: Vec<PointConfig>,
@@ -445,6 +462,8 @@ pub struct VibrationPointConfig {
     pub alarms: Vec<AlarmRuleConfig>,
     /// SPC on the feature's values.
     pub spc: Option<SpcPointConfig>,
+    /// This point's own context, overriding the device's.
+    pub context: Option<crate::packet::Context>,
 }
 
 /// A feature of the vibration analysis that a point can read.
@@ -497,6 +516,28 @@ impl VibrationFeature {
             | VibrationFeature::BandRms(_)
             | VibrationFeature::Harmonic(_) => "g",
             _ => "",
+        }
+    }
+}
+
+impl std::fmt::Display for VibrationFeature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VibrationFeature::Rms => f.write_str("rms"),
+            VibrationFeature::Peak => f.write_str("peak"),
+            VibrationFeature::PeakToPeak => f.write_str("peak_to_peak"),
+            VibrationFeature::CrestFactor => f.write_str("crest_factor"),
+            VibrationFeature::Kurtosis => f.write_str("kurtosis"),
+            VibrationFeature::Skewness => f.write_str("skewness"),
+            VibrationFeature::VelocityRms => f.write_str("velocity_rms"),
+            VibrationFeature::IsoZone => f.write_str("iso_zone"),
+            VibrationFeature::BandRms(n) => write!(f, "band_rms:{n}"),
+            VibrationFeature::Harmonic(n) => write!(f, "harmonic:{n}"),
+            VibrationFeature::OuterRaceScore => f.write_str("outer_race_score"),
+            VibrationFeature::InnerRaceScore => f.write_str("inner_race_score"),
+            VibrationFeature::BallScore => f.write_str("ball_score"),
+            VibrationFeature::CageScore => f.write_str("cage_score"),
+            VibrationFeature::BearingVerdict => f.write_str("bearing_verdict"),
         }
     }
 }
@@ -595,6 +636,10 @@ pub struct ModbusTcpConfig {
     /// Milliseconds between request statistics on `qis/<site>/stats/<device>`. Default 10 000.
     #[serde(default = "default_stats_interval_ms")]
     pub stats_interval_ms: u64,
+    /// `[devices.context]`: what a domain expert declares similar (equipment class, process,
+    /// sensor kind, mounting, `[devices.context.attributes]`). Its fingerprint routes outcome
+    /// packets between plants; points inherit it unless they declare their own.
+    pub context: Option<crate::packet::Context>,
     /// `[[devices.points]]`: what to read.
     #[serde(default)]
     pub points: Vec<PointConfig>,
@@ -683,6 +728,8 @@ pub struct PointConfig {
     pub alarms: Vec<AlarmRuleConfig>,
     /// `[devices.points.spc]`: statistical process control on this point's values.
     pub spc: Option<SpcPointConfig>,
+    /// `[devices.points.context]`: this point's own context, overriding the device's.
+    pub context: Option<crate::packet::Context>,
 }
 
 /// `[devices.points.spc]`: a control chart on a point. Every good reading is one observation;

@@ -225,6 +225,38 @@ pub enum Event {
         /// When.
         ts: String,
     },
+    /// An engineer confirmed or refuted an alarm.
+    Outcome {
+        /// Site id.
+        site: String,
+        /// The alarm answered.
+        alarm_id: String,
+        /// `confirmed` or `refuted`.
+        outcome: crate::outcomes::Outcome,
+        /// Failure mode found (confirmations).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        failure_mode: Option<String>,
+        /// Free text.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        /// Who answered.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// Seconds from the alarm to the confirmation.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        lead_time_s: Option<u64>,
+        /// Context fingerprint of the point, hex.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
+        /// The signal pattern, e.g. `process_value:high`.
+        pattern: String,
+        /// Confirmations of this pattern in this context so far.
+        validations: u32,
+        /// Refutations so far.
+        refutations: u32,
+        /// When.
+        ts: String,
+    },
     /// A command on `qis/<site>/cmd/...` could not be carried out.
     CommandRejected {
         /// Site id.
@@ -236,6 +268,20 @@ pub enum Event {
         /// When.
         ts: String,
     },
+}
+
+/// Payload of `qis/<site>/cmd/confirm` and `qis/<site>/cmd/refute`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerCommand {
+    /// The alarm answered, as in its events.
+    pub alarm_id: String,
+    /// The failure mode found; required to confirm.
+    pub failure_mode: Option<String>,
+    /// Free text.
+    pub note: Option<String>,
+    /// Who answers.
+    pub by: Option<String>,
 }
 
 /// Payload of `qis/<site>/cmd/ack`: either `alarm_id`, or `device` + `point` (+ `rule`).

@@ -1,0 +1,235 @@
+//! Local validation against a real broker and Modbus server: engineers confirm and refute
+//! alarms on the local broker; the ledger counts them per context and pattern, survives
+//! restarts and recovers from a corrupt state file.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+const CONTEXT: &str = "[devices.context]\nequipment_class = \"Centrifugal pump\"\nprocess = \"cooling water\"\nsensor_kind = \"temperature\"\nmounting = \"bearing housing\"\n\n";
+
+fn config(state: &std::path::Path, mqtt: u16, plc: u16) -> String {
+    format!(
+        "[site]\nid = \"val\"\nstate_dir = \"{}\"\n[mqtt]\nport = {mqtt}\n\n\
+         [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {plc}\npoll_interval_ms = 100\n\n{CONTEXT}\
+         [[devices.points]]\nname = \"bearing_temp\"\nregister = \"holding\"\naddress = 0\nunit = \"°C\"\n\n\
+         [[devices.points.alarms]]\nkind = \"high\"\nalarm = 80.0\n",
+        state.display()
+    )
+}
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), qis_edge::gateway::RunError>>,
+}
+
+fn start(text: &str) -> Running {
+    let config = qis_edge::config::parse_str(text, "val.toml").unwrap_or_else(|e| panic!("{e}"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(qis_edge::run(config, async move {
+        let _ = stopped.await;
+    }));
+    Running { stop, task }
+}
+
+async fn stop(r: Running) {
+    let _ = r.stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), r.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+/// Raises the alarm (value 90) and returns its id; lowers the value again afterwards.
+async fn raise(observer: &mut Observer, plc: u16) -> String {
+    write_holding(plc, 0, 90).await;
+    let raised = observer
+        .wait_for("a raise", Duration::from_secs(10), |m| {
+            m.topic == "qis/val/events" && m.json["to"] == "active"
+        })
+        .await;
+    write_holding(plc, 0, 20).await;
+    observer
+        .wait_for("the clear", Duration::from_secs(10), |m| {
+            m.topic == "qis/val/events" && m.json["to"] == "cleared"
+        })
+        .await;
+    raised.json["alarm_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmations_and_refutations_build_a_persistent_ledger() {
+    let broker = mosquitto();
+    let plc = modbus_server(
+        &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]}),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let text = config(state.path(), broker.port, plc.port);
+    let fingerprint = qis_edge::config::parse_str(&text, "t").unwrap().devices[0]
+        .context()
+        .unwrap()
+        .fingerprint()
+        .unwrap()
+        .to_string();
+
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = start(&text);
+    let first = raise(&mut observer, plc.port).await;
+    assert_eq!(first, "pump/bearing_temp/high/1");
+
+    // A confirmation needs the failure mode.
+    observer
+        .publish(
+            "qis/val/cmd/confirm",
+            &json!({"alarm_id": first}).to_string(),
+        )
+        .await;
+    let rejected = observer
+        .wait_for("rejection", Duration::from_secs(5), |m| {
+            m.json["type"] == "command_rejected"
+        })
+        .await;
+    assert!(rejected.json["reason"]
+        .as_str()
+        .unwrap()
+        .contains("failure_mode"));
+
+    observer
+        .publish("qis/val/cmd/confirm", &json!({"alarm_id": first, "failure_mode": "bearing_outer_race", "note": "spall on the outer race", "by": "j.doe"}).to_string())
+        .await;
+    let confirmed = observer
+        .wait_for("outcome", Duration::from_secs(5), |m| {
+            m.json["type"] == "outcome"
+        })
+        .await;
+    assert_eq!(confirmed.json["outcome"], "confirmed");
+    assert_eq!(confirmed.json["failure_mode"], "bearing_outer_race");
+    assert_eq!(confirmed.json["fingerprint"], fingerprint.as_str());
+    assert_eq!(confirmed.json["pattern"], "process_value:high");
+    assert_eq!(
+        (
+            confirmed.json["validations"].as_u64(),
+            confirmed.json["refutations"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    assert!(confirmed.json["lead_time_s"].as_u64().is_some());
+
+    // Answering twice, or an unknown alarm, is refused with a reason.
+    observer
+        .publish(
+            "qis/val/cmd/refute",
+            &json!({"alarm_id": first}).to_string(),
+        )
+        .await;
+    let twice = observer
+        .wait_for("second answer refused", Duration::from_secs(5), |m| {
+            m.json["type"] == "command_rejected"
+        })
+        .await;
+    assert!(twice.json["reason"]
+        .as_str()
+        .unwrap()
+        .contains("already answered"));
+    observer
+        .publish(
+            "qis/val/cmd/refute",
+            &json!({"alarm_id": "pump/bearing_temp/high/99"}).to_string(),
+        )
+        .await;
+    observer
+        .wait_for("unknown refused", Duration::from_secs(5), |m| {
+            m.json["type"] == "command_rejected"
+        })
+        .await;
+    stop(gateway).await;
+
+    // After a restart the counter goes on (ids stay unique) and the ledger is kept.
+    let gateway = start(&text);
+    let second = raise(&mut observer, plc.port).await;
+    assert_eq!(second, "pump/bearing_temp/high/2");
+    observer
+        .publish(
+            "qis/val/cmd/refute",
+            &json!({"alarm_id": second, "note": "sensor cable"}).to_string(),
+        )
+        .await;
+    let refuted = observer
+        .wait_for("refutation", Duration::from_secs(5), |m| {
+            m.json["type"] == "outcome"
+        })
+        .await;
+    assert_eq!(refuted.json["outcome"], "refuted");
+    assert_eq!(
+        (
+            refuted.json["validations"].as_u64(),
+            refuted.json["refutations"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    stop(gateway).await;
+
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.path().join("outcomes.json")).unwrap())
+            .unwrap();
+    let entry = &saved["ledger"][format!("{fingerprint}/process_value:high")];
+    assert_eq!(
+        (entry["validations"].as_u64(), entry["refutations"].as_u64()),
+        (Some(1), Some(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_state_file_is_moved_aside_and_the_last_good_copy_used() {
+    let broker = mosquitto();
+    let plc = modbus_server(
+        &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]}),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let text = config(state.path(), broker.port, plc.port);
+    let mut observer = Observer::connect(broker.port).await;
+
+    let gateway = start(&text);
+    let first = raise(&mut observer, plc.port).await;
+    observer
+        .publish(
+            "qis/val/cmd/confirm",
+            &json!({"alarm_id": first, "failure_mode": "lubrication"}).to_string(),
+        )
+        .await;
+    observer
+        .wait_for("outcome", Duration::from_secs(5), |m| {
+            m.json["type"] == "outcome"
+        })
+        .await;
+    stop(gateway).await;
+
+    // A torn write: half a file.
+    let path = state.path().join("outcomes.json");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+
+    let gateway = start(&text);
+    observer
+        .wait_for("online again", Duration::from_secs(10), |m| {
+            m.topic == "qis/val/status" && m.json["status"] == "online"
+        })
+        .await;
+    let second = raise(&mut observer, plc.port).await;
+    // The last good copy (saved before the confirmation) still knew the first raise.
+    assert_eq!(second, "pump/bearing_temp/high/2");
+    stop(gateway).await;
+    let aside = std::fs::read_dir(state.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("outcomes.json.corrupt-")
+        });
+    assert!(aside, "the corrupt file is kept for inspection");
+}
