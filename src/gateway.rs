@@ -39,6 +39,9 @@ pub enum RunError {
     /// The outcome signing key could not be loaded or created.
     #[error("outcome signing key: {0}")]
     Key(#[from] crate::packet::keys::KeyError),
+    /// The state directory is unusable.
+    #[error("state: {0}")]
+    State(String),
 }
 
 /// Runs the gateway until `shutdown` completes, then stops every task within
@@ -110,7 +113,45 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         broker = %format!("{}:{}", config.mqtt.host, config.mqtt.port),
         "Gateway started."
     );
-    let core = Core::new(&config, link.publisher.clone());
+    let sharing = if config.outcomes.share {
+        let outbox = crate::outcomes::outbox::Outbox::open(
+            &config.site.state_dir.join("outbox"),
+            config.outcomes.outbox_max,
+        )
+        .map_err(|e| {
+            RunError::State(format!(
+                "outbox in {}: {e}",
+                config.site.state_dir.display()
+            ))
+        })?;
+        let (wake, woken) = mpsc::channel(16);
+        let uplink = config.uplink.as_ref().unwrap_or(&config.mqtt);
+        let client_id = format!(
+            "{}-uplink",
+            config
+                .mqtt
+                .client_id
+                .clone()
+                .unwrap_or_else(|| format!("qis-edge-{}", config.site.id))
+        );
+        let task = crate::outcomes::outbox::start(
+            uplink,
+            client_id,
+            outbox.clone(),
+            woken,
+            cancel.clone(),
+        )?;
+        tasks.push(("uplink".into(), task));
+        Some(Sharing {
+            key: key.clone(),
+            outbox,
+            wake,
+            ttl_s: config.outcomes.ttl_days.saturating_mul(86_400),
+        })
+    } else {
+        None
+    };
+    let core = Core::new(&config, link.publisher.clone(), sharing);
     tasks.push((
         "core".into(),
         tokio::spawn(core.run(events_rx, inbound_rx, link.connections, cancel.clone())),
@@ -154,6 +195,18 @@ struct PointState {
     /// What the point is: `process_value`, a vibration feature, …; with a rule's direction it
     /// names the signal pattern of its alarms.
     signal: String,
+}
+
+/// What the core needs to turn answers into outcome packets.
+pub struct Sharing {
+    /// The gateway's signing key.
+    pub key: ed25519_dalek::SigningKey,
+    /// Where packets wait for their PUBACK.
+    pub outbox: crate::outcomes::outbox::Outbox,
+    /// Tells the uplink task a packet is waiting.
+    pub wake: mpsc::Sender<()>,
+    /// Seconds receivers apply a packet.
+    pub ttl_s: u32,
 }
 
 /// A point's control chart and the alarm rule its violations drive (the last of `rules`).
@@ -212,11 +265,24 @@ struct Core {
     /// Alarm records and the ledger, persisted at `state_path`.
     outcomes: OutcomeState,
     state_path: std::path::PathBuf,
+    sharing: Option<Sharing>,
+    /// Equipment class per context fingerprint, the label packets carry.
+    equipment: std::collections::HashMap<String, String>,
 }
 
 impl Core {
-    fn new(config: &Config, publisher: Publisher) -> Self {
+    fn new(config: &Config, publisher: Publisher, sharing: Option<Sharing>) -> Self {
         let state_path = config.site.state_dir.join("outcomes.json");
+        let mut equipment = std::collections::HashMap::new();
+        for d in &config.devices {
+            for p in d.points() {
+                if let Some(c) = p.context.as_ref().or(d.context()) {
+                    if let Ok(f) = c.fingerprint() {
+                        equipment.insert(f.to_string(), c.equipment_class.trim().to_string());
+                    }
+                }
+            }
+        }
         let outcomes: OutcomeState = crate::store::load_json(&state_path);
         let points = config
             .devices
@@ -288,6 +354,8 @@ impl Core {
                 .collect(),
             outcomes,
             state_path,
+            sharing,
+            equipment,
         }
     }
 
@@ -327,6 +395,24 @@ impl Core {
             fingerprint: point.fingerprint.clone(),
             pattern: Self::pattern(point, r),
             answer: None,
+            spc: point
+                .spc
+                .as_ref()
+                .filter(|_| r.config().name() == SPC_RULE_NAME)
+                .and_then(|state| {
+                    let detail = state.last.as_ref()?;
+                    let rule = detail
+                        .rules
+                        .first()
+                        .or(detail.dispersion_rules.first())
+                        .copied()
+                        .unwrap_or(1);
+                    Some(crate::outcomes::SpcRecord {
+                        chart: detail.chart,
+                        rule_set: detail.rule_set,
+                        rule,
+                    })
+                }),
         };
         self.outcomes.occurrences.insert(key, r.occurrence());
         self.outcomes.raised(id, record);
@@ -799,8 +885,9 @@ impl Core {
         };
         let (entry, lead_time_s) = self
             .outcomes
-            .answer(&cmd.alarm_id, answer)
+            .answer(&cmd.alarm_id, answer.clone())
             .map_err(|e| e.to_string())?;
+        self.share(&cmd.alarm_id, &answer, &entry, lead_time_s);
         self.save_outcomes();
         let (fingerprint, pattern) = self
             .outcomes
@@ -825,6 +912,66 @@ impl Core {
         };
         self.publish_event(&event);
         Ok(())
+    }
+
+    /// Signs the answered alarm into an outcome packet and leaves it in the outbox.
+    fn share(
+        &mut self,
+        alarm_id: &str,
+        answer: &Answer,
+        entry: &crate::outcomes::LedgerEntry,
+        lead_time_s: Option<u64>,
+    ) {
+        let Some(sharing) = &self.sharing else { return };
+        let Some(record) = self.outcomes.alarms.get(alarm_id) else {
+            return;
+        };
+        let label = record
+            .fingerprint
+            .as_ref()
+            .and_then(|f| self.equipment.get(f))
+            .cloned()
+            .unwrap_or_default();
+        let now = unix_ms(SystemTime::now());
+        let seq = (self.outcomes.last_seq + 1).max(now);
+        let Some(body) = crate::outcomes::packet_body(
+            record,
+            answer,
+            entry,
+            lead_time_s,
+            now / 1000,
+            sharing.ttl_s,
+            seq,
+            &label,
+        ) else {
+            info!(
+                alarm_id,
+                "No context on this point: the outcome stays local."
+            );
+            return;
+        };
+        let bytes = match body.sign(&sharing.key).and_then(|p| p.to_bytes()) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(alarm_id, error = %e, "Cannot encode the outcome packet.");
+                return;
+            }
+        };
+        match sharing.outbox.push(seq, &bytes) {
+            Ok(()) => {
+                self.outcomes.last_seq = seq;
+                let _ = sharing.wake.try_send(());
+                info!(
+                    alarm_id,
+                    seq,
+                    bytes = bytes.len(),
+                    "Outcome packet queued for the uplink."
+                );
+            }
+            Err(e) => {
+                tracing::error!(alarm_id, error = %e, "Cannot store the outcome packet; it is lost.")
+            }
+        }
     }
 
     fn acknowledge(&mut self, payload: &[u8]) -> Result<(), String> {
@@ -908,7 +1055,7 @@ mod tests {
         // The client's event loop is never polled: publications just queue, unobserved.
         let (client, _eventloop) =
             rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("t", "127.0.0.1", 1), 1000);
-        Core::new(&config, Publisher::for_tests(client))
+        Core::new(&config, Publisher::for_tests(client), None)
     }
 
     fn good(value: f64) -> Sample {

@@ -233,3 +233,160 @@ async fn a_corrupt_state_file_is_moved_aside_and_the_last_good_copy_used() {
         });
     assert!(aside, "the corrupt file is kept for inspection");
 }
+
+fn uplink_config(state: &std::path::Path, mqtt: u16, plc: u16, cloud: u16) -> String {
+    config(state, mqtt, plc) + &format!("\n[uplink]\nport = {cloud}\nkeep_alive_s = 5\n")
+}
+
+fn pending(state: &std::path::Path) -> usize {
+    std::fs::read_dir(state.join("outbox"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".pkt"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// An answer becomes a signed packet on the uplink topic of the point's context; everything
+/// on the uplink is a valid packet and nothing else; an uplink outage loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_travel_as_signed_packets_through_a_durable_outbox() {
+    let broker = mosquitto();
+    let mut cloud = mosquitto();
+    let cloud_port = cloud.port;
+    let plc = modbus_server(
+        &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]}),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let text = uplink_config(state.path(), broker.port, plc.port, cloud_port);
+    let fingerprint = qis_edge::config::parse_str(&text, "t").unwrap().devices[0]
+        .context()
+        .unwrap()
+        .fingerprint()
+        .unwrap();
+
+    let mut observer = Observer::connect(broker.port).await;
+    let mut uplink = Observer::connect_filter(cloud_port, "#").await;
+    let gateway = start(&text);
+    let first = raise(&mut observer, plc.port).await;
+    observer
+        .publish("qis/val/cmd/confirm", &json!({"alarm_id": first, "failure_mode": "bearing_outer_race", "note": "plant secret", "by": "j.doe"}).to_string())
+        .await;
+    let source = std::fs::read_to_string(state.path().join("outcome-key.pub"))
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let received = uplink_packets(&mut uplink, 1).await;
+    assert_eq!(received[0].0, fingerprint.topic());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut guard = qis_edge::packet::ReplayGuard::new(16);
+    let p = qis_edge::packet::verify(
+        &received[0].1,
+        now,
+        &mut guard,
+        &qis_edge::packet::TrustPolicy::default(),
+    )
+    .expect("a valid packet");
+    let b = p.body();
+    assert_eq!(hex::encode(b.source), source);
+    assert_eq!(b.fingerprint, fingerprint);
+    assert_eq!(b.pattern.feature, qis_edge::packet::Feature::ProcessValue);
+    assert_eq!(b.pattern.threshold, 80.0);
+    assert_eq!(
+        b.outcome.failure_mode,
+        qis_edge::packet::FailureMode::BearingOuterRace
+    );
+    assert_eq!((b.validations, b.refutations), (1, 0));
+    let text_of = String::from_utf8_lossy(&received[0].1).to_string();
+    assert!(
+        !text_of.contains("plant secret") && !text_of.contains("j.doe") && !text_of.contains("val"),
+        "no note, name or site on the uplink"
+    );
+    wait_until(
+        || pending(state.path()) == 0,
+        "the outbox empties on PUBACK",
+    )
+    .await;
+
+    // The uplink goes away: answers wait in the outbox, on disk, then all go out in order.
+    cloud.kill();
+    let second = raise(&mut observer, plc.port).await;
+    let third = raise(&mut observer, plc.port).await;
+    observer
+        .publish(
+            "qis/val/cmd/refute",
+            &json!({"alarm_id": second}).to_string(),
+        )
+        .await;
+    observer
+        .publish(
+            "qis/val/cmd/confirm",
+            &json!({"alarm_id": third, "failure_mode": "lubrication"}).to_string(),
+        )
+        .await;
+    wait_until(|| pending(state.path()) == 2, "two packets wait on disk").await;
+    let _cloud = mosquitto_on(cloud_port);
+    let mut uplink = Observer::connect_filter(cloud_port, "#").await;
+    let later = uplink_packets(&mut uplink, 2).await;
+    let bodies: Vec<_> = later
+        .iter()
+        .map(|(_, bytes)| {
+            qis_edge::packet::verify(
+                bytes,
+                now,
+                &mut guard,
+                &qis_edge::packet::TrustPolicy::default(),
+            )
+            .expect("valid")
+            .into_inner()
+            .body
+        })
+        .collect();
+    assert_eq!(
+        bodies[0].outcome.kind,
+        qis_edge::packet::OutcomeKind::FalseAlarm
+    );
+    assert_eq!((bodies[0].validations, bodies[0].refutations), (1, 1));
+    assert_eq!(
+        bodies[1].outcome.failure_mode,
+        qis_edge::packet::FailureMode::Lubrication
+    );
+    assert!(bodies[0].seq < bodies[1].seq, "oldest first");
+    wait_until(|| pending(state.path()) == 0, "the outbox empties again").await;
+    stop(gateway).await;
+}
+
+/// Collects `n` messages from the uplink; every one must be a packet (the privacy check).
+async fn uplink_packets(uplink: &mut Observer, n: usize) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = uplink
+            .wait_raw("an uplink message", Duration::from_secs(20))
+            .await;
+        assert!(
+            m.0.starts_with("qis/v1/ctx/"),
+            "only packets on the uplink, got topic {}",
+            m.0
+        );
+        assert!(
+            qis_edge::packet::guard::decode(&m.1).is_ok(),
+            "not a packet on {}",
+            m.0
+        );
+        out.push(m);
+    }
+    out
+}
+
+async fn wait_until(check: impl Fn() -> bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

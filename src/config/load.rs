@@ -143,12 +143,14 @@ impl<'t> Loader<'t> {
         let root = root.into_inner();
 
         for (key, _) in root.iter() {
-            if !["site", "mqtt", "metrics", "devices"].contains(&key.get_ref().as_ref()) {
+            if !["site", "mqtt", "metrics", "devices", "uplink", "outcomes"]
+                .contains(&key.get_ref().as_ref())
+            {
                 self.report(
                     key.span(),
                     "config",
                     format!(
-                        "unknown section `{}`, expected one of `site`, `mqtt`, `metrics`, `devices`",
+                        "unknown section `{}`, expected one of `site`, `mqtt`, `metrics`, `devices`, `uplink`, `outcomes`",
                         key.get_ref()
                     ),
                 );
@@ -174,6 +176,28 @@ impl<'t> Loader<'t> {
             Some(v) => self.component::<MetricsConfig>(v, "metrics", |_| Vec::new()),
             None => Some(MetricsConfig::default()),
         };
+        let uplink = match root.get("uplink") {
+            Some(v) => self
+                .component::<MqttConfig>(v, "uplink", validate_mqtt)
+                .map(Some),
+            None => Some(None),
+        };
+        let outcomes = match root.get("outcomes") {
+            Some(v) => self.component::<OutcomesConfig>(v, "outcomes", |o| {
+                let mut out = Vec::new();
+                if !(1..=366).contains(&o.ttl_days) {
+                    out.push((
+                        vec!["ttl_days"],
+                        format!("ttl_days = {} is outside 1..=366", o.ttl_days),
+                    ));
+                }
+                if o.outbox_max == 0 {
+                    out.push((vec!["outbox_max"], "outbox_max must be at least 1".into()));
+                }
+                out
+            }),
+            None => Some(OutcomesConfig::default()),
+        };
         let devices = match root.get("devices") {
             Some(v) => self.devices(v),
             None => Some(Vec::new()),
@@ -183,6 +207,8 @@ impl<'t> Loader<'t> {
             mqtt: mqtt?,
             metrics: metrics?,
             devices: devices?,
+            uplink: uplink?,
+            outcomes: outcomes?,
         })
     }
 

@@ -23,6 +23,44 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[[devices]]`: the field devices to poll, each tagged by `type`.
     pub devices: Vec<DeviceConfig>,
+    /// `[uplink]`: the fleet broker outcome packets go to, with the same keys as `[mqtt]`.
+    /// Absent: packets go to the local broker, for a bridge (e.g. mosquitto's) to carry.
+    pub uplink: Option<MqttConfig>,
+    /// `[outcomes]`: sharing confirmed outcomes with other plants.
+    pub outcomes: OutcomesConfig,
+}
+
+/// `[outcomes]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomesConfig {
+    /// Turn answered alarms of points with a context into outcome packets. Default true.
+    #[serde(default = "default_true")]
+    pub share: bool,
+    /// How long receivers apply a packet, days. Default 30.
+    #[serde(default = "default_ttl_days")]
+    pub ttl_days: u32,
+    /// Packets kept in the outbox while the uplink is away. When full, the oldest packet is
+    /// dropped, counted and logged at ERROR (it is the closest to expiry). Default 10 000.
+    #[serde(default = "default_outbox_max")]
+    pub outbox_max: usize,
+}
+
+impl Default for OutcomesConfig {
+    fn default() -> Self {
+        Self {
+            share: true,
+            ttl_days: default_ttl_days(),
+            outbox_max: default_outbox_max(),
+        }
+    }
+}
+
+fn default_ttl_days() -> u32 {
+    30
+}
+fn default_outbox_max() -> usize {
+    10_000
 }
 
 /// `[site]`

@@ -5,6 +5,8 @@
 //!
 //! Pure bookkeeping, persisted by the caller through [`crate::store`] as `outcomes.json`.
 
+pub mod outbox;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -34,6 +36,20 @@ pub struct AlarmRecord {
     pub pattern: String,
     /// The engineer's answer, once given.
     pub answer: Option<Answer>,
+    /// For alarms of the `spc` rule: the chart and the first rule violated at the raise.
+    #[serde(default)]
+    pub spc: Option<SpcRecord>,
+}
+
+/// What an SPC chart found when its alarm was raised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpcRecord {
+    /// The chart.
+    pub chart: crate::analysis::spc::ChartKind,
+    /// The rule set.
+    pub rule_set: crate::analysis::spc::RuleSet,
+    /// The first rule number violated.
+    pub rule: u8,
 }
 
 /// What an engineer said about an alarm.
@@ -82,6 +98,9 @@ pub struct OutcomeState {
     pub alarms: BTreeMap<String, AlarmRecord>,
     /// Evidence by `<fingerprint>/<pattern>` (`-` for points without a context).
     pub ledger: BTreeMap<String, LedgerEntry>,
+    /// Sequence number of the last outcome packet issued.
+    #[serde(default)]
+    pub last_seq: u64,
 }
 
 /// Why an answer was refused.
@@ -153,6 +172,126 @@ impl OutcomeState {
     }
 }
 
+/// The outcome packet body for an answered alarm, or None when its point has no context.
+///
+/// Confidence is the ledger's Laplace estimate (validations + 1) / (validations + refutations
+/// + 2); only the pattern, threshold, counts and lead time travel: no value, no name.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the packet's fields, each from its own source"
+)]
+pub fn packet_body(
+    record: &AlarmRecord,
+    answer: &Answer,
+    entry: &LedgerEntry,
+    lead_time_s: Option<u64>,
+    issued_at: u64,
+    ttl_s: u32,
+    seq: u64,
+    equipment_label: &str,
+) -> Option<crate::packet::PacketBody> {
+    use crate::packet::{self as pk, Feature, Frequency};
+    let fingerprint: pk::Fingerprint = record.fingerprint.as_deref()?.parse().ok()?;
+    let (signal, direction) = record
+        .pattern
+        .rsplit_once(':')
+        .unwrap_or((record.pattern.as_str(), "high"));
+    let direction = if direction == "low" {
+        pk::Direction::Low
+    } else {
+        pk::Direction::High
+    };
+    let signal = signal.strip_prefix("spc:").map(|_| "spc").unwrap_or(signal);
+    let feature = match signal {
+        "velocity_rms" => Feature::VelocityRms,
+        "rms" => Feature::AccelerationRms,
+        "kurtosis" => Feature::Kurtosis,
+        "crest_factor" => Feature::CrestFactor,
+        "outer_race_score" => Feature::BearingDefect(pk::BearingDefect::Bpfo),
+        "inner_race_score" => Feature::BearingDefect(pk::BearingDefect::Bpfi),
+        "ball_score" => Feature::BearingDefect(pk::BearingDefect::Bsf),
+        "cage_score" => Feature::BearingDefect(pk::BearingDefect::Ftf),
+        "spc" => match &record.spc {
+            Some(s) => Feature::SpcRule {
+                chart: match s.chart {
+                    crate::analysis::spc::ChartKind::XbarR => pk::SpcChart::XbarR,
+                    crate::analysis::spc::ChartKind::XbarS => pk::SpcChart::XbarS,
+                    crate::analysis::spc::ChartKind::Imr => pk::SpcChart::Imr,
+                },
+                rules: match s.rule_set {
+                    crate::analysis::spc::RuleSet::WesternElectric => {
+                        pk::SpcRuleSet::WesternElectric
+                    }
+                    crate::analysis::spc::RuleSet::Nelson => pk::SpcRuleSet::Nelson,
+                },
+                rule: s.rule,
+            },
+            None => Feature::ProcessValue,
+        },
+        s if s.starts_with("band_rms") => Feature::BandAmplitude,
+        s if s.starts_with("harmonic:") => match s["harmonic:".len()..].parse::<u8>() {
+            Ok(order) => Feature::Harmonic { order },
+            Err(_) => Feature::ProcessValue,
+        },
+        _ => Feature::ProcessValue,
+    };
+    let (kind, failure_mode) = match answer.outcome {
+        Outcome::Confirmed => (
+            pk::OutcomeKind::DefectConfirmed,
+            answer
+                .failure_mode
+                .as_deref()
+                .and_then(|m| {
+                    serde_json::from_value::<pk::FailureMode>(serde_json::Value::String(
+                        m.trim().to_lowercase(),
+                    ))
+                    .ok()
+                })
+                .unwrap_or(pk::FailureMode::Other),
+        ),
+        Outcome::Refuted => (pk::OutcomeKind::FalseAlarm, pk::FailureMode::None),
+    };
+    let fit = |text: &str, n: usize| -> String {
+        let mut out = String::new();
+        for c in text.chars().filter(|c| !c.is_control()) {
+            if out.len() + c.len_utf8() > n {
+                break;
+            }
+            out.push(c);
+        }
+        out
+    };
+    let label_text = answer.failure_mode.as_deref().unwrap_or("false alarm");
+    let (v, r) = (entry.validations, entry.refutations);
+    Some(pk::PacketBody {
+        version: pk::VERSION,
+        fingerprint,
+        pattern: pk::SignalPattern {
+            feature,
+            frequency: Frequency::None,
+            threshold: record.threshold.unwrap_or(0.0) as f32,
+            unit: pk::label("unit", &fit(&record.unit, pk::UNIT_LEN)).ok()?,
+            direction,
+        },
+        outcome: pk::Outcome {
+            kind,
+            failure_mode,
+            label: pk::label("label", &fit(label_text, pk::LABEL_LEN)).ok()?,
+        },
+        confidence: ((f64::from(v) + 1.0) / (f64::from(v) + f64::from(r) + 2.0)) as f32,
+        validations: v,
+        refutations: r,
+        lead_time_s: lead_time_s
+            .unwrap_or(0)
+            .min(u64::from(crate::packet::guard::MAX_LEAD_TIME_S)) as u32,
+        issued_at,
+        ttl_s,
+        seq,
+        source: [0; 32],
+        equipment_label: pk::label("equipment_label", &fit(equipment_label, pk::LABEL_LEN)).ok()?,
+    })
+}
+
 /// `<fingerprint>/<pattern>`, `-` standing for "no context".
 pub fn ledger_key(fingerprint: Option<&str>, pattern: &str) -> String {
     format!("{}/{pattern}", fingerprint.unwrap_or("-"))
@@ -173,6 +312,7 @@ mod tests {
             fingerprint: Some("ab".into()),
             pattern: "process_value:high".into(),
             answer: None,
+            spc: None,
         }
     }
 
@@ -211,6 +351,66 @@ mod tests {
             Err(AnswerError::Unknown(_))
         ));
         assert_eq!(s.ledger["ab/process_value:high"].lead_times_s, vec![3600]);
+    }
+
+    #[test]
+    fn an_answer_becomes_a_packet_peers_accept_and_no_plant_data_travels() {
+        let mut r = record(1_000);
+        r.fingerprint = Some("2f548489892b5cc59e206b78afa95a7b".into());
+        r.pattern = "outer_race_score:high".into();
+        r.unit = "dB".into();
+        r.threshold = Some(20.0);
+        let a = Answer {
+            outcome: Outcome::Confirmed,
+            failure_mode: Some("Bearing_Outer_Race".into()),
+            note: Some("secret note".into()),
+            by: Some("j.doe".into()),
+            at_ms: 5_000,
+        };
+        let e = LedgerEntry {
+            validations: 3,
+            refutations: 1,
+            lead_times_s: vec![4],
+        };
+        let body = packet_body(
+            &r,
+            &a,
+            &e,
+            Some(4),
+            1_795_000_000,
+            86_400,
+            7,
+            "centrifugal pump",
+        )
+        .unwrap();
+        assert_eq!(
+            body.pattern.feature,
+            crate::packet::Feature::BearingDefect(crate::packet::BearingDefect::Bpfo)
+        );
+        assert_eq!(
+            body.outcome.failure_mode,
+            crate::packet::FailureMode::BearingOuterRace
+        );
+        assert!((body.confidence - 4.0 / 6.0).abs() < 1e-6);
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let bytes = body.sign(&key).unwrap().to_bytes().unwrap();
+        crate::packet::verify(
+            &bytes,
+            1_795_000_000,
+            &mut crate::packet::ReplayGuard::new(4),
+            &crate::packet::TrustPolicy::default(),
+        )
+        .expect("peers accept it");
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("secret") && !text.contains("j.doe"),
+            "notes and names stay in the plant"
+        );
+        r.fingerprint = None;
+        assert!(
+            packet_body(&r, &a, &e, None, 0, 1, 1, "x").is_none(),
+            "no context, nothing to share"
+        );
     }
 
     #[test]

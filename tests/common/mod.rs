@@ -150,6 +150,7 @@ pub fn modbus_server_on(port: u16, spec: &Value) -> Peer {
 pub struct Message {
     pub topic: String,
     pub json: Value,
+    pub raw: Vec<u8>,
     pub retained: bool,
     pub at: Instant,
 }
@@ -184,6 +185,7 @@ impl Observer {
                         let m = Message {
                             topic: p.topic.clone(),
                             json,
+                            raw: p.payload.to_vec(),
                             retained: p.retain,
                             at: Instant::now(),
                         };
@@ -248,6 +250,12 @@ impl Observer {
             return m.clone();
         }
         self.wait_for(what, timeout, pred).await
+    }
+
+    /// The next message of any kind, as topic and raw bytes.
+    pub async fn wait_raw(&mut self, what: &str, timeout: Duration) -> (String, Vec<u8>) {
+        let m = self.wait_for(what, timeout, |_| true).await;
+        (m.topic, m.raw)
     }
 
     /// Collects everything for `duration`.

@@ -1,0 +1,169 @@
+//! The durable outbox: a packet is on disk (fsynced) before it is published and is deleted only
+//! when the uplink broker acknowledges it (PUBACK). A broker outage, a crash or a power cut loses
+//! none; after one, the remaining packets go out oldest first. Duplicates are harmless:
+//! receivers drop a source's repeated sequence numbers.
+
+use crate::backoff::Backoff;
+use crate::config::MqttConfig;
+use crate::packet::guard::decode;
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+/// Packets waiting for their PUBACK, one file each, named by sequence number.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    dir: PathBuf,
+    max: usize,
+}
+
+impl Outbox {
+    /// The outbox in `dir`, keeping at most `max` packets.
+    pub fn open(dir: &Path, max: usize) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            max: max.max(1),
+        })
+    }
+
+    /// Stores a packet durably. When the outbox is full the oldest packet is dropped (it is the
+    /// closest to expiry), with an ERROR log line: data loss an operator should know about.
+    pub fn push(&self, seq: u64, bytes: &[u8]) -> std::io::Result<()> {
+        crate::store::write_atomic(&self.dir.join(format!("{seq:020}.pkt")), bytes, 0o600)?;
+        let pending = self.pending();
+        if pending.len() > self.max {
+            for (old, path) in pending.iter().take(pending.len() - self.max) {
+                if std::fs::remove_file(path).is_ok() {
+                    error!(
+                        seq = old,
+                        outbox_max = self.max,
+                        "Outbox full: the oldest outcome packet was dropped unsent."
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Packets waiting, oldest first.
+    pub fn pending(&self) -> Vec<(u64, PathBuf)> {
+        let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().to_string();
+                        let seq = name.strip_suffix(".pkt")?.parse::<u64>().ok()?;
+                        Some((seq, e.path()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+}
+
+/// Publishes the outbox on the uplink until cancelled. A message on `wake` means a new packet
+/// is waiting.
+pub fn start(
+    config: &MqttConfig,
+    client_id: String,
+    outbox: Outbox,
+    mut wake: mpsc::Receiver<()>,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, crate::routing::mqtt::MqttSetupError> {
+    let mut options = MqttOptions::new(client_id, config.host.clone(), config.port);
+    options.set_keep_alive(Duration::from_secs(config.keep_alive_s));
+    options.set_clean_session(true);
+    if let Some(user) = &config.username {
+        options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
+    }
+    if let Some(tls) = &config.tls {
+        options.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(
+                crate::routing::mqtt::rustls_config(tls)?,
+            )),
+        ));
+    }
+    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    let broker = format!("{}:{}", config.host, config.port);
+    let reconnect_max = Duration::from_millis(config.reconnect_max_ms);
+    Ok(tokio::spawn(async move {
+        let mut backoff = Backoff::new(Duration::from_millis(500), reconnect_max);
+        let mut connected = false;
+        // The packet published and not yet acknowledged: one at a time, so a PUBACK always
+        // belongs to it.
+        let mut in_flight: Option<(u64, PathBuf)> = None;
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(()) = wake.recv() => {
+                    if connected && in_flight.is_none() {
+                        in_flight = send_next(&client, &outbox);
+                    }
+                    continue;
+                }
+                event = eventloop.poll() => event,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack)))
+                    if ack.code == ConnectReturnCode::Success =>
+                {
+                    info!(broker = %broker, waiting = outbox.pending().len(), "Uplink connected.");
+                    connected = true;
+                    backoff.reset();
+                    in_flight = send_next(&client, &outbox);
+                }
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    if let Some((seq, path)) = in_flight.take() {
+                        let _ = std::fs::remove_file(&path);
+                        debug!(seq, "Outcome packet acknowledged by the uplink.");
+                    }
+                    in_flight = send_next(&client, &outbox);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if connected {
+                        warn!(broker = %broker, error = %e, "Uplink lost; packets wait in the outbox.");
+                    }
+                    connected = false;
+                    in_flight = None;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                }
+            }
+        }
+    }))
+}
+
+/// Publishes the oldest waiting packet on its context's topic.
+fn send_next(client: &AsyncClient, outbox: &Outbox) -> Option<(u64, PathBuf)> {
+    for (seq, path) in outbox.pending() {
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let packet = match decode(&bytes) {
+            Ok(p) => p,
+            Err(r) => {
+                error!(file = %path.display(), reason = %r, "Unreadable packet in the outbox; moved aside.");
+                let _ = std::fs::rename(&path, path.with_extension("bad"));
+                continue;
+            }
+        };
+        if client
+            .try_publish(packet.topic(), QoS::AtLeastOnce, false, bytes)
+            .is_ok()
+        {
+            return Some((seq, path));
+        }
+        return None;
+    }
+    None
+}
