@@ -283,7 +283,8 @@ impl VibrationAnalyzer {
             .zip(out.iter())
             .enumerate()
         {
-            let a = c.norm() / hann_sum;
+            // norm_sqr().sqrt(): `norm` goes through hypot, five times slower, for no gain here.
+            let a = c.norm_sqr().sqrt() / hann_sum;
             *e = if k == 0 { a } else { 2.0 * a };
         }
         self.envelope_bins = m / 2 + 1;

@@ -526,18 +526,45 @@ fn max_in(values: &[f64], df: f64, lo: f64, hi: f64) -> Option<(usize, f64)> {
 }
 
 /// The `count` largest local maxima (above 1 Hz), with frequencies interpolated by a parabola
-/// through the log-amplitudes of the peak bin and its neighbours.
+/// through the log-amplitudes of the peak bin and its neighbours. Only the survivors are
+/// interpolated (logarithms are the expensive part).
 pub fn find_peaks(spectrum: &[f64], df: f64, count: usize, out: &mut Vec<Peak>) {
     out.clear();
     if spectrum.len() < 3 || count == 0 {
         return;
     }
+    // While collecting, `frequency_hz` holds the bin index.
+    let mut smallest = f64::NEG_INFINITY;
     let first = ((1.0 / df).ceil() as usize).max(1);
     for k in first..spectrum.len() - 1 {
-        let (a, b, c) = (spectrum[k - 1], spectrum[k], spectrum[k + 1]);
-        if !(b > a && b >= c && b > 0.0) {
+        let b = spectrum[k];
+        if !(b > spectrum[k - 1] && b >= spectrum[k + 1] && b > 0.0)
+            || (out.len() == count && b <= smallest)
+        {
             continue;
         }
+        let candidate = Peak {
+            frequency_hz: k as f64,
+            amplitude: b,
+        };
+        if out.len() < count {
+            out.push(candidate);
+        } else if let Some(min) = out
+            .iter_mut()
+            .min_by(|x, y| x.amplitude.total_cmp(&y.amplitude))
+        {
+            *min = candidate;
+        }
+        if out.len() == count {
+            smallest = out
+                .iter()
+                .map(|p| p.amplitude)
+                .fold(f64::INFINITY, f64::min);
+        }
+    }
+    for p in out.iter_mut() {
+        let k = p.frequency_hz as usize;
+        let (a, b, c) = (spectrum[k - 1], spectrum[k], spectrum[k + 1]);
         let delta = if a > 0.0 && c > 0.0 {
             let (la, lb, lc) = (a.ln(), b.ln(), c.ln());
             let denom = la - 2.0 * lb + lc;
@@ -549,20 +576,7 @@ pub fn find_peaks(spectrum: &[f64], df: f64, count: usize, out: &mut Vec<Peak>) 
         } else {
             0.0
         };
-        let peak = Peak {
-            frequency_hz: (k as f64 + delta) * df,
-            amplitude: b,
-        };
-        if out.len() < count {
-            out.push(peak);
-        } else if let Some(smallest) = out
-            .iter_mut()
-            .min_by(|x, y| x.amplitude.total_cmp(&y.amplitude))
-        {
-            if peak.amplitude > smallest.amplitude {
-                *smallest = peak;
-            }
-        }
+        p.frequency_hz = (k as f64 + delta) * df;
     }
     out.sort_by(|x, y| y.amplitude.total_cmp(&x.amplitude));
 }
