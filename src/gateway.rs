@@ -113,48 +113,85 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         broker = %format!("{}:{}", config.mqtt.host, config.mqtt.port),
         "Gateway started."
     );
-    let sharing = if config.outcomes.share {
-        let outbox = crate::outcomes::outbox::Outbox::open(
-            &config.site.state_dir.join("outbox"),
-            config.outcomes.outbox_max,
-        )
-        .map_err(|e| {
-            RunError::State(format!(
-                "outbox in {}: {e}",
-                config.site.state_dir.display()
-            ))
-        })?;
-        let (wake, woken) = mpsc::channel(16);
-        let uplink = config.uplink.as_ref().unwrap_or(&config.mqtt);
-        let client_id = format!(
-            "{}-uplink",
-            config
-                .mqtt
-                .client_id
-                .clone()
-                .unwrap_or_else(|| format!("qis-edge-{}", config.site.id))
-        );
-        let task = crate::outcomes::outbox::start(
-            uplink,
-            client_id,
-            outbox.clone(),
-            woken,
-            cancel.clone(),
-        )?;
-        tasks.push(("uplink".into(), task));
-        Some(Sharing {
-            key: key.clone(),
-            outbox,
-            wake,
-            ttl_s: config.outcomes.ttl_days.saturating_mul(86_400),
-        })
-    } else {
-        None
+    // The uplink: outcome packets out (when sharing), peers' packets for our contexts in.
+    let outbox = crate::outcomes::outbox::Outbox::open(
+        &config.site.state_dir.join("outbox"),
+        config.outcomes.outbox_max,
+    )
+    .map_err(|e| {
+        RunError::State(format!(
+            "outbox in {}: {e}",
+            config.site.state_dir.display()
+        ))
+    })?;
+    let (wake, woken) = mpsc::channel(16);
+    let (incoming_tx, incoming_rx) = mpsc::channel(256);
+    let mut subscriptions: Vec<String> = Vec::new();
+    for d in &config.devices {
+        for p in d.points() {
+            if let Some(Ok(f)) = p.context.as_ref().or(d.context()).map(|c| c.fingerprint()) {
+                if !subscriptions.contains(&f.topic()) {
+                    subscriptions.push(f.topic());
+                }
+            }
+        }
+    }
+    let uplink = config.uplink.as_ref().unwrap_or(&config.mqtt);
+    let client_id = format!(
+        "{}-uplink",
+        config
+            .mqtt
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("qis-edge-{}", config.site.id))
+    );
+    let task = crate::outcomes::outbox::start(
+        uplink,
+        client_id,
+        outbox.clone(),
+        woken,
+        subscriptions,
+        incoming_tx,
+        cancel.clone(),
+    )?;
+    tasks.push(("uplink".into(), task));
+    let sharing = config.outcomes.share.then(|| Sharing {
+        key: key.clone(),
+        outbox,
+        wake,
+        ttl_s: config.outcomes.ttl_days.saturating_mul(86_400),
+    });
+    let policy = crate::packet::TrustPolicy {
+        strict: config.outcomes.strict,
+        allowlist: config
+            .outcomes
+            .allowlist
+            .iter()
+            .filter_map(|k| {
+                let mut b = [0u8; 32];
+                hex::decode_to_slice(k.trim(), &mut b).ok().map(|()| b)
+            })
+            .collect(),
+        clock_skew_s: config.outcomes.clock_skew_s,
     };
-    let core = Core::new(&config, link.publisher.clone(), sharing);
+    let intake = Intake {
+        guard: crate::packet::ReplayGuard::new(4096),
+        policy,
+        own: key.verifying_key().to_bytes(),
+        own_packets: 0,
+        wrong_topic: 0,
+        dirty: false,
+    };
+    let core = Core::new(&config, link.publisher.clone(), sharing, intake);
     tasks.push((
         "core".into(),
-        tokio::spawn(core.run(events_rx, inbound_rx, link.connections, cancel.clone())),
+        tokio::spawn(core.run(
+            events_rx,
+            inbound_rx,
+            incoming_rx,
+            link.connections,
+            cancel.clone(),
+        )),
     ));
     tasks.push(("mqtt".into(), link.task));
     crate::watchdog::ready();
@@ -195,6 +232,22 @@ struct PointState {
     /// What the point is: `process_value`, a vibration feature, …; with a rule's direction it
     /// names the signal pattern of its alarms.
     signal: String,
+}
+
+/// The intake guard's state: every peer packet passes it.
+pub struct Intake {
+    /// Replay memory and rejection counts.
+    pub guard: crate::packet::ReplayGuard,
+    /// Allowlist and clock skew.
+    pub policy: crate::packet::TrustPolicy,
+    /// This gateway's own public key: its packets coming back are ignored.
+    pub own: [u8; 32],
+    /// Own packets seen.
+    pub own_packets: u64,
+    /// Valid packets that arrived on another context's topic.
+    pub wrong_topic: u64,
+    /// Counts changed since last published.
+    pub dirty: bool,
 }
 
 /// What the core needs to turn answers into outcome packets.
@@ -266,12 +319,18 @@ struct Core {
     outcomes: OutcomeState,
     state_path: std::path::PathBuf,
     sharing: Option<Sharing>,
+    intake: Intake,
     /// Equipment class per context fingerprint, the label packets carry.
     equipment: std::collections::HashMap<String, String>,
 }
 
 impl Core {
-    fn new(config: &Config, publisher: Publisher, sharing: Option<Sharing>) -> Self {
+    fn new(
+        config: &Config,
+        publisher: Publisher,
+        sharing: Option<Sharing>,
+        intake: Intake,
+    ) -> Self {
         let state_path = config.site.state_dir.join("outcomes.json");
         let mut equipment = std::collections::HashMap::new();
         for d in &config.devices {
@@ -355,6 +414,7 @@ impl Core {
             outcomes,
             state_path,
             sharing,
+            intake,
             equipment,
         }
     }
@@ -429,6 +489,7 @@ impl Core {
         mut self,
         mut events: mpsc::Receiver<SourceEvent>,
         mut inbound: mpsc::Receiver<Inbound>,
+        mut peers: mpsc::Receiver<crate::outcomes::outbox::Incoming>,
         mut connections: watch::Receiver<u64>,
         cancel: CancellationToken,
     ) {
@@ -439,9 +500,11 @@ impl Core {
                 _ = cancel.cancelled() => break,
                 Some(event) = events.recv() => self.on_source_event(event),
                 Some(message) = inbound.recv() => self.on_command(&message),
+                Some((topic, bytes)) = peers.recv() => self.on_peer_packet(&topic, &bytes),
                 Ok(()) = connections.changed() => self.republish_all(),
                 _ = housekeeping.tick() => {
                     self.housekeeping();
+                    self.publish_intake_stats();
                     watchdog.ping();
                 }
             }
@@ -914,6 +977,75 @@ impl Core {
         Ok(())
     }
 
+    /// Every packet from the uplink passes the intake guard. Accepted peer outcomes are shown
+    /// to engineers as `peer_outcome` events (applying them to thresholds is synthesis's job).
+    fn on_peer_packet(&mut self, topic: &str, bytes: &[u8]) {
+        self.intake.dirty = true;
+        let now = unix_ms(SystemTime::now()) / 1000;
+        let verified =
+            match crate::packet::verify(bytes, now, &mut self.intake.guard, &self.intake.policy) {
+                Ok(v) => v,
+                Err(r) => {
+                    warn!(topic, reason = %r, "Peer packet rejected.");
+                    return;
+                }
+            };
+        let b = verified.body();
+        if b.source == self.intake.own {
+            self.intake.own_packets += 1;
+            return;
+        }
+        if b.fingerprint.topic() != topic {
+            self.intake.wrong_topic += 1;
+            warn!(topic, fingerprint = %b.fingerprint, "Valid packet on another context's topic; ignored.");
+            return;
+        }
+        info!(source = %hex::encode(b.source), seq = b.seq, fingerprint = %b.fingerprint, "Peer outcome received.");
+        let event = Event::PeerOutcome {
+            site: self.site.clone(),
+            fingerprint: b.fingerprint.to_string(),
+            source: hex::encode(b.source),
+            seq: b.seq,
+            feature: serde_json::to_value(b.pattern.feature).unwrap_or_default(),
+            direction: serde_json::to_value(b.pattern.direction).unwrap_or_default(),
+            threshold: f64::from(b.pattern.threshold),
+            unit: b.pattern.unit.to_string(),
+            outcome: serde_json::to_value(b.outcome.kind).unwrap_or_default(),
+            failure_mode: serde_json::to_value(b.outcome.failure_mode).unwrap_or_default(),
+            confidence: f64::from(b.confidence),
+            validations: b.validations,
+            refutations: b.refutations,
+            lead_time_s: b.lead_time_s,
+            ts: timestamp(SystemTime::now()),
+        };
+        self.publish_event(&event);
+    }
+
+    fn publish_intake_stats(&mut self) {
+        if !self.intake.dirty {
+            return;
+        }
+        self.intake.dirty = false;
+        let counts = self.intake.guard.counts();
+        let rejected: serde_json::Map<String, serde_json::Value> = counts
+            .iter()
+            .map(|(kind, n)| (kind.name().to_string(), serde_json::Value::from(n)))
+            .collect();
+        let stats = serde_json::json!({
+            "accepted": counts.accepted - self.intake.own_packets - self.intake.wrong_topic,
+            "own": self.intake.own_packets,
+            "wrong_topic": self.intake.wrong_topic,
+            "rejected": rejected,
+        });
+        let topic = format!("qis/{}/stats/intake", self.site);
+        self.publisher.publish(
+            topic,
+            serde_json::to_vec(&stats).unwrap_or_default(),
+            QoS::AtMostOnce,
+            false,
+        );
+    }
+
     /// Signs the answered alarm into an outcome packet and leaves it in the outbox.
     fn share(
         &mut self,
@@ -1055,7 +1187,15 @@ mod tests {
         // The client's event loop is never polled: publications just queue, unobserved.
         let (client, _eventloop) =
             rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("t", "127.0.0.1", 1), 1000);
-        Core::new(&config, Publisher::for_tests(client), None)
+        let intake = Intake {
+            guard: crate::packet::ReplayGuard::new(4),
+            policy: crate::packet::TrustPolicy::default(),
+            own: [0; 32],
+            own_packets: 0,
+            wrong_topic: 0,
+            dirty: false,
+        };
+        Core::new(&config, Publisher::for_tests(client), None, intake)
     }
 
     fn good(value: f64) -> Sample {

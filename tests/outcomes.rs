@@ -390,3 +390,131 @@ async fn wait_until(check: impl Fn() -> bool, what: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+fn peer_packet(
+    fingerprint: qis_edge::packet::Fingerprint,
+    seq: u64,
+    issued_at: u64,
+    ttl_s: u32,
+) -> Vec<u8> {
+    use qis_edge::packet::*;
+    let body = PacketBody {
+        version: VERSION,
+        fingerprint,
+        pattern: SignalPattern {
+            feature: Feature::ProcessValue,
+            frequency: Frequency::None,
+            threshold: 72.5,
+            unit: label("unit", "°C").unwrap(),
+            direction: Direction::High,
+        },
+        outcome: Outcome {
+            kind: OutcomeKind::FailureConfirmed,
+            failure_mode: FailureMode::Lubrication,
+            label: label("l", "dry bearing").unwrap(),
+        },
+        confidence: 0.75,
+        validations: 5,
+        refutations: 1,
+        lead_time_s: 7 * 86_400,
+        issued_at,
+        ttl_s,
+        seq,
+        source: [0; 32],
+        equipment_label: label("e", "centrifugal pump").unwrap(),
+    };
+    body.sign(&ed25519_dalek::SigningKey::from_bytes(&[5; 32]))
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+}
+
+/// Every packet on the uplink passes the intake guard: forged, replayed, expired, oversize and
+/// garbage packets are rejected and counted by reason; a valid one from a peer reaches the
+/// engineers as a `peer_outcome` event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_uplink_input_is_rejected_with_counted_reasons() {
+    let broker = mosquitto();
+    let cloud = mosquitto();
+    let plc = modbus_server(
+        &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]}),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let text = uplink_config(state.path(), broker.port, plc.port, cloud.port);
+    let fingerprint = qis_edge::config::parse_str(&text, "t").unwrap().devices[0]
+        .context()
+        .unwrap()
+        .fingerprint()
+        .unwrap();
+    let topic = fingerprint.topic();
+    let mut observer = Observer::connect(broker.port).await;
+    let peer = Observer::connect_filter(cloud.port, "nothing/#").await;
+    let gateway = start(&text);
+    // The gateway subscribes once connected to the uplink; its status tells it is up.
+    observer
+        .wait_for("online", Duration::from_secs(10), |m| {
+            m.topic == "qis/val/status" && m.json["status"] == "online"
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let valid = peer_packet(fingerprint, 10, now, 86_400);
+    let mut forged = valid.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 0x01;
+    for bytes in [
+        valid.clone(),
+        valid.clone(),                                            // replayed
+        peer_packet(fingerprint, 11, now - 100 * 86_400, 86_400), // expired
+        forged,                                                   // bad signature
+        b"definitely not a packet".to_vec(),                      // garbage
+        vec![1u8; 600],                                           // oversize
+    ] {
+        peer.publish_raw(&topic, bytes).await;
+    }
+    let event = observer
+        .wait_for("peer outcome", Duration::from_secs(10), |m| {
+            m.json["type"] == "peer_outcome"
+        })
+        .await;
+    assert_eq!(
+        event.json["source"],
+        hex::encode(
+            ed25519_dalek::SigningKey::from_bytes(&[5; 32])
+                .verifying_key()
+                .to_bytes()
+        )
+        .as_str()
+    );
+    assert_eq!(event.json["fingerprint"], fingerprint.to_string().as_str());
+    assert_eq!(event.json["threshold"], 72.5);
+    assert_eq!(event.json["failure_mode"], "lubrication");
+    let stats = observer
+        .wait_for("intake stats", Duration::from_secs(10), |m| {
+            let r = &m.json["rejected"];
+            m.topic == "qis/val/stats/intake"
+                && r["oversize"] == 1
+                && r["replayed"] == 1
+                && r["expired"] == 1
+                && r["bad_signature"] == 1
+        })
+        .await;
+    assert_eq!(stats.json["accepted"], 1, "{}", stats.json);
+    let r = &stats.json["rejected"];
+    assert_eq!(
+        r["truncated"].as_u64().unwrap()
+            + r["malformed"].as_u64().unwrap()
+            + r["unknown_version"].as_u64().unwrap(),
+        1,
+        "{}",
+        stats.json
+    );
+    // Only one peer_outcome event: nothing rejected reached the engineers.
+    let later = observer.collect(Duration::from_millis(500)).await;
+    assert!(!later.iter().any(|m| m.json["type"] == "peer_outcome"));
+    stop(gateway).await;
+}

@@ -194,6 +194,21 @@ impl<'t> Loader<'t> {
                 if o.outbox_max == 0 {
                     out.push((vec!["outbox_max"], "outbox_max must be at least 1".into()));
                 }
+                for key in &o.allowlist {
+                    let mut bytes = [0u8; 32];
+                    if hex::decode_to_slice(key.trim(), &mut bytes).is_err() {
+                        out.push((
+                            vec!["allowlist"],
+                            format!("`{key}` is not a public key of 64 hex digits"),
+                        ));
+                    }
+                }
+                if o.strict && o.allowlist.is_empty() {
+                    out.push((
+                        vec!["strict"],
+                        "strict mode with an empty allowlist would accept no packet".into(),
+                    ));
+                }
                 out
             }),
             None => Some(OutcomesConfig::default()),

@@ -44,6 +44,20 @@ pub struct OutcomesConfig {
     /// dropped, counted and logged at ERROR (it is the closest to expiry). Default 10 000.
     #[serde(default = "default_outbox_max")]
     pub outbox_max: usize,
+    /// Accept packets only from `allowlist` sources. Default false.
+    #[serde(default)]
+    pub strict: bool,
+    /// Public keys (64 hex digits, as in a peer's `outcome-key.pub`) accepted in strict mode.
+    #[serde(default)]
+    pub allowlist: Vec<String>,
+    /// Clock difference tolerated when checking a packet's issue time and expiry, seconds.
+    /// Default 300.
+    #[serde(default = "default_clock_skew_s")]
+    pub clock_skew_s: u64,
+}
+
+fn default_clock_skew_s() -> u64 {
+    300
 }
 
 impl Default for OutcomesConfig {
@@ -52,6 +66,9 @@ impl Default for OutcomesConfig {
             share: true,
             ttl_days: default_ttl_days(),
             outbox_max: default_outbox_max(),
+            strict: false,
+            allowlist: Vec::new(),
+            clock_skew_s: default_clock_skew_s(),
         }
     }
 }

@@ -68,13 +68,18 @@ impl Outbox {
     }
 }
 
-/// Publishes the outbox on the uplink until cancelled. A message on `wake` means a new packet
-/// is waiting.
+/// Publishes the outbox on the uplink until cancelled, and passes on what arrives on the
+/// context topics in `subscriptions`. A message on `wake` means a new packet is waiting.
+/// Packets from peers, as (topic, bytes), for the intake guard.
+pub type Incoming = (String, bytes::Bytes);
+
 pub fn start(
     config: &MqttConfig,
     client_id: String,
     outbox: Outbox,
     mut wake: mpsc::Receiver<()>,
+    subscriptions: Vec<String>,
+    incoming: mpsc::Sender<Incoming>,
     shutdown: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, crate::routing::mqtt::MqttSetupError> {
     let mut options = MqttOptions::new(client_id, config.host.clone(), config.port);
@@ -117,7 +122,15 @@ pub fn start(
                     info!(broker = %broker, waiting = outbox.pending().len(), "Uplink connected.");
                     connected = true;
                     backoff.reset();
+                    for topic in &subscriptions {
+                        let _ = client.try_subscribe(topic.clone(), QoS::AtLeastOnce);
+                    }
                     in_flight = send_next(&client, &outbox);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if incoming.try_send((p.topic, p.payload)).is_err() {
+                        warn!("Intake queue full; a peer packet was dropped (it will come again only if resent).");
+                    }
                 }
                 Ok(Event::Incoming(Packet::PubAck(_))) => {
                     if let Some((seq, path)) = in_flight.take() {

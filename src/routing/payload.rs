@@ -257,6 +257,39 @@ pub enum Event {
         /// When.
         ts: String,
     },
+    /// A verified outcome packet from another plant for one of this gateway's contexts.
+    PeerOutcome {
+        /// Site id (this gateway's).
+        site: String,
+        /// Context fingerprint, hex.
+        fingerprint: String,
+        /// The peer's public key, hex: its only identity.
+        source: String,
+        /// The peer's sequence number.
+        seq: u64,
+        /// The feature its alarm watched.
+        feature: serde_json::Value,
+        /// `high` or `low`.
+        direction: serde_json::Value,
+        /// The threshold that caught it.
+        threshold: f64,
+        /// Its unit.
+        unit: String,
+        /// `failure_confirmed`, `defect_confirmed` or `false_alarm`.
+        outcome: serde_json::Value,
+        /// The failure mode.
+        failure_mode: serde_json::Value,
+        /// The peer's confidence.
+        confidence: f64,
+        /// The peer's confirmations of the pattern.
+        validations: u32,
+        /// The peer's refutations.
+        refutations: u32,
+        /// Alarm to confirmation, seconds.
+        lead_time_s: u32,
+        /// When received.
+        ts: String,
+    },
     /// A command on `qis/<site>/cmd/...` could not be carried out.
     CommandRejected {
         /// Site id.

@@ -269,6 +269,13 @@ impl Observer {
         out
     }
 
+    pub async fn publish_raw(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .expect("publish");
+    }
+
     pub async fn publish(&self, topic: &str, payload: &str) {
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
