@@ -174,14 +174,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .collect(),
         clock_skew_s: config.outcomes.clock_skew_s,
     };
-    let intake = Intake {
-        guard: crate::packet::ReplayGuard::new(4096),
+    let intake = Intake::load(
+        config.site.state_dir.join(REPLAY_FILE),
         policy,
-        own: key.verifying_key().to_bytes(),
-        own_packets: 0,
-        wrong_topic: 0,
-        dirty: false,
-    };
+        key.verifying_key().to_bytes(),
+    );
     let core = Core::new(&config, link.publisher.clone(), sharing, intake);
     tasks.push((
         "core".into(),
@@ -248,6 +245,112 @@ pub struct Intake {
     pub wrong_topic: u64,
     /// Counts changed since last published.
     pub dirty: bool,
+    /// Where the replay memory is kept across restarts (none in unit tests).
+    pub replay_path: Option<std::path::PathBuf>,
+    /// The replay memory changed since it was last saved.
+    pub replay_dirty: bool,
+    /// The last save failed (logged once until a save succeeds).
+    pub replay_save_failed: bool,
+}
+
+/// The replay memory's file in the state directory.
+const REPLAY_FILE: &str = "replay.json";
+/// Sources the replay memory holds; the least recently heard from is forgotten first.
+const REPLAY_SOURCES: usize = 4096;
+
+/// The replay memory as saved: each source's public key (hex) and highest accepted sequence,
+/// least recently heard from first.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct ReplayMemory {
+    sources: Vec<ReplayEntry>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct ReplayEntry {
+    source: String,
+    seq: u64,
+}
+
+impl Intake {
+    /// An intake whose replay memory is loaded from `path`. A missing file is an empty memory;
+    /// a corrupt one is moved aside and the last good copy used (see [`crate::store`]); packets
+    /// older than any lost memory still fail on expiry.
+    pub fn load(
+        path: std::path::PathBuf,
+        policy: crate::packet::TrustPolicy,
+        own: [u8; 32],
+    ) -> Self {
+        let mut guard = crate::packet::ReplayGuard::new(REPLAY_SOURCES);
+        let memory: ReplayMemory = crate::store::load_json(&path);
+        let mut skipped = 0usize;
+        for entry in &memory.sources {
+            let mut source = [0u8; 32];
+            match hex::decode_to_slice(entry.source.trim(), &mut source) {
+                Ok(()) => guard.remember(source, entry.seq),
+                Err(_) => skipped += 1,
+            }
+        }
+        if skipped > 0 {
+            warn!(
+                file = %path.display(),
+                skipped,
+                "Replay memory entries with an invalid source key were skipped."
+            );
+        }
+        if !guard.is_empty() {
+            info!(sources = guard.len(), "Replay memory loaded.");
+        }
+        Self {
+            guard,
+            policy,
+            own,
+            own_packets: 0,
+            wrong_topic: 0,
+            dirty: false,
+            replay_path: Some(path),
+            replay_dirty: false,
+            replay_save_failed: false,
+        }
+    }
+
+    /// Saves the replay memory when it changed. A failed save is logged once and retried on
+    /// the next call.
+    fn save_replay(&mut self) {
+        let Some(path) = &self.replay_path else {
+            return;
+        };
+        if !self.replay_dirty {
+            return;
+        }
+        let memory = ReplayMemory {
+            sources: self
+                .guard
+                .remembered()
+                .into_iter()
+                .map(|(source, seq)| ReplayEntry {
+                    source: hex::encode(source),
+                    seq,
+                })
+                .collect(),
+        };
+        match crate::store::save_json(path, &memory) {
+            Ok(()) => {
+                self.replay_dirty = false;
+                self.replay_save_failed = false;
+            }
+            Err(e) => {
+                if !self.replay_save_failed {
+                    tracing::error!(
+                        file = %path.display(),
+                        error = %e,
+                        "Cannot save the replay memory; retrying. Until it is saved, a restart \
+                         would accept again peer packets that have not yet expired."
+                    );
+                }
+                self.replay_save_failed = true;
+            }
+        }
+    }
 }
 
 /// What the core needs to turn answers into outcome packets.
@@ -505,10 +608,12 @@ impl Core {
                 _ = housekeeping.tick() => {
                     self.housekeeping();
                     self.publish_intake_stats();
+                    self.intake.save_replay();
                     watchdog.ping();
                 }
             }
         }
+        self.intake.save_replay();
         let offline =
             mqtt::status_payload(&self.site, false, Some("shutdown"), Some(SystemTime::now()));
         self.publisher
@@ -990,6 +1095,7 @@ impl Core {
                     return;
                 }
             };
+        self.intake.replay_dirty = true;
         let b = verified.body();
         if b.source == self.intake.own {
             self.intake.own_packets += 1;
@@ -1194,6 +1300,9 @@ mod tests {
             own_packets: 0,
             wrong_topic: 0,
             dirty: false,
+            replay_path: None,
+            replay_dirty: false,
+            replay_save_failed: false,
         };
         Core::new(&config, Publisher::for_tests(client), None, intake)
     }

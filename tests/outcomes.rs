@@ -517,4 +517,43 @@ async fn hostile_uplink_input_is_rejected_with_counted_reasons() {
     let later = observer.collect(Duration::from_millis(500)).await;
     assert!(!later.iter().any(|m| m.json["type"] == "peer_outcome"));
     stop(gateway).await;
+
+    // The replay memory survives a restart: the same packet is still a replay, and the peer's
+    // next sequence number is still accepted.
+    assert!(state.path().join("replay.json").exists());
+    let gateway = start(&text);
+    observer
+        .wait_for("online again", Duration::from_secs(10), |m| {
+            m.topic == "qis/val/status" && m.json["status"] == "online"
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    peer.publish_raw(&topic, valid.clone()).await;
+    peer.publish_raw(&topic, peer_packet(fingerprint, 12, now, 86_400))
+        .await;
+    let stats = observer
+        .wait_for(
+            "intake stats after the restart",
+            Duration::from_secs(10),
+            |m| {
+                m.topic == "qis/val/stats/intake"
+                    && m.json["rejected"]["replayed"] == 1
+                    && m.json["accepted"] == 1
+            },
+        )
+        .await;
+    assert_eq!(stats.json["rejected"]["expired"], 0, "{}", stats.json);
+    let seen: Vec<_> = observer
+        .collect(Duration::from_millis(500))
+        .await
+        .into_iter()
+        .chain(std::iter::once(stats))
+        .filter(|m| m.json["type"] == "peer_outcome")
+        .collect();
+    assert!(
+        seen.iter().all(|m| m.json["seq"] == 12),
+        "only the new packet reaches the engineers: {:?}",
+        seen.iter().map(|m| &m.json).collect::<Vec<_>>()
+    );
+    stop(gateway).await;
 }

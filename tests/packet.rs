@@ -341,6 +341,74 @@ fn the_replay_memory_is_bounded_and_forgets_the_least_recent_source() {
     assert_eq!(guard.last_seq(&last), Some(10));
 }
 
+/// A memory rebuilt from `remembered` rejects what the original rejected and keeps its
+/// recency order, so the next eviction still drops the least recently heard-from source.
+#[test]
+fn the_replay_memory_can_be_rebuilt_from_what_it_remembers() {
+    let mut guard = ReplayGuard::new(3);
+    let policy = TrustPolicy::default();
+    let keys: Vec<SigningKey> = (0..3u8)
+        .map(|s| SigningKey::from_bytes(&[s + 40; 32]))
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        let mut b = body();
+        b.seq = 100 + i as u64;
+        verify(
+            &b.sign(k).unwrap().to_bytes().unwrap(),
+            NOW,
+            &mut guard,
+            &policy,
+        )
+        .unwrap();
+    }
+    let saved = guard.remembered();
+    assert_eq!(
+        saved.iter().map(|(_, seq)| *seq).collect::<Vec<_>>(),
+        [100, 101, 102],
+        "least recent first"
+    );
+
+    let mut rebuilt = ReplayGuard::new(3);
+    for (source, seq) in &saved {
+        rebuilt.remember(*source, *seq);
+    }
+    assert_eq!(rebuilt.counts().accepted, 0, "restoring is not accepting");
+    let mut again = body();
+    again.seq = 101;
+    assert_eq!(
+        verify(
+            &again.sign(&keys[1]).unwrap().to_bytes().unwrap(),
+            NOW,
+            &mut rebuilt,
+            &policy
+        ),
+        Err(Rejection::Replayed {
+            seq: 101,
+            last: 101
+        })
+    );
+    // A lower remembered sequence never lowers the bar.
+    rebuilt.remember(keys[1].verifying_key().to_bytes(), 5);
+    assert_eq!(
+        rebuilt.last_seq(&keys[1].verifying_key().to_bytes()),
+        Some(101)
+    );
+    // A fourth source evicts keys[0], the least recently heard from before the restart.
+    let newcomer = SigningKey::from_bytes(&[60; 32]);
+    verify(
+        &body().sign(&newcomer).unwrap().to_bytes().unwrap(),
+        NOW,
+        &mut rebuilt,
+        &policy,
+    )
+    .unwrap();
+    assert_eq!(rebuilt.last_seq(&keys[0].verifying_key().to_bytes()), None);
+    assert_eq!(
+        rebuilt.last_seq(&keys[2].verifying_key().to_bytes()),
+        Some(102)
+    );
+}
+
 #[test]
 fn rejects_out_of_range_values() {
     type Mutation = Box<dyn Fn(&mut PacketBody)>;

@@ -276,6 +276,24 @@ impl ReplayGuard {
         self.last_seq.is_empty()
     }
 
+    /// Every remembered source with its highest accepted sequence, least recently heard from
+    /// first: what [`ReplayGuard::remember`] needs to rebuild the memory after a restart.
+    pub fn remembered(&self) -> Vec<([u8; 32], u64)> {
+        let mut entries: Vec<_> = self.last_seq.iter().map(|(k, v)| (*k, *v)).collect();
+        entries.sort_by_key(|(_, (_, used))| *used);
+        entries
+            .into_iter()
+            .map(|(source, (seq, _))| (source, seq))
+            .collect()
+    }
+
+    /// Remembers `seq` as accepted from `source` without counting an acceptance (restoring a
+    /// saved memory). A lower sequence than the one already remembered changes nothing.
+    pub fn remember(&mut self, source: [u8; 32], seq: u64) {
+        let seq = self.last_seq(&source).map_or(seq, |last| last.max(seq));
+        self.record(source, seq);
+    }
+
     fn check(&self, source: &[u8; 32], seq: u64) -> Result<(), Rejection> {
         match self.last_seq.get(source) {
             Some((last, _)) if seq <= *last => Err(Rejection::Replayed { seq, last: *last }),
