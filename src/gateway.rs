@@ -251,7 +251,47 @@ pub struct Intake {
     pub replay_dirty: bool,
     /// The last save failed (logged once until a save succeeds).
     pub replay_save_failed: bool,
+    /// Keeps a flood of bad packets from flooding the journal.
+    pub rejection_log: LogLimiter,
 }
+
+/// Lets one log line through per interval and counts the ones held back, so a flood of bad
+/// input cannot fill the journal; exact counts are published elsewhere.
+#[derive(Debug)]
+pub struct LogLimiter {
+    interval: Duration,
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl LogLimiter {
+    /// One line per `interval`.
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last: None,
+            held_back: 0,
+        }
+    }
+
+    /// `Some(lines held back since the last one let through)` when a line may be logged at
+    /// `now`; `None` when it is held back.
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < self.interval => {
+                self.held_back += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.held_back))
+            }
+        }
+    }
+}
+
+/// At most one rejected-packet WARN line per this interval.
+const REJECTION_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The replay memory's file in the state directory.
 const REPLAY_FILE: &str = "replay.json";
@@ -310,6 +350,7 @@ impl Intake {
             replay_path: Some(path),
             replay_dirty: false,
             replay_save_failed: false,
+            rejection_log: LogLimiter::new(REJECTION_LOG_INTERVAL),
         }
     }
 
@@ -1091,7 +1132,17 @@ impl Core {
             match crate::packet::verify(bytes, now, &mut self.intake.guard, &self.intake.policy) {
                 Ok(v) => v,
                 Err(r) => {
-                    warn!(topic, reason = %r, "Peer packet rejected.");
+                    match self.intake.rejection_log.allow(Instant::now()) {
+                        Some(held_back) => warn!(
+                            topic,
+                            reason = %r,
+                            held_back,
+                            "Peer packet rejected (further rejections within {}s are counted on \
+                             stats/intake, not logged).",
+                            REJECTION_LOG_INTERVAL.as_secs()
+                        ),
+                        None => tracing::debug!(topic, reason = %r, "Peer packet rejected."),
+                    }
                     return;
                 }
             };
@@ -1303,6 +1354,7 @@ mod tests {
             replay_path: None,
             replay_dirty: false,
             replay_save_failed: false,
+            rejection_log: LogLimiter::new(REJECTION_LOG_INTERVAL),
         };
         Core::new(&config, Publisher::for_tests(client), None, intake)
     }
@@ -1350,5 +1402,18 @@ mod tests {
         });
         assert_eq!(core.points[0][0].quality, Quality::Bad);
         assert_eq!(core.points[0][0].value, Some(5.0));
+    }
+
+    #[test]
+    fn the_rejection_log_lets_one_line_through_per_interval_and_counts_the_rest() {
+        let mut limiter = LogLimiter::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(limiter.allow(t0), Some(0));
+        for i in 1..=1000u64 {
+            assert_eq!(limiter.allow(t0 + Duration::from_millis(i)), None);
+        }
+        assert_eq!(limiter.allow(t0 + Duration::from_millis(9_999)), None);
+        assert_eq!(limiter.allow(t0 + Duration::from_secs(10)), Some(1001));
+        assert_eq!(limiter.allow(t0 + Duration::from_secs(21)), Some(0));
     }
 }
