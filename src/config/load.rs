@@ -900,22 +900,45 @@ fn validate_mqtt(mqtt: &MqttConfig) -> Vec<Finding> {
     out
 }
 
-fn validate_modbus_tcp(d: &ModbusTcpConfig) -> Vec<Finding> {
-    let mut out = Vec::new();
-    check_context(d.context.as_ref(), &mut out);
-    check_topic_name("name", "device name", &d.name, &mut out);
-    if d.host.trim().is_empty() {
-        out.push((vec!["host"], "host must not be empty".into()));
+/// The settings every polled device has: cadence, staleness, reconnection backoff, request
+/// batching and statistics.
+struct Polling {
+    poll_interval_ms: u64,
+    stale_after_ms: Option<u64>,
+    backoff_initial_ms: u64,
+    backoff_max_ms: u64,
+    max_registers_per_request: u16,
+    max_bits_per_request: u16,
+    stats_interval_ms: u64,
+}
+
+impl Polling {
+    fn of_tcp(d: &ModbusTcpConfig) -> Self {
+        Self {
+            poll_interval_ms: d.poll_interval_ms,
+            stale_after_ms: d.stale_after_ms,
+            backoff_initial_ms: d.backoff_initial_ms,
+            backoff_max_ms: d.backoff_max_ms,
+            max_registers_per_request: d.max_registers_per_request,
+            max_bits_per_request: d.max_bits_per_request,
+            stats_interval_ms: d.stats_interval_ms,
+        }
     }
-    if d.port == 0 {
-        out.push((vec!["port"], "port 0 is not a valid Modbus TCP port".into()));
+
+    fn of_rtu(d: &ModbusRtuConfig) -> Self {
+        Self {
+            poll_interval_ms: d.poll_interval_ms,
+            stale_after_ms: d.stale_after_ms,
+            backoff_initial_ms: d.backoff_initial_ms,
+            backoff_max_ms: d.backoff_max_ms,
+            max_registers_per_request: d.max_registers_per_request,
+            max_bits_per_request: d.max_bits_per_request,
+            stats_interval_ms: d.stats_interval_ms,
+        }
     }
-    if !(10..=600_000).contains(&d.timeout_ms) {
-        out.push((
-            vec!["timeout_ms"],
-            format!("timeout_ms = {} is outside 10..=600000", d.timeout_ms),
-        ));
-    }
+}
+
+fn check_polling(d: &Polling, out: &mut Vec<Finding>) {
     if !(10..=86_400_000).contains(&d.poll_interval_ms) {
         out.push((
             vec!["poll_interval_ms"],
@@ -969,6 +992,25 @@ fn validate_modbus_tcp(d: &ModbusTcpConfig) -> Vec<Finding> {
             ),
         ));
     }
+}
+
+fn validate_modbus_tcp(d: &ModbusTcpConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    check_context(d.context.as_ref(), &mut out);
+    check_topic_name("name", "device name", &d.name, &mut out);
+    if d.host.trim().is_empty() {
+        out.push((vec!["host"], "host must not be empty".into()));
+    }
+    if d.port == 0 {
+        out.push((vec!["port"], "port 0 is not a valid Modbus TCP port".into()));
+    }
+    if !(10..=600_000).contains(&d.timeout_ms) {
+        out.push((
+            vec!["timeout_ms"],
+            format!("timeout_ms = {} is outside 10..=600000", d.timeout_ms),
+        ));
+    }
+    check_polling(&Polling::of_tcp(d), &mut out);
     out
 }
 
@@ -1012,45 +1054,7 @@ fn validate_modbus_rtu(d: &ModbusRtuConfig) -> Vec<Finding> {
             format!("timeout_ms = {} is outside 10..=60000", d.timeout_ms),
         ));
     }
-    if !(10..=86_400_000).contains(&d.poll_interval_ms) {
-        out.push((
-            vec!["poll_interval_ms"],
-            format!(
-                "poll_interval_ms = {} is outside 10..=86400000",
-                d.poll_interval_ms
-            ),
-        ));
-    }
-    if d.backoff_max_ms < d.backoff_initial_ms || d.backoff_initial_ms == 0 {
-        out.push((
-            vec!["backoff_max_ms"],
-            "need 0 < backoff_initial_ms <= backoff_max_ms".into(),
-        ));
-    }
-    if !(1..=125).contains(&d.max_registers_per_request) {
-        out.push((
-            vec!["max_registers_per_request"],
-            format!(
-                "max_registers_per_request = {} is outside 1..=125 (Modbus limit)",
-                d.max_registers_per_request
-            ),
-        ));
-    }
-    if !(1..=2000).contains(&d.max_bits_per_request) {
-        out.push((
-            vec!["max_bits_per_request"],
-            format!(
-                "max_bits_per_request = {} is outside 1..=2000 (Modbus limit)",
-                d.max_bits_per_request
-            ),
-        ));
-    }
-    if d.stats_interval_ms < 100 {
-        out.push((
-            vec!["stats_interval_ms"],
-            "stats_interval_ms must be at least 100".into(),
-        ));
-    }
+    check_polling(&Polling::of_rtu(d), &mut out);
     out
 }
 
@@ -1486,6 +1490,36 @@ alarm = 80.0
             assert!(errs.iter().any(|d| d.message.contains(fragment)), "{extra}: {errs:?}");
         }
         assert!(parse_str(&format!("{base}data_type = \"string\"\nlength = 4\n"), "t").is_ok());
+    }
+
+    /// TCP and RTU devices refuse the same bad polling settings with the same messages.
+    #[test]
+    fn polling_settings_are_checked_alike_for_tcp_and_rtu_devices() {
+        let bad = "poll_interval_ms = 1000\nstale_after_ms = 500\nbackoff_initial_ms = 0\n\
+                   max_registers_per_request = 200\nmax_bits_per_request = 0\nstats_interval_ms = 50\n";
+        let tcp = format!(
+            "[site]\nid = \"p\"\n[[devices]]\ntype = \"modbus_tcp\"\nname = \"d\"\nhost = \"h\"\n{bad}"
+        );
+        let rtu = format!(
+            "[site]\nid = \"p\"\n[[devices]]\ntype = \"modbus_rtu\"\nname = \"d\"\nport = \"/dev/ttyUSB0\"\nunit_id = 1\n{bad}"
+        );
+        let messages = |text: &str| {
+            let mut m: Vec<String> = errors(text).into_iter().map(|d| d.message).collect();
+            m.sort();
+            m
+        };
+        let tcp = messages(&tcp);
+        for field in [
+            "stale_after_ms",
+            "backoff_initial_ms",
+            "max_registers_per_request",
+            "max_bits_per_request",
+            "stats_interval_ms",
+        ] {
+            assert!(tcp.iter().any(|m| m.starts_with(field)), "{field}: {tcp:?}");
+        }
+        assert_eq!(tcp.len(), 5, "{tcp:?}");
+        assert_eq!(messages(&rtu), tcp);
     }
 
     #[test]
