@@ -339,43 +339,30 @@ impl UnitPoller {
         let device = self.name.clone();
         let started = Instant::now();
         self.stats.requests += 1;
-        let result = match kind {
-            RegisterKind::Holding | RegisterKind::Input => {
-                let request = async {
-                    if kind == RegisterKind::Holding {
-                        ctx.read_holding_registers(address, count).await
-                    } else {
-                        ctx.read_input_registers(address, count).await
-                    }
-                };
-                match timeout(limit, request).await {
-                    Err(_) => Err(None),
-                    Ok(Err(e)) => Err(Some((
-                        matches!(e, tokio_modbus::Error::Protocol(_)),
-                        e.to_string(),
-                    ))),
-                    Ok(Ok(Err(code))) => Ok(Err(code)),
-                    Ok(Ok(Ok(words))) => Ok(Ok(Block::Words(words))),
-                }
-            }
-            RegisterKind::Coil | RegisterKind::DiscreteInput => {
-                let request = async {
-                    if kind == RegisterKind::Coil {
-                        ctx.read_coils(address, count).await
-                    } else {
-                        ctx.read_discrete_inputs(address, count).await
-                    }
-                };
-                match timeout(limit, request).await {
-                    Err(_) => Err(None),
-                    Ok(Err(e)) => Err(Some((
-                        matches!(e, tokio_modbus::Error::Protocol(_)),
-                        e.to_string(),
-                    ))),
-                    Ok(Ok(Err(code))) => Ok(Err(code)),
-                    Ok(Ok(Ok(bits))) => Ok(Ok(Block::Bits(bits))),
-                }
-            }
+        let request = async {
+            Ok::<_, tokio_modbus::Error>(match kind {
+                RegisterKind::Holding => ctx
+                    .read_holding_registers(address, count)
+                    .await?
+                    .map(Block::Words),
+                RegisterKind::Input => ctx
+                    .read_input_registers(address, count)
+                    .await?
+                    .map(Block::Words),
+                RegisterKind::Coil => ctx.read_coils(address, count).await?.map(Block::Bits),
+                RegisterKind::DiscreteInput => ctx
+                    .read_discrete_inputs(address, count)
+                    .await?
+                    .map(Block::Bits),
+            })
+        };
+        let result = match timeout(limit, request).await {
+            Err(_) => Err(None),
+            Ok(Err(e)) => Err(Some((
+                matches!(e, tokio_modbus::Error::Protocol(_)),
+                e.to_string(),
+            ))),
+            Ok(Ok(answer)) => Ok(answer),
         };
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         self.latency_sum_ms += ms;
