@@ -4,7 +4,8 @@
 mod common;
 
 use qis_edge::analysis::spc::{
-    Calibration, ChartKind, CusumSettings, EwmaSettings, RuleSet, SpcEngine, SpcPoint, SpcSettings,
+    Calibration, ChartKind, CusumSettings, EwmaPoint, EwmaSettings, Limits, RuleSet, SpcEngine,
+    SpcPoint, SpcSettings,
 };
 use serde_json::Value;
 use std::process::Command;
@@ -53,6 +54,25 @@ fn close_all(got: &[f64], want: &Value, what: &str) {
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         close(*g, *w, &format!("{what}[{}]", i + 1));
     }
+}
+
+/// A chart's center line, sigma and 3σ limits against a qcc chart object.
+fn close_limits(got: &Limits, sigma: f64, want: &Value, what: &str) {
+    let first = |key: &str| want[key][0].as_f64().unwrap();
+    close(got.center, first("center"), &format!("{what} center"));
+    close(sigma, first("std_dev"), &format!("{what} sigma"));
+    close(got.lcl, first("lcl"), &format!("{what} lcl"));
+    close(got.ucl, first("ucl"), &format!("{what} ucl"));
+}
+
+/// Every point's EWMA statistic and limits against a qcc ewma object.
+fn close_ewma(points: &[SpcPoint], want: &Value, what: &str) {
+    let each = |f: fn(&EwmaPoint) -> f64| -> Vec<f64> {
+        points.iter().map(|p| f(p.ewma.as_ref().unwrap())).collect()
+    };
+    close_all(&each(|e| e.z), &want["y"], &format!("{what} z"));
+    close_all(&each(|e| e.lcl), &want["lcl"], &format!("{what} lcl"));
+    close_all(&each(|e| e.ucl), &want["ucl"], &format!("{what} ucl"));
 }
 
 fn indices(v: &Value) -> Vec<usize> {
@@ -142,14 +162,7 @@ fn xbar_and_r_charts_match_qcc() {
         let (engine, points) = run(ChartKind::XbarR, set, &groups, 25, true, Some((0.2, 3.0)));
         let e = engine.estimate().unwrap();
         let x = &r["xbar"];
-        close(
-            e.location.center,
-            x["center"][0].as_f64().unwrap(),
-            "xbar center",
-        );
-        close(e.sigma, x["std_dev"][0].as_f64().unwrap(), "xbar sigma");
-        close(e.location.lcl, x["lcl"][0].as_f64().unwrap(), "xbar lcl");
-        close(e.location.ucl, x["ucl"][0].as_f64().unwrap(), "xbar ucl");
+        close_limits(&e.location, e.sigma, x, "xbar");
         close_all(
             &points.iter().map(|p| p.statistic).collect::<Vec<_>>(),
             &x["stats"],
@@ -158,14 +171,7 @@ fn xbar_and_r_charts_match_qcc() {
         check_rules(&points, x, false, nelson, "xbar");
 
         let rr = &r["R"];
-        close(
-            e.dispersion.center,
-            rr["center"][0].as_f64().unwrap(),
-            "R center",
-        );
-        close(e.sigma, rr["std_dev"][0].as_f64().unwrap(), "R sigma");
-        close(e.dispersion.lcl, rr["lcl"][0].as_f64().unwrap(), "R lcl");
-        close(e.dispersion.ucl, rr["ucl"][0].as_f64().unwrap(), "R ucl");
+        close_limits(&e.dispersion, e.sigma, rr, "R");
         close_all(
             &points
                 .iter()
@@ -207,27 +213,7 @@ fn xbar_and_r_charts_match_qcc() {
         assert_eq!(down, indices(&c["violations_lower"]));
 
         let w = &r["ewma_l0.2_L3"];
-        close_all(
-            &points.iter().map(|p| p.ewma.unwrap().z).collect::<Vec<_>>(),
-            &w["y"],
-            "ewma z",
-        );
-        close_all(
-            &points
-                .iter()
-                .map(|p| p.ewma.unwrap().lcl)
-                .collect::<Vec<_>>(),
-            &w["lcl"],
-            "ewma lcl",
-        );
-        close_all(
-            &points
-                .iter()
-                .map(|p| p.ewma.unwrap().ucl)
-                .collect::<Vec<_>>(),
-            &w["ucl"],
-            "ewma ucl",
-        );
+        close_ewma(&points, w, "ewma");
         let v: Vec<usize> = points
             .iter()
             .filter(|p| p.ewma.unwrap().violation)
@@ -249,14 +235,7 @@ fn s_chart_matches_qcc() {
         let (engine, points) = run(ChartKind::XbarS, set, &pistonrings(), 25, false, None);
         let e = engine.estimate().unwrap();
         let s = &r["S"];
-        close(
-            e.dispersion.center,
-            s["center"][0].as_f64().unwrap(),
-            "S center",
-        );
-        close(e.sigma, s["std_dev"][0].as_f64().unwrap(), "S sigma");
-        close(e.dispersion.lcl, s["lcl"][0].as_f64().unwrap(), "S lcl");
-        close(e.dispersion.ucl, s["ucl"][0].as_f64().unwrap(), "S ucl");
+        close_limits(&e.dispersion, e.sigma, s, "S");
         close_all(
             &points
                 .iter()
@@ -287,14 +266,7 @@ fn individuals_chart_and_its_ewma_match_qcc() {
         let (engine, points) = run(ChartKind::Imr, set, &groups, 15, false, Some((0.2, 2.7)));
         let e = engine.estimate().unwrap();
         let v = &r["visc_I"];
-        close(
-            e.location.center,
-            v["center"][0].as_f64().unwrap(),
-            "I center",
-        );
-        close(e.sigma, v["std_dev"][0].as_f64().unwrap(), "I sigma");
-        close(e.location.lcl, v["lcl"][0].as_f64().unwrap(), "I lcl");
-        close(e.location.ucl, v["ucl"][0].as_f64().unwrap(), "I ucl");
+        close_limits(&e.location, e.sigma, v, "I");
         close_all(
             &points.iter().map(|p| p.statistic).collect::<Vec<_>>(),
             &v["stats"],
@@ -302,27 +274,7 @@ fn individuals_chart_and_its_ewma_match_qcc() {
         );
         check_rules(&points, v, false, nelson, "I");
         let w = &r["ewma_visc_l0.2_L2.7"];
-        close_all(
-            &points.iter().map(|p| p.ewma.unwrap().z).collect::<Vec<_>>(),
-            &w["y"],
-            "visc ewma z",
-        );
-        close_all(
-            &points
-                .iter()
-                .map(|p| p.ewma.unwrap().lcl)
-                .collect::<Vec<_>>(),
-            &w["lcl"],
-            "visc ewma lcl",
-        );
-        close_all(
-            &points
-                .iter()
-                .map(|p| p.ewma.unwrap().ucl)
-                .collect::<Vec<_>>(),
-            &w["ucl"],
-            "visc ewma ucl",
-        );
+        close_ewma(&points, w, "visc ewma");
         assert!(indices(&w["violations"]).is_empty());
         assert!(points.iter().all(|p| !p.ewma.unwrap().violation));
     }
