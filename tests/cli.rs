@@ -133,6 +133,17 @@ fn run_config(state: &std::path::Path, mqtt_port: u16, plc_port: u16) -> String 
     )
 }
 
+/// `qis-edge run --config <path>` as a child process, its output discarded.
+fn run_gateway(path: &std::path::Path) -> std::process::Child {
+    Command::new(gateway_binary())
+        .args(["run", "--config"])
+        .arg(path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_gateway_makes_the_broker_publish_its_last_will() {
     let broker = mosquitto();
@@ -142,13 +153,7 @@ async fn killing_the_gateway_makes_the_broker_publish_its_last_will() {
     let state = tempfile::tempdir().unwrap();
     let (_dir, path) = write_config(&run_config(state.path(), broker.port, plc.port));
     let mut observer = Observer::connect(broker.port).await;
-    let mut gateway = Command::new(gateway_binary())
-        .args(["run", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut gateway = run_gateway(&path);
     let online = observer
         .wait_for("status online", Duration::from_secs(15), |m| {
             m.topic == "qis/lwt/status" && m.json["status"] == "online"
@@ -180,13 +185,7 @@ async fn sigterm_publishes_offline_and_exits_cleanly() {
     let state = tempfile::tempdir().unwrap();
     let (_dir, path) = write_config(&run_config(state.path(), broker.port, plc.port));
     let mut observer = Observer::connect(broker.port).await;
-    let mut gateway = Command::new(gateway_binary())
-        .args(["run", "--config"])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut gateway = run_gateway(&path);
     observer
         .wait_for("status online", Duration::from_secs(15), |m| {
             m.topic == "qis/lwt/status" && m.json["status"] == "online"

@@ -140,34 +140,23 @@ fn a_pure_sine_reads_its_amplitude_and_velocity() {
 
 #[test]
 fn iso_10816_3_zones() {
-    assert_eq!(
-        iso10816_zone(1.0, MachineGroup::Medium, Foundation::Rigid),
-        'A'
-    );
-    assert_eq!(
-        iso10816_zone(1.4, MachineGroup::Medium, Foundation::Rigid),
-        'B'
-    );
-    assert_eq!(
-        iso10816_zone(4.49, MachineGroup::Medium, Foundation::Rigid),
-        'C'
-    );
-    assert_eq!(
-        iso10816_zone(4.5, MachineGroup::Medium, Foundation::Rigid),
-        'D'
-    );
-    assert_eq!(
-        iso10816_zone(4.5, MachineGroup::Medium, Foundation::Flexible),
-        'C'
-    );
-    assert_eq!(
-        iso10816_zone(7.1, MachineGroup::Large, Foundation::Rigid),
-        'D'
-    );
-    assert_eq!(
-        iso10816_zone(10.9, MachineGroup::Large, Foundation::Flexible),
-        'C'
-    );
+    use Foundation::{Flexible, Rigid};
+    use MachineGroup::{Large, Medium};
+    for (velocity, group, foundation, zone) in [
+        (1.0, Medium, Rigid, 'A'),
+        (1.4, Medium, Rigid, 'B'),
+        (4.49, Medium, Rigid, 'C'),
+        (4.5, Medium, Rigid, 'D'),
+        (4.5, Medium, Flexible, 'C'),
+        (7.1, Large, Rigid, 'D'),
+        (10.9, Large, Flexible, 'C'),
+    ] {
+        assert_eq!(
+            iso10816_zone(velocity, group, foundation),
+            zone,
+            "{velocity} mm/s, {group:?}, {foundation:?}"
+        );
+    }
 }
 
 fn bearings() -> std::path::PathBuf {
