@@ -669,12 +669,8 @@ impl Core {
             SourceEvent::Stats { device, stats } => {
                 if let Some(name) = self.device_names.get(device) {
                     let topic = format!("qis/{}/stats/{name}", self.site);
-                    self.publisher.publish(
-                        topic,
-                        serde_json::to_vec(&stats).unwrap_or_default(),
-                        QoS::AtMostOnce,
-                        false,
-                    );
+                    self.publisher
+                        .publish_json(topic, &stats, QoS::AtMostOnce, false);
                 }
             }
             SourceEvent::Spectrum {
@@ -688,12 +684,8 @@ impl Core {
                 let mut json = serde_json::to_value(&*snapshot).unwrap_or_default();
                 json["ts"] = serde_json::Value::from(timestamp(at));
                 let topic = format!("qis/{}/spectrum/{name}", self.site);
-                self.publisher.publish(
-                    topic,
-                    serde_json::to_vec(&json).unwrap_or_default(),
-                    QoS::AtMostOnce,
-                    false,
-                );
+                self.publisher
+                    .publish_json(topic, &json, QoS::AtMostOnce, false);
             }
             SourceEvent::Link { device, up, error } => {
                 let Some(name) = self
@@ -849,12 +841,8 @@ impl Core {
                 "{}/spc",
                 self.topics.metric(&point.device, &point.config.name)
             );
-            self.publisher.publish(
-                topic,
-                serde_json::to_vec(&metric).unwrap_or_default(),
-                QoS::AtMostOnce,
-                false,
-            );
+            self.publisher
+                .publish_json(topic, &metric, QoS::AtMostOnce, false);
 
             let cusum = c.cusum.and_then(|k| {
                 if k.upper_violation {
@@ -943,12 +931,8 @@ impl Core {
         point.published_at = Some(now);
         point.dirty = false;
         let topic = self.topics.metric(&point.device, &point.config.name);
-        self.publisher.publish(
-            topic,
-            serde_json::to_vec(&metric).unwrap_or_default(),
-            QoS::AtMostOnce,
-            false,
-        );
+        self.publisher
+            .publish_json(topic, &metric, QoS::AtMostOnce, false);
     }
 
     fn rule_status(point: &PointState, rule: &Rule) -> RuleStatus {
@@ -985,12 +969,8 @@ impl Core {
             spc: point.spc.as_ref().and_then(|s| s.last.clone()),
         };
         let topic = self.topics.alert(&point.device, &point.config.name);
-        self.publisher.publish(
-            topic,
-            serde_json::to_vec(&alert).unwrap_or_default(),
-            QoS::AtLeastOnce,
-            true,
-        );
+        self.publisher
+            .publish_json(topic, &alert, QoS::AtLeastOnce, true);
     }
 
     fn publish_transition(
@@ -1035,12 +1015,8 @@ impl Core {
     }
 
     fn publish_event(&self, event: &Event) {
-        self.publisher.publish(
-            self.topics.events(),
-            serde_json::to_vec(event).unwrap_or_default(),
-            QoS::AtLeastOnce,
-            false,
-        );
+        self.publisher
+            .publish_json(self.topics.events(), event, QoS::AtLeastOnce, false);
     }
 
     fn republish_all(&mut self) {
@@ -1195,12 +1171,8 @@ impl Core {
             "rejected": rejected,
         });
         let topic = format!("qis/{}/stats/intake", self.site);
-        self.publisher.publish(
-            topic,
-            serde_json::to_vec(&stats).unwrap_or_default(),
-            QoS::AtMostOnce,
-            false,
-        );
+        self.publisher
+            .publish_json(topic, &stats, QoS::AtMostOnce, false);
     }
 
     /// Signs the answered alarm into an outcome packet and leaves it in the outbox.

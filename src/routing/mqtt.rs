@@ -70,6 +70,22 @@ impl Publisher {
         }
     }
 
+    /// Publishes `value` as JSON, as [`Publisher::publish`] does its bytes.
+    pub fn publish_json(
+        &self,
+        topic: String,
+        value: &impl serde::Serialize,
+        qos: QoS,
+        retain: bool,
+    ) -> bool {
+        self.publish(
+            topic,
+            serde_json::to_vec(value).unwrap_or_default(),
+            qos,
+            retain,
+        )
+    }
+
     /// A publisher around a bare client, for tests of what feeds it.
     #[cfg(test)]
     pub(crate) fn for_tests(client: AsyncClient) -> Self {
