@@ -342,12 +342,21 @@ impl Intake {
         }
         Self {
             guard,
+            replay_path: Some(path),
+            ..Self::in_memory(policy, own)
+        }
+    }
+
+    /// An intake that remembers nothing across restarts.
+    fn in_memory(policy: crate::packet::TrustPolicy, own: [u8; 32]) -> Self {
+        Self {
+            guard: crate::packet::ReplayGuard::new(REPLAY_SOURCES),
             policy,
             own,
             own_packets: 0,
             wrong_topic: 0,
             dirty: false,
-            replay_path: Some(path),
+            replay_path: None,
             replay_dirty: false,
             replay_save_failed: false,
             rejection_log: LogLimiter::new(REJECTION_LOG_INTERVAL),
@@ -1316,18 +1325,7 @@ mod tests {
         // The client's event loop is never polled: publications just queue, unobserved.
         let (client, _eventloop) =
             rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("t", "127.0.0.1", 1), 1000);
-        let intake = Intake {
-            guard: crate::packet::ReplayGuard::new(4),
-            policy: crate::packet::TrustPolicy::default(),
-            own: [0; 32],
-            own_packets: 0,
-            wrong_topic: 0,
-            dirty: false,
-            replay_path: None,
-            replay_dirty: false,
-            replay_save_failed: false,
-            rejection_log: LogLimiter::new(REJECTION_LOG_INTERVAL),
-        };
+        let intake = Intake::in_memory(crate::packet::TrustPolicy::default(), [0; 32]);
         Core::new(&config, Publisher::for_tests(client), None, intake)
     }
 
