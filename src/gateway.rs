@@ -167,10 +167,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .outcomes
             .allowlist
             .iter()
-            .filter_map(|k| {
-                let mut b = [0u8; 32];
-                hex::decode_to_slice(k.trim(), &mut b).ok().map(|()| b)
-            })
+            .filter_map(|k| crate::packet::keys::parse_public_hex(k))
             .collect(),
         clock_skew_s: config.outcomes.clock_skew_s,
     };
@@ -324,10 +321,9 @@ impl Intake {
         let memory: ReplayMemory = crate::store::load_json(&path);
         let mut skipped = 0usize;
         for entry in &memory.sources {
-            let mut source = [0u8; 32];
-            match hex::decode_to_slice(entry.source.trim(), &mut source) {
-                Ok(()) => guard.remember(source, entry.seq),
-                Err(_) => skipped += 1,
+            match crate::packet::keys::parse_public_hex(&entry.source) {
+                Some(source) => guard.remember(source, entry.seq),
+                None => skipped += 1,
             }
         }
         if skipped > 0 {

@@ -195,8 +195,7 @@ impl<'t> Loader<'t> {
                     out.push((vec!["outbox_max"], "outbox_max must be at least 1".into()));
                 }
                 for key in &o.allowlist {
-                    let mut bytes = [0u8; 32];
-                    if hex::decode_to_slice(key.trim(), &mut bytes).is_err() {
+                    if crate::packet::keys::parse_public_hex(key).is_none() {
                         out.push((
                             vec!["allowlist"],
                             format!("`{key}` is not a public key of 64 hex digits"),
@@ -1520,6 +1519,25 @@ alarm = 80.0
         }
         assert_eq!(tcp.len(), 5, "{tcp:?}");
         assert_eq!(messages(&rtu), tcp);
+    }
+
+    #[test]
+    fn allowlist_entries_must_be_public_keys() {
+        let good = "ab".repeat(32);
+        let text = format!(
+            "[site]\nid = \"p\"\n[outcomes]\nstrict = true\nallowlist = [\" {good} \", \"{}\", \"xyz\"]\n",
+            "ab".repeat(31)
+        );
+        let errs = errors(&text);
+        let messages: Vec<&str> = errs.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(errs.len(), 2, "{messages:?}");
+        assert!(messages
+            .iter()
+            .all(|m| m.ends_with("is not a public key of 64 hex digits")));
+        assert!(messages.iter().any(|m| m.starts_with("`xyz`")));
+        let ok =
+            format!("[site]\nid = \"p\"\n[outcomes]\nstrict = true\nallowlist = [\"{good}\"]\n");
+        assert!(errors(&ok).is_empty());
     }
 
     #[test]

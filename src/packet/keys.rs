@@ -66,6 +66,13 @@ pub fn public_hex(key: &SigningKey) -> String {
     hex::encode(key.verifying_key().to_bytes())
 }
 
+/// A public key from 64 hex digits (surrounding whitespace ignored), as [`public_hex`] writes it.
+pub fn parse_public_hex(text: &str) -> Option<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut bytes).ok()?;
+    Some(bytes)
+}
+
 /// Writes `key` into `dir`, refusing to replace an existing key unless `force`.
 pub fn write(dir: &Path, key: &SigningKey, force: bool) -> Result<(), KeyError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
