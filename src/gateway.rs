@@ -10,10 +10,12 @@ use crate::outcomes::{AlarmRecord, Answer, Outcome, OutcomeState};
 use crate::routing::mqtt::{self, Inbound, MqttSetupError, Publisher};
 use crate::routing::payload::{
     timestamp, AckCommand, Alert, AnswerCommand, Event, Metric, RuleStatus, SpcDetail, SpcMetric,
+    Threshold,
 };
 use crate::routing::Topics;
 use crate::sources::modbus::ModbusTcpPoller;
 use crate::sources::{Quality, Sample, SourceEvent};
+use crate::synthesis::{Effective, Offered, Rails, SynthesisState, Target};
 use rumqttc::QoS;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -176,7 +178,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         policy,
         key.verifying_key().to_bytes(),
     );
-    let core = Core::new(&config, link.publisher.clone(), sharing, intake);
+    let mut core = Core::new(&config, link.publisher.clone(), sharing, intake);
+    core.load_synthesis(config.site.state_dir.join(SYNTHESIS_FILE));
     tasks.push((
         "core".into(),
         tokio::spawn(core.run(
@@ -226,6 +229,21 @@ struct PointState {
     /// What the point is: `process_value`, a vibration feature, …; with a rule's direction it
     /// names the signal pattern of its alarms.
     signal: String,
+    /// Rules whose level peers may adapt.
+    adaptive: Vec<Adaptive>,
+}
+
+/// A rule whose first level peers' packets may move inside rails.
+struct Adaptive {
+    /// Index in the point's rules.
+    rule: usize,
+    /// The level that adapts.
+    severity: Severity,
+    /// [`Target::key`] of the rule's pattern: packets with the same key propose for it.
+    target: String,
+    rails: Rails,
+    /// The level in use and its provenance.
+    effective: Effective,
 }
 
 /// The intake guard's state: every peer packet passes it.
@@ -240,6 +258,10 @@ pub struct Intake {
     pub own_packets: u64,
     /// Valid packets that arrived on another context's topic.
     pub wrong_topic: u64,
+    /// Peer packets that set or withdrew a proposal.
+    pub applied: u64,
+    /// Peer packets no adaptable rule here matches.
+    pub unmatched: u64,
     /// Counts changed since last published.
     pub dirty: bool,
     /// Where the replay memory is kept across restarts (none in unit tests).
@@ -289,6 +311,11 @@ impl LogLimiter {
 
 /// At most one rejected-packet WARN line per this interval.
 const REJECTION_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Trust and peers' live proposals, in the state directory.
+const SYNTHESIS_FILE: &str = "synthesis.json";
+/// Incoming packets acknowledged to the broker at once when this many wait for a state save.
+const ACK_BATCH: usize = 16;
 
 /// The replay memory's file in the state directory.
 const REPLAY_FILE: &str = "replay.json";
@@ -351,6 +378,8 @@ impl Intake {
             own,
             own_packets: 0,
             wrong_topic: 0,
+            applied: 0,
+            unmatched: 0,
             dirty: false,
             replay_path: None,
             replay_dirty: false,
@@ -451,6 +480,7 @@ fn spc_rule() -> AlarmRuleConfig {
         alarm: None,
         deadband: 0.0,
         on_delay_ms: 0,
+        adapt: None,
     }
 }
 
@@ -471,6 +501,15 @@ struct Core {
     intake: Intake,
     /// Equipment class per context fingerprint, the label packets carry.
     equipment: std::collections::HashMap<String, String>,
+    /// Peers' proposals and trust, persisted at `synthesis_path`.
+    synthesis: SynthesisState,
+    settings: crate::synthesis::Settings,
+    synthesis_path: Option<std::path::PathBuf>,
+    synthesis_dirty: bool,
+    /// Adaptive rules by target key: (device, point, index in `adaptive`).
+    targets: std::collections::HashMap<String, Vec<(usize, usize, usize)>>,
+    /// Peer packets processed but not yet acknowledged: acknowledged once state is saved.
+    pending_acks: Vec<crate::outcomes::outbox::Ack>,
 }
 
 impl Core {
@@ -527,7 +566,15 @@ impl Core {
                                 "process_value".to_string()
                             }
                         };
+                        let adaptive = rules
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(index, r)| {
+                                adaptive_rule(index, r, fingerprint.as_deref(), &signal, &p.unit)
+                            })
+                            .collect();
                         PointState {
+                            adaptive,
                             device: d.name().to_string(),
                             config: p.clone(),
                             stale_after,
@@ -565,7 +612,141 @@ impl Core {
             sharing,
             intake,
             equipment,
+            synthesis: SynthesisState::default(),
+            settings: config.synthesis,
+            synthesis_path: None,
+            synthesis_dirty: false,
+            targets: std::collections::HashMap::new(),
+            pending_acks: Vec::new(),
         }
+        .with_targets()
+    }
+
+    /// Indexes the adaptive rules by target and logs them.
+    fn with_targets(mut self) -> Self {
+        for (d, points) in self.points.iter().enumerate() {
+            for (p, point) in points.iter().enumerate() {
+                for (i, a) in point.adaptive.iter().enumerate() {
+                    info!(device = %point.device, point = %point.config.name, rule = %point.rules[a.rule].config().name(), target = %a.target, "Peers' packets may adapt this rule.");
+                    self.targets
+                        .entry(a.target.clone())
+                        .or_default()
+                        .push((d, p, i));
+                }
+            }
+        }
+        self
+    }
+
+    /// Loads trust and live proposals (a corrupt file is moved aside, see [`crate::store`])
+    /// and applies them to the adaptive rules.
+    fn load_synthesis(&mut self, path: std::path::PathBuf) {
+        self.synthesis = crate::store::load_json(&path);
+        self.synthesis_path = Some(path);
+        self.synthesis.expire(unix_ms(SystemTime::now()) / 1000);
+        if !self.synthesis.proposals.is_empty() || !self.synthesis.trust.is_empty() {
+            info!(
+                targets = self.synthesis.proposals.len(),
+                sources = self.synthesis.trust.len(),
+                "Peers' proposals and trust loaded."
+            );
+        }
+        let keys: Vec<String> = self.targets.keys().cloned().collect();
+        for key in keys {
+            self.recompute(&key);
+        }
+    }
+
+    /// Recomputes the effective level of every rule of a target; publishes each.
+    fn recompute(&mut self, key: &str) {
+        let Some(rules) = self.targets.get(key).cloned() else {
+            return;
+        };
+        for (d, p, i) in rules {
+            let effective = {
+                let a = &self.points[d][p].adaptive[i];
+                self.synthesis
+                    .effective(&self.settings, &a.target, &a.rails)
+            };
+            let point = &mut self.points[d][p];
+            let a = &mut point.adaptive[i];
+            if effective.value != a.effective.value {
+                info!(
+                    device = %point.device,
+                    point = %point.config.name,
+                    rule = %point.rules[a.rule].config().name(),
+                    from = a.effective.value,
+                    to = effective.value,
+                    baseline = effective.baseline,
+                    sources = effective.applied_sources().len(),
+                    "Effective threshold changed."
+                );
+            }
+            point.rules[a.rule].set_level(a.severity, effective.value);
+            a.effective = effective;
+            self.publish_threshold(d, p, i);
+        }
+    }
+
+    fn publish_threshold(&self, d: usize, p: usize, i: usize) {
+        let point = &self.points[d][p];
+        let a = &point.adaptive[i];
+        let rule = point.rules[a.rule].config().name();
+        let payload = Threshold {
+            site: self.site.clone(),
+            device: point.device.clone(),
+            point: point.config.name.clone(),
+            rule: rule.to_string(),
+            level: match a.severity {
+                Severity::Warning => "warning",
+                Severity::Alarm => "alarm",
+            },
+            unit: point.config.unit.clone(),
+            effective: a.effective.clone(),
+            ts: timestamp(SystemTime::now()),
+        };
+        let topic = self
+            .topics
+            .threshold(&point.device, &point.config.name, rule);
+        self.publisher
+            .publish_json(topic, &payload, QoS::AtLeastOnce, true);
+    }
+
+    /// Saves the replay memory and the synthesis state when they changed, then acknowledges
+    /// the peer packets they account for. A failed save keeps the acknowledgements back: the
+    /// broker will deliver those packets again.
+    fn commit_intake(&mut self) {
+        self.intake.save_replay();
+        if self.synthesis_dirty {
+            if let Some(path) = &self.synthesis_path {
+                match crate::store::save_json(path, &self.synthesis) {
+                    Ok(()) => self.synthesis_dirty = false,
+                    Err(e) => {
+                        tracing::error!(file = %path.display(), error = %e, "Cannot save peers' proposals and trust; retrying.")
+                    }
+                }
+            } else {
+                self.synthesis_dirty = false;
+            }
+        }
+        if !self.intake.replay_dirty && !self.synthesis_dirty {
+            for ack in self.pending_acks.drain(..) {
+                ack.send();
+            }
+        }
+    }
+
+    /// Forgets expired proposals and reverts what they moved.
+    fn expire_proposals(&mut self) {
+        let now = unix_ms(SystemTime::now()) / 1000;
+        if self.synthesis.next_expiry().is_none_or(|t| t > now) {
+            return;
+        }
+        for key in self.synthesis.expire(now) {
+            info!(target = %key, "Peer proposals expired.");
+            self.recompute(&key);
+        }
+        self.synthesis_dirty = true;
     }
 
     /// The signal pattern of a rule: what the point is, and the rule's direction.
@@ -604,6 +785,12 @@ impl Core {
             fingerprint: point.fingerprint.clone(),
             pattern: Self::pattern(point, r),
             answer: None,
+            peers: point
+                .adaptive
+                .iter()
+                .find(|a| a.rule == rule && a.effective.value != a.effective.baseline)
+                .map(|a| a.effective.applied_sources())
+                .unwrap_or_default(),
             spc: point
                 .spc
                 .as_ref()
@@ -649,17 +836,24 @@ impl Core {
                 _ = cancel.cancelled() => break,
                 Some(event) = events.recv() => self.on_source_event(event),
                 Some(message) = inbound.recv() => self.on_command(&message),
-                Some((topic, bytes)) = peers.recv() => self.on_peer_packet(&topic, &bytes),
+                Some(incoming) = peers.recv() => {
+                    self.on_peer_packet(&incoming.topic, &incoming.payload);
+                    self.pending_acks.extend(incoming.ack);
+                    if self.pending_acks.len() >= ACK_BATCH {
+                        self.commit_intake();
+                    }
+                }
                 Ok(()) = connections.changed() => self.republish_all(),
                 _ = housekeeping.tick() => {
                     self.housekeeping();
+                    self.expire_proposals();
                     self.publish_intake_stats();
-                    self.intake.save_replay();
+                    self.commit_intake();
                     watchdog.ping();
                 }
             }
         }
-        self.intake.save_replay();
+        self.commit_intake();
         let offline =
             mqtt::status_payload(&self.site, false, Some("shutdown"), Some(SystemTime::now()));
         self.publisher
@@ -1028,6 +1222,9 @@ impl Core {
         for d in 0..self.points.len() {
             for p in 0..self.points[d].len() {
                 self.publish_alert(d, p);
+                for i in 0..self.points[d][p].adaptive.len() {
+                    self.publish_threshold(d, p, i);
+                }
             }
         }
     }
@@ -1079,6 +1276,7 @@ impl Core {
             .map_err(|e| e.to_string())?;
         self.share(&cmd.alarm_id, &answer, &entry, lead_time_s);
         self.save_outcomes();
+        self.adjust_trust(&cmd.alarm_id, outcome);
         let (fingerprint, pattern) = self
             .outcomes
             .alarms
@@ -1139,7 +1337,9 @@ impl Core {
             return;
         }
         info!(source = %hex::encode(b.source), seq = b.seq, fingerprint = %b.fingerprint, "Peer outcome received.");
+        let applied_to = self.apply_peer_packet(b);
         let event = Event::PeerOutcome {
+            applied_to,
             site: self.site.clone(),
             fingerprint: b.fingerprint.to_string(),
             source: hex::encode(b.source),
@@ -1159,6 +1359,64 @@ impl Core {
         self.publish_event(&event);
     }
 
+    /// Moves the trust of the peers whose proposals had moved an answered alarm's level, and
+    /// recomputes every level (weights follow trust).
+    fn adjust_trust(&mut self, alarm_id: &str, outcome: Outcome) {
+        let peers = match self.outcomes.alarms.get(alarm_id) {
+            Some(r) if !r.peers.is_empty() => r.peers.clone(),
+            _ => return,
+        };
+        let changes =
+            self.synthesis
+                .answered(&self.settings, &peers, outcome == Outcome::Confirmed);
+        self.synthesis_dirty = true;
+        for (source, from, to) in changes {
+            info!(source = %source, from, to, alarm_id, "Peer trust changed.");
+            let event = Event::Trust {
+                site: self.site.clone(),
+                source,
+                from,
+                to,
+                alarm_id: alarm_id.to_string(),
+                outcome,
+                ts: timestamp(SystemTime::now()),
+            };
+            self.publish_event(&event);
+        }
+        let keys: Vec<String> = self.targets.keys().cloned().collect();
+        for key in keys {
+            self.recompute(&key);
+        }
+    }
+
+    /// Offers a verified peer packet to the adaptive rules of its target; returns the rules
+    /// it changed (`device/point/rule`).
+    fn apply_peer_packet(&mut self, body: &crate::packet::PacketBody) -> Vec<String> {
+        if !self.settings.apply {
+            return Vec::new();
+        }
+        let key = Target::of_packet(body).key();
+        let Some(rules) = self.targets.get(&key).cloned() else {
+            self.intake.unmatched += 1;
+            return Vec::new();
+        };
+        match self.synthesis.offer(&key, body) {
+            Offered::Stale => return Vec::new(),
+            Offered::Proposed | Offered::Withdrawn => {}
+        }
+        self.intake.applied += 1;
+        self.synthesis_dirty = true;
+        self.recompute(&key);
+        rules
+            .iter()
+            .map(|&(d, p, i)| {
+                let point = &self.points[d][p];
+                let rule = point.rules[point.adaptive[i].rule].config().name();
+                format!("{}/{}/{rule}", point.device, point.config.name)
+            })
+            .collect()
+    }
+
     fn publish_intake_stats(&mut self) {
         if !self.intake.dirty {
             return;
@@ -1173,6 +1431,8 @@ impl Core {
             "accepted": counts.accepted - self.intake.own_packets - self.intake.wrong_topic,
             "own": self.intake.own_packets,
             "wrong_topic": self.intake.wrong_topic,
+            "applied": self.intake.applied,
+            "unmatched": self.intake.unmatched,
             "rejected": rejected,
         });
         let topic = format!("qis/{}/stats/intake", self.site);
@@ -1293,6 +1553,58 @@ impl Core {
         self.publish_alert(d, p);
         Ok(())
     }
+}
+
+/// The adaptive part of a rule with `adapt` rails on a point with a context, starting at its
+/// baseline.
+fn adaptive_rule(
+    index: usize,
+    rule: &Rule,
+    fingerprint: Option<&str>,
+    signal: &str,
+    unit: &str,
+) -> Option<Adaptive> {
+    let config = rule.config();
+    let adapt = config.adapt?;
+    let fingerprint: crate::packet::Fingerprint = fingerprint?.parse().ok()?;
+    let (level, baseline) = config.adaptable_level()?;
+    let direction = match config.kind {
+        AlarmKind::High => crate::packet::Direction::High,
+        AlarmKind::Low => crate::packet::Direction::Low,
+    };
+    let pattern = match config.kind {
+        AlarmKind::High => format!("{signal}:high"),
+        AlarmKind::Low => format!("{signal}:low"),
+    };
+    let (feature, _) = crate::outcomes::feature_of(&pattern, None);
+    let target = Target {
+        fingerprint,
+        feature,
+        direction,
+        unit: crate::outcomes::fit(unit, crate::packet::UNIT_LEN),
+    };
+    let rails = Rails {
+        baseline,
+        floor: adapt.floor,
+        ceiling: adapt.ceiling,
+        direction,
+        tighten_only: !adapt.loosen,
+    };
+    Some(Adaptive {
+        rule: index,
+        severity: if level == "warning" {
+            Severity::Warning
+        } else {
+            Severity::Alarm
+        },
+        target: target.key(),
+        effective: SynthesisState::default().effective(
+            &crate::synthesis::Settings::default(),
+            "",
+            &rails,
+        ),
+        rails,
+    })
 }
 
 fn unix_ms(t: SystemTime) -> u64 {

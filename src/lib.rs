@@ -16,6 +16,7 @@
 //! - [`gateway`]: wiring: pollers → core (metrics, alarms, alerts) ← commands.
 //! - [`demo`]: the self-contained plant demo: embedded broker and simulated Modbus devices.
 //! - [`cli`]: the command line; `main.rs` only calls [`cli::main`].
+//! - [`synthesis`]: peers' packets → proposals → effective thresholds, by trust.
 //! - [`store`]: atomic, corruption-tolerant state files.
 //! - [`backoff`], [`watchdog`]: reconnect delays with jitter; systemd notification.
 
@@ -31,6 +32,7 @@ pub mod packet;
 pub mod routing;
 pub mod sources;
 pub mod store;
+pub mod synthesis;
 pub mod watchdog;
 
 pub use gateway::run;

@@ -139,6 +139,18 @@ impl Rule {
         }
     }
 
+    /// Moves a level (peers' synthesis adapts the first level of a rule). The new level holds
+    /// from the next value on; a raised alarm clears only once past the new level's deadband.
+    pub fn set_level(&mut self, severity: Severity, level: f64) {
+        if !level.is_finite() {
+            return;
+        }
+        match severity {
+            Severity::Warning => self.config.warning = Some(level),
+            Severity::Alarm => self.config.alarm = Some(level),
+        }
+    }
+
     /// The level that the current severity refers to.
     pub fn threshold(&self) -> Option<f64> {
         self.severity.and_then(|s| self.level(s))
@@ -325,6 +337,7 @@ mod tests {
             alarm,
             deadband,
             on_delay_ms,
+            adapt: None,
         })
     }
 
@@ -512,6 +525,7 @@ mod signal_tests {
             alarm: None,
             deadband: 0.0,
             on_delay_ms: 0,
+            adapt: None,
         });
         let t0 = Instant::now();
         let w0 = SystemTime::UNIX_EPOCH;

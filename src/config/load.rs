@@ -143,14 +143,22 @@ impl<'t> Loader<'t> {
         let root = root.into_inner();
 
         for (key, _) in root.iter() {
-            if !["site", "mqtt", "metrics", "devices", "uplink", "outcomes"]
-                .contains(&key.get_ref().as_ref())
+            if ![
+                "site",
+                "mqtt",
+                "metrics",
+                "devices",
+                "uplink",
+                "outcomes",
+                "synthesis",
+            ]
+            .contains(&key.get_ref().as_ref())
             {
                 self.report(
                     key.span(),
                     "config",
                     format!(
-                        "unknown section `{}`, expected one of `site`, `mqtt`, `metrics`, `devices`, `uplink`, `outcomes`",
+                        "unknown section `{}`, expected one of `site`, `mqtt`, `metrics`, `devices`, `uplink`, `outcomes`, `synthesis`",
                         key.get_ref()
                     ),
                 );
@@ -212,6 +220,12 @@ impl<'t> Loader<'t> {
             }),
             None => Some(OutcomesConfig::default()),
         };
+        let synthesis = match root.get("synthesis") {
+            Some(v) => {
+                self.component::<crate::synthesis::Settings>(v, "synthesis", validate_synthesis)
+            }
+            None => Some(crate::synthesis::Settings::default()),
+        };
         let devices = match root.get("devices") {
             Some(v) => self.devices(v),
             None => Some(Vec::new()),
@@ -223,6 +237,7 @@ impl<'t> Loader<'t> {
             devices: devices?,
             uplink: uplink?,
             outcomes: outcomes?,
+            synthesis: synthesis?,
         })
     }
 
@@ -1308,10 +1323,88 @@ fn validate_alarm(rule: &AlarmRuleConfig) -> Vec<Finding> {
             format!("deadband = {} must be zero or positive", rule.deadband),
         ));
     }
+    if let (Some(adapt), Some((level_name, level))) = (&rule.adapt, rule.adaptable_level()) {
+        check_adapt(rule, adapt, level_name, level, &mut out);
+    }
     if rule.on_delay_ms > 86_400_000 {
         out.push((
             vec!["on_delay_ms"],
             format!("on_delay_ms = {} is longer than a day", rule.on_delay_ms),
+        ));
+    }
+    out
+}
+
+/// The rails of an adaptable level: finite, around the level, and (when the warning level
+/// adapts) never past the alarm level.
+fn check_adapt(
+    rule: &AlarmRuleConfig,
+    adapt: &crate::config::AdaptConfig,
+    level_name: &str,
+    level: f64,
+    out: &mut Vec<Finding>,
+) {
+    for (key, v) in [("floor", adapt.floor), ("ceiling", adapt.ceiling)] {
+        if !v.is_finite() {
+            out.push((
+                vec!["adapt", key],
+                format!("adapt.{key} must be a finite number"),
+            ));
+            return;
+        }
+    }
+    if !(adapt.floor <= level && level <= adapt.ceiling) {
+        out.push((
+            vec!["adapt"],
+            format!(
+                "the rails floor = {} and ceiling = {} must hold the {level_name} level {level} \
+                 (floor <= {level_name} <= ceiling)",
+                adapt.floor, adapt.ceiling
+            ),
+        ));
+    }
+    if let (Some(_), Some(alarm)) = (rule.warning, rule.alarm) {
+        match rule.kind {
+            AlarmKind::High if adapt.ceiling >= alarm => out.push((
+                vec!["adapt", "ceiling"],
+                format!(
+                    "adapt.ceiling = {} must lie below the alarm level ({alarm}), so the \
+                     adapted warning level stays below it",
+                    adapt.ceiling
+                ),
+            )),
+            AlarmKind::Low if adapt.floor <= alarm => out.push((
+                vec!["adapt", "floor"],
+                format!(
+                    "adapt.floor = {} must lie above the alarm level ({alarm}), so the \
+                     adapted warning level stays above it",
+                    adapt.floor
+                ),
+            )),
+            _ => {}
+        }
+    }
+}
+
+fn validate_synthesis(s: &crate::synthesis::Settings) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (key, v) in [
+        ("neutral_trust", s.neutral_trust),
+        ("trust_gain", s.trust_gain),
+        ("trust_loss", s.trust_loss),
+        ("min_weight", s.min_weight),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            out.push((vec![key], format!("{key} = {v} is outside 0..=1")));
+        }
+    }
+    if !(s.baseline_weight.is_finite() && s.baseline_weight > 0.0) {
+        out.push((
+            vec!["baseline_weight"],
+            format!(
+                "baseline_weight = {} must be a positive number",
+                s.baseline_weight
+            ),
         ));
     }
     out

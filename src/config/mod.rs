@@ -28,6 +28,8 @@ pub struct Config {
     pub uplink: Option<MqttConfig>,
     /// `[outcomes]`: sharing confirmed outcomes with other plants.
     pub outcomes: OutcomesConfig,
+    /// `[synthesis]`: how peers' packets move adaptable thresholds, and how trust moves.
+    pub synthesis: crate::synthesis::Settings,
 }
 
 /// `[outcomes]`
@@ -1022,9 +1024,32 @@ pub struct AlarmRuleConfig {
     /// single spike does not page anyone. Default 0.
     #[serde(default)]
     pub on_delay_ms: u64,
+    /// `[devices.points.alarms.adapt]`: lets peers' outcome packets move this rule's first
+    /// level (`warning` when set, else `alarm`) inside rails. Absent: peers never move it.
+    pub adapt: Option<AdaptConfig>,
+}
+
+/// `[devices.points.alarms.adapt]`: the guard rails of an adaptable level.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptConfig {
+    /// Lowest level peers may set.
+    pub floor: f64,
+    /// Highest level peers may set.
+    pub ceiling: f64,
+    /// Also let peers move the level toward later warning. Default false: only tightening.
+    #[serde(default)]
+    pub loosen: bool,
 }
 
 impl AlarmRuleConfig {
+    /// The level peers may adapt: `("warning", level)` when set, else `("alarm", level)`.
+    pub fn adaptable_level(&self) -> Option<(&'static str, f64)> {
+        self.warning
+            .map(|w| ("warning", w))
+            .or(self.alarm.map(|a| ("alarm", a)))
+    }
+
     /// The rule's name: `name`, or the kind.
     pub fn name(&self) -> &str {
         self.name.as_deref().unwrap_or(match self.kind {

@@ -39,6 +39,10 @@ pub struct AlarmRecord {
     /// For alarms of the `spc` rule: the chart and the first rule violated at the raise.
     #[serde(default)]
     pub spc: Option<SpcRecord>,
+    /// Peers (hex public keys) whose proposals had moved the rule's level when it was raised:
+    /// the answer moves their trust.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<String>,
 }
 
 /// What an SPC chart found when its alarm was raised.
@@ -190,51 +194,9 @@ pub fn packet_body(
     seq: u64,
     equipment_label: &str,
 ) -> Option<crate::packet::PacketBody> {
-    use crate::packet::{self as pk, Feature, Frequency};
+    use crate::packet::{self as pk, Frequency};
     let fingerprint: pk::Fingerprint = record.fingerprint.as_deref()?.parse().ok()?;
-    let (signal, direction) = record
-        .pattern
-        .rsplit_once(':')
-        .unwrap_or((record.pattern.as_str(), "high"));
-    let direction = if direction == "low" {
-        pk::Direction::Low
-    } else {
-        pk::Direction::High
-    };
-    let signal = signal.strip_prefix("spc:").map(|_| "spc").unwrap_or(signal);
-    let feature = match signal {
-        "velocity_rms" => Feature::VelocityRms,
-        "rms" => Feature::AccelerationRms,
-        "kurtosis" => Feature::Kurtosis,
-        "crest_factor" => Feature::CrestFactor,
-        "outer_race_score" => Feature::BearingDefect(pk::BearingDefect::Bpfo),
-        "inner_race_score" => Feature::BearingDefect(pk::BearingDefect::Bpfi),
-        "ball_score" => Feature::BearingDefect(pk::BearingDefect::Bsf),
-        "cage_score" => Feature::BearingDefect(pk::BearingDefect::Ftf),
-        "spc" => match &record.spc {
-            Some(s) => Feature::SpcRule {
-                chart: match s.chart {
-                    crate::analysis::spc::ChartKind::XbarR => pk::SpcChart::XbarR,
-                    crate::analysis::spc::ChartKind::XbarS => pk::SpcChart::XbarS,
-                    crate::analysis::spc::ChartKind::Imr => pk::SpcChart::Imr,
-                },
-                rules: match s.rule_set {
-                    crate::analysis::spc::RuleSet::WesternElectric => {
-                        pk::SpcRuleSet::WesternElectric
-                    }
-                    crate::analysis::spc::RuleSet::Nelson => pk::SpcRuleSet::Nelson,
-                },
-                rule: s.rule,
-            },
-            None => Feature::ProcessValue,
-        },
-        s if s.starts_with("band_rms") => Feature::BandAmplitude,
-        s if s.starts_with("harmonic:") => match s["harmonic:".len()..].parse::<u8>() {
-            Ok(order) => Feature::Harmonic { order },
-            Err(_) => Feature::ProcessValue,
-        },
-        _ => Feature::ProcessValue,
-    };
+    let (feature, direction) = feature_of(&record.pattern, record.spc.as_ref());
     let (kind, failure_mode) = match answer.outcome {
         Outcome::Confirmed => (
             pk::OutcomeKind::DefectConfirmed,
@@ -250,16 +212,6 @@ pub fn packet_body(
                 .unwrap_or(pk::FailureMode::Other),
         ),
         Outcome::Refuted => (pk::OutcomeKind::FalseAlarm, pk::FailureMode::None),
-    };
-    let fit = |text: &str, n: usize| -> String {
-        let mut out = String::new();
-        for c in text.chars().filter(|c| !c.is_control()) {
-            if out.len() + c.len_utf8() > n {
-                break;
-            }
-            out.push(c);
-        }
-        out
     };
     let label_text = answer.failure_mode.as_deref().unwrap_or("false alarm");
     let (v, r) = (entry.validations, entry.refutations);
@@ -292,6 +244,73 @@ pub fn packet_body(
     })
 }
 
+/// The packet feature and direction of a local signal pattern (`outer_race_score:high`,
+/// `spc:process_value` with the chart's record, …). Peers match packets to rules by it.
+pub fn feature_of(
+    pattern: &str,
+    spc: Option<&SpcRecord>,
+) -> (crate::packet::Feature, crate::packet::Direction) {
+    use crate::packet::{self as pk, Feature};
+    let (signal, direction) = pattern.rsplit_once(':').unwrap_or((pattern, "high"));
+    let direction = if direction == "low" {
+        pk::Direction::Low
+    } else {
+        pk::Direction::High
+    };
+    let signal = if pattern.starts_with("spc:") {
+        "spc"
+    } else {
+        signal
+    };
+    let feature = match signal {
+        "velocity_rms" => Feature::VelocityRms,
+        "rms" => Feature::AccelerationRms,
+        "kurtosis" => Feature::Kurtosis,
+        "crest_factor" => Feature::CrestFactor,
+        "outer_race_score" => Feature::BearingDefect(pk::BearingDefect::Bpfo),
+        "inner_race_score" => Feature::BearingDefect(pk::BearingDefect::Bpfi),
+        "ball_score" => Feature::BearingDefect(pk::BearingDefect::Bsf),
+        "cage_score" => Feature::BearingDefect(pk::BearingDefect::Ftf),
+        "spc" => match spc {
+            Some(s) => Feature::SpcRule {
+                chart: match s.chart {
+                    crate::analysis::spc::ChartKind::XbarR => pk::SpcChart::XbarR,
+                    crate::analysis::spc::ChartKind::XbarS => pk::SpcChart::XbarS,
+                    crate::analysis::spc::ChartKind::Imr => pk::SpcChart::Imr,
+                },
+                rules: match s.rule_set {
+                    crate::analysis::spc::RuleSet::WesternElectric => {
+                        pk::SpcRuleSet::WesternElectric
+                    }
+                    crate::analysis::spc::RuleSet::Nelson => pk::SpcRuleSet::Nelson,
+                },
+                rule: s.rule,
+            },
+            None => Feature::ProcessValue,
+        },
+        s if s.starts_with("band_rms") => Feature::BandAmplitude,
+        s if s.starts_with("harmonic:") => match s["harmonic:".len()..].parse::<u8>() {
+            Ok(order) => Feature::Harmonic { order },
+            Err(_) => Feature::ProcessValue,
+        },
+        _ => Feature::ProcessValue,
+    };
+    (feature, direction)
+}
+
+/// `text` without control characters, cut at a character boundary to at most `n` bytes: how
+/// labels and units fit their bounds in a packet.
+pub fn fit(text: &str, n: usize) -> String {
+    let mut out = String::new();
+    for c in text.chars().filter(|c| !c.is_control()) {
+        if out.len() + c.len_utf8() > n {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// `<fingerprint>/<pattern>`, `-` standing for "no context".
 pub fn ledger_key(fingerprint: Option<&str>, pattern: &str) -> String {
     format!("{}/{pattern}", fingerprint.unwrap_or("-"))
@@ -313,6 +332,7 @@ mod tests {
             pattern: "process_value:high".into(),
             answer: None,
             spc: None,
+            peers: Vec::new(),
         }
     }
 

@@ -68,11 +68,39 @@ impl Outbox {
     }
 }
 
+/// A packet from a peer, for the intake guard.
+#[derive(Debug)]
+pub struct Incoming {
+    /// The topic it arrived on.
+    pub topic: String,
+    /// The packet.
+    pub payload: bytes::Bytes,
+    /// Acknowledges it to the broker: send once what it changed is on disk. Until then the
+    /// broker keeps it in the gateway's session and delivers it again after a crash.
+    pub ack: Option<Ack>,
+}
+
+/// The PUBACK owed for an incoming packet.
+#[derive(Debug)]
+pub struct Ack {
+    client: AsyncClient,
+    publish: rumqttc::Publish,
+}
+
+impl Ack {
+    /// Sends the PUBACK (dropped quietly when the connection is gone: the broker then delivers
+    /// the packet again, and the replay memory makes that harmless).
+    pub fn send(self) {
+        let _ = self.client.try_ack(&self.publish);
+    }
+}
+
 /// Publishes the outbox on the uplink until cancelled, and passes on what arrives on the
 /// context topics in `subscriptions`. A message on `wake` means a new packet is waiting.
-/// Packets from peers, as (topic, bytes), for the intake guard.
-pub type Incoming = (String, bytes::Bytes);
-
+///
+/// The session is persistent (clean session off) and incoming packets are acknowledged by the
+/// core once applied and saved, so the broker keeps for the gateway what arrives while it is
+/// down or before its state is on disk.
 pub fn start(
     config: &MqttConfig,
     client_id: String,
@@ -84,7 +112,8 @@ pub fn start(
 ) -> Result<tokio::task::JoinHandle<()>, crate::routing::mqtt::MqttSetupError> {
     let mut options = MqttOptions::new(client_id, config.host.clone(), config.port);
     options.set_keep_alive(Duration::from_secs(config.keep_alive_s));
-    options.set_clean_session(true);
+    options.set_clean_session(false);
+    options.set_manual_acks(true);
     if let Some(user) = &config.username {
         options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
     }
@@ -101,15 +130,18 @@ pub fn start(
     Ok(tokio::spawn(async move {
         let mut backoff = Backoff::new(Duration::from_millis(500), reconnect_max);
         let mut connected = false;
-        // The packet published and not yet acknowledged: one at a time, so a PUBACK always
-        // belongs to it.
+        // The packet published and not yet acknowledged, one at a time, with its packet id once
+        // the event loop has sent it: only the PUBACK with that id removes it (a PUBACK for an
+        // earlier session's resend of the same packet must not remove the next one).
         let mut in_flight: Option<(u64, PathBuf)> = None;
+        let mut in_flight_pkid: Option<u16> = None;
         loop {
             let event = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(()) = wake.recv() => {
                     if connected && in_flight.is_none() {
                         in_flight = send_next(&client, &outbox);
+                        in_flight_pkid = None;
                     }
                     continue;
                 }
@@ -126,18 +158,36 @@ pub fn start(
                         let _ = client.try_subscribe(topic.clone(), QoS::AtLeastOnce);
                     }
                     in_flight = send_next(&client, &outbox);
+                    in_flight_pkid = None;
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if incoming.try_send((p.topic, p.payload)).is_err() {
-                        warn!("Intake queue full; a peer packet was dropped (it will come again only if resent).");
+                Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => {
+                    if in_flight.is_some() && in_flight_pkid.is_none() {
+                        in_flight_pkid = Some(pkid);
                     }
                 }
-                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let item = Incoming {
+                        topic: p.topic.clone(),
+                        payload: p.payload.clone(),
+                        ack: Some(Ack {
+                            client: client.clone(),
+                            publish: p,
+                        }),
+                    };
+                    if incoming.try_send(item).is_err() {
+                        warn!("Intake queue full; a peer packet was left unacknowledged (the broker delivers it again on reconnect).");
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    if in_flight.is_none() || in_flight_pkid != Some(ack.pkid) {
+                        continue;
+                    }
                     if let Some((seq, path)) = in_flight.take() {
                         let _ = std::fs::remove_file(&path);
                         debug!(seq, "Outcome packet acknowledged by the uplink.");
                     }
                     in_flight = send_next(&client, &outbox);
+                    in_flight_pkid = None;
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -146,6 +196,7 @@ pub fn start(
                     }
                     connected = false;
                     in_flight = None;
+                    in_flight_pkid = None;
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(backoff.next_delay()) => {}

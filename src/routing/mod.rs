@@ -32,6 +32,11 @@ impl Topics {
     pub fn metric(&self, device: &str, point: &str) -> String {
         format!("{}/metrics/{device}/{point}", self.prefix)
     }
+    /// `qis/<site>/thresholds/<device>/<point>/<rule>`: retained effective level of an
+    /// adaptable rule, with its provenance.
+    pub fn threshold(&self, device: &str, point: &str, rule: &str) -> String {
+        format!("{}/thresholds/{device}/{point}/{rule}", self.prefix)
+    }
     /// `qis/<site>/cmd/#`: what the gateway subscribes to.
     pub fn commands(&self) -> String {
         format!("{}/cmd/#", self.prefix)

@@ -287,7 +287,27 @@ pub enum Event {
         refutations: u32,
         /// Alarm to confirmation, seconds.
         lead_time_s: u32,
+        /// The local rules (`device/point/rule`) whose proposals it set or withdrew; empty
+        /// when no adaptable rule here watches its pattern.
+        applied_to: Vec<String>,
         /// When received.
+        ts: String,
+    },
+    /// A peer's trust changed because an alarm its advice moved was answered here.
+    Trust {
+        /// Site id.
+        site: String,
+        /// The peer's public key, hex.
+        source: String,
+        /// Trust before.
+        from: f64,
+        /// Trust after.
+        to: f64,
+        /// The answered alarm.
+        alarm_id: String,
+        /// `confirmed` or `refuted`.
+        outcome: crate::outcomes::Outcome,
+        /// When.
         ts: String,
     },
     /// A command on `qis/<site>/cmd/...` could not be carried out.
@@ -331,4 +351,27 @@ pub struct AckCommand {
     pub rule: Option<String>,
     /// Who acknowledges, recorded in the event.
     pub by: Option<String>,
+}
+
+/// Retained on `qis/<site>/thresholds/<device>/<point>/<rule>`: the level an adaptable rule
+/// uses, and why.
+#[derive(Debug, Serialize)]
+pub struct Threshold {
+    /// Site id.
+    pub site: String,
+    /// Device name.
+    pub device: String,
+    /// Point name.
+    pub point: String,
+    /// Rule name.
+    pub rule: String,
+    /// Which level adapts: `warning` or `alarm`.
+    pub level: &'static str,
+    /// Engineering unit.
+    pub unit: String,
+    /// The level in use, its configured baseline, rails and provenance.
+    #[serde(flatten)]
+    pub effective: crate::synthesis::Effective,
+    /// When it was last computed.
+    pub ts: String,
 }

@@ -1,0 +1,641 @@
+//! Synthesis: peers' verified outcome packets become proposals for this gateway's alarm
+//! thresholds, weighted by how far each source has earned trust here.
+//!
+//! - A packet proposes its pattern's threshold for every local rule with the same context,
+//!   feature, direction and unit ([`Target`]) whose configuration lets peers adapt it
+//!   (`[devices.points.alarms.adapt]`, with a floor and a ceiling).
+//! - Each source has at most one live proposal per target: its latest packet. A false-alarm
+//!   packet withdraws that source's proposal. A proposal lives until the packet expires.
+//! - Weight = trust(source) × confidence × v / (v + 1), v the source's validation count.
+//!   Proposals lighter than `min_weight` are ignored.
+//! - Effective threshold = (baseline_weight × baseline + Σ weight × proposal) /
+//!   (baseline_weight + Σ weight), each proposal first clamped to the rails, the result kept
+//!   inside [floor, ceiling]; while tightening only (the default), proposals that would warn
+//!   later than the baseline are ignored.
+//! - Trust starts at `neutral_trust`; a local confirmation of an alarm raised while a source's
+//!   proposal moved the level raises it by `trust_gain`, a refutation lowers it by
+//!   `trust_loss`, clamped to [0, 1].
+//!
+//! Pure and synchronous: the caller passes the time in and persists [`SynthesisState`]
+//! through [`crate::store`] as `synthesis.json`.
+
+use crate::packet::{Direction, Feature, Fingerprint, OutcomeKind, PacketBody};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Live proposals kept per target; beyond this the one closest to expiry is dropped.
+pub const MAX_PROPOSALS_PER_TARGET: usize = 1024;
+
+/// What a proposal must match on a local rule: the same equipment context and signal
+/// pattern, in the same unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// Context fingerprint.
+    pub fingerprint: Fingerprint,
+    /// The feature the rule watches.
+    pub feature: Feature,
+    /// The rule's direction.
+    pub direction: Direction,
+    /// Engineering unit of the threshold.
+    pub unit: String,
+}
+
+impl Target {
+    /// The target a packet's pattern names.
+    pub fn of_packet(body: &PacketBody) -> Self {
+        Self {
+            fingerprint: body.fingerprint,
+            feature: body.pattern.feature,
+            direction: body.pattern.direction,
+            unit: body.pattern.unit.to_string(),
+        }
+    }
+
+    /// A stable text key, `<fingerprint>/<feature>/<direction>/<unit>`, used in state files.
+    pub fn key(&self) -> String {
+        let feature = serde_json::to_string(&self.feature).unwrap_or_default();
+        let direction = match self.direction {
+            Direction::High => "high",
+            Direction::Low => "low",
+        };
+        format!(
+            "{}/{}/{direction}/{}",
+            self.fingerprint,
+            feature.trim_matches('"'),
+            self.unit
+        )
+    }
+}
+
+/// Tuning of synthesis and trust (`[synthesis]` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Apply peers' packets to adaptable thresholds. Default true.
+    #[serde(default = "default_true")]
+    pub apply: bool,
+    /// Trust of a source never answered here, 0–1. Default 0.5.
+    #[serde(default = "default_neutral_trust")]
+    pub neutral_trust: f64,
+    /// Trust added when an alarm a source's proposal moved is confirmed. Default 0.05.
+    #[serde(default = "default_trust_gain")]
+    pub trust_gain: f64,
+    /// Trust removed when such an alarm is refuted. Default 0.10.
+    #[serde(default = "default_trust_loss")]
+    pub trust_loss: f64,
+    /// Proposals lighter than this are ignored. Default 0.05.
+    #[serde(default = "default_min_weight")]
+    pub min_weight: f64,
+    /// Weight of the configured baseline against the proposals. Default 1.0: one fully
+    /// trusted, fully confident, often validated source moves the level about halfway.
+    #[serde(default = "default_baseline_weight")]
+    pub baseline_weight: f64,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_neutral_trust() -> f64 {
+    0.5
+}
+fn default_trust_gain() -> f64 {
+    0.05
+}
+fn default_trust_loss() -> f64 {
+    0.10
+}
+fn default_min_weight() -> f64 {
+    0.05
+}
+fn default_baseline_weight() -> f64 {
+    1.0
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            apply: true,
+            neutral_trust: default_neutral_trust(),
+            trust_gain: default_trust_gain(),
+            trust_loss: default_trust_loss(),
+            min_weight: default_min_weight(),
+            baseline_weight: default_baseline_weight(),
+        }
+    }
+}
+
+/// A rule's configured level and the rails peers may move it within.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rails {
+    /// The configured level.
+    pub baseline: f64,
+    /// Lowest effective level.
+    pub floor: f64,
+    /// Highest effective level.
+    pub ceiling: f64,
+    /// The rule's direction: for `High`, a lower level warns earlier.
+    pub direction: Direction,
+    /// Only move toward earlier warning (default).
+    pub tighten_only: bool,
+}
+
+impl Rails {
+    fn clamp(&self, v: f64) -> f64 {
+        v.max(self.floor).min(self.ceiling)
+    }
+
+    /// Whether `v` would warn later than the baseline.
+    fn loosens(&self, v: f64) -> bool {
+        match self.direction {
+            Direction::High => v > self.baseline,
+            Direction::Low => v < self.baseline,
+        }
+    }
+}
+
+/// A source's latest word on a target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The packet's sequence number.
+    pub seq: u64,
+    /// The threshold it proposes, as sent.
+    pub threshold: f64,
+    /// The source's confidence.
+    pub confidence: f64,
+    /// The source's validation count.
+    pub validations: u32,
+    /// The source's refutation count.
+    pub refutations: u32,
+    /// The source's lead time, seconds.
+    pub lead_time_s: u32,
+    /// A false-alarm packet: the source withdrew its advice.
+    pub false_alarm: bool,
+    /// Unix seconds the packet was issued.
+    pub issued_at: u64,
+    /// Unix seconds the packet expires.
+    pub expires_at: u64,
+}
+
+/// Why a live proposal does or does not count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// It moves the level.
+    Applied,
+    /// Its weight is below `min_weight`.
+    BelowMinWeight,
+    /// It would warn later than the baseline, and the rule only tightens.
+    WouldLoosen,
+    /// The source's latest packet for this pattern was a false alarm.
+    FalseAlarm,
+}
+
+/// One line of an effective threshold's provenance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Contribution {
+    /// The source's public key, hex.
+    pub source: String,
+    /// The packet's sequence number.
+    pub seq: u64,
+    /// The threshold the packet proposed.
+    pub proposed: f64,
+    /// The proposal inside the rails.
+    pub applied: f64,
+    /// The source's trust here.
+    pub trust: f64,
+    /// The packet's confidence.
+    pub confidence: f64,
+    /// The packet's validation count.
+    pub validations: u32,
+    /// trust × confidence × v / (v + 1).
+    pub weight: f64,
+    /// Unix seconds the packet expires.
+    pub expires_at: u64,
+    /// Whether it counts.
+    pub status: Status,
+}
+
+/// A rule's effective level and where it comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Effective {
+    /// The level the rule uses.
+    pub value: f64,
+    /// The configured level.
+    pub baseline: f64,
+    /// Rails.
+    pub floor: f64,
+    /// Rails.
+    pub ceiling: f64,
+    /// Only tightening allowed.
+    pub tighten_only: bool,
+    /// Every live proposal for the rule, with its weight and whether it counts.
+    pub provenance: Vec<Contribution>,
+}
+
+impl Effective {
+    /// Sources whose proposals moved the level.
+    pub fn applied_sources(&self) -> Vec<String> {
+        self.provenance
+            .iter()
+            .filter(|c| c.status == Status::Applied)
+            .map(|c| c.source.clone())
+            .collect()
+    }
+}
+
+/// What [`SynthesisState::offer`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// It is the source's live proposal for the target now.
+    Proposed,
+    /// It withdrew the source's proposal (a false alarm).
+    Withdrawn,
+    /// The source's live proposal is as new or newer: nothing changed.
+    Stale,
+}
+
+/// Trust and live proposals, persisted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SynthesisState {
+    /// Trust of sources answered here (hex public key → trust); others are neutral.
+    #[serde(default)]
+    pub trust: BTreeMap<String, f64>,
+    /// Live proposals by [`Target::key`], then by source (hex public key).
+    #[serde(default)]
+    pub proposals: BTreeMap<String, BTreeMap<String, Proposal>>,
+}
+
+impl SynthesisState {
+    /// The trust of a source.
+    pub fn trust(&self, settings: &Settings, source: &str) -> f64 {
+        self.trust
+            .get(source)
+            .copied()
+            .filter(|t| t.is_finite())
+            .unwrap_or(settings.neutral_trust)
+            .clamp(0.0, 1.0)
+    }
+
+    /// Records a verified packet for `target_key`. The caller offers only packets whose
+    /// target some local adaptable rule has.
+    pub fn offer(&mut self, target_key: &str, body: &PacketBody) -> Offered {
+        let source = hex::encode(body.source);
+        let proposals = self.proposals.entry(target_key.to_string()).or_default();
+        if proposals.get(&source).is_some_and(|p| p.seq >= body.seq) {
+            return Offered::Stale;
+        }
+        let false_alarm = body.outcome.kind == OutcomeKind::FalseAlarm;
+        proposals.insert(
+            source,
+            Proposal {
+                seq: body.seq,
+                threshold: f64::from(body.pattern.threshold),
+                confidence: f64::from(body.confidence),
+                validations: body.validations,
+                refutations: body.refutations,
+                lead_time_s: body.lead_time_s,
+                false_alarm,
+                issued_at: body.issued_at,
+                expires_at: body.issued_at.saturating_add(u64::from(body.ttl_s)),
+            },
+        );
+        while proposals.len() > MAX_PROPOSALS_PER_TARGET {
+            let Some(oldest) = proposals
+                .iter()
+                .min_by_key(|(_, p)| p.expires_at)
+                .map(|(s, _)| s.clone())
+            else {
+                break;
+            };
+            proposals.remove(&oldest);
+        }
+        if false_alarm {
+            Offered::Withdrawn
+        } else {
+            Offered::Proposed
+        }
+    }
+
+    /// Forgets proposals expired at `now` (Unix seconds). Returns the targets that lost one.
+    pub fn expire(&mut self, now: u64) -> Vec<String> {
+        let mut changed = Vec::new();
+        for (key, proposals) in &mut self.proposals {
+            let before = proposals.len();
+            proposals.retain(|_, p| p.expires_at > now);
+            if proposals.len() != before {
+                changed.push(key.clone());
+            }
+        }
+        self.proposals.retain(|_, p| !p.is_empty());
+        changed
+    }
+
+    /// The earliest expiry of any live proposal.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.proposals
+            .values()
+            .flat_map(|p| p.values())
+            .map(|p| p.expires_at)
+            .min()
+    }
+
+    /// The effective level of a rule with these rails, from the live proposals for its target.
+    pub fn effective(&self, settings: &Settings, target_key: &str, rails: &Rails) -> Effective {
+        let mut provenance = Vec::new();
+        let mut num = settings.baseline_weight.max(0.0) * rails.baseline;
+        let mut den = settings.baseline_weight.max(0.0);
+        if let Some(proposals) = self.proposals.get(target_key) {
+            for (source, p) in proposals {
+                let trust = self.trust(settings, source);
+                let v = f64::from(p.validations);
+                let confidence = if p.confidence.is_finite() {
+                    p.confidence.clamp(0.0, 1.0)
+                } else {
+                    0.0
+                };
+                let weight = trust * confidence * v / (v + 1.0);
+                let applied = rails.clamp(p.threshold);
+                let status = if p.false_alarm {
+                    Status::FalseAlarm
+                } else if rails.tighten_only && rails.loosens(applied) {
+                    Status::WouldLoosen
+                } else if weight < settings.min_weight || weight <= 0.0 {
+                    Status::BelowMinWeight
+                } else {
+                    Status::Applied
+                };
+                if status == Status::Applied {
+                    num += weight * applied;
+                    den += weight;
+                }
+                provenance.push(Contribution {
+                    source: source.clone(),
+                    seq: p.seq,
+                    proposed: p.threshold,
+                    applied,
+                    trust,
+                    confidence,
+                    validations: p.validations,
+                    weight,
+                    expires_at: p.expires_at,
+                    status,
+                });
+            }
+        }
+        let mut value = if den > 0.0 { num / den } else { rails.baseline };
+        if rails.tighten_only && rails.loosens(value) {
+            value = rails.baseline;
+        }
+        Effective {
+            value: rails.clamp(value),
+            baseline: rails.baseline,
+            floor: rails.floor,
+            ceiling: rails.ceiling,
+            tighten_only: rails.tighten_only,
+            provenance,
+        }
+    }
+
+    /// Adjusts the trust of the sources whose proposals moved an alarm that was answered
+    /// here. Returns each source's trust before and after.
+    pub fn answered(
+        &mut self,
+        settings: &Settings,
+        sources: &[String],
+        confirmed: bool,
+    ) -> Vec<(String, f64, f64)> {
+        let mut changes = Vec::new();
+        for source in sources {
+            let before = self.trust(settings, source);
+            let after = if confirmed {
+                before + settings.trust_gain
+            } else {
+                before - settings.trust_loss
+            }
+            .clamp(0.0, 1.0);
+            self.trust.insert(source.clone(), after);
+            changes.push((source.clone(), before, after));
+        }
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{self as pk, FailureMode, Frequency, SignalPattern};
+
+    fn body(
+        source: u8,
+        seq: u64,
+        threshold: f32,
+        validations: u32,
+        kind: OutcomeKind,
+    ) -> PacketBody {
+        PacketBody {
+            version: pk::VERSION,
+            fingerprint: Fingerprint([3; 16]),
+            pattern: SignalPattern {
+                feature: Feature::BearingDefect(pk::BearingDefect::Bpfo),
+                frequency: Frequency::None,
+                threshold,
+                unit: pk::label("unit", "dB").unwrap(),
+                direction: Direction::High,
+            },
+            outcome: pk::Outcome {
+                kind,
+                failure_mode: FailureMode::BearingOuterRace,
+                label: pk::label("label", "outer race").unwrap(),
+            },
+            confidence: 1.0,
+            validations,
+            refutations: 0,
+            lead_time_s: 3600,
+            issued_at: 1_000,
+            ttl_s: 100,
+            seq,
+            source: [source; 32],
+            equipment_label: pk::label("equipment_label", "pump").unwrap(),
+        }
+    }
+
+    const RAILS: Rails = Rails {
+        baseline: 14.0,
+        floor: 6.0,
+        ceiling: 16.0,
+        direction: Direction::High,
+        tighten_only: true,
+    };
+
+    fn key() -> String {
+        Target::of_packet(&body(1, 1, 0.0, 1, OutcomeKind::DefectConfirmed)).key()
+    }
+
+    #[test]
+    fn the_target_key_names_context_feature_direction_and_unit() {
+        assert_eq!(
+            key(),
+            "03030303030303030303030303030303/{\"bearing_defect\":\"bpfo\"}/high/dB"
+        );
+    }
+
+    #[test]
+    fn a_proposal_moves_the_level_by_its_weight_and_keeps_its_provenance() {
+        let s = Settings::default();
+        let mut st = SynthesisState::default();
+        assert_eq!(
+            st.offer(&key(), &body(1, 1, 8.0, 3, OutcomeKind::DefectConfirmed)),
+            Offered::Proposed
+        );
+        let e = st.effective(&s, &key(), &RAILS);
+        // weight = 0.5 × 1.0 × 3/4 = 0.375; (14 + 0.375 × 8) / 1.375
+        let w = 0.375;
+        assert!(
+            (e.value - (14.0 + w * 8.0) / (1.0 + w)).abs() < 1e-12,
+            "{}",
+            e.value
+        );
+        assert_eq!(e.provenance.len(), 1);
+        assert_eq!(e.provenance[0].status, Status::Applied);
+        assert!((e.provenance[0].weight - w).abs() < 1e-12);
+        assert_eq!(e.applied_sources(), vec![hex::encode([1u8; 32])]);
+    }
+
+    #[test]
+    fn absurd_proposals_stay_inside_the_rails_and_loosening_is_ignored() {
+        let s = Settings {
+            baseline_weight: 0.01,
+            ..Settings::default()
+        };
+        let mut st = SynthesisState::default();
+        st.offer(
+            &key(),
+            &body(1, 1, -1.0e30, 1_000, OutcomeKind::DefectConfirmed),
+        );
+        let e = st.effective(&s, &key(), &RAILS);
+        assert!(
+            e.value >= RAILS.floor && e.value < RAILS.baseline,
+            "{}",
+            e.value
+        );
+        assert_eq!(e.provenance[0].applied, RAILS.floor);
+
+        let mut st = SynthesisState::default();
+        st.offer(
+            &key(),
+            &body(2, 1, 1.0e30, 1_000, OutcomeKind::DefectConfirmed),
+        );
+        let e = st.effective(&s, &key(), &RAILS);
+        assert_eq!(e.value, RAILS.baseline);
+        assert_eq!(e.provenance[0].status, Status::WouldLoosen);
+
+        let loose = Rails {
+            tighten_only: false,
+            ..RAILS
+        };
+        let e = st.effective(&s, &key(), &loose);
+        assert!(
+            e.value > RAILS.baseline && e.value <= RAILS.ceiling,
+            "{}",
+            e.value
+        );
+    }
+
+    #[test]
+    fn a_low_rule_tightens_upward() {
+        let rails = Rails {
+            baseline: 10.0,
+            floor: 8.0,
+            ceiling: 14.0,
+            direction: Direction::Low,
+            tighten_only: true,
+        };
+        let mut b = body(1, 1, 12.0, 9, OutcomeKind::DefectConfirmed);
+        b.pattern.direction = Direction::Low;
+        let k = Target::of_packet(&b).key();
+        let mut st = SynthesisState::default();
+        st.offer(&k, &b);
+        let e = st.effective(&Settings::default(), &k, &rails);
+        assert!(e.value > 10.0 && e.value < 12.0, "{}", e.value);
+        b.seq = 2;
+        b.pattern.threshold = 9.0;
+        st.offer(&k, &b);
+        assert_eq!(st.effective(&Settings::default(), &k, &rails).value, 10.0);
+    }
+
+    #[test]
+    fn light_proposals_false_alarms_old_packets_and_expiry_do_not_count() {
+        let s = Settings {
+            min_weight: 0.3,
+            ..Settings::default()
+        };
+        let mut st = SynthesisState::default();
+        // 0.5 × 1 × 1/2 = 0.25 < 0.3
+        st.offer(&key(), &body(1, 5, 8.0, 1, OutcomeKind::DefectConfirmed));
+        let e = st.effective(&s, &key(), &RAILS);
+        assert_eq!(
+            (e.value, e.provenance[0].status),
+            (14.0, Status::BelowMinWeight)
+        );
+        assert_eq!(
+            st.offer(&key(), &body(1, 4, 6.0, 99, OutcomeKind::DefectConfirmed)),
+            Offered::Stale,
+            "an older packet does not replace a newer one"
+        );
+        assert_eq!(
+            st.offer(&key(), &body(1, 6, 6.0, 99, OutcomeKind::DefectConfirmed)),
+            Offered::Proposed
+        );
+        assert!(st.effective(&s, &key(), &RAILS).value < 14.0);
+        assert_eq!(
+            st.offer(&key(), &body(1, 7, 6.0, 99, OutcomeKind::FalseAlarm)),
+            Offered::Withdrawn
+        );
+        let e = st.effective(&s, &key(), &RAILS);
+        assert_eq!(
+            (e.value, e.provenance[0].status),
+            (14.0, Status::FalseAlarm)
+        );
+
+        st.offer(&key(), &body(2, 1, 6.0, 99, OutcomeKind::DefectConfirmed));
+        assert_eq!(st.next_expiry(), Some(1_100));
+        assert!(st.expire(1_099).is_empty());
+        assert_eq!(st.expire(1_100), vec![key()]);
+        assert!(st.proposals.is_empty());
+        assert_eq!(st.effective(&s, &key(), &RAILS).value, 14.0);
+    }
+
+    #[test]
+    fn trust_rises_on_confirmation_falls_faster_on_refutation_and_stays_in_bounds() {
+        let s = Settings::default();
+        let mut st = SynthesisState::default();
+        let a = hex::encode([1u8; 32]);
+        let c = st.answered(&s, std::slice::from_ref(&a), true);
+        assert!((c[0].1 - 0.5).abs() < 1e-12 && (c[0].2 - 0.55).abs() < 1e-12);
+        st.answered(&s, std::slice::from_ref(&a), false);
+        assert!((st.trust(&s, &a) - 0.45).abs() < 1e-12);
+        for _ in 0..20 {
+            st.answered(&s, std::slice::from_ref(&a), false);
+        }
+        assert_eq!(st.trust(&s, &a), 0.0);
+        st.offer(&key(), &body(1, 1, 6.0, 99, OutcomeKind::DefectConfirmed));
+        let e = st.effective(&s, &key(), &RAILS);
+        assert_eq!(e.value, 14.0, "a source without trust moves nothing");
+        for _ in 0..40 {
+            st.answered(&s, std::slice::from_ref(&a), true);
+        }
+        assert_eq!(st.trust(&s, &a), 1.0);
+    }
+
+    #[test]
+    fn proposals_per_target_are_bounded() {
+        let mut st = SynthesisState::default();
+        for i in 0..(MAX_PROPOSALS_PER_TARGET + 3) {
+            let mut b = body(0, 1, 8.0, 1, OutcomeKind::DefectConfirmed);
+            b.source[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            b.issued_at = 1_000 + i as u64;
+            st.offer(&key(), &b);
+        }
+        assert_eq!(st.proposals[&key()].len(), MAX_PROPOSALS_PER_TARGET);
+    }
+}
