@@ -357,7 +357,7 @@ impl SynthesisState {
                 let applied = rails.clamp(p.threshold);
                 let status = if p.false_alarm {
                     Status::FalseAlarm
-                } else if rails.tighten_only && rails.loosens(applied) {
+                } else if rails.tighten_only && rails.loosens(p.threshold) {
                     Status::WouldLoosen
                 } else if weight < settings.min_weight || weight <= 0.0 {
                     Status::BelowMinWeight

@@ -129,6 +129,30 @@ pub fn mosquitto_on(port: u16) -> Peer {
     peer
 }
 
+/// A plant's mosquitto broker on a free port, bridged to a cloud broker on `cloud` for the
+/// uplink topics `qis/v1/ctx/#` in both directions (QoS 1, persistent bridge session), as a
+/// plant would run it.
+pub fn mosquitto_bridged(cloud: u16, name: &str) -> Peer {
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             connection cloud-{name}\naddress 127.0.0.1:{cloud}\ntopic qis/v1/ctx/# both 1\n\
+             cleansession false\nremote_clientid bridge-{name}\nrestart_timeout 1 2\n\
+             keepalive_interval 5\n"
+        ),
+    )
+    .expect("write mosquitto.conf");
+    let mut command = Command::new("mosquitto");
+    command.arg("-c").arg(&conf);
+    let peer = spawn_peer(command, port, "mosquitto (bridged)");
+    drop(dir);
+    peer
+}
+
 /// A pymodbus TCP server with the given register spec (see tests/peers/modbus_server.py).
 pub fn modbus_server(spec: &Value) -> Peer {
     modbus_server_on(free_port(), spec)

@@ -1,0 +1,494 @@
+//! The outcome loop across plants, against real mosquitto brokers and Modbus servers: a
+//! failure confirmed at one plant moves an adaptable threshold at another, with provenance,
+//! inside its rails, weighted by trust that follows the local engineers' answers.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+const CONTEXT: &str = "[devices.context]\nequipment_class = \"Centrifugal pump\"\nprocess = \"cooling water\"\nsensor_kind = \"temperature\"\nmounting = \"bearing housing\"\n\n";
+const RULE: &str = "pump/bearing_temp/high";
+
+/// A plant with one pump whose bearing temperature has a `high` rule. `adapt` adds rails and
+/// `extra` further sections.
+fn plant(
+    site: &str,
+    state: &Path,
+    mqtt: u16,
+    plc: u16,
+    warning: f64,
+    adapt: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "[site]\nid = \"{site}\"\nstate_dir = \"{}\"\n[mqtt]\nport = {mqtt}\n{extra}\n\
+         [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {plc}\npoll_interval_ms = 50\n\n{CONTEXT}\
+         [[devices.points]]\nname = \"bearing_temp\"\nregister = \"holding\"\naddress = 0\nunit = \"°C\"\n\n\
+         [[devices.points.alarms]]\nkind = \"high\"\nwarning = {warning:?}\nalarm = 95.0\n{adapt}",
+        state.display()
+    )
+}
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), qis_edge::gateway::RunError>>,
+}
+
+fn start(text: &str) -> Running {
+    let config = qis_edge::config::parse_str(text, "plant.toml").unwrap_or_else(|e| panic!("{e}"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(qis_edge::run(config, async move {
+        let _ = stopped.await;
+    }));
+    Running { stop, task }
+}
+
+async fn stop(r: Running) {
+    let _ = r.stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), r.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+fn plc() -> Peer {
+    modbus_server(
+        &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 50}]}),
+    )
+}
+
+fn public_key(state: &Path) -> String {
+    std::fs::read_to_string(state.join("outcome-key.pub"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn threshold_topic(site: &str) -> String {
+    format!("qis/{site}/thresholds/pump/bearing_temp/high")
+}
+
+/// Replays the same slow rise (60 → 94 °C, 1 °C per 150 ms) into a plant's PLC until its rule
+/// is raised; returns the value that raised it, how long after the rise began, and the alarm id.
+/// The value then falls back to 50 and the alarm clears.
+async fn rise_until_raised(
+    observer: &mut Observer,
+    site: &str,
+    plc: u16,
+) -> (f64, Duration, String) {
+    let events = format!("qis/{site}/events");
+    let began = Instant::now();
+    let mut raised = None;
+    'rise: for v in 60..=94u16 {
+        write_holding(plc, 0, v).await;
+        let step_end = Instant::now() + Duration::from_millis(150);
+        while Instant::now() < step_end {
+            let left = step_end.saturating_duration_since(Instant::now());
+            if let Ok(m) = tokio::time::timeout(
+                left,
+                observer.wait_for("", Duration::from_secs(3600), |m| {
+                    m.topic == events && m.json["type"] == "alarm" && m.json["to"] == "active"
+                }),
+            )
+            .await
+            {
+                raised = Some(m);
+                break 'rise;
+            }
+        }
+    }
+    let m = raised.unwrap_or_else(|| panic!("{site}: the rise to 94 °C raised no alarm"));
+    let value = m.json["value"].as_f64().unwrap();
+    let elapsed = m.at.saturating_duration_since(began);
+    write_holding(plc, 0, 50).await;
+    observer
+        .wait_for("the clear", Duration::from_secs(10), |m| {
+            m.topic == events && m.json["to"] == "cleared"
+        })
+        .await;
+    (
+        value,
+        elapsed,
+        m.json["alarm_id"].as_str().unwrap().to_string(),
+    )
+}
+
+/// trust × confidence × v / (v + 1), and the weighted mean with the baseline (weight 1).
+fn expected_level(baseline: f64, proposal: f64, trust: f64, confidence: f64, v: f64) -> f64 {
+    let w = trust * confidence * v / (v + 1.0);
+    (baseline + w * proposal) / (1.0 + w)
+}
+
+/// Two plants and a cloud: three brokers, the plants' bridged to the cloud. Phoenix confirms an
+/// alarm its tighter warning level caught; Stuttgart's adaptable level moves toward it with
+/// Phoenix's packet as provenance, and the same rise raises Stuttgart's alarm earlier than
+/// before. Stuttgart's engineer confirms that alarm: Phoenix's trust there rises, and the level
+/// follows. Everything that crossed the cloud is a valid outcome packet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_confirmed_at_one_plant_warns_another_earlier() {
+    let cloud = mosquitto();
+    let mut cloud_observer = Observer::connect_filter(cloud.port, "#").await;
+    let broker_a = mosquitto_bridged(cloud.port, "phoenix");
+    let broker_b = mosquitto_bridged(cloud.port, "stuttgart");
+    let (plc_a, plc_b) = (plc(), plc());
+    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let text_a = plant(
+        "phoenix",
+        state_a.path(),
+        broker_a.port,
+        plc_a.port,
+        65.0,
+        "",
+        "",
+    );
+    let text_b = plant(
+        "stuttgart",
+        state_b.path(),
+        broker_b.port,
+        plc_b.port,
+        80.0,
+        "[devices.points.alarms.adapt]\nfloor = 60.0\nceiling = 80.0\n",
+        "",
+    );
+    let mut obs_a = Observer::connect(broker_a.port).await;
+    let mut obs_b = Observer::connect(broker_b.port).await;
+    let a = start(&text_a);
+    let b = start(&text_b);
+
+    // Stuttgart publishes its level, at the baseline, without provenance.
+    let initial = obs_b
+        .wait_for("the initial threshold", Duration::from_secs(10), |m| {
+            m.topic == threshold_topic("stuttgart")
+        })
+        .await;
+    assert_eq!(initial.json["value"], 80.0);
+    assert_eq!(initial.json["baseline"], 80.0);
+    assert_eq!(initial.json["level"], "warning");
+    assert_eq!(initial.json["provenance"], json!([]));
+
+    // Without peers' advice the rise raises Stuttgart's warning at 80 °C.
+    let (before, before_after, _) = rise_until_raised(&mut obs_b, "stuttgart", plc_b.port).await;
+    assert!(before >= 80.0, "raised at {before}");
+
+    // Phoenix's tighter level catches a rise; its engineer confirms the bearing failure.
+    let (caught, _, alarm_a) = rise_until_raised(&mut obs_a, "phoenix", plc_a.port).await;
+    assert!((65.0..80.0).contains(&caught), "phoenix raised at {caught}");
+    obs_a
+        .publish(
+            "qis/phoenix/cmd/confirm",
+            &json!({"alarm_id": alarm_a, "failure_mode": "bearing_outer_race", "note": "spall"})
+                .to_string(),
+        )
+        .await;
+
+    // Stuttgart's level moves toward 65 with Phoenix's packet as its provenance.
+    let phoenix = public_key(state_a.path());
+    let moved = obs_b
+        .wait_for("the adapted threshold", Duration::from_secs(20), |m| {
+            m.topic == threshold_topic("stuttgart") && m.json["value"].as_f64() != Some(80.0)
+        })
+        .await;
+    let want = expected_level(80.0, 65.0, 0.5, 2.0 / 3.0, 1.0);
+    let level = moved.json["value"].as_f64().unwrap();
+    assert!(
+        (level - want).abs() < 1e-5,
+        "level {level}, expected {want}"
+    );
+    let provenance = moved.json["provenance"].as_array().unwrap();
+    assert_eq!(provenance.len(), 1, "{}", moved.json);
+    let p = &provenance[0];
+    assert_eq!(p["source"], phoenix.as_str());
+    assert_eq!(p["status"], "applied");
+    assert_eq!(p["proposed"], 65.0);
+    assert_eq!(p["validations"], 1);
+    assert!((p["trust"].as_f64().unwrap() - 0.5).abs() < 1e-12);
+    let peer_event = obs_b
+        .saw_or_wait_for("the peer outcome event", Duration::from_secs(5), |m| {
+            m.json["type"] == "peer_outcome"
+        })
+        .await;
+    assert_eq!(peer_event.json["applied_to"], json!([RULE]));
+
+    // The same rise now raises Stuttgart's warning earlier.
+    let (after, after_after, alarm_b) =
+        rise_until_raised(&mut obs_b, "stuttgart", plc_b.port).await;
+    assert!(
+        after >= level && after < 80.0,
+        "raised at {after} with level {level}"
+    );
+    assert!(
+        after_after < before_after,
+        "raised {after_after:?} into the rise, before advice {before_after:?}"
+    );
+
+    // Stuttgart's engineer confirms: the peer whose advice moved the alarm gains trust, and the
+    // level follows the new weight.
+    obs_b
+        .publish(
+            "qis/stuttgart/cmd/confirm",
+            &json!({"alarm_id": alarm_b, "failure_mode": "bearing_outer_race"}).to_string(),
+        )
+        .await;
+    let trust = obs_b
+        .wait_for("the trust event", Duration::from_secs(5), |m| {
+            m.json["type"] == "trust"
+        })
+        .await;
+    assert_eq!(trust.json["source"], phoenix.as_str());
+    assert!((trust.json["from"].as_f64().unwrap() - 0.5).abs() < 1e-12);
+    assert!((trust.json["to"].as_f64().unwrap() - 0.55).abs() < 1e-12);
+    let want = expected_level(80.0, 65.0, 0.55, 2.0 / 3.0, 1.0);
+    obs_b
+        .wait_for(
+            "the level after the trust change",
+            Duration::from_secs(5),
+            |m| {
+                m.topic == threshold_topic("stuttgart")
+                    && m.json["value"]
+                        .as_f64()
+                        .is_some_and(|v| (v - want).abs() < 1e-5)
+            },
+        )
+        .await;
+
+    // Stuttgart's own confirmation travelled too: Phoenix has no adaptable rule, so it only
+    // shows it to its engineers.
+    let back = obs_a
+        .wait_for(
+            "stuttgart's packet at phoenix",
+            Duration::from_secs(20),
+            |m| m.json["type"] == "peer_outcome",
+        )
+        .await;
+    assert_eq!(back.json["source"], public_key(state_b.path()).as_str());
+    assert_eq!(back.json["applied_to"], json!([]));
+
+    stop(a).await;
+    stop(b).await;
+
+    // Privacy: the cloud saw outcome packets and nothing else.
+    let crossed = cloud_observer.collect(Duration::from_millis(300)).await;
+    assert!(
+        crossed.len() >= 2,
+        "{} messages crossed the cloud",
+        crossed.len()
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for m in &crossed {
+        assert!(
+            m.topic.starts_with("qis/v1/ctx/"),
+            "{} crossed the cloud",
+            m.topic
+        );
+        let mut guard = qis_edge::packet::ReplayGuard::new(8);
+        let packet = qis_edge::packet::verify(
+            &m.raw,
+            now,
+            &mut guard,
+            &qis_edge::packet::TrustPolicy::default(),
+        )
+        .unwrap_or_else(|r| panic!("not a valid packet on {}: {r}", m.topic));
+        assert_eq!(packet.body().fingerprint.topic(), m.topic);
+        let text = String::from_utf8_lossy(&m.raw);
+        for secret in ["phoenix", "stuttgart", "spall", "pump/", "bearing_temp"] {
+            assert!(!text.contains(secret), "`{secret}` crossed the cloud");
+        }
+    }
+}
+
+/// Signs a process-value proposal for the pump's context as a given peer.
+fn proposal(
+    seed: u8,
+    fingerprint: qis_edge::packet::Fingerprint,
+    seq: u64,
+    threshold: f32,
+) -> Vec<u8> {
+    use qis_edge::packet::*;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    PacketBody {
+        version: VERSION,
+        fingerprint,
+        pattern: SignalPattern {
+            feature: Feature::ProcessValue,
+            frequency: Frequency::None,
+            threshold,
+            unit: label("unit", "°C").unwrap(),
+            direction: Direction::High,
+        },
+        outcome: Outcome {
+            kind: OutcomeKind::FailureConfirmed,
+            failure_mode: FailureMode::BearingOuterRace,
+            label: label("l", "outer race").unwrap(),
+        },
+        confidence: 1.0,
+        validations: 1_000,
+        refutations: 0,
+        lead_time_s: 86_400,
+        issued_at: now,
+        ttl_s: 86_400,
+        seq,
+        source: [0; 32],
+        equipment_label: label("e", "Centrifugal pump").unwrap(),
+    }
+    .sign(&ed25519_dalek::SigningKey::from_bytes(&[seed; 32]))
+    .unwrap()
+    .to_bytes()
+    .unwrap()
+}
+
+/// A peer that turns malicious and proposes absurd thresholds moves the level no further than
+/// its rail; as the alarms it caused are refuted its trust falls until its advice weighs
+/// nothing and the level is back at its baseline. Trust and proposals survive a restart, and a
+/// corrupt state file is moved aside with the last good copy used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malicious_peer_stays_inside_the_rails_and_loses_its_trust() {
+    let broker = mosquitto();
+    let plc = plc();
+    let state = tempfile::tempdir().unwrap();
+    let text = plant(
+        "stuttgart",
+        state.path(),
+        broker.port,
+        plc.port,
+        80.0,
+        "[devices.points.alarms.adapt]\nfloor = 60.0\nceiling = 80.0\n",
+        "[synthesis]\nbaseline_weight = 0.01\n",
+    );
+    let fingerprint = qis_edge::config::parse_str(&text, "t").unwrap().devices[0]
+        .context()
+        .unwrap()
+        .fingerprint()
+        .unwrap();
+    let mut obs = Observer::connect(broker.port).await;
+    let gateway = start(&text);
+    obs.wait_for("the gateway online", Duration::from_secs(10), |m| {
+        m.topic == "qis/stuttgart/status" && m.json["status"] == "online"
+    })
+    .await;
+    // The uplink (here the local broker) subscribes right after connecting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Absurd: far below the floor, from a source claiming a thousand validations.
+    obs.publish_raw(&fingerprint.topic(), proposal(9, fingerprint, 1, -1.0e6))
+        .await;
+    let moved = obs
+        .wait_for("the level at its floor", Duration::from_secs(10), |m| {
+            m.topic == threshold_topic("stuttgart") && m.json["value"].as_f64() != Some(80.0)
+        })
+        .await;
+    let level = moved.json["value"].as_f64().unwrap();
+    assert!(
+        (60.0..80.0).contains(&level),
+        "level {level} left its rails"
+    );
+    assert_eq!(moved.json["provenance"][0]["applied"], 60.0);
+    assert_eq!(moved.json["provenance"][0]["proposed"], -1.0e6);
+
+    // Far above the ceiling: the level only tightens, so this is ignored.
+    obs.publish_raw(&fingerprint.topic(), proposal(8, fingerprint, 1, 1.0e6))
+        .await;
+    let both = obs
+        .wait_for("the second proposal", Duration::from_secs(10), |m| {
+            m.topic == threshold_topic("stuttgart")
+                && m.json["provenance"]
+                    .as_array()
+                    .is_some_and(|p| p.len() == 2)
+        })
+        .await;
+    assert_eq!(both.json["value"].as_f64(), Some(level));
+    let statuses: Vec<&Value> = both.json["provenance"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["status"])
+        .collect();
+    assert!(statuses.contains(&&json!("would_loosen")), "{statuses:?}");
+
+    // Restart: trust and proposals are kept, the level comes back the same.
+    stop(gateway).await;
+    let gateway = start(&text);
+    let again = obs
+        .wait_for("the level after restart", Duration::from_secs(10), |m| {
+            m.topic == threshold_topic("stuttgart") && !m.retained
+        })
+        .await;
+    assert_eq!(again.json["value"].as_f64(), Some(level));
+
+    // Each alarm the malicious advice raises is refuted; its trust falls by 0.10 each time
+    // until its weight is below the minimum and the level reverts to the baseline.
+    let mut trust = 0.5;
+    let mut current = level;
+    for round in 0..5 {
+        let (at, _, id) = rise_until_raised(&mut obs, "stuttgart", plc.port).await;
+        assert!(
+            at < 80.0 && at >= current,
+            "round {round}: raised at {at}, level {current}"
+        );
+        obs.publish(
+            "qis/stuttgart/cmd/refute",
+            &json!({"alarm_id": id, "note": "nothing found"}).to_string(),
+        )
+        .await;
+        let event = obs
+            .wait_for("the trust event", Duration::from_secs(5), |m| {
+                m.json["type"] == "trust"
+            })
+            .await;
+        let to = event.json["to"].as_f64().unwrap();
+        assert!(
+            (to - (trust - 0.1_f64).max(0.0)).abs() < 1e-9,
+            "round {round}: trust {to}"
+        );
+        trust = to;
+        let next = obs
+            .wait_for("the level after refutation", Duration::from_secs(5), |m| {
+                m.topic == threshold_topic("stuttgart")
+            })
+            .await;
+        current = next.json["value"].as_f64().unwrap();
+        assert!((60.0..=80.0).contains(&current));
+        if trust < 0.05 {
+            assert_eq!(current, 80.0, "a distrusted peer moves nothing");
+            break;
+        }
+    }
+    assert_eq!(current, 80.0, "trust {trust}");
+    stop(gateway).await;
+
+    // A corrupt state file: moved aside, the last good copy used, nothing crashes.
+    let file = state.path().join("synthesis.json");
+    let saved: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(saved["trust"].as_object().is_some_and(|t| !t.is_empty()));
+    std::fs::write(&file, b"{\"trust\": {\"ab").unwrap();
+    let gateway = start(&text);
+    let after = obs
+        .wait_for(
+            "the level after a corrupt file",
+            Duration::from_secs(10),
+            |m| m.topic == threshold_topic("stuttgart") && !m.retained,
+        )
+        .await;
+    assert!((60.0..=80.0).contains(&after.json["value"].as_f64().unwrap()));
+    stop(gateway).await;
+    let aside = std::fs::read_dir(state.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("synthesis.json.corrupt")
+        });
+    assert!(aside, "the corrupt file was moved aside");
+}
