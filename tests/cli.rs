@@ -218,11 +218,14 @@ async fn sigterm_publishes_offline_and_exits_cleanly() {
     assert_eq!(public.trim().len(), 64);
 }
 
+/// The demo runs two plants: phoenix shows status, metrics and an alarm that is raised and
+/// clears; its confirmed bearing failure tightens stuttgart's level, with provenance, and
+/// stuttgart's developing fault is caught before its baseline level.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_shows_status_metrics_and_an_alarm_raise_and_clear_within_60_seconds() {
+async fn the_demo_shows_alarms_and_one_plant_warning_the_other_earlier() {
     let port = free_port();
     let mut demo = Command::new(gateway_binary())
-        .args(["demo", "--mqtt-port", &port.to_string(), "--duration", "70"])
+        .args(["demo", "--mqtt-port", &port.to_string(), "--duration", "58"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -234,40 +237,67 @@ async fn the_demo_shows_status_metrics_and_an_alarm_raise_and_clear_within_60_se
     let mut observer = Observer::connect(port).await;
     observer
         .wait_for("status online", within(start), |m| {
-            m.topic == "qis/demo/status" && m.json["status"] == "online"
+            m.topic == "qis/phoenix/status" && m.json["status"] == "online"
         })
         .await;
     observer
         .wait_for("a metric", within(start), |m| {
-            m.topic.starts_with("qis/demo/metrics/") && m.json["quality"] == "good"
+            m.topic.starts_with("qis/phoenix/metrics/") && m.json["quality"] == "good"
         })
         .await;
     let raised = observer
         .wait_for("an alarm raise", within(start), |m| {
-            m.topic == "qis/demo/events" && m.json["to"] == "active"
+            m.topic == "qis/phoenix/events" && m.json["to"] == "active"
         })
         .await;
     let id = raised.json["alarm_id"].as_str().unwrap().to_string();
     observer
-        .wait_for("that alarm clearing", within(start), |m| {
-            m.topic == "qis/demo/events"
+        .saw_or_wait_for("that alarm clearing", within(start), |m| {
+            m.topic == "qis/phoenix/events"
                 && m.json["to"] == "cleared"
                 && m.json["alarm_id"] == id.as_str()
         })
         .await;
-    let _ = demo.kill();
-    let _ = demo.wait();
-    let mut banner = String::new();
+    let tightened = observer
+        .saw_or_wait_for("stuttgart's level tightened", within(start), |m| {
+            m.topic == "qis/stuttgart/thresholds/pump1/bearing_db/high"
+                && m.json["value"].as_f64().is_some_and(|v| v < 14.0)
+        })
+        .await;
+    assert_eq!(tightened.json["provenance"][0]["status"], "applied");
+    assert_eq!(tightened.json["provenance"][0]["proposed"], 8.0);
+    let caught = observer
+        .saw_or_wait_for("stuttgart's early warning", within(start), |m| {
+            m.topic == "qis/stuttgart/events"
+                && m.json["point"] == "bearing_db"
+                && m.json["to"] == "active"
+        })
+        .await;
+    assert!(
+        caught.json["value"].as_f64().unwrap() < 14.0,
+        "{}",
+        caught.json
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let status = demo.wait();
+        (status, demo)
+    })
+    .await
+    .unwrap();
+    let (status, mut demo) = status;
+    assert!(status.unwrap().success());
+    let mut story = String::new();
     if let Some(mut out) = demo.stdout.take() {
         use std::io::Read;
-        let _ = out.read_to_string(&mut banner);
+        let _ = out.read_to_string(&mut story);
     }
     assert!(
-        banner.contains(&format!(
+        story.contains(&format!(
             "mosquitto_sub -h 127.0.0.1 -p {port} -t 'qis/#' -v"
         )),
-        "{banner}"
+        "{story}"
     );
+    assert!(story.contains("peers' advice caught the fault"), "{story}");
 }
 
 fn qis(args: &[&str], dir: &std::path::Path) -> std::process::Output {

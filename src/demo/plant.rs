@@ -88,39 +88,48 @@ impl tokio_modbus::server::Service for Service {
 
 /// Addresses of the running simulated devices.
 pub struct Plant {
-    /// The hydraulic press (holding registers and a coil).
+    /// Phoenix's hydraulic press (holding registers and a coil).
     pub press: SocketAddr,
-    /// The cooling pump (input registers).
+    /// Phoenix's cooling pump (input registers).
     pub pump: SocketAddr,
+    /// Stuttgart's cooling pump, of the same class (input registers).
+    pub stuttgart_pump: SocketAddr,
 }
 
 /// Starts the simulated devices on free loopback ports; they run until `cancel`.
 pub async fn start(cancel: CancellationToken) -> std::io::Result<Plant> {
     let press = Arc::new(Mutex::new(Image::default()));
     let pump = Arc::new(Mutex::new(Image::default()));
+    let stuttgart = Arc::new(Mutex::new(Image::default()));
     let started = Instant::now();
-    simulate(&press, &pump, 0.0);
+    simulate(&press, &pump, &stuttgart, 0.0);
     let press_addr = serve(press.clone(), cancel.clone()).await?;
     let pump_addr = serve(pump.clone(), cancel.clone()).await?;
+    let stuttgart_addr = serve(stuttgart.clone(), cancel.clone()).await?;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tick.tick() => simulate(&press, &pump, started.elapsed().as_secs_f64()),
+                _ = tick.tick() => simulate(&press, &pump, &stuttgart, started.elapsed().as_secs_f64()),
             }
         }
     });
     Ok(Plant {
         press: press_addr,
         pump: pump_addr,
+        stuttgart_pump: stuttgart_addr,
     })
 }
 
 /// The process: the press's oil temperature swings through its alarm levels on a 50 s cycle
 /// (warning at 80 °C after ~3 s, alarm at 88 °C after ~6 s, back below 78 °C after ~22 s);
 /// the pump's vibration drifts slowly on an 80 s cycle.
-fn simulate(press: &Mutex<Image>, pump: &Mutex<Image>, t: f64) {
+///
+/// A bearing outer race defect develops in both plants' pumps on a 120 s cycle: its envelope
+/// level climbs 0.5 dB/s from 2 dB, at phoenix from 3 s into the cycle and at stuttgart from
+/// 25 s; each bearing is replaced (back to 2 dB) 35 s after its fault began.
+fn simulate(press: &Mutex<Image>, pump: &Mutex<Image>, stuttgart: &Mutex<Image>, t: f64) {
     let wobble = (t * 1.7).sin() * 0.3;
     if let Ok(mut p) = press.lock() {
         let oil = 70.0 + 25.0 * (2.0 * PI * t / 50.0).sin() + wobble;
@@ -139,7 +148,27 @@ fn simulate(press: &Mutex<Image>, pump: &Mutex<Image>, t: f64) {
             .insert(0, ((velocity * 100.0).round() as i16) as u16);
         let temp = -5.0 + 2.0 * (2.0 * PI * t / 30.0).sin();
         p.input.insert(1, ((temp * 10.0).round() as i16) as u16);
+        p.input.insert(2, tenths(bearing_db(t, 3.0) + wobble * 0.3));
     }
+    if let Ok(mut p) = stuttgart.lock() {
+        p.input
+            .insert(2, tenths(bearing_db(t, 25.0) + wobble * 0.3));
+    }
+}
+
+/// The envelope level of a bearing whose fault starts `onset` seconds into each 120 s cycle.
+fn bearing_db(t: f64, onset: f64) -> f64 {
+    let since = t % 120.0 - onset;
+    if (0.0..35.0).contains(&since) {
+        2.0 + 0.5 * since
+    } else {
+        2.0
+    }
+}
+
+/// A value as an i16 register in tenths.
+fn tenths(v: f64) -> u16 {
+    ((v * 10.0).round() as i16) as u16
 }
 
 async fn serve(image: Arc<Mutex<Image>>, cancel: CancellationToken) -> std::io::Result<SocketAddr> {
