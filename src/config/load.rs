@@ -1615,6 +1615,67 @@ alarm = 80.0
     }
 
     #[test]
+    fn adapt_rails_and_synthesis_settings_are_checked() {
+        let rule = |levels: &str, rails: &str| {
+            format!(
+                "[site]\nid = \"p\"\n[[devices]]\ntype = \"modbus_tcp\"\nname = \"d\"\nhost = \"h\"\n\
+                 [[devices.points]]\nname = \"t\"\nregister = \"holding\"\naddress = 0\n\
+                 [[devices.points.alarms]]\nkind = \"high\"\n{levels}\n[devices.points.alarms.adapt]\n{rails}\n"
+            )
+        };
+        let messages = |text: &str| -> Vec<(usize, String)> {
+            errors(text)
+                .iter()
+                .map(|d| (d.line, d.message.clone()))
+                .collect()
+        };
+        assert!(messages(&rule(
+            "warning = 80.0\nalarm = 95.0",
+            "floor = 60.0\nceiling = 80.0"
+        ))
+        .is_empty());
+        let m = messages(&rule("warning = 80.0", "floor = 81.0\nceiling = 90.0"));
+        assert!(
+            m.len() == 1 && m[0].1.contains("must hold the warning level 80"),
+            "{m:?}"
+        );
+        let m = messages(&rule(
+            "warning = 80.0\nalarm = 95.0",
+            "floor = 60.0\nceiling = 95.0",
+        ));
+        assert!(
+            m.len() == 1 && m[0].1.contains("below the alarm level (95)"),
+            "{m:?}"
+        );
+        assert_eq!(m[0].0, 17, "the line of `ceiling`");
+        let m = messages(&rule("alarm = 95.0", "floor = 60.0"));
+        assert!(m.len() == 1 && m[0].1.contains("ceiling"), "{m:?}");
+
+        let synthesis =
+            |body: &str| messages(&format!("[site]\nid = \"p\"\n[synthesis]\n{body}\n"));
+        assert!(synthesis("neutral_trust = 0.7\nbaseline_weight = 0.25").is_empty());
+        // Every problem at once, each on its line.
+        let m =
+            synthesis("neutral_trust = 1.5\ntrust_loss = -0.1\nbaseline_weight = 0.0\nspeed = 1");
+        assert_eq!(
+            m.iter().map(|(line, _)| *line).collect::<Vec<_>>(),
+            vec![4, 5, 6, 7],
+            "{m:?}"
+        );
+        let text: Vec<&str> = m.iter().map(|(_, t)| t.as_str()).collect();
+        assert!(text[3].starts_with("unknown field `speed`"), "{text:?}");
+        assert!(text
+            .iter()
+            .any(|t| t.contains("neutral_trust = 1.5 is outside 0..=1")));
+        assert!(text
+            .iter()
+            .any(|t| t.contains("trust_loss = -0.1 is outside 0..=1")));
+        assert!(text
+            .iter()
+            .any(|t| t.contains("baseline_weight = 0 must be a positive number")));
+    }
+
+    #[test]
     fn allowlist_entries_must_be_public_keys() {
         let good = "ab".repeat(32);
         let text = format!(
