@@ -332,7 +332,8 @@ struct ReplayMemory {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct ReplayEntry {
     source: String,
-    seq: u64,
+    /// The most recent accepted sequence numbers, ascending.
+    seqs: Vec<u64>,
 }
 
 impl Intake {
@@ -349,7 +350,10 @@ impl Intake {
         let mut skipped = 0usize;
         for entry in &memory.sources {
             match crate::packet::keys::parse_public_hex(&entry.source) {
-                Some(source) => guard.remember(source, entry.seq),
+                Some(source) => entry
+                    .seqs
+                    .iter()
+                    .for_each(|seq| guard.remember(source, *seq)),
                 None => skipped += 1,
             }
         }
@@ -402,9 +406,9 @@ impl Intake {
                 .guard
                 .remembered()
                 .into_iter()
-                .map(|(source, seq)| ReplayEntry {
+                .map(|(source, seqs)| ReplayEntry {
                     source: hex::encode(source),
-                    seq,
+                    seqs,
                 })
                 .collect(),
         };
@@ -715,8 +719,11 @@ impl Core {
     /// Saves the replay memory and the synthesis state when they changed, then acknowledges
     /// the peer packets they account for. A failed save keeps the acknowledgements back: the
     /// broker will deliver those packets again.
+    ///
+    /// The proposals are saved before the replay memory: a crash between the two leaves a
+    /// packet whose effect is saved but which the replay memory would accept again, and
+    /// offering it again changes nothing (its sequence number is not newer).
     fn commit_intake(&mut self) {
-        self.intake.save_replay();
         if self.synthesis_dirty {
             if let Some(path) = &self.synthesis_path {
                 match crate::store::save_json(path, &self.synthesis) {
@@ -728,7 +735,11 @@ impl Core {
             } else {
                 self.synthesis_dirty = false;
             }
+            if self.synthesis_dirty {
+                return;
+            }
         }
+        self.intake.save_replay();
         if !self.intake.replay_dirty && !self.synthesis_dirty {
             for ack in self.pending_acks.drain(..) {
                 ack.send();
@@ -1401,7 +1412,12 @@ impl Core {
             return Vec::new();
         };
         match self.synthesis.offer(&key, body) {
-            Offered::Stale => return Vec::new(),
+            Offered::Duplicate => return Vec::new(),
+            Offered::Superseded => {
+                self.intake.applied += 1;
+                self.synthesis_dirty = true;
+                return Vec::new();
+            }
             Offered::Proposed | Offered::Withdrawn => {}
         }
         self.intake.applied += 1;

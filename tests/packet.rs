@@ -5,7 +5,7 @@ mod common;
 
 use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
-use qis_edge::packet::guard::{decode, RejectionKind};
+use qis_edge::packet::guard::{decode, RejectionKind, REPLAY_WINDOW};
 use qis_edge::packet::{
     label, verify, BearingDefect, Context, Direction, FailureMode, Feature, Fingerprint, Frequency,
     Outcome, OutcomeKind, PacketBody, Rejection, ReplayGuard, SignalPattern, SpcChart, SpcRuleSet,
@@ -297,27 +297,39 @@ fn rejects_issue_times_too_far_in_the_future() {
     );
 }
 
+/// A repeated sequence number is a replay; a late one (delivered out of order) is accepted
+/// once while it is within the window of recent ones; one older than the window is a replay.
 #[test]
-fn rejects_replayed_and_older_sequences() {
+fn rejects_repeated_and_too_old_sequences_and_accepts_late_ones_once() {
     let mut guard = ReplayGuard::new(8);
     let policy = TrustPolicy::default();
+    let with_seq = |seq: u64| {
+        let mut b = body();
+        b.seq = seq;
+        signed(b)
+    };
     let first = signed(body());
     verify(&first, NOW, &mut guard, &policy).unwrap();
     assert_eq!(
         verify(&first, NOW, &mut guard, &policy),
         Err(Rejection::Replayed { seq: 10, last: 10 })
     );
-    let mut older = body();
-    older.seq = 9;
+    verify(&with_seq(9), NOW, &mut guard, &policy).expect("a late packet, once");
     assert_eq!(
-        verify(&signed(older), NOW, &mut guard, &policy),
+        verify(&with_seq(9), NOW, &mut guard, &policy),
         Err(Rejection::Replayed { seq: 9, last: 10 })
     );
-    let mut newer = body();
-    newer.seq = 11;
-    assert!(verify(&signed(newer), NOW, &mut guard, &policy).is_ok());
-    assert_eq!(guard.counts().get(RejectionKind::Replayed), 2);
-    assert_eq!(guard.counts().accepted, 2);
+    for seq in 11..(11 + REPLAY_WINDOW as u64) {
+        verify(&with_seq(seq), NOW, &mut guard, &policy).unwrap();
+    }
+    let last = 10 + REPLAY_WINDOW as u64;
+    assert_eq!(
+        verify(&with_seq(8), NOW, &mut guard, &policy),
+        Err(Rejection::Replayed { seq: 8, last }),
+        "older than the window"
+    );
+    assert_eq!(guard.counts().get(RejectionKind::Replayed), 3);
+    assert_eq!(guard.counts().accepted, 2 + REPLAY_WINDOW as u64);
 }
 
 #[test]
@@ -363,14 +375,17 @@ fn the_replay_memory_can_be_rebuilt_from_what_it_remembers() {
     }
     let saved = guard.remembered();
     assert_eq!(
-        saved.iter().map(|(_, seq)| *seq).collect::<Vec<_>>(),
-        [100, 101, 102],
+        saved
+            .iter()
+            .map(|(_, seqs)| seqs.clone())
+            .collect::<Vec<_>>(),
+        [vec![100], vec![101], vec![102]],
         "least recent first"
     );
 
     let mut rebuilt = ReplayGuard::new(3);
-    for (source, seq) in &saved {
-        rebuilt.remember(*source, *seq);
+    for (source, seqs) in &saved {
+        seqs.iter().for_each(|seq| rebuilt.remember(*source, *seq));
     }
     assert_eq!(rebuilt.counts().accepted, 0, "restoring is not accepting");
     let mut again = body();
@@ -387,7 +402,7 @@ fn the_replay_memory_can_be_rebuilt_from_what_it_remembers() {
             last: 101
         })
     );
-    // A lower remembered sequence never lowers the bar.
+    // A lower remembered sequence does not lower the highest.
     rebuilt.remember(keys[1].verifying_key().to_bytes(), 5);
     assert_eq!(
         rebuilt.last_seq(&keys[1].verifying_key().to_bytes()),

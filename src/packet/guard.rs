@@ -235,12 +235,18 @@ impl RejectionCounts {
     }
 }
 
-/// The highest sequence number seen per source, for at most `capacity` sources (the least
-/// recently heard from is forgotten first; its old packets then still fail on expiry).
+/// Sequence numbers remembered per source: the most recent [`REPLAY_WINDOW`] accepted ones.
+/// Packets may arrive out of order (a broker restart can reorder QoS 1 deliveries), so a
+/// lower sequence number than the highest is accepted once, as long as it is newer than the
+/// oldest one remembered; a repeated one, or one older than the window, is a replay.
+pub const REPLAY_WINDOW: usize = 64;
+
+/// Accepted sequence numbers per source, for at most `capacity` sources (the least recently
+/// heard from is forgotten first; its old packets then still fail on expiry).
 #[derive(Debug, Clone)]
 pub struct ReplayGuard {
     capacity: usize,
-    last_seq: HashMap<[u8; 32], (u64, u64)>,
+    seen: HashMap<[u8; 32], (std::collections::BTreeSet<u64>, u64)>,
     clock: u64,
     counts: RejectionCounts,
 }
@@ -250,7 +256,7 @@ impl ReplayGuard {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
-            last_seq: HashMap::new(),
+            seen: HashMap::new(),
             clock: 0,
             counts: RejectionCounts::default(),
         }
@@ -263,55 +269,68 @@ impl ReplayGuard {
 
     /// Highest sequence accepted from `source`.
     pub fn last_seq(&self, source: &[u8; 32]) -> Option<u64> {
-        self.last_seq.get(source).map(|(seq, _)| *seq)
+        self.seen
+            .get(source)
+            .and_then(|(seqs, _)| seqs.last().copied())
     }
 
     /// Sources remembered.
     pub fn len(&self) -> usize {
-        self.last_seq.len()
+        self.seen.len()
     }
 
     /// True when no source is remembered.
     pub fn is_empty(&self) -> bool {
-        self.last_seq.is_empty()
+        self.seen.is_empty()
     }
 
-    /// Every remembered source with its highest accepted sequence, least recently heard from
-    /// first: what [`ReplayGuard::remember`] needs to rebuild the memory after a restart.
-    pub fn remembered(&self) -> Vec<([u8; 32], u64)> {
-        let mut entries: Vec<_> = self.last_seq.iter().map(|(k, v)| (*k, *v)).collect();
+    /// Every remembered source with its accepted sequence numbers (ascending), least recently
+    /// heard from first: what [`ReplayGuard::remember`] needs to rebuild the memory after a
+    /// restart.
+    pub fn remembered(&self) -> Vec<([u8; 32], Vec<u64>)> {
+        let mut entries: Vec<_> = self.seen.iter().collect();
         entries.sort_by_key(|(_, (_, used))| *used);
         entries
             .into_iter()
-            .map(|(source, (seq, _))| (source, seq))
+            .map(|(source, (seqs, _))| (*source, seqs.iter().copied().collect()))
             .collect()
     }
 
     /// Remembers `seq` as accepted from `source` without counting an acceptance (restoring a
-    /// saved memory). A lower sequence than the one already remembered changes nothing.
+    /// saved memory).
     pub fn remember(&mut self, source: [u8; 32], seq: u64) {
-        let seq = self.last_seq(&source).map_or(seq, |last| last.max(seq));
         self.record(source, seq);
     }
 
     fn check(&self, source: &[u8; 32], seq: u64) -> Result<(), Rejection> {
-        match self.last_seq.get(source) {
-            Some((last, _)) if seq <= *last => Err(Rejection::Replayed { seq, last: *last }),
-            _ => Ok(()),
+        let Some((seqs, _)) = self.seen.get(source) else {
+            return Ok(());
+        };
+        let last = seqs.last().copied().unwrap_or(0);
+        let older_than_window =
+            seqs.len() >= REPLAY_WINDOW && seqs.first().is_some_and(|first| seq < *first);
+        if seqs.contains(&seq) || older_than_window {
+            return Err(Rejection::Replayed { seq, last });
         }
+        Ok(())
     }
 
     fn record(&mut self, source: [u8; 32], seq: u64) {
         self.clock += 1;
-        self.last_seq.insert(source, (seq, self.clock));
-        if self.last_seq.len() > self.capacity {
+        let entry = self.seen.entry(source).or_default();
+        entry.0.insert(seq);
+        while entry.0.len() > REPLAY_WINDOW {
+            entry.0.pop_first();
+        }
+        entry.1 = self.clock;
+        if self.seen.len() > self.capacity {
             if let Some(oldest) = self
-                .last_seq
+                .seen
                 .iter()
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(k, _)| *k)
             {
-                self.last_seq.remove(&oldest);
+                self.seen.remove(&oldest);
             }
         }
     }

@@ -250,8 +250,11 @@ pub enum Offered {
     Proposed,
     /// It withdrew the source's proposal (a false alarm).
     Withdrawn,
-    /// The source's live proposal is as new or newer: nothing changed.
-    Stale,
+    /// The source's live proposal is newer (the packet arrived out of order): it is
+    /// superseded, nothing changed.
+    Superseded,
+    /// The source's live proposal is this very packet: nothing changed, nothing counted.
+    Duplicate,
 }
 
 /// Trust and live proposals, persisted.
@@ -263,6 +266,10 @@ pub struct SynthesisState {
     /// Live proposals by [`Target::key`], then by source (hex public key).
     #[serde(default)]
     pub proposals: BTreeMap<String, BTreeMap<String, Proposal>>,
+    /// Peer packets that set or withdrew a proposal, ever: saved with the proposals, so it
+    /// counts each packet once however often it is delivered.
+    #[serde(default)]
+    pub applied: u64,
 }
 
 impl SynthesisState {
@@ -281,8 +288,13 @@ impl SynthesisState {
     pub fn offer(&mut self, target_key: &str, body: &PacketBody) -> Offered {
         let source = hex::encode(body.source);
         let proposals = self.proposals.entry(target_key.to_string()).or_default();
-        if proposals.get(&source).is_some_and(|p| p.seq >= body.seq) {
-            return Offered::Stale;
+        match proposals.get(&source) {
+            Some(p) if p.seq == body.seq => return Offered::Duplicate,
+            Some(p) if p.seq > body.seq => {
+                self.applied += 1;
+                return Offered::Superseded;
+            }
+            _ => {}
         }
         let false_alarm = body.outcome.kind == OutcomeKind::FalseAlarm;
         proposals.insert(
@@ -309,6 +321,7 @@ impl SynthesisState {
             };
             proposals.remove(&oldest);
         }
+        self.applied += 1;
         if false_alarm {
             Offered::Withdrawn
         } else {
@@ -579,12 +592,20 @@ mod tests {
         );
         assert_eq!(
             st.offer(&key(), &body(1, 4, 6.0, 99, OutcomeKind::DefectConfirmed)),
-            Offered::Stale,
+            Offered::Superseded,
             "an older packet does not replace a newer one"
         );
         assert_eq!(
             st.offer(&key(), &body(1, 6, 6.0, 99, OutcomeKind::DefectConfirmed)),
             Offered::Proposed
+        );
+        assert_eq!(
+            st.offer(&key(), &body(1, 6, 6.0, 99, OutcomeKind::DefectConfirmed)),
+            Offered::Duplicate
+        );
+        assert_eq!(
+            st.applied, 3,
+            "proposed, superseded, proposed; the duplicate not counted"
         );
         assert!(st.effective(&s, &key(), &RAILS).value < 14.0);
         assert_eq!(

@@ -83,6 +83,12 @@ impl Peer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Stops the peer as an orderly restart would (SIGTERM), and waits for it to exit.
+    pub fn terminate(&mut self) {
+        signal(&self.child, "TERM");
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Peer {
@@ -129,6 +135,28 @@ pub fn mosquitto_on(port: u16) -> Peer {
     peer
 }
 
+/// A mosquitto broker on `port` that keeps sessions and queued messages in `dir` across an
+/// orderly restart, queueing without a limit.
+pub fn mosquitto_persistent(port: u16, dir: &Path) -> Peer {
+    // Started as root, mosquitto drops to its own user, which must be able to save there.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+        .expect("open the persistence directory to the broker's user");
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+             persistence_location {}/\nmax_queued_messages 0\n",
+            dir.display()
+        ),
+    )
+    .expect("write mosquitto.conf");
+    let mut command = Command::new("mosquitto");
+    command.arg("-c").arg(&conf);
+    spawn_peer(command, port, "mosquitto (persistent)")
+}
+
 /// A plant's mosquitto broker on a free port, bridged to a cloud broker on `cloud` for the
 /// uplink topics `qis/v1/ctx/#` in both directions (QoS 1, persistent bridge session), as a
 /// plant would run it.
@@ -140,7 +168,7 @@ pub fn mosquitto_bridged(cloud: u16, name: &str) -> Peer {
         &conf,
         format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             connection cloud-{name}\naddress 127.0.0.1:{cloud}\ntopic qis/v1/ctx/# both 1\n\
+             max_queued_messages 0\nconnection cloud-{name}\naddress 127.0.0.1:{cloud}\ntopic qis/v1/ctx/# both 1\n\
              cleansession false\nremote_clientid bridge-{name}\nrestart_timeout 1 2\n\
              keepalive_interval 5\n"
         ),
