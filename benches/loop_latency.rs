@@ -1,0 +1,123 @@
+//! End-to-end latency of the outcome loop on loopback: from an engineer's confirmation at
+//! plant A (`qis/a/cmd/confirm`) to the adapted threshold published at plant B
+//! (`qis/b/thresholds/...`), through A's outbox, A's broker, a bridge, a cloud broker, a
+//! bridge and B's broker, with B verifying and applying the packet. Prints p50/p90/p99/max.
+//!
+//! Needs the test peers (mosquitto, the pymodbus venv): run `./tests/run.sh` once, then
+//! `cargo bench --bench loop_latency` (`QIS_LATENCY_SAMPLES`, default 200).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+const CONTEXT: &str = "[devices.context]\nequipment_class = \"Centrifugal pump\"\nprocess = \"cooling water\"\nsensor_kind = \"temperature\"\nmounting = \"bearing housing\"\n\n";
+
+fn config(site: &str, state: &std::path::Path, mqtt: u16, plc: u16, adapt: &str) -> String {
+    format!(
+        "[site]\nid = \"{site}\"\nstate_dir = \"{}\"\n[mqtt]\nport = {mqtt}\n\n\
+         [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {plc}\npoll_interval_ms = 20\n\n{CONTEXT}\
+         [[devices.points]]\nname = \"bearing_temp\"\nregister = \"holding\"\naddress = 0\nunit = \"°C\"\n\n\
+         [[devices.points.alarms]]\nkind = \"high\"\nwarning = 70.0\nalarm = 95.0\n{adapt}",
+        state.display()
+    )
+}
+
+fn start(text: &str) -> oneshot::Sender<()> {
+    let config = qis_edge::config::parse_str(text, "plant.toml").unwrap_or_else(|e| panic!("{e}"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(qis_edge::run(config, async move {
+        let _ = stopped.await;
+    }));
+    stop
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = std::env::var("QIS_LATENCY_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let cloud = mosquitto();
+    let broker_a = mosquitto_bridged(cloud.port, "a");
+    let broker_b = mosquitto_bridged(cloud.port, "b");
+    let spec =
+        json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]});
+    let (plc_a, plc_b) = (modbus_server(&spec), modbus_server(&spec));
+    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut obs_a = Observer::connect_filter(broker_a.port, "qis/a/events").await;
+    let mut obs_b =
+        Observer::connect_filter(broker_b.port, "qis/b/thresholds/pump/bearing_temp/high").await;
+    let stop_a = start(&config("a", state_a.path(), broker_a.port, plc_a.port, ""));
+    let stop_b = start(&config(
+        "b",
+        state_b.path(),
+        broker_b.port,
+        plc_b.port,
+        "[devices.points.alarms.adapt]\nfloor = 50.0\nceiling = 70.0\n",
+    ));
+    obs_b
+        .wait_for("B's first threshold", Duration::from_secs(10), |_| true)
+        .await;
+    // The bridges subscribe on the cloud once connected.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let wait = Duration::from_secs(20);
+    let mut samples = Vec::with_capacity(n);
+    let mut last_seq = 0u64;
+    for i in 0..n {
+        write_holding(plc_a.port, 0, 90).await;
+        let raised = obs_a
+            .wait_for("a raise", wait, |m| {
+                m.json["type"] == "alarm" && m.json["to"] == "active"
+            })
+            .await;
+        let id = raised.json["alarm_id"].as_str().unwrap().to_string();
+        write_holding(plc_a.port, 0, 20).await;
+        obs_a
+            .wait_for("the clear", wait, |m| {
+                m.json["to"] == "cleared" && m.json["alarm_id"] == id.as_str()
+            })
+            .await;
+        let confirmed = tokio::time::Instant::now();
+        obs_a
+            .publish(
+                "qis/a/cmd/confirm",
+                &json!({"alarm_id": id, "failure_mode": "lubrication"}).to_string(),
+            )
+            .await;
+        let applied = obs_b
+            .wait_for(
+                &format!("B's threshold after confirmation {i}"),
+                wait,
+                |m| {
+                    m.json["provenance"][0]["seq"]
+                        .as_u64()
+                        .is_some_and(|s| s > last_seq)
+                },
+            )
+            .await;
+        last_seq = applied.json["provenance"][0]["seq"].as_u64().unwrap();
+        samples.push(applied.at.saturating_duration_since(confirmed));
+        obs_a.seen.clear();
+        obs_b.seen.clear();
+    }
+    let _ = stop_a.send(());
+    let _ = stop_b.send(());
+    samples.sort();
+    println!(
+        "confirmation at A → threshold applied at B, {n} samples: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&samples, 0.5).as_secs_f64() * 1e3,
+        percentile(&samples, 0.9).as_secs_f64() * 1e3,
+        percentile(&samples, 0.99).as_secs_f64() * 1e3,
+        samples.last().unwrap().as_secs_f64() * 1e3,
+    );
+}
