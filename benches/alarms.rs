@@ -51,6 +51,7 @@ fn alarm(c: &mut Criterion) {
         deadband: 2.0,
         on_delay_ms: 1000,
         adapt: None,
+        confirmed_by: None,
     };
     // A value that swings through both levels, so raises, escalations and clears all occur.
     let values: Vec<f64> = (0..4096)

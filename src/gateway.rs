@@ -485,6 +485,7 @@ fn spc_rule() -> AlarmRuleConfig {
         deadband: 0.0,
         on_delay_ms: 0,
         adapt: None,
+        confirmed_by: None,
     }
 }
 
@@ -969,6 +970,9 @@ impl Core {
             self.record_raise(d, p, *rule, t);
             self.publish_transition(d, p, *rule, t, None, None);
         }
+        if let (Some(v), true) = (sample.value, value_changed) {
+            self.on_fault_value(d, p, v);
+        }
         let spc_changed = match sample.value {
             Some(v) => self.on_spc_observation(d, p, v, now, sample.at),
             None => false,
@@ -1273,6 +1277,12 @@ impl Core {
         {
             return Err("a confirmation needs `failure_mode` (what was found)".into());
         }
+        self.answer_alarm(cmd, outcome)
+    }
+
+    /// Records an answer (from an engineer or a PLC fault), shares it, moves trust, and
+    /// publishes the `outcome` event.
+    fn answer_alarm(&mut self, cmd: AnswerCommand, outcome: Outcome) -> Result<(), String> {
         let now = SystemTime::now();
         let answer = Answer {
             outcome,
@@ -1368,6 +1378,50 @@ impl Core {
             ts: timestamp(SystemTime::now()),
         };
         self.publish_event(&event);
+    }
+
+    /// A point took a new value: where it is a rule's PLC fault point and the value is the
+    /// fault, confirms that rule's unanswered alarms raised within the window before.
+    fn on_fault_value(&mut self, d: usize, p: usize, value: f64) {
+        let fault_point = self.points[d][p].config.name.clone();
+        let device = self.points[d][p].device.clone();
+        let mut answers = Vec::new();
+        for point in &self.points[d] {
+            for rule in &point.rules {
+                let Some(c) = &rule.config().confirmed_by else {
+                    continue;
+                };
+                if c.point != fault_point || value != c.equals {
+                    continue;
+                }
+                let since = unix_ms(SystemTime::now())
+                    .saturating_sub(u64::from(c.within_days) * 86_400_000);
+                for (id, r) in &self.outcomes.alarms {
+                    if r.device == device
+                        && r.point == point.config.name
+                        && r.rule == rule.config().name()
+                        && r.answer.is_none()
+                        && r.raised_at_ms >= since
+                    {
+                        answers.push(AnswerCommand {
+                            alarm_id: id.clone(),
+                            failure_mode: Some(c.failure_mode.clone()),
+                            note: Some(format!("{fault_point} = {value}")),
+                            by: Some(format!("plc:{device}/{fault_point}")),
+                        });
+                    }
+                }
+            }
+        }
+        for cmd in answers {
+            let id = cmd.alarm_id.clone();
+            match self.answer_alarm(cmd, Outcome::Confirmed) {
+                Ok(()) => {
+                    info!(alarm_id = %id, device = %device, point = %fault_point, value, "Alarm confirmed by a PLC fault.")
+                }
+                Err(e) => warn!(alarm_id = %id, error = %e, "PLC fault confirmation refused."),
+            }
+        }
     }
 
     /// Moves the trust of the peers whose proposals had moved an answered alarm's level, and

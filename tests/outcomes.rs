@@ -557,3 +557,48 @@ async fn hostile_uplink_input_is_rejected_with_counted_reasons() {
     );
     stop(gateway).await;
 }
+
+/// A PLC fault point confirms the alarms that predicted it: fault code 17 on the drive
+/// confirms the unanswered bearing alarm raised before it, with the configured failure mode;
+/// another code confirms nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plc_fault_code_confirms_the_alarms_that_predicted_it() {
+    let broker = mosquitto();
+    let plc = modbus_server(&json!({"registers": [
+        {"table": "holding", "address": 0, "type": "u16", "value": 20},
+        {"table": "holding", "address": 1, "type": "u16", "value": 0}
+    ]}));
+    let state = tempfile::tempdir().unwrap();
+    let text = config(state.path(), broker.port, plc.port)
+        + "[devices.points.alarms.confirmed_by]\npoint = \"fault_code\"\nequals = 17\nwithin_days = 14\nfailure_mode = \"bearing_outer_race\"\n\n\
+           [[devices.points]]\nname = \"fault_code\"\nregister = \"holding\"\naddress = 1\n";
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = start(&text);
+    let id = raise(&mut observer, plc.port).await;
+
+    write_holding(plc.port, 1, 5).await;
+    let unrelated = observer.collect(Duration::from_millis(600)).await;
+    assert!(
+        !unrelated.iter().any(|m| m.json["type"] == "outcome"),
+        "fault code 5 is not the predicted failure"
+    );
+    write_holding(plc.port, 1, 17).await;
+    let confirmed = observer
+        .wait_for("the automatic confirmation", Duration::from_secs(5), |m| {
+            m.json["type"] == "outcome"
+        })
+        .await;
+    assert_eq!(confirmed.json["alarm_id"], id.as_str());
+    assert_eq!(confirmed.json["outcome"], "confirmed");
+    assert_eq!(confirmed.json["failure_mode"], "bearing_outer_race");
+    assert_eq!(confirmed.json["by"], "plc:pump/fault_code");
+    assert_eq!(confirmed.json["note"], "fault_code = 17");
+
+    // The fault going away and coming back does not answer the alarm twice.
+    write_holding(plc.port, 1, 0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    write_holding(plc.port, 1, 17).await;
+    let again = observer.collect(Duration::from_millis(600)).await;
+    assert!(!again.iter().any(|m| m.json["type"] == "outcome"));
+    stop(gateway).await;
+}

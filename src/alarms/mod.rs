@@ -338,6 +338,7 @@ mod tests {
             deadband,
             on_delay_ms,
             adapt: None,
+            confirmed_by: None,
         })
     }
 
@@ -526,6 +527,7 @@ mod signal_tests {
             deadband: 0.0,
             on_delay_ms: 0,
             adapt: None,
+            confirmed_by: None,
         });
         let t0 = Instant::now();
         let w0 = SystemTime::UNIX_EPOCH;

@@ -546,6 +546,26 @@ impl<'t> Loader<'t> {
                     ok = false;
                 }
             }
+            for rule in &p.alarms {
+                let Some(c) = &rule.confirmed_by else {
+                    continue;
+                };
+                if !points.iter().any(|q| q.name == c.point && q.name != p.name) {
+                    let component = format!("{device} / point \"{}\"", p.name);
+                    let item = items.iter().find(|i| {
+                        i.get_ref()
+                            .as_table()
+                            .and_then(|t| t.get("name"))
+                            .and_then(|n| n.get_ref().as_str())
+                            == Some(p.name.as_str())
+                    });
+                    let span = item
+                        .map(|i| key_span(i, &["alarms"]))
+                        .unwrap_or(value.span());
+                    self.report(span, &component, format!("alarm \"{}\": confirmed_by.point names `{}`, which is not another point of this device", rule.name(), c.point));
+                    ok = false;
+                }
+            }
         }
         ok.then_some(points)
     }
@@ -1323,6 +1343,29 @@ fn validate_alarm(rule: &AlarmRuleConfig) -> Vec<Finding> {
             format!("deadband = {} must be zero or positive", rule.deadband),
         ));
     }
+    if let Some(c) = &rule.confirmed_by {
+        if !c.equals.is_finite() {
+            out.push((
+                vec!["confirmed_by", "equals"],
+                "confirmed_by.equals must be a finite number".into(),
+            ));
+        }
+        if !(1..=366).contains(&c.within_days) {
+            out.push((
+                vec!["confirmed_by", "within_days"],
+                format!(
+                    "confirmed_by.within_days = {} is outside 1..=366",
+                    c.within_days
+                ),
+            ));
+        }
+        if c.failure_mode.trim().is_empty() {
+            out.push((
+                vec!["confirmed_by", "failure_mode"],
+                "confirmed_by.failure_mode must say what the fault means".into(),
+            ));
+        }
+    }
     if let (Some(adapt), Some((level_name, level))) = (&rule.adapt, rule.adaptable_level()) {
         check_adapt(rule, adapt, level_name, level, &mut out);
     }
@@ -1673,6 +1716,29 @@ alarm = 80.0
         assert!(text
             .iter()
             .any(|t| t.contains("baseline_weight = 0 must be a positive number")));
+    }
+
+    #[test]
+    fn a_fault_confirmation_must_name_another_point_of_the_device() {
+        let text = |point: &str, equals: &str| {
+            format!(
+                "[site]\nid = \"p\"\n[[devices]]\ntype = \"modbus_tcp\"\nname = \"d\"\nhost = \"h\"\n\
+                 [[devices.points]]\nname = \"t\"\nregister = \"holding\"\naddress = 0\n\
+                 [[devices.points.alarms]]\nkind = \"high\"\nalarm = 1.0\n\
+                 [devices.points.alarms.confirmed_by]\npoint = \"{point}\"\nequals = {equals}\nfailure_mode = \"x\"\n\
+                 [[devices.points]]\nname = \"fault\"\nregister = \"holding\"\naddress = 1\n"
+            )
+        };
+        assert!(errors(&text("fault", "17")).is_empty());
+        let errs = errors(&text("fualt", "17"));
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].message.contains(
+            "confirmed_by.point names `fualt`, which is not another point of this device"
+        ));
+        let errs = errors(&text("t", "17"));
+        assert_eq!(errs.len(), 1, "not the rule's own point");
+        let errs = errors(&text("fault", "nan"));
+        assert!(errs[0].message.contains("finite"), "{:?}", errs[0].message);
     }
 
     #[test]

@@ -1027,6 +1027,30 @@ pub struct AlarmRuleConfig {
     /// `[devices.points.alarms.adapt]`: lets peers' outcome packets move this rule's first
     /// level (`warning` when set, else `alarm`) inside rails. Absent: peers never move it.
     pub adapt: Option<AdaptConfig>,
+    /// `[devices.points.alarms.confirmed_by]`: a PLC fault point that confirms this rule's
+    /// alarms automatically.
+    pub confirmed_by: Option<FaultConfirmConfig>,
+}
+
+/// `[devices.points.alarms.confirmed_by]`: when a point of the same device takes a fault
+/// value, every unanswered alarm of the rule raised within `within_days` before is confirmed
+/// with `failure_mode`, as if an engineer had confirmed it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultConfirmConfig {
+    /// A point of the same device, e.g. the drive's fault code or a spindle-stopped bit.
+    pub point: String,
+    /// The value that means the predicted failure happened (e.g. fault code 17; 1 for a bit).
+    pub equals: f64,
+    /// How long before the fault an alarm counts as having predicted it, days. Default 14.
+    #[serde(default = "default_within_days")]
+    pub within_days: u32,
+    /// What the fault means, e.g. `bearing_outer_race` (required).
+    pub failure_mode: String,
+}
+
+fn default_within_days() -> u32 {
+    14
 }
 
 /// `[devices.points.alarms.adapt]`: the guard rails of an adaptable level.
