@@ -196,7 +196,13 @@ async fn a_thousand_confirmations_arrive_once_through_cloud_restarts_and_crashes
                 continue;
             }
             assert_eq!(m.json["source"], source.as_str());
-            assert_eq!(m.json["applied_to"], json!(["pump/bearing_temp/high"]));
+            // Empty when the packet changed nothing: delivered again after B's crash with its
+            // effect already saved, or late behind a newer one from the same source.
+            let applied_to = &m.json["applied_to"];
+            assert!(
+                *applied_to == json!(["pump/bearing_temp/high"]) || *applied_to == json!([]),
+                "{applied_to}"
+            );
             seqs.insert(m.json["seq"].as_u64().unwrap());
             counts.insert(m.json["validations"].as_u64().unwrap());
         }

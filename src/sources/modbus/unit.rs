@@ -211,8 +211,22 @@ impl UnitPoller {
     pub async fn poll_once(&mut self, ctx: &mut Context) -> Result<(), PollFailure> {
         self.stats.polls += 1;
         let before = self.stats.requests;
-        for b in 0..self.batches.len() {
-            let batch = self.batches[b].clone();
+        // The plan is borrowed out for the poll (no copy per poll) and put back after.
+        let batches = std::mem::take(&mut self.batches);
+        let result = self.poll_batches(ctx, &batches).await;
+        self.batches = batches;
+        result?;
+        self.stats.requests_last_poll = self.stats.requests - before;
+        Ok(())
+    }
+
+    async fn poll_batches(
+        &mut self,
+        ctx: &mut Context,
+        batches: &[Batch],
+    ) -> Result<(), PollFailure> {
+        for batch in batches {
+            self.pending.reserve_exact(batch.members.len());
             let at = SystemTime::now();
             match self
                 .read_block(ctx, batch.kind, batch.start, batch.count)
@@ -260,7 +274,6 @@ impl UnitPoller {
             }
             self.flush().await;
         }
-        self.stats.requests_last_poll = self.stats.requests - before;
         Ok(())
     }
 
