@@ -173,13 +173,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .collect(),
         clock_skew_s: config.outcomes.clock_skew_s,
     };
-    let intake = Intake::load(
-        config.site.state_dir.join(REPLAY_FILE),
-        policy,
-        key.verifying_key().to_bytes(),
-    );
+    let intake = Intake::new(policy, key.verifying_key().to_bytes());
     let mut core = Core::new(&config, link.publisher.clone(), sharing, intake);
-    core.load_synthesis(config.site.state_dir.join(SYNTHESIS_FILE));
+    core.load_intake(config.site.state_dir.join(INTAKE_FILE));
     tasks.push((
         "core".into(),
         tokio::spawn(core.run(
@@ -264,12 +260,8 @@ pub struct Intake {
     pub unmatched: u64,
     /// Counts changed since last published.
     pub dirty: bool,
-    /// Where the replay memory is kept across restarts (none in unit tests).
-    pub replay_path: Option<std::path::PathBuf>,
     /// The replay memory changed since it was last saved.
     pub replay_dirty: bool,
-    /// The last save failed (logged once until a save succeeds).
-    pub replay_save_failed: bool,
     /// Keeps a flood of bad packets from flooding the journal.
     pub rejection_log: LogLimiter,
 }
@@ -312,21 +304,32 @@ impl LogLimiter {
 /// At most one rejected-packet WARN line per this interval.
 const REJECTION_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Trust and peers' live proposals, in the state directory.
-const SYNTHESIS_FILE: &str = "synthesis.json";
+/// Everything peers' packets change, in the state directory, saved as one atomic file: trust,
+/// live proposals and the replay memory. One file, so a packet's effect and the memory that it
+/// was seen are never saved apart, and a packet is acknowledged to the broker only after both.
+pub const INTAKE_FILE: &str = "intake.json";
 /// Incoming packets acknowledged to the broker at once when this many wait for a state save.
 const ACK_BATCH: usize = 16;
 
-/// The replay memory's file in the state directory.
-const REPLAY_FILE: &str = "replay.json";
 /// Sources the replay memory holds; the least recently heard from is forgotten first.
 const REPLAY_SOURCES: usize = 4096;
 
-/// The replay memory as saved: each source's public key (hex) and highest accepted sequence,
-/// least recently heard from first.
+/// [`INTAKE_FILE`]: trust and proposals, and the replay memory, each source's public key (hex)
+/// with its recent accepted sequence numbers, least recently heard from first.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct ReplayMemory {
-    sources: Vec<ReplayEntry>,
+struct IntakeFile {
+    #[serde(flatten)]
+    synthesis: SynthesisState,
+    #[serde(default)]
+    replay: Vec<ReplayEntry>,
+}
+
+/// [`IntakeFile`] as written, borrowing the state.
+#[derive(serde::Serialize)]
+struct IntakeFileRef<'a> {
+    #[serde(flatten)]
+    synthesis: &'a SynthesisState,
+    replay: Vec<ReplayEntry>,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -337,45 +340,9 @@ struct ReplayEntry {
 }
 
 impl Intake {
-    /// An intake whose replay memory is loaded from `path`. A missing file is an empty memory;
-    /// a corrupt one is moved aside and the last good copy used (see [`crate::store`]); packets
-    /// older than any lost memory still fail on expiry.
-    pub fn load(
-        path: std::path::PathBuf,
-        policy: crate::packet::TrustPolicy,
-        own: [u8; 32],
-    ) -> Self {
-        let mut guard = crate::packet::ReplayGuard::new(REPLAY_SOURCES);
-        let memory: ReplayMemory = crate::store::load_json(&path);
-        let mut skipped = 0usize;
-        for entry in &memory.sources {
-            match crate::packet::keys::parse_public_hex(&entry.source) {
-                Some(source) => entry
-                    .seqs
-                    .iter()
-                    .for_each(|seq| guard.remember(source, *seq)),
-                None => skipped += 1,
-            }
-        }
-        if skipped > 0 {
-            warn!(
-                file = %path.display(),
-                skipped,
-                "Replay memory entries with an invalid source key were skipped."
-            );
-        }
-        if !guard.is_empty() {
-            info!(sources = guard.len(), "Replay memory loaded.");
-        }
-        Self {
-            guard,
-            replay_path: Some(path),
-            ..Self::in_memory(policy, own)
-        }
-    }
-
-    /// An intake that remembers nothing across restarts.
-    fn in_memory(policy: crate::packet::TrustPolicy, own: [u8; 32]) -> Self {
+    /// An intake with an empty replay memory (the core restores the saved one, see
+    /// [`INTAKE_FILE`]).
+    pub fn new(policy: crate::packet::TrustPolicy, own: [u8; 32]) -> Self {
         Self {
             guard: crate::packet::ReplayGuard::new(REPLAY_SOURCES),
             policy,
@@ -385,49 +352,8 @@ impl Intake {
             applied: 0,
             unmatched: 0,
             dirty: false,
-            replay_path: None,
             replay_dirty: false,
-            replay_save_failed: false,
             rejection_log: LogLimiter::new(REJECTION_LOG_INTERVAL),
-        }
-    }
-
-    /// Saves the replay memory when it changed. A failed save is logged once and retried on
-    /// the next call.
-    fn save_replay(&mut self) {
-        let Some(path) = &self.replay_path else {
-            return;
-        };
-        if !self.replay_dirty {
-            return;
-        }
-        let memory = ReplayMemory {
-            sources: self
-                .guard
-                .remembered()
-                .into_iter()
-                .map(|(source, seqs)| ReplayEntry {
-                    source: hex::encode(source),
-                    seqs,
-                })
-                .collect(),
-        };
-        match crate::store::save_json(path, &memory) {
-            Ok(()) => {
-                self.replay_dirty = false;
-                self.replay_save_failed = false;
-            }
-            Err(e) => {
-                if !self.replay_save_failed {
-                    tracing::error!(
-                        file = %path.display(),
-                        error = %e,
-                        "Cannot save the replay memory; retrying. Until it is saved, a restart \
-                         would accept again peer packets that have not yet expired."
-                    );
-                }
-                self.replay_save_failed = true;
-            }
         }
     }
 }
@@ -506,15 +432,17 @@ struct Core {
     intake: Intake,
     /// Equipment class per context fingerprint, the label packets carry.
     equipment: std::collections::HashMap<String, String>,
-    /// Peers' proposals and trust, persisted at `synthesis_path`.
+    /// Peers' proposals and trust, persisted with the replay memory at `intake_path`.
     synthesis: SynthesisState,
     settings: crate::synthesis::Settings,
-    synthesis_path: Option<std::path::PathBuf>,
+    intake_path: Option<std::path::PathBuf>,
     synthesis_dirty: bool,
     /// Adaptive rules by target key: (device, point, index in `adaptive`).
     targets: std::collections::HashMap<String, Vec<(usize, usize, usize)>>,
     /// Peer packets processed but not yet acknowledged: acknowledged once state is saved.
     pending_acks: Vec<crate::outcomes::outbox::Ack>,
+    /// The last save of [`INTAKE_FILE`] failed (logged once until one succeeds).
+    intake_save_failed: bool,
 }
 
 impl Core {
@@ -619,10 +547,11 @@ impl Core {
             equipment,
             synthesis: SynthesisState::default(),
             settings: config.synthesis,
-            synthesis_path: None,
+            intake_path: None,
             synthesis_dirty: false,
             targets: std::collections::HashMap::new(),
             pending_acks: Vec::new(),
+            intake_save_failed: false,
         }
         .with_targets()
     }
@@ -645,9 +574,26 @@ impl Core {
 
     /// Loads trust and live proposals (a corrupt file is moved aside, see [`crate::store`])
     /// and applies them to the adaptive rules.
-    fn load_synthesis(&mut self, path: std::path::PathBuf) {
-        self.synthesis = crate::store::load_json(&path);
-        self.synthesis_path = Some(path);
+    fn load_intake(&mut self, path: std::path::PathBuf) {
+        let file: IntakeFile = crate::store::load_json(&path);
+        self.synthesis = file.synthesis;
+        let mut skipped = 0usize;
+        for entry in &file.replay {
+            match crate::packet::keys::parse_public_hex(&entry.source) {
+                Some(source) => entry
+                    .seqs
+                    .iter()
+                    .for_each(|seq| self.intake.guard.remember(source, *seq)),
+                None => skipped += 1,
+            }
+        }
+        if skipped > 0 {
+            warn!(file = %path.display(), skipped, "Replay memory entries with an invalid source key were skipped.");
+        }
+        if !self.intake.guard.is_empty() {
+            info!(sources = self.intake.guard.len(), "Replay memory loaded.");
+        }
+        self.intake_path = Some(path);
         self.synthesis.expire(unix_ms(SystemTime::now()) / 1000);
         if !self.synthesis.proposals.is_empty() || !self.synthesis.trust.is_empty() {
             info!(
@@ -717,34 +663,39 @@ impl Core {
             .publish_json(topic, &payload, QoS::AtLeastOnce, true);
     }
 
-    /// Saves the replay memory and the synthesis state when they changed, then acknowledges
-    /// the peer packets they account for. A failed save keeps the acknowledgements back: the
-    /// broker will deliver those packets again.
-    ///
-    /// The proposals are saved before the replay memory: a crash between the two leaves a
-    /// packet whose effect is saved but which the replay memory would accept again, and
-    /// offering it again changes nothing (its sequence number is not newer).
+    /// Saves trust, proposals and the replay memory in one atomic write when they changed, then
+    /// acknowledges the peer packets they account for. A failed save keeps the
+    /// acknowledgements back (the broker delivers those packets again) and is retried.
     fn commit_intake(&mut self) {
-        if self.synthesis_dirty {
-            if let Some(path) = &self.synthesis_path {
-                match crate::store::save_json(path, &self.synthesis) {
-                    Ok(()) => self.synthesis_dirty = false,
-                    Err(e) => {
-                        tracing::error!(file = %path.display(), error = %e, "Cannot save peers' proposals and trust; retrying.")
+        if self.synthesis_dirty || self.intake.replay_dirty {
+            if let Some(path) = &self.intake_path {
+                let file = IntakeFileRef {
+                    synthesis: &self.synthesis,
+                    replay: self
+                        .intake
+                        .guard
+                        .remembered()
+                        .into_iter()
+                        .map(|(source, seqs)| ReplayEntry {
+                            source: hex::encode(source),
+                            seqs,
+                        })
+                        .collect(),
+                };
+                if let Err(e) = crate::store::save_json(path, &file) {
+                    if !self.intake_save_failed {
+                        tracing::error!(file = %path.display(), error = %e, "Cannot save peers' proposals, trust and replay memory; retrying. Peers' packets stay unacknowledged until it is saved.");
                     }
+                    self.intake_save_failed = true;
+                    return;
                 }
-            } else {
-                self.synthesis_dirty = false;
+                self.intake_save_failed = false;
             }
-            if self.synthesis_dirty {
-                return;
-            }
+            self.synthesis_dirty = false;
+            self.intake.replay_dirty = false;
         }
-        self.intake.save_replay();
-        if !self.intake.replay_dirty && !self.synthesis_dirty {
-            for ack in self.pending_acks.drain(..) {
-                ack.send();
-            }
+        for ack in self.pending_acks.drain(..) {
+            ack.send();
         }
     }
 
@@ -1703,7 +1654,7 @@ mod tests {
         // The client's event loop is never polled: publications just queue, unobserved.
         let (client, _eventloop) =
             rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("t", "127.0.0.1", 1), 1000);
-        let intake = Intake::in_memory(crate::packet::TrustPolicy::default(), [0; 32]);
+        let intake = Intake::new(crate::packet::TrustPolicy::default(), [0; 32]);
         Core::new(&config, Publisher::for_tests(client), None, intake)
     }
 

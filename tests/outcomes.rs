@@ -520,7 +520,7 @@ async fn hostile_uplink_input_is_rejected_with_counted_reasons() {
 
     // The replay memory survives a restart: the same packet is still a replay, and the peer's
     // next sequence number is still accepted.
-    assert!(state.path().join("replay.json").exists());
+    assert!(state.path().join("intake.json").exists());
     let gateway = start(&text);
     observer
         .wait_for("online again", Duration::from_secs(10), |m| {

@@ -468,7 +468,7 @@ async fn a_malicious_peer_stays_inside_the_rails_and_loses_its_trust() {
     stop(gateway).await;
 
     // A corrupt state file: moved aside, the last good copy used, nothing crashes.
-    let file = state.path().join("synthesis.json");
+    let file = state.path().join("intake.json");
     let saved: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert!(saved["trust"].as_object().is_some_and(|t| !t.is_empty()));
     std::fs::write(&file, b"{\"trust\": {\"ab").unwrap();
@@ -488,7 +488,7 @@ async fn a_malicious_peer_stays_inside_the_rails_and_loses_its_trust() {
         .any(|e| {
             e.file_name()
                 .to_string_lossy()
-                .starts_with("synthesis.json.corrupt")
+                .starts_with("intake.json.corrupt")
         });
     assert!(aside, "the corrupt file was moved aside");
 }

@@ -244,7 +244,7 @@ async fn a_thousand_confirmations_arrive_once_through_cloud_restarts_and_crashes
     b.stop();
 
     let saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state_b.join("synthesis.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(state_b.join("intake.json")).unwrap()).unwrap();
     assert_eq!(
         saved["applied"].as_u64(),
         Some(n as u64),
@@ -260,14 +260,13 @@ async fn a_thousand_confirmations_arrive_once_through_cloud_restarts_and_crashes
         seqs.last(),
         "the latest packet is the live proposal"
     );
-    let replay: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state_b.join("replay.json")).unwrap()).unwrap();
     assert_eq!(
-        replay["sources"][0]["seqs"]
+        saved["replay"][0]["seqs"]
             .as_array()
             .and_then(|s| s.last())
             .and_then(|s| s.as_u64()),
-        Some(latest)
+        Some(latest),
+        "the replay memory, saved with the proposals"
     );
     drop(cloud);
 }

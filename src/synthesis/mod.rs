@@ -17,7 +17,7 @@
 //!   `trust_loss`, clamped to [0, 1].
 //!
 //! Pure and synchronous: the caller passes the time in and persists [`SynthesisState`]
-//! through [`crate::store`] as `synthesis.json`.
+//! through [`crate::store`] in `intake.json`, with the replay memory.
 
 use crate::packet::{Direction, Feature, Fingerprint, OutcomeKind, PacketBody};
 use serde::{Deserialize, Serialize};
