@@ -12,27 +12,15 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::time::Duration;
-use tokio::sync::oneshot;
-
-const CONTEXT: &str = "[devices.context]\nequipment_class = \"Centrifugal pump\"\nprocess = \"cooling water\"\nsensor_kind = \"temperature\"\nmounting = \"bearing housing\"\n\n";
 
 fn config(site: &str, state: &std::path::Path, mqtt: u16, plc: u16, adapt: &str) -> String {
     format!(
         "[site]\nid = \"{site}\"\nstate_dir = \"{}\"\n[mqtt]\nport = {mqtt}\n\n\
-         [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {plc}\npoll_interval_ms = 20\n\n{CONTEXT}\
+         [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {plc}\npoll_interval_ms = 20\n\n{PUMP_CONTEXT}\
          [[devices.points]]\nname = \"bearing_temp\"\nregister = \"holding\"\naddress = 0\nunit = \"°C\"\n\n\
          [[devices.points.alarms]]\nkind = \"high\"\nwarning = 70.0\nalarm = 95.0\n{adapt}",
         state.display()
     )
-}
-
-fn start(text: &str) -> oneshot::Sender<()> {
-    let config = qis_edge::config::parse_str(text, "plant.toml").unwrap_or_else(|e| panic!("{e}"));
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(qis_edge::run(config, async move {
-        let _ = stopped.await;
-    }));
-    stop
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -110,8 +98,8 @@ async fn main() {
         obs_a.seen.clear();
         obs_b.seen.clear();
     }
-    let _ = stop_a.send(());
-    let _ = stop_b.send(());
+    stop(stop_a).await;
+    stop(stop_b).await;
     samples.sort();
     println!(
         "confirmation at A → threshold applied at B, {n} samples: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",

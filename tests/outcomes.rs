@@ -7,41 +7,15 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::time::Duration;
-use tokio::sync::oneshot;
-
-const CONTEXT: &str = "[devices.context]\nequipment_class = \"Centrifugal pump\"\nprocess = \"cooling water\"\nsensor_kind = \"temperature\"\nmounting = \"bearing housing\"\n\n";
 
 fn config(state: &std::path::Path, mqtt: u16, plc: u16) -> String {
     format!(
         "[site]\nid = \"val\"\nstate_dir = \"{}\"\n[mqtt]\nport = {mqtt}\n\n\
-         [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {plc}\npoll_interval_ms = 100\n\n{CONTEXT}\
+         [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {plc}\npoll_interval_ms = 100\n\n{PUMP_CONTEXT}\
          [[devices.points]]\nname = \"bearing_temp\"\nregister = \"holding\"\naddress = 0\nunit = \"°C\"\n\n\
          [[devices.points.alarms]]\nkind = \"high\"\nalarm = 80.0\n",
         state.display()
     )
-}
-
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), qis_edge::gateway::RunError>>,
-}
-
-fn start(text: &str) -> Running {
-    let config = qis_edge::config::parse_str(text, "val.toml").unwrap_or_else(|e| panic!("{e}"));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(qis_edge::run(config, async move {
-        let _ = stopped.await;
-    }));
-    Running { stop, task }
-}
-
-async fn stop(r: Running) {
-    let _ = r.stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), r.task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
 }
 
 /// Raises the alarm (value 90) and returns its id; lowers the value again afterwards.

@@ -8,10 +8,8 @@ use common::*;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-const CONTEXT: &str = "[devices.context]\nequipment_class = \"Centrifugal pump\"\nprocess = \"cooling water\"\nsensor_kind = \"temperature\"\nmounting = \"bearing housing\"\n\n";
 const RULE: &str = "pump/bearing_temp/high";
 
 /// A plant with one pump whose bearing temperature has a `high` rule. `adapt` adds rails and
@@ -27,34 +25,11 @@ fn plant(
 ) -> String {
     format!(
         "[site]\nid = \"{site}\"\nstate_dir = \"{}\"\n[mqtt]\nport = {mqtt}\n{extra}\n\
-         [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {plc}\npoll_interval_ms = 50\n\n{CONTEXT}\
+         [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {plc}\npoll_interval_ms = 50\n\n{PUMP_CONTEXT}\
          [[devices.points]]\nname = \"bearing_temp\"\nregister = \"holding\"\naddress = 0\nunit = \"°C\"\n\n\
          [[devices.points.alarms]]\nkind = \"high\"\nwarning = {warning:?}\nalarm = 95.0\n{adapt}",
         state.display()
     )
-}
-
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), qis_edge::gateway::RunError>>,
-}
-
-fn start(text: &str) -> Running {
-    let config = qis_edge::config::parse_str(text, "plant.toml").unwrap_or_else(|e| panic!("{e}"));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(qis_edge::run(config, async move {
-        let _ = stopped.await;
-    }));
-    Running { stop, task }
-}
-
-async fn stop(r: Running) {
-    let _ = r.stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), r.task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
 }
 
 fn plc() -> Peer {

@@ -18,12 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const CONTEXT: &str = "[devices.context]\nequipment_class = \"Centrifugal pump\"\nprocess = \"cooling water\"\nsensor_kind = \"temperature\"\nmounting = \"bearing housing\"\n\n";
-
 fn config(site: &str, state: &Path, mqtt: u16, plc: u16, adapt: &str) -> String {
     format!(
         "[site]\nid = \"{site}\"\nstate_dir = \"{}\"\n[mqtt]\nport = {mqtt}\nkeep_alive_s = 5\nreconnect_max_ms = 1000\n\n\
-         [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {plc}\npoll_interval_ms = 20\n\n{CONTEXT}\
+         [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {plc}\npoll_interval_ms = 20\n\n{PUMP_CONTEXT}\
          [[devices.points]]\nname = \"bearing_temp\"\nregister = \"holding\"\naddress = 0\nunit = \"°C\"\n\n\
          [[devices.points.alarms]]\nkind = \"high\"\nwarning = 70.0\nalarm = 95.0\n{adapt}",
         state.display()

@@ -534,13 +534,7 @@ impl<'t> Loader<'t> {
                 let exists = points.iter().any(|q| q.name == by && q.name != p.name);
                 if !exists {
                     let component = format!("{device} / point \"{}\"", p.name);
-                    let item = items.iter().find(|i| {
-                        i.get_ref()
-                            .as_table()
-                            .and_then(|t| t.get("name"))
-                            .and_then(|n| n.get_ref().as_str())
-                            == Some(p.name.as_str())
-                    });
+                    let item = item_named(&items, &p.name);
                     let span = item.map(|i| key_span(i, &["spc"])).unwrap_or(value.span());
                     self.report(span, &component, format!("spc.subgroup_by names `{by}`, which is not another point of this device"));
                     ok = false;
@@ -552,13 +546,7 @@ impl<'t> Loader<'t> {
                 };
                 if !points.iter().any(|q| q.name == c.point && q.name != p.name) {
                     let component = format!("{device} / point \"{}\"", p.name);
-                    let item = items.iter().find(|i| {
-                        i.get_ref()
-                            .as_table()
-                            .and_then(|t| t.get("name"))
-                            .and_then(|n| n.get_ref().as_str())
-                            == Some(p.name.as_str())
-                    });
+                    let item = item_named(&items, &p.name);
                     let span = item
                         .map(|i| key_span(i, &["alarms"]))
                         .unwrap_or(value.span());
@@ -1376,6 +1364,20 @@ fn validate_alarm(rule: &AlarmRuleConfig) -> Vec<Finding> {
         ));
     }
     out
+}
+
+/// The `[[...]]` item whose `name` is `name`.
+fn item_named<'a, 't>(
+    items: &'a [Spanned<DeValue<'t>>],
+    name: &str,
+) -> Option<&'a Spanned<DeValue<'t>>> {
+    items.iter().find(|i| {
+        i.get_ref()
+            .as_table()
+            .and_then(|t| t.get("name"))
+            .and_then(|n| n.get_ref().as_str())
+            == Some(name)
+    })
 }
 
 /// The rails of an adaptable level: finite, around the level, and (when the warning level

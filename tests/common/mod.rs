@@ -438,3 +438,32 @@ pub fn modbus_rtu_server(device: &Path, units: &Value) -> Child {
     std::thread::sleep(Duration::from_millis(1500));
     child
 }
+
+/// The context of the test plants' pump: the same in every plant, so their packets meet.
+pub const PUMP_CONTEXT: &str = "[devices.context]\nequipment_class = \"Centrifugal pump\"\nprocess = \"cooling water\"\nsensor_kind = \"temperature\"\nmounting = \"bearing housing\"\n\n";
+
+/// A gateway running in the test's process.
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), qis_edge::gateway::RunError>>,
+}
+
+/// Starts a gateway in this process with a configuration text.
+pub fn start(text: &str) -> Running {
+    let config = qis_edge::config::parse_str(text, "test.toml").unwrap_or_else(|e| panic!("{e}"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(qis_edge::run(config, async move {
+        let _ = stopped.await;
+    }));
+    Running { stop, task }
+}
+
+/// Stops it as SIGTERM would, and checks it stopped cleanly.
+pub async fn stop(r: Running) {
+    let _ = r.stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), r.task)
+        .await
+        .expect("the gateway stops within 10 s")
+        .expect("the gateway task")
+        .expect("the gateway ran without error");
+}
