@@ -2,7 +2,7 @@
 //!
 //! Every field below carries a doc comment because this module *is* the user manual for the
 //! file; `config/example.toml` shows each field in use. Loading and the collection of every
-//! error with its position live in [`load`].
+//! error with its position live in `load.rs`.
 
 mod load;
 
