@@ -62,19 +62,7 @@ async fn main() {
     let mut samples = Vec::with_capacity(n);
     let mut last_seq = 0u64;
     for i in 0..n {
-        write_holding(plc_a.port, 0, 90).await;
-        let raised = obs_a
-            .wait_for("a raise", wait, |m| {
-                m.json["type"] == "alarm" && m.json["to"] == "active"
-            })
-            .await;
-        let id = raised.json["alarm_id"].as_str().unwrap().to_string();
-        write_holding(plc_a.port, 0, 20).await;
-        obs_a
-            .wait_for("the clear", wait, |m| {
-                m.json["to"] == "cleared" && m.json["alarm_id"] == id.as_str()
-            })
-            .await;
+        let id = raise_and_clear(&mut obs_a, "qis/a/events", plc_a.port, (90, 20), wait).await;
         let confirmed = tokio::time::Instant::now();
         obs_a
             .publish(

@@ -20,19 +20,14 @@ fn config(state: &std::path::Path, mqtt: u16, plc: u16) -> String {
 
 /// Raises the alarm (value 90) and returns its id; lowers the value again afterwards.
 async fn raise(observer: &mut Observer, plc: u16) -> String {
-    write_holding(plc, 0, 90).await;
-    let raised = observer
-        .wait_for("a raise", Duration::from_secs(10), |m| {
-            m.topic == "qis/val/events" && m.json["to"] == "active"
-        })
-        .await;
-    write_holding(plc, 0, 20).await;
-    observer
-        .wait_for("the clear", Duration::from_secs(10), |m| {
-            m.topic == "qis/val/events" && m.json["to"] == "cleared"
-        })
-        .await;
-    raised.json["alarm_id"].as_str().unwrap().to_string()
+    raise_and_clear(
+        observer,
+        "qis/val/events",
+        plc,
+        (90, 20),
+        Duration::from_secs(10),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -147,19 +147,7 @@ async fn a_thousand_confirmations_arrive_once_through_cloud_restarts_and_crashes
         if i == n * 11 / 20 {
             b.kill_and_restart();
         }
-        write_holding(plc_a.port, 0, 90).await;
-        let raised = obs_a
-            .wait_for(&format!("raise {i}"), events, |m| {
-                m.json["type"] == "alarm" && m.json["to"] == "active"
-            })
-            .await;
-        let id = raised.json["alarm_id"].as_str().unwrap().to_string();
-        write_holding(plc_a.port, 0, 20).await;
-        obs_a
-            .wait_for(&format!("clear {i}"), events, |m| {
-                m.json["to"] == "cleared" && m.json["alarm_id"] == id.as_str()
-            })
-            .await;
+        let id = raise_and_clear(&mut obs_a, "qis/a/events", plc_a.port, (90, 20), events).await;
         obs_a
             .publish(
                 "qis/a/cmd/confirm",

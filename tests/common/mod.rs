@@ -467,3 +467,28 @@ pub async fn stop(r: Running) {
         .expect("the gateway task")
         .expect("the gateway ran without error");
 }
+
+/// Pushes holding register 0 of a PLC to `high` and back to `low`, as a process excursion:
+/// waits for the alarm raise and its clear among `events` and returns the alarm id.
+pub async fn raise_and_clear(
+    observer: &mut Observer,
+    events: &str,
+    plc: u16,
+    (high, low): (u16, u16),
+    timeout: Duration,
+) -> String {
+    write_holding(plc, 0, high).await;
+    let raised = observer
+        .wait_for("an alarm raise", timeout, |m| {
+            m.topic == events && m.json["type"] == "alarm" && m.json["to"] == "active"
+        })
+        .await;
+    let id = raised.json["alarm_id"].as_str().unwrap().to_string();
+    write_holding(plc, 0, low).await;
+    observer
+        .wait_for("the alarm clearing", timeout, |m| {
+            m.topic == events && m.json["to"] == "cleared" && m.json["alarm_id"] == id.as_str()
+        })
+        .await;
+    id
+}
