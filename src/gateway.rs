@@ -227,6 +227,8 @@ struct PointState {
     signal: String,
     /// Rules whose level peers may adapt.
     adaptive: Vec<Adaptive>,
+    /// Rules of this device's points (point, rule) whose `confirmed_by` names this point.
+    confirms: Vec<(usize, usize)>,
 }
 
 /// A rule whose first level peers' packets may move inside rails.
@@ -508,6 +510,7 @@ impl Core {
                             .collect();
                         PointState {
                             adaptive,
+                            confirms: Vec::new(),
                             device: d.name().to_string(),
                             config: p.clone(),
                             stale_after,
@@ -556,8 +559,25 @@ impl Core {
         .with_targets()
     }
 
-    /// Indexes the adaptive rules by target and logs them.
+    /// Indexes the adaptive rules by target (and logs them), and the fault-confirmed rules by
+    /// their fault point.
     fn with_targets(mut self) -> Self {
+        for points in &mut self.points {
+            let mut confirms = Vec::new();
+            for (p, point) in points.iter().enumerate() {
+                for (r, rule) in point.rules.iter().enumerate() {
+                    let Some(c) = &rule.config().confirmed_by else {
+                        continue;
+                    };
+                    if let Some(q) = points.iter().position(|q| q.config.name == c.point) {
+                        confirms.push((q, p, r));
+                    }
+                }
+            }
+            for (q, p, r) in confirms {
+                points[q].confirms.push((p, r));
+            }
+        }
         for (d, points) in self.points.iter().enumerate() {
             for (p, point) in points.iter().enumerate() {
                 for (i, a) in point.adaptive.iter().enumerate() {
@@ -602,6 +622,11 @@ impl Core {
                 "Peers' proposals and trust loaded."
             );
         }
+        self.recompute_all();
+    }
+
+    /// Recomputes (and publishes) every adaptive rule's level.
+    fn recompute_all(&mut self) {
         let keys: Vec<String> = self.targets.keys().cloned().collect();
         for key in keys {
             self.recompute(&key);
@@ -922,7 +947,9 @@ impl Core {
             self.publish_transition(d, p, *rule, t, None, None);
         }
         if let (Some(v), true) = (sample.value, value_changed) {
-            self.on_fault_value(d, p, v);
+            if !self.points[d][p].confirms.is_empty() {
+                self.on_fault_value(d, p, v);
+            }
         }
         let spc_changed = match sample.value {
             Some(v) => self.on_spc_observation(d, p, v, now, sample.at),
@@ -1337,30 +1364,30 @@ impl Core {
         let fault_point = self.points[d][p].config.name.clone();
         let device = self.points[d][p].device.clone();
         let mut answers = Vec::new();
-        for point in &self.points[d] {
-            for rule in &point.rules {
-                let Some(c) = &rule.config().confirmed_by else {
-                    continue;
-                };
-                if c.point != fault_point || value != c.equals {
-                    continue;
-                }
-                let since = unix_ms(SystemTime::now())
-                    .saturating_sub(u64::from(c.within_days) * 86_400_000);
-                for (id, r) in &self.outcomes.alarms {
-                    if r.device == device
-                        && r.point == point.config.name
-                        && r.rule == rule.config().name()
-                        && r.answer.is_none()
-                        && r.raised_at_ms >= since
-                    {
-                        answers.push(AnswerCommand {
-                            alarm_id: id.clone(),
-                            failure_mode: Some(c.failure_mode.clone()),
-                            note: Some(format!("{fault_point} = {value}")),
-                            by: Some(format!("plc:{device}/{fault_point}")),
-                        });
-                    }
+        for &(q, r) in &self.points[d][p].confirms {
+            let point = &self.points[d][q];
+            let rule = &point.rules[r];
+            let Some(c) = &rule.config().confirmed_by else {
+                continue;
+            };
+            if value != c.equals {
+                continue;
+            }
+            let since =
+                unix_ms(SystemTime::now()).saturating_sub(u64::from(c.within_days) * 86_400_000);
+            for (id, record) in &self.outcomes.alarms {
+                if record.device == device
+                    && record.point == point.config.name
+                    && record.rule == rule.config().name()
+                    && record.answer.is_none()
+                    && record.raised_at_ms >= since
+                {
+                    answers.push(AnswerCommand {
+                        alarm_id: id.clone(),
+                        failure_mode: Some(c.failure_mode.clone()),
+                        note: Some(format!("{fault_point} = {value}")),
+                        by: Some(format!("plc:{device}/{fault_point}")),
+                    });
                 }
             }
         }
@@ -1399,10 +1426,7 @@ impl Core {
             };
             self.publish_event(&event);
         }
-        let keys: Vec<String> = self.targets.keys().cloned().collect();
-        for key in keys {
-            self.recompute(&key);
-        }
+        self.recompute_all();
     }
 
     /// Offers a verified peer packet to the adaptive rules of its target; returns the rules
@@ -1619,11 +1643,7 @@ fn adaptive_rule(
             Severity::Alarm
         },
         target: target.key(),
-        effective: SynthesisState::default().effective(
-            &crate::synthesis::Settings::default(),
-            "",
-            &rails,
-        ),
+        effective: Effective::at_baseline(&rails),
         rails,
     })
 }

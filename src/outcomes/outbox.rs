@@ -133,15 +133,13 @@ pub fn start(
         // The packet published and not yet acknowledged, one at a time, with its packet id once
         // the event loop has sent it: only the PUBACK with that id removes it (a PUBACK for an
         // earlier session's resend of the same packet must not remove the next one).
-        let mut in_flight: Option<(u64, PathBuf)> = None;
-        let mut in_flight_pkid: Option<u16> = None;
+        let mut in_flight: Option<InFlight> = None;
         loop {
             let event = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(()) = wake.recv() => {
                     if connected && in_flight.is_none() {
                         in_flight = send_next(&client, &outbox);
-                        in_flight_pkid = None;
                     }
                     continue;
                 }
@@ -158,11 +156,10 @@ pub fn start(
                         let _ = client.try_subscribe(topic.clone(), QoS::AtLeastOnce);
                     }
                     in_flight = send_next(&client, &outbox);
-                    in_flight_pkid = None;
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => {
-                    if in_flight.is_some() && in_flight_pkid.is_none() {
-                        in_flight_pkid = Some(pkid);
+                    if let Some(f) = in_flight.as_mut() {
+                        f.pkid.get_or_insert(pkid);
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -179,15 +176,12 @@ pub fn start(
                     }
                 }
                 Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                    if in_flight.is_none() || in_flight_pkid != Some(ack.pkid) {
+                    let Some(f) = in_flight.take_if(|f| f.pkid == Some(ack.pkid)) else {
                         continue;
-                    }
-                    if let Some((seq, path)) = in_flight.take() {
-                        let _ = std::fs::remove_file(&path);
-                        debug!(seq, "Outcome packet acknowledged by the uplink.");
-                    }
+                    };
+                    let _ = std::fs::remove_file(&f.path);
+                    debug!(seq = f.seq, "Outcome packet acknowledged by the uplink.");
                     in_flight = send_next(&client, &outbox);
-                    in_flight_pkid = None;
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -196,7 +190,6 @@ pub fn start(
                     }
                     connected = false;
                     in_flight = None;
-                    in_flight_pkid = None;
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(backoff.next_delay()) => {}
@@ -207,8 +200,16 @@ pub fn start(
     }))
 }
 
+/// The packet published and not yet acknowledged.
+struct InFlight {
+    seq: u64,
+    path: PathBuf,
+    /// Its packet id, once the event loop has sent it.
+    pkid: Option<u16>,
+}
+
 /// Publishes the oldest waiting packet on its context's topic.
-fn send_next(client: &AsyncClient, outbox: &Outbox) -> Option<(u64, PathBuf)> {
+fn send_next(client: &AsyncClient, outbox: &Outbox) -> Option<InFlight> {
     for (seq, path) in outbox.pending() {
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
@@ -225,7 +226,11 @@ fn send_next(client: &AsyncClient, outbox: &Outbox) -> Option<(u64, PathBuf)> {
             .try_publish(packet.topic(), QoS::AtLeastOnce, false, bytes)
             .is_ok()
         {
-            return Some((seq, path));
+            return Some(InFlight {
+                seq,
+                path,
+                pkid: None,
+            });
         }
         return None;
     }

@@ -233,6 +233,18 @@ pub struct Effective {
 }
 
 impl Effective {
+    /// The configured level, moved by nothing.
+    pub fn at_baseline(rails: &Rails) -> Self {
+        Self {
+            value: rails.baseline,
+            baseline: rails.baseline,
+            floor: rails.floor,
+            ceiling: rails.ceiling,
+            tighten_only: rails.tighten_only,
+            provenance: Vec::new(),
+        }
+    }
+
     /// Sources whose proposals moved the level.
     pub fn applied_sources(&self) -> Vec<String> {
         self.provenance
@@ -401,11 +413,8 @@ impl SynthesisState {
         }
         Effective {
             value: rails.clamp(value),
-            baseline: rails.baseline,
-            floor: rails.floor,
-            ceiling: rails.ceiling,
-            tighten_only: rails.tighten_only,
             provenance,
+            ..Effective::at_baseline(rails)
         }
     }
 
