@@ -77,6 +77,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     tokio::spawn(source.run(cancel.clone())),
                 ));
             }
+            DeviceConfig::OpcUa(d) => {
+                let source = crate::sources::opcua::OpcUaSource::new(
+                    index,
+                    d.clone(),
+                    crate::sources::opcua::pki_dir(&config.site.state_dir),
+                    events_tx.clone(),
+                );
+                tasks.push((
+                    format!("device {}", d.name),
+                    tokio::spawn(source.run(cancel.clone())),
+                ));
+            }
             // Serial units are grouped by line below.
             DeviceConfig::ModbusRtu(_) => {}
         }
@@ -497,9 +509,9 @@ impl Core {
                             DeviceConfig::Vibration(v) => {
                                 v.features.get(i).map(|f| f.to_string()).unwrap_or_default()
                             }
-                            DeviceConfig::ModbusTcp(_) | DeviceConfig::ModbusRtu(_) => {
-                                "process_value".to_string()
-                            }
+                            DeviceConfig::ModbusTcp(_)
+                            | DeviceConfig::ModbusRtu(_)
+                            | DeviceConfig::OpcUa(_) => "process_value".to_string(),
                         };
                         let adaptive = rules
                             .iter()

@@ -267,7 +267,7 @@ impl<'t> Loader<'t> {
                     self.report(
                         item.span(),
                         &component,
-                        "missing field `type` (one of \"modbus_tcp\", \"vibration\")",
+                        "missing field `type` (one of \"modbus_tcp\", \"modbus_rtu\", \"opcua\", \"vibration\")",
                     );
                     None
                 }
@@ -276,12 +276,13 @@ impl<'t> Loader<'t> {
                 Some((k, _)) if k == "modbus_tcp" => self.modbus_tcp(item, &component),
                 Some((k, _)) if k == "vibration" => self.vibration(item, &component),
                 Some((k, _)) if k == "modbus_rtu" => self.modbus_rtu(item, &component),
+                Some((k, _)) if k == "opcua" => self.opcua(item, &component),
                 Some((k, span)) => {
                     self.report(
                         span,
                         &component,
                         format!(
-                            "unknown device type `{k}`, expected one of `modbus_tcp`, `modbus_rtu`, `vibration`"
+                            "unknown device type `{k}`, expected one of `modbus_tcp`, `modbus_rtu`, `opcua`, `vibration`"
                         ),
                     );
                     None
@@ -398,13 +399,40 @@ impl<'t> Loader<'t> {
             .as_table()
             .and_then(|t| t.get("points"))
             .cloned();
-        let own = without_keys(item, &["type", "points"]);
-        let device = self.component::<VibrationConfig>(&own, component, validate_vibration);
+        let opcua_value = item
+            .get_ref()
+            .as_table()
+            .and_then(|t| t.get("opcua"))
+            .cloned();
+        let own = without_keys(item, &["type", "points", "opcua"]);
+        let has_opcua = opcua_value.is_some();
+        let device = self
+            .component::<VibrationConfig>(&own, component, |d| validate_vibration(d, has_opcua));
+        let opcua = match &opcua_value {
+            Some(v) => {
+                let waveform_component = format!("{component} / opcua");
+                let connection = self.opcua_connection(v, &waveform_component);
+                let waveform = self.component::<OpcUaWaveformConfig>(
+                    &without_keys(v, OpcUaConnection::KEYS),
+                    &waveform_component,
+                    validate_opcua_waveform,
+                );
+                match (connection, waveform) {
+                    (Some(connection), Some(mut w)) => {
+                        w.connection = connection;
+                        Some(Some(w))
+                    }
+                    _ => None,
+                }
+            }
+            None => Some(None),
+        };
         let items = match &points_value {
             Some(v) => self.array_of_tables(v, component, "[[devices.points]]"),
             None => Some(DeArray::new()),
         };
-        let (mut device, items) = (device?, items?);
+        let (mut device, items, opcua) = (device?, items?, opcua?);
+        device.opcua = opcua;
         let mut ok = true;
         let mut names = HashSet::new();
         for (index, item) in items.iter().enumerate() {
@@ -482,6 +510,100 @@ impl<'t> Loader<'t> {
         ok.then_some(DeviceConfig::Vibration(device))
     }
 
+    /// The connection keys of an OPC UA table, checked on their own.
+    fn opcua_connection(
+        &mut self,
+        table: &Spanned<DeValue<'t>>,
+        component: &str,
+    ) -> Option<OpcUaConnection> {
+        let others: Vec<String> = table
+            .get_ref()
+            .as_table()
+            .map(|t| {
+                t.iter()
+                    .map(|(k, _)| k.get_ref().to_string())
+                    .filter(|k| !OpcUaConnection::KEYS.contains(&k.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let others: Vec<&str> = others.iter().map(String::as_str).collect();
+        let only = without_keys(table, &others);
+        self.component::<OpcUaConnection>(&only, component, validate_opcua_connection)
+    }
+
+    fn opcua(&mut self, item: &Spanned<DeValue<'t>>, component: &str) -> Option<DeviceConfig> {
+        let points_value = item
+            .get_ref()
+            .as_table()
+            .and_then(|t| t.get("points"))
+            .cloned();
+        let own = without_keys(item, &["type", "points"]);
+        let connection = self.opcua_connection(&own, component);
+        let device = self.component::<OpcUaConfig>(
+            &without_keys(&own, OpcUaConnection::KEYS),
+            component,
+            validate_opcua,
+        );
+        let items = match &points_value {
+            Some(v) => self.array_of_tables(v, component, "[[devices.points]]"),
+            None => Some(DeArray::new()),
+        };
+        let (mut device, items, connection) = (device?, items?, connection?);
+        device.connection = connection;
+        let mut ok = true;
+        let mut names = HashSet::new();
+        for (index, item) in items.iter().enumerate() {
+            let point_component = format!("{component} / {}", component_name("point", item, index));
+            let alarms_value = item
+                .get_ref()
+                .as_table()
+                .and_then(|t| t.get("alarms"))
+                .cloned();
+            let own = without_keys(item, &["alarms"]);
+            let point =
+                self.component::<OpcUaPointConfig>(&own, &point_component, validate_opcua_point);
+            let alarms = match &alarms_value {
+                Some(v) => self.alarms(v, &point_component, None),
+                None => Some(Vec::new()),
+            };
+            let (Some(p), Some(alarms)) = (point, alarms) else {
+                ok = false;
+                continue;
+            };
+            if !names.insert(p.name.clone()) {
+                self.report(
+                    key_span(item, &["name"]),
+                    &point_component,
+                    format!("duplicate point name `{}`", p.name),
+                );
+                ok = false;
+            }
+            device.nodes.push(OpcUaNodeConfig {
+                node: p.node,
+                sampling_interval_ms: p.sampling_interval_ms,
+                deadband: p.deadband,
+            });
+            device.points.push(PointConfig {
+                name: p.name,
+                register: RegisterKind::Input,
+                address: 0,
+                data_type: Some(DataType::F64),
+                byte_order: ByteOrder::Abcd,
+                bit: None,
+                length: None,
+                scale: p.scale,
+                offset: p.offset,
+                unit: p.unit,
+                alarms,
+                spc: p.spc,
+                context: p.context,
+            });
+        }
+        let value = points_value.unwrap_or_else(|| item.clone());
+        ok &= self.check_point_references(&items, &device.points, component, &value);
+        ok.then_some(DeviceConfig::OpcUa(device))
+    }
+
     fn points(&mut self, value: &Spanned<DeValue<'t>>, device: &str) -> Option<Vec<PointConfig>> {
         let items = self.array_of_tables(value, device, "[[devices.points]]")?;
         let mut points = Vec::new();
@@ -528,13 +650,26 @@ impl<'t> Loader<'t> {
                 _ => ok = false,
             }
         }
-        for p in &points {
+        ok &= self.check_point_references(&items, &points, device, value);
+        ok.then_some(points)
+    }
+
+    /// Checks what points name of each other: `spc.subgroup_by` and `confirmed_by.point`.
+    fn check_point_references(
+        &mut self,
+        items: &DeArray<'t>,
+        points: &[PointConfig],
+        device: &str,
+        value: &Spanned<DeValue<'t>>,
+    ) -> bool {
+        let mut ok = true;
+        for p in points {
             let by = p.spc.as_ref().and_then(|s| s.subgroup_by.as_deref());
             if let Some(by) = by {
                 let exists = points.iter().any(|q| q.name == by && q.name != p.name);
                 if !exists {
                     let component = format!("{device} / point \"{}\"", p.name);
-                    let item = item_named(&items, &p.name);
+                    let item = item_named(items, &p.name);
                     let span = item.map(|i| key_span(i, &["spc"])).unwrap_or(value.span());
                     self.report(span, &component, format!("spc.subgroup_by names `{by}`, which is not another point of this device"));
                     ok = false;
@@ -546,7 +681,7 @@ impl<'t> Loader<'t> {
                 };
                 if !points.iter().any(|q| q.name == c.point && q.name != p.name) {
                     let component = format!("{device} / point \"{}\"", p.name);
-                    let item = item_named(&items, &p.name);
+                    let item = item_named(items, &p.name);
                     let span = item
                         .map(|i| key_span(i, &["alarms"]))
                         .unwrap_or(value.span());
@@ -555,7 +690,7 @@ impl<'t> Loader<'t> {
                 }
             }
         }
-        ok.then_some(points)
+        ok
     }
 
     fn alarms(
@@ -1080,12 +1215,20 @@ fn validate_modbus_rtu(d: &ModbusRtuConfig) -> Vec<Finding> {
     out
 }
 
-fn validate_vibration(d: &VibrationConfig) -> Vec<Finding> {
+fn validate_vibration(d: &VibrationConfig, has_opcua: bool) -> Vec<Finding> {
     let mut out = Vec::new();
     check_context(d.context.as_ref(), &mut out);
     check_topic_name("name", "device name", &d.name, &mut out);
-    match (&d.file, &d.modbus) {
-        (Some(file), None) => {
+    match (&d.file, &d.modbus, has_opcua) {
+        (None, None, true) => {
+            if d.sample_rate.is_none() {
+                out.push((
+                    vec!["sample_rate"],
+                    "`sample_rate` is needed for an OPC UA waveform".into(),
+                ));
+            }
+        }
+        (Some(file), None, false) => {
             if !file.is_file() {
                 out.push((
                     vec!["file"],
@@ -1113,7 +1256,7 @@ fn validate_vibration(d: &VibrationConfig) -> Vec<Finding> {
                 _ => {}
             }
         }
-        (None, Some(block)) => {
+        (None, Some(block), false) => {
             if d.sample_rate.is_none() {
                 out.push((
                     vec!["sample_rate"],
@@ -1150,10 +1293,10 @@ fn validate_vibration(d: &VibrationConfig) -> Vec<Finding> {
         }
         _ => out.push((
             vec!["name"],
-            "give exactly one waveform source: `file` or `modbus`".into(),
+            "give exactly one waveform source: `file`, `modbus` or `opcua`".into(),
         )),
     }
-    if d.modbus.is_some() && d.interval_ms == 0 {
+    if (d.modbus.is_some() || has_opcua) && d.interval_ms == 0 {
         out.push((vec!["interval_ms"], "interval_ms must be at least 1".into()));
     }
     if d.replay == ReplayPace::Fast && d.interval_ms == 0 {
@@ -1174,6 +1317,143 @@ fn validate_vibration(d: &VibrationConfig) -> Vec<Finding> {
             };
             out.push((vec![key], e.to_string()));
         }
+    }
+    out
+}
+
+fn validate_opcua_connection(c: &OpcUaConnection) -> Vec<Finding> {
+    use OpcUaSecurityMode as Mode;
+    use OpcUaSecurityPolicy as Policy;
+    let mut out = Vec::new();
+    let rest = c.endpoint.strip_prefix("opc.tcp://");
+    if rest.is_none_or(|r| r.is_empty() || r.starts_with('/') || r.starts_with(':')) {
+        out.push((
+            vec!["endpoint"],
+            format!(
+                "endpoint `{}` is not an OPC UA TCP URL such as `opc.tcp://10.0.0.5:4840`",
+                c.endpoint
+            ),
+        ));
+    }
+    match (c.security_policy, c.security_mode) {
+        (Policy::None, Mode::Sign | Mode::SignAndEncrypt) => out.push((
+            vec!["security_mode"],
+            "security_mode `sign` and `sign_and_encrypt` need security_policy = \"basic256sha256\"".into(),
+        )),
+        (Policy::Basic256sha256, Mode::None) => out.push((
+            vec!["security_mode"],
+            "security_policy `basic256sha256` needs security_mode = \"sign\" or \"sign_and_encrypt\"".into(),
+        )),
+        _ => {}
+    }
+    if let Some(id) = &c.identity {
+        let user = id.user.is_some() || id.password.is_some();
+        let cert = id.certificate.is_some() || id.private_key.is_some();
+        if user && cert {
+            out.push((
+                vec!["identity"],
+                "give either `user` and `password` or `certificate` and `private_key`, not both"
+                    .into(),
+            ));
+        } else if user && (id.user.is_none() || id.password.is_none()) {
+            out.push((
+                vec!["identity"],
+                "identity needs both `user` and `password`".into(),
+            ));
+        } else if cert {
+            match (&id.certificate, &id.private_key) {
+                (Some(c), Some(k)) => {
+                    for (what, path) in [("certificate", c), ("private_key", k)] {
+                        if !path.is_file() {
+                            out.push((
+                                vec!["identity"],
+                                format!(
+                                    "identity {what} `{}` does not exist or is not a file",
+                                    path.display()
+                                ),
+                            ));
+                        }
+                    }
+                }
+                _ => out.push((
+                    vec!["identity"],
+                    "identity needs both `certificate` and `private_key`".into(),
+                )),
+            }
+        } else if !user {
+            out.push((
+                vec!["identity"],
+                "an empty identity: remove it for anonymous, or give `user` and `password`, or `certificate` and `private_key`".into(),
+            ));
+        }
+    }
+    if c.timeout_ms == 0 {
+        out.push((vec!["timeout_ms"], "timeout_ms must be at least 1".into()));
+    }
+    if c.backoff_initial_ms == 0 || c.backoff_initial_ms > c.backoff_max_ms {
+        out.push((
+            vec!["backoff_initial_ms"],
+            "backoff_initial_ms must be at least 1 and at most backoff_max_ms".into(),
+        ));
+    }
+    out
+}
+
+fn check_node(node: &str, out: &mut Vec<Finding>) {
+    if node.trim().parse::<opcua::types::NodeId>().is_err() {
+        out.push((
+            vec!["node"],
+            format!(
+                "`{node}` is not a node id such as `ns=2;s=Line1.Temperature` or `ns=3;i=1042`"
+            ),
+        ));
+    }
+}
+
+fn validate_opcua(d: &OpcUaConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    check_context(d.context.as_ref(), &mut out);
+    check_topic_name("name", "device name", &d.name, &mut out);
+    if d.interval_ms == 0 {
+        out.push((vec!["interval_ms"], "interval_ms must be at least 1".into()));
+    }
+    if d.stats_interval_ms == 0 {
+        out.push((
+            vec!["stats_interval_ms"],
+            "stats_interval_ms must be at least 1".into(),
+        ));
+    }
+    out
+}
+
+fn validate_opcua_point(p: &OpcUaPointConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    check_context(p.context.as_ref(), &mut out);
+    check_topic_name("name", "point name", &p.name, &mut out);
+    check_node(&p.node, &mut out);
+    if !(p.scale.is_finite() && p.scale != 0.0) {
+        out.push((vec!["scale"], "scale must be finite and non-zero".into()));
+    }
+    if !p.offset.is_finite() {
+        out.push((vec!["offset"], "offset must be finite".into()));
+    }
+    if !(p.deadband.is_finite() && p.deadband >= 0.0) {
+        out.push((vec!["deadband"], "deadband must be zero or positive".into()));
+    }
+    if p.sampling_interval_ms == Some(0) {
+        out.push((
+            vec!["sampling_interval_ms"],
+            "sampling_interval_ms must be at least 1".into(),
+        ));
+    }
+    out
+}
+
+fn validate_opcua_waveform(w: &OpcUaWaveformConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    check_node(&w.node, &mut out);
+    if !(w.scale.is_finite() && w.scale != 0.0) {
+        out.push((vec!["scale"], "scale must be finite and non-zero".into()));
     }
     out
 }

@@ -5,6 +5,7 @@
 //! only happens if the core itself stalls).
 
 pub mod modbus;
+pub mod opcua;
 pub mod replay;
 pub mod vibration;
 

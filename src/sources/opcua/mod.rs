@@ -1,0 +1,429 @@
+//! OPC UA: sessions to servers (discovery, endpoint choice, certificate trust, identity), and the
+//! device source that reads points by subscription or by polled reads.
+//!
+//! One client certificate serves the whole gateway. It is created on first start in
+//! `<state_dir>/pki/own/cert.der` with its key in `<state_dir>/pki/private/private.pem`.
+//! Server certificates are trusted when they are in `<state_dir>/pki/trusted/`. An unknown one
+//! is written to `<state_dir>/pki/rejected/`, and the log says which file to move where. With
+//! `trust_server_on_first_use`, a device trusts the first certificate it meets and pins it.
+//!
+//! Reconnection is async-opcua's session event loop. It retries without limit with
+//! exponential backoff and, when the server has lost the session (a restart), creates a new one
+//! and re-creates the subscription and its monitored items. A certificate failure ends that
+//! loop: the next attempt starts from discovery again, so a newly trusted or changed
+//! certificate is picked up.
+
+mod device;
+
+pub use device::OpcUaSource;
+
+use crate::config::{OpcUaConnection, OpcUaSecurityMode, OpcUaSecurityPolicy};
+use futures::StreamExt;
+use opcua::client::{ClientBuilder, IdentityToken, Password, Session, SessionPollResult};
+use opcua::crypto::{CertificateStore, SecurityPolicy, X509};
+use opcua::types::{EndpointDescription, MessageSecurityMode, StatusCode, Variant};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use tracing::{info, warn};
+
+/// The application URI of the gateway's client certificate.
+const APPLICATION_URI: &str = "urn:qis-edge";
+
+/// Largest message accepted from a server (a 65 536-sample `Double` waveform is 512 KiB).
+const MAX_MESSAGE_SIZE: usize = 4 << 20;
+
+/// Serialises creation of the client certificate: devices start together on first start.
+static PKI_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// What a session's event loop reports.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// Connected (first time or after a loss).
+    Up,
+    /// The connection was lost; the event loop is reconnecting.
+    Down(String),
+    /// A reconnection attempt failed; the event loop retries.
+    Retrying(String),
+    /// The event loop stopped (a certificate problem or a closed session): open anew.
+    Ended(String),
+}
+
+/// An open session and the task that drives it.
+pub struct Connection {
+    /// The session, for reads and subscriptions.
+    pub session: Arc<Session>,
+    /// What the event loop reports.
+    pub events: mpsc::UnboundedReceiver<LinkEvent>,
+    driver: JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Why a session could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The server's certificate is not in the trusted folder.
+    #[error(
+        "the server's certificate is not trusted. It was saved as {rejected}. If it is the \
+         certificate of {endpoint}, move it to {trusted_dir}/ (mv \"{rejected}\" \"{trusted_dir}/\"); \
+         the gateway connects at its next attempt. Or set trust_server_on_first_use = true for \
+         this device."
+    )]
+    Untrusted {
+        /// The endpoint URL.
+        endpoint: String,
+        /// Where the certificate was saved.
+        rejected: String,
+        /// The trusted folder.
+        trusted_dir: String,
+    },
+    /// Anything else, described.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The PKI folder of a gateway with state in `state_dir`.
+pub fn pki_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("pki")
+}
+
+fn policy(p: OpcUaSecurityPolicy) -> SecurityPolicy {
+    match p {
+        OpcUaSecurityPolicy::None => SecurityPolicy::None,
+        OpcUaSecurityPolicy::Basic256sha256 => SecurityPolicy::Basic256Sha256,
+    }
+}
+
+fn mode(m: OpcUaSecurityMode) -> MessageSecurityMode {
+    match m {
+        OpcUaSecurityMode::None => MessageSecurityMode::None,
+        OpcUaSecurityMode::Sign => MessageSecurityMode::Sign,
+        OpcUaSecurityMode::SignAndEncrypt => MessageSecurityMode::SignAndEncrypt,
+    }
+}
+
+/// A status code as operators read it, with what to do about the common ones.
+pub fn describe(code: StatusCode, own_cert: &Path) -> String {
+    let hint = match code {
+        StatusCode::BadCertificateUntrusted
+        | StatusCode::BadSecurityChecksFailed
+        | StatusCode::BadCertificateInvalid => format!(
+            ": the server refused the gateway's certificate {}; trust it on the server (most \
+             servers keep a rejected folder to move it out of)",
+            own_cert.display()
+        ),
+        StatusCode::BadIdentityTokenRejected
+        | StatusCode::BadIdentityTokenInvalid
+        | StatusCode::BadUserAccessDenied => {
+            ": the server refused the identity (check [devices.identity])".to_string()
+        }
+        StatusCode::BadTimeout => ": no answer in time".to_string(),
+        StatusCode::BadNotConnected
+        | StatusCode::BadConnectionClosed
+        | StatusCode::BadCommunicationError
+        | StatusCode::BadServerNotConnected => ": server unreachable".to_string(),
+        _ => String::new(),
+    };
+    format!("{code}{hint}")
+}
+
+fn is_certificate_failure(code: StatusCode) -> bool {
+    matches!(
+        code,
+        StatusCode::BadCertificateUntrusted
+            | StatusCode::BadSecurityChecksFailed
+            | StatusCode::BadCertificateInvalid
+            | StatusCode::BadCertificateHostNameInvalid
+            | StatusCode::BadCertificateUriInvalid
+            | StatusCode::BadCertificateTimeInvalid
+    )
+}
+
+/// The gateway's own certificate, for messages.
+pub fn own_certificate(pki: &Path) -> PathBuf {
+    pki.join("own").join("cert.der")
+}
+
+/// Opens a session to the server of `conn` for device `device`: discovery, the endpoint of
+/// the configured policy and mode, server certificate trust, then the session with its event
+/// loop running. The session may still be connecting when this returns: wait for
+/// [`LinkEvent::Up`].
+pub async fn open(
+    conn: &OpcUaConnection,
+    pki: &Path,
+    device: &str,
+) -> Result<Connection, OpenError> {
+    let limit = Duration::from_millis(conn.timeout_ms);
+    let mut client = {
+        let _guard = PKI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        ClientBuilder::new()
+            .application_name("qis-edge")
+            .application_uri(APPLICATION_URI)
+            .product_uri(APPLICATION_URI)
+            .pki_dir(pki)
+            .create_sample_keypair(true)
+            .trust_server_certs(false)
+            .session_retry_limit(-1)
+            .session_retry_initial(Duration::from_millis(conn.backoff_initial_ms))
+            .session_retry_max(Duration::from_millis(conn.backoff_max_ms))
+            .request_timeout(limit)
+            .keep_alive_interval(Duration::from_secs(5))
+            .max_message_size(MAX_MESSAGE_SIZE)
+            .max_array_length(1 << 20)
+            .max_chunk_count(0)
+            .session_name(format!("qis-edge {device}"))
+            .client()
+            .map_err(|e| OpenError::Other(format!("OPC UA client: {}", e.join("; "))))?
+    };
+    let endpoints = timeout(limit, client.get_server_endpoints_from_url(&conn.endpoint))
+        .await
+        .map_err(|_| {
+            OpenError::Other(format!("discovery at {}: no answer in time", conn.endpoint))
+        })?
+        .map_err(|e| {
+            OpenError::Other(format!(
+                "discovery at {}: {}",
+                conn.endpoint,
+                describe(e.status(), &own_certificate(pki))
+            ))
+        })?;
+    let wanted_policy = policy(conn.security_policy);
+    let wanted_mode = mode(conn.security_mode);
+    let chosen = endpoints
+        .iter()
+        .find(|e| {
+            SecurityPolicy::from_uri(e.security_policy_uri.as_ref()) == wanted_policy
+                && e.security_mode == wanted_mode
+        })
+        .cloned()
+        .ok_or_else(|| {
+            let offered: Vec<String> = endpoints
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} {:?}",
+                        SecurityPolicy::from_uri(e.security_policy_uri.as_ref()),
+                        e.security_mode
+                    )
+                })
+                .collect();
+            OpenError::Other(format!(
+                "{} offers no endpoint with security {wanted_policy} {wanted_mode:?}; it offers: {}",
+                conn.endpoint,
+                offered.join(", ")
+            ))
+        })?;
+    if wanted_policy != SecurityPolicy::None {
+        trust_server(conn, pki, device, &chosen)?;
+    }
+    let identity = identity(conn)?;
+    // Connect to the configured address: servers often advertise a host name the gateway
+    // cannot resolve.
+    let mut endpoint = chosen;
+    endpoint.endpoint_url = conn.endpoint.as_str().into();
+    let (session, event_loop) = client
+        .connect_to_endpoint_directly(endpoint, identity)
+        .map_err(|e| OpenError::Other(format!("{}: {e}", conn.endpoint)))?;
+    let (tx, events) = mpsc::unbounded_channel();
+    let own = own_certificate(pki);
+    let driver = tokio::spawn(async move {
+        let stream = event_loop.enter();
+        futures::pin_mut!(stream);
+        while let Some(item) = stream.next().await {
+            let event = match item {
+                Ok(SessionPollResult::Reconnected(_)) => LinkEvent::Up,
+                Ok(SessionPollResult::ConnectionLost(code)) => {
+                    LinkEvent::Down(describe(code, &own))
+                }
+                Ok(SessionPollResult::ReconnectFailed(code)) if is_certificate_failure(code) => {
+                    let _ = tx.send(LinkEvent::Ended(describe(code, &own)));
+                    return;
+                }
+                Ok(SessionPollResult::ReconnectFailed(code)) => {
+                    LinkEvent::Retrying(describe(code, &own))
+                }
+                Ok(_) => continue,
+                Err(code) => {
+                    let _ = tx.send(LinkEvent::Ended(describe(code, &own)));
+                    return;
+                }
+            };
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(LinkEvent::Ended("session closed".into()));
+    });
+    Ok(Connection {
+        session,
+        events,
+        driver,
+    })
+}
+
+fn identity(conn: &OpcUaConnection) -> Result<IdentityToken, OpenError> {
+    let Some(id) = &conn.identity else {
+        return Ok(IdentityToken::Anonymous);
+    };
+    match (&id.user, &id.password, &id.certificate, &id.private_key) {
+        (Some(user), Some(password), _, _) => Ok(IdentityToken::UserName(
+            user.clone(),
+            Password::new(password.clone()),
+        )),
+        (_, _, Some(cert), Some(key)) => IdentityToken::new_x509_path(cert, key).map_err(|e| {
+            OpenError::Other(format!(
+                "identity certificate {} / key {}: {e}",
+                cert.display(),
+                key.display()
+            ))
+        }),
+        _ => Ok(IdentityToken::Anonymous),
+    }
+}
+
+/// Makes sure the server's certificate is in the trusted folder, trusting it on first use when
+/// allowed; otherwise saves it in the rejected folder and says what to do.
+fn trust_server(
+    conn: &OpcUaConnection,
+    pki: &Path,
+    device: &str,
+    endpoint: &EndpointDescription,
+) -> Result<(), OpenError> {
+    let cert = X509::from_byte_string(&endpoint.server_certificate).map_err(|e| {
+        OpenError::Other(format!(
+            "{} sent an unreadable certificate: {e}",
+            conn.endpoint
+        ))
+    })?;
+    let der = cert
+        .to_der()
+        .map_err(|e| OpenError::Other(format!("server certificate: {e}")))?;
+    let name = CertificateStore::cert_file_name(&cert);
+    let trusted_dir = pki.join("trusted");
+    let rejected_dir = pki.join("rejected");
+    let pins = pki.join("first-use");
+    for dir in [&trusted_dir, &rejected_dir, &pins] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| OpenError::Other(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let trusted = trusted_dir.join(&name);
+    let rejected = rejected_dir.join(&name);
+    let pin = pins.join(device);
+    if !trusted.exists() && conn.trust_server_on_first_use && !pin.exists() {
+        crate::store::write_atomic(&trusted, &der, 0o644)
+            .map_err(|e| OpenError::Other(format!("cannot write {}: {e}", trusted.display())))?;
+        crate::store::write_atomic(&pin, name.as_bytes(), 0o644)
+            .map_err(|e| OpenError::Other(format!("cannot write {}: {e}", pin.display())))?;
+        info!(device, endpoint = %conn.endpoint, certificate = %trusted.display(), "Trusted the OPC UA server's certificate on first use; a different certificate later will be refused.");
+    }
+    if trusted.exists() {
+        // The library refuses a certificate that is also in the rejected folder.
+        if rejected.exists() {
+            let _ = std::fs::remove_file(&rejected);
+        }
+        return Ok(());
+    }
+    if !rejected.exists() {
+        crate::store::write_atomic(&rejected, &der, 0o644)
+            .map_err(|e| OpenError::Other(format!("cannot write {}: {e}", rejected.display())))?;
+    }
+    if pin.exists() {
+        warn!(device, endpoint = %conn.endpoint, "The server presents a different certificate from the one trusted on first use.");
+    }
+    Err(OpenError::Untrusted {
+        endpoint: conn.endpoint.clone(),
+        rejected: rejected.display().to_string(),
+        trusted_dir: trusted_dir.display().to_string(),
+    })
+}
+
+/// A scalar value as a number or text; `Err` says why it is neither.
+pub fn scalar(value: &Variant) -> Result<Scalar, String> {
+    Ok(match value {
+        Variant::Boolean(b) => Scalar::Number(f64::from(u8::from(*b))),
+        Variant::SByte(v) => Scalar::Number(f64::from(*v)),
+        Variant::Byte(v) => Scalar::Number(f64::from(*v)),
+        Variant::Int16(v) => Scalar::Number(f64::from(*v)),
+        Variant::UInt16(v) => Scalar::Number(f64::from(*v)),
+        Variant::Int32(v) => Scalar::Number(f64::from(*v)),
+        Variant::UInt32(v) => Scalar::Number(f64::from(*v)),
+        Variant::Int64(v) => Scalar::Number(*v as f64),
+        Variant::UInt64(v) => Scalar::Number(*v as f64),
+        Variant::Float(v) => Scalar::Number(shortest(*v)),
+        Variant::Double(v) => Scalar::Number(*v),
+        Variant::String(s) => Scalar::Text(s.as_ref().to_string()),
+        Variant::LocalizedText(t) => Scalar::Text(t.text.as_ref().to_string()),
+        Variant::Empty => return Err("the node has no value".into()),
+        Variant::Array(a) => {
+            return Err(format!(
+                "the node holds an array of {} values; read waveforms with a vibration device's [devices.opcua]",
+                a.values.len()
+            ))
+        }
+        other => return Err(format!("unsupported value type {:?}", other.type_id())),
+    })
+}
+
+/// The f64 that prints like the f32 (85.3f32 becomes 85.3).
+fn shortest(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(f64::from(v))
+}
+
+/// A scalar read from a node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    /// A number (booleans as 0 and 1).
+    Number(f64),
+    /// Text.
+    Text(String),
+}
+
+/// The numbers of an array variable, in order; `Err` says why it is not one.
+pub fn numbers(value: &Variant, out: &mut Vec<f64>) -> Result<(), String> {
+    out.clear();
+    let Variant::Array(array) = value else {
+        return Err(format!(
+            "the node holds a {:?}, not an array",
+            value.type_id()
+        ));
+    };
+    out.reserve(array.values.len());
+    for v in &array.values {
+        match scalar(v) {
+            Ok(Scalar::Number(x)) => out.push(x),
+            _ => return Err(format!("the array holds {:?}, not numbers", v.type_id())),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalars_become_numbers_or_text() {
+        assert_eq!(scalar(&Variant::Float(85.3)), Ok(Scalar::Number(85.3)));
+        assert_eq!(scalar(&Variant::Boolean(true)), Ok(Scalar::Number(1.0)));
+        assert_eq!(scalar(&Variant::Int64(-7)), Ok(Scalar::Number(-7.0)));
+        assert_eq!(
+            scalar(&Variant::from("run")),
+            Ok(Scalar::Text("run".into()))
+        );
+        assert!(scalar(&Variant::Empty).is_err());
+        let array = Variant::from(vec![1.0f64, 2.0]);
+        assert!(scalar(&array).unwrap_err().contains("array of 2"));
+        let mut out = Vec::new();
+        numbers(&Variant::from(vec![1i16, -2, 3]), &mut out).unwrap();
+        assert_eq!(out, [1.0, -2.0, 3.0]);
+        assert!(numbers(&Variant::Double(1.0), &mut out).is_err());
+    }
+}
