@@ -197,6 +197,70 @@ pub fn modbus_server_on(port: u16, spec: &Value) -> Peer {
     spawn_peer(command, port, "pymodbus server")
 }
 
+/// An asyncua OPC UA server (tests/peers/opcua_server.py) on loopback, driven through stdin.
+pub struct OpcUaServer {
+    peer: Option<Peer>,
+    stdin: Option<std::process::ChildStdin>,
+    pub port: u16,
+    /// Holds the server's certificate (`server-cert.der`) across restarts.
+    pub dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl OpcUaServer {
+    /// Starts a server keeping its certificate in `dir`, with extra arguments such as
+    /// `--policies encrypt`.
+    pub fn start(dir: &Path, args: &[&str]) -> Self {
+        let mut server = Self {
+            peer: None,
+            stdin: None,
+            port: free_port(),
+            dir: dir.to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        };
+        server.restart();
+        server
+    }
+
+    /// `opc.tcp://localhost:<port>/`
+    pub fn endpoint(&self) -> String {
+        format!("opc.tcp://localhost:{}/", self.port)
+    }
+
+    /// Stops the server (SIGKILL, as a crash or power cut would).
+    pub fn kill(&mut self) {
+        self.stdin = None;
+        if let Some(mut p) = self.peer.take() {
+            p.kill();
+        }
+    }
+
+    /// Starts it again on the same port with the same certificate.
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut command = Command::new(python());
+        command
+            .arg(repo().join("tests/peers/opcua_server.py"))
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.args)
+            .stdin(Stdio::piped());
+        let mut peer = spawn_peer(command, self.port, "asyncua server");
+        self.stdin = peer.child.stdin.take();
+        self.peer = Some(peer);
+    }
+
+    /// Sends a command (`set Level 3.0`, `wave 160 2.0`).
+    pub fn command(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("the server is running");
+        writeln!(stdin, "{line}").expect("command to the OPC UA server");
+        stdin.flush().expect("command to the OPC UA server");
+    }
+}
+
 /// One message seen on the broker.
 #[derive(Debug, Clone)]
 pub struct Message {

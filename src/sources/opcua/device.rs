@@ -132,10 +132,17 @@ impl OpcUaSource {
                         }
                         ever_connected = true;
                         self.link(true, None).await;
-                        if self.config.read == OpcUaRead::Subscribe && !subscribed {
-                            match self.subscribe(&connection, values_tx.clone()).await {
-                                Ok(()) => subscribed = true,
-                                Err(reason) => return Ended::Reopen(reason),
+                        if self.config.read == OpcUaRead::Subscribe {
+                            if subscribed {
+                                // The session re-created or transferred the subscription while
+                                // reconnecting; async-opcua 0.19 starts publishing for it only
+                                // when asked.
+                                connection.session.trigger_publish_now();
+                            } else {
+                                match self.subscribe(&connection, values_tx.clone()).await {
+                                    Ok(()) => subscribed = true,
+                                    Err(reason) => return Ended::Reopen(reason),
+                                }
                             }
                         }
                     }

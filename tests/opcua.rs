@@ -1,0 +1,184 @@
+//! OPC UA devices against a real asyncua server (tests/peers/opcua_server.py) and a real
+//! mosquitto broker: scalars by subscription and by polling, deadband, reconnection and
+//! re-subscription after a server restart, Basic256Sha256 SignAndEncrypt and Sign with user and
+//! certificate identities, the untrusted-certificate message, and array waveforms analysed as
+//! vibration.
+
+mod common;
+
+use common::{mosquitto, start, stop, Message, Observer, OpcUaServer};
+use std::path::Path;
+use std::time::Duration;
+
+fn header(site: &str, mqtt_port: u16, state: &Path) -> String {
+    format!(
+        "[site]\nid = \"{site}\"\nstate_dir = \"{}\"\n\n[mqtt]\nport = {mqtt_port}\nkeep_alive_s = 5\n\n\
+         [metrics]\nmin_interval_ms = 0\nmax_interval_ms = 0\n\n",
+        state.display()
+    )
+}
+
+fn metric<'a>(m: &'a Message, site: &str, device: &str, point: &str) -> Option<&'a Message> {
+    (m.topic == format!("qis/{site}/metrics/{device}/{point}")).then_some(m)
+}
+
+fn good_value(m: &Message, site: &str, device: &str, point: &str, value: f64) -> bool {
+    metric(m, site, device, point)
+        .is_some_and(|m| m.json["quality"] == "good" && m.json["value"].as_f64() == Some(value))
+}
+
+/// The points every scalar test device reads: (point, node, extra keys, expected value).
+const SCALARS: &[(&str, &str, &str, f64)] = &[
+    // 21.5 × 2 + 1
+    (
+        "temperature",
+        "ns=2;s=Temperature",
+        "scale = 2.0\noffset = 1.0\n",
+        44.0,
+    ),
+    ("pressure", "ns=2;s=Pressure", "", 1.25),
+    ("count", "ns=2;s=Count", "", -42.0),
+    ("running", "ns=2;s=Running", "", 1.0),
+    ("big", "ns=2;s=Big", "", 1_099_511_627_776.0),
+];
+
+fn scalar_points() -> String {
+    let mut text = String::new();
+    for (name, node, extra, _) in SCALARS {
+        text += &format!("[[devices.points]]\nname = \"{name}\"\nnode = \"{node}\"\n{extra}\n");
+    }
+    text + "[[devices.points]]\nname = \"mode\"\nnode = \"ns=2;s=Mode\"\n\n"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scalars_arrive_by_subscription_and_by_polling_and_the_deadband_holds_back_small_changes() {
+    let broker = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = OpcUaServer::start(&dir.path().join("server"), &[]);
+    let text = header("ua", broker.port, &dir.path().join("state"))
+        + &format!(
+            "[[devices]]\ntype = \"opcua\"\nname = \"sub\"\nendpoint = \"{e}\"\ninterval_ms = 100\n\n{points}\
+             [[devices.points]]\nname = \"level\"\nnode = \"ns=2;s=Level\"\nsampling_interval_ms = 50\ndeadband = 0.5\n\n\
+             [[devices]]\ntype = \"opcua\"\nname = \"poll\"\nendpoint = \"{e}\"\nread = \"poll\"\ninterval_ms = 100\n\n{points}\
+             [[devices.points]]\nname = \"level\"\nnode = \"ns=2;s=Level\"\n\n",
+            e = server.endpoint(),
+            points = scalar_points()
+        );
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = start(&text);
+    for device in ["sub", "poll"] {
+        for (point, _, _, value) in SCALARS {
+            observer
+                .saw_or_wait_for(
+                    &format!("{device}/{point} = {value}"),
+                    Duration::from_secs(20),
+                    |m| good_value(m, "ua", device, point, *value),
+                )
+                .await;
+        }
+        let mode = observer
+            .saw_or_wait_for(&format!("{device}/mode"), Duration::from_secs(5), |m| {
+                metric(m, "ua", device, "mode").is_some_and(|m| m.json["quality"] == "good")
+            })
+            .await;
+        assert_eq!(mode.json["text"], "auto");
+    }
+
+    server.command("set Level 3.0");
+    for device in ["sub", "poll"] {
+        observer
+            .saw_or_wait_for(
+                &format!("{device}/level = 3"),
+                Duration::from_secs(10),
+                |m| good_value(m, "ua", device, "level", 3.0),
+            )
+            .await;
+    }
+    // 3.2 is within the 0.5 deadband of 3.0: the poller sees it, the subscription must not.
+    server.command("set Level 3.2");
+    observer
+        .wait_for("poll/level = 3.2", Duration::from_secs(10), |m| {
+            good_value(m, "ua", "poll", "level", 3.2)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.command("set Level 4.0");
+    observer
+        .wait_for("sub/level = 4", Duration::from_secs(10), |m| {
+            good_value(m, "ua", "sub", "level", 4.0)
+        })
+        .await;
+    let sub_levels: Vec<f64> = observer
+        .seen
+        .iter()
+        .filter_map(|m| metric(m, "ua", "sub", "level"))
+        .filter_map(|m| m.json["value"].as_f64())
+        .collect();
+    assert!(
+        !sub_levels.contains(&3.2),
+        "a change inside the deadband was reported: {sub_levels:?}"
+    );
+
+    let stats = observer
+        .saw_or_wait_for("poll stats", Duration::from_secs(15), |m| {
+            m.topic == "qis/ua/stats/poll"
+        })
+        .await;
+    assert!(stats.json["requests"].as_u64().unwrap() > 0);
+    assert_eq!(
+        stats.json["requests_last_poll"], 1,
+        "one Read per poll for all nodes"
+    );
+    stop(gateway).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_reconnects_and_resubscribes_after_the_server_restarts() {
+    let broker = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = OpcUaServer::start(&dir.path().join("server"), &[]);
+    let text = header("restart", broker.port, &dir.path().join("state"))
+        + &format!(
+            "[[devices]]\ntype = \"opcua\"\nname = \"plc\"\nendpoint = \"{}\"\ninterval_ms = 100\n\
+             backoff_initial_ms = 200\nbackoff_max_ms = 1000\n\n\
+             [[devices.points]]\nname = \"level\"\nnode = \"ns=2;s=Level\"\nsampling_interval_ms = 50\n",
+            server.endpoint()
+        );
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = start(&text);
+    server.command("set Level 1.5");
+    observer
+        .wait_for("level = 1.5", Duration::from_secs(20), |m| {
+            good_value(m, "restart", "plc", "level", 1.5)
+        })
+        .await;
+
+    server.kill();
+    let bad = observer
+        .wait_for(
+            "level bad while the server is down",
+            Duration::from_secs(20),
+            |m| metric(m, "restart", "plc", "level").is_some_and(|m| m.json["quality"] == "bad"),
+        )
+        .await;
+    assert!(bad.json["error"].as_str().is_some_and(|e| !e.is_empty()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    server.restart();
+    // The restarted server knows neither the session nor the subscription: a value that
+    // changes after the restart arrives only through a re-created subscription.
+    observer
+        .wait_for("level good again", Duration::from_secs(30), |m| {
+            good_value(m, "restart", "plc", "level", 0.0)
+        })
+        .await;
+    server.command("set Level 7.25");
+    observer
+        .wait_for(
+            "level = 7.25 after the restart",
+            Duration::from_secs(10),
+            |m| good_value(m, "restart", "plc", "level", 7.25),
+        )
+        .await;
+    stop(gateway).await;
+}
