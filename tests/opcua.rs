@@ -182,3 +182,233 @@ async fn the_gateway_reconnects_and_resubscribes_after_the_server_restarts() {
         .await;
     stop(gateway).await;
 }
+
+fn secure_device(name: &str, endpoint: &str, keys: &str) -> String {
+    format!(
+        "[[devices]]\ntype = \"opcua\"\nname = \"{name}\"\nendpoint = \"{endpoint}\"\nread = \"poll\"\n\
+         interval_ms = 200\nbackoff_initial_ms = 200\nbackoff_max_ms = 1000\n{keys}\n\
+         [[devices.points]]\nname = \"temperature\"\nnode = \"ns=2;s=Temperature\"\n\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic256sha256_sign_and_encrypt_with_user_and_certificate_identities() {
+    let broker = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let (user_cert, user_key) = (
+        dir.path().join("user-cert.der"),
+        dir.path().join("user-key.pem"),
+    );
+    let server = OpcUaServer::start(
+        &dir.path().join("server"),
+        &[
+            "--policies",
+            "sign,encrypt",
+            "--users",
+            "alice:secret",
+            "--user-cert",
+            user_cert.to_str().unwrap(),
+            "--user-key",
+            user_key.to_str().unwrap(),
+            "--no-anonymous",
+        ],
+    );
+    // The maintenance engineer drops the server's certificate into the trusted folder under a
+    // name of their own.
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(state.join("pki/trusted")).unwrap();
+    std::fs::copy(
+        server.dir.join("server-cert.der"),
+        state.join("pki/trusted/line3-plc.der"),
+    )
+    .unwrap();
+    let e = server.endpoint();
+    let text = header("secure", broker.port, &state)
+        + &secure_device(
+            "encrypted",
+            &e,
+            "security_policy = \"basic256sha256\"\nsecurity_mode = \"sign_and_encrypt\"\n\
+             identity = { user = \"alice\", password = \"secret\" }\n",
+        )
+        + &secure_device(
+            "signed",
+            &e,
+            &format!(
+                "security_policy = \"basic256sha256\"\nsecurity_mode = \"sign\"\n\
+                 identity = {{ certificate = \"{}\", private_key = \"{}\" }}\n",
+                user_cert.display(),
+                user_key.display()
+            ),
+        )
+        + &secure_device(
+            "wrong_password",
+            &e,
+            "security_policy = \"basic256sha256\"\nsecurity_mode = \"sign_and_encrypt\"\n\
+             identity = { user = \"alice\", password = \"guess\" }\n",
+        )
+        + &secure_device("plain", &e, "");
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = start(&text);
+    for device in ["encrypted", "signed"] {
+        observer
+            .saw_or_wait_for(
+                &format!("{device}/temperature over Basic256Sha256"),
+                Duration::from_secs(30),
+                |m| good_value(m, "secure", device, "temperature", 21.5),
+            )
+            .await;
+    }
+    let refused = observer
+        .saw_or_wait_for("the wrong password refused", Duration::from_secs(20), |m| {
+            metric(m, "secure", "wrong_password", "temperature").is_some_and(|m| {
+                m.json["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("refused the identity"))
+            })
+        })
+        .await;
+    assert_eq!(refused.json["quality"], "bad");
+    let plain = observer
+        .saw_or_wait_for("no unsecured endpoint", Duration::from_secs(20), |m| {
+            metric(m, "secure", "plain", "temperature").is_some_and(|m| {
+                m.json["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("offers"))
+            })
+        })
+        .await;
+    let error = plain.json["error"].as_str().unwrap();
+    assert!(
+        error.contains("no endpoint with security None") && error.contains("Basic256Sha256"),
+        "{error}"
+    );
+    assert!(
+        state.join("pki/own/cert.der").is_file(),
+        "the client certificate is created in the state directory"
+    );
+    assert!(observer
+        .seen
+        .iter()
+        .all(|m| metric(m, "secure", "wrong_password", "temperature")
+            .is_none_or(|m| m.json["quality"] != "good")));
+    stop(gateway).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_server_certificate_says_which_file_to_move_where_and_first_use_trust_pins() {
+    let broker = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = OpcUaServer::start(&dir.path().join("server"), &["--policies", "encrypt"]);
+    let state = dir.path().join("state");
+    let keys = "security_policy = \"basic256sha256\"\nsecurity_mode = \"sign_and_encrypt\"\n";
+    let text = header("trust", broker.port, &state)
+        + &secure_device("strict", &server.endpoint(), keys)
+        + &secure_device(
+            "first_use",
+            &server.endpoint(),
+            &format!("{keys}trust_server_on_first_use = true\n"),
+        );
+    let mut observer = Observer::connect(broker.port).await;
+    // The strict device starts alone, so that first-use trust does not trust for it.
+    let strict_only = text
+        .split("[[devices]]")
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("[[devices]]");
+    let gateway = start(&strict_only);
+    let untrusted = observer
+        .wait_for(
+            "the untrusted certificate message",
+            Duration::from_secs(30),
+            |m| {
+                metric(m, "trust", "strict", "temperature").is_some_and(|m| {
+                    m.json["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("is not trusted"))
+                })
+            },
+        )
+        .await;
+    let message = untrusted.json["error"].as_str().unwrap().to_string();
+    let trusted_dir = state.join("pki/trusted");
+    let rejected_dir = state.join("pki/rejected");
+    assert!(
+        message.contains(&format!("move it to {}/", trusted_dir.display())),
+        "{message}"
+    );
+    let rejected: Vec<_> = std::fs::read_dir(&rejected_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert!(
+        message.contains(&rejected[0].display().to_string()),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read(&rejected[0]).unwrap(),
+        std::fs::read(server.dir.join("server-cert.der")).unwrap(),
+        "the rejected file is the server's certificate"
+    );
+
+    // Do as the message says; the gateway connects without a restart.
+    let name = rejected[0].file_name().unwrap();
+    std::fs::rename(&rejected[0], trusted_dir.join(name)).unwrap();
+    observer
+        .wait_for(
+            "strict connects once trusted",
+            Duration::from_secs(20),
+            |m| good_value(m, "trust", "strict", "temperature", 21.5),
+        )
+        .await;
+    stop(gateway).await;
+
+    // First-use trust in a gateway of its own.
+    let state2 = dir.path().join("state2");
+    let first_use_only = header("trust", broker.port, &state2)
+        + &text
+            .split("[[devices]]")
+            .nth(2)
+            .map(|d| format!("[[devices]]{d}"))
+            .unwrap();
+    let gateway = start(&first_use_only);
+    observer
+        .wait_for("first use trusts", Duration::from_secs(30), |m| {
+            good_value(m, "trust", "first_use", "temperature", 21.5)
+        })
+        .await;
+    assert!(state2.join("pki/first-use/first_use").is_file());
+    assert_eq!(
+        std::fs::read_dir(state2.join("pki/trusted"))
+            .unwrap()
+            .count(),
+        1
+    );
+
+    // The server comes back with another certificate: refused, not trusted again.
+    server.kill();
+    std::fs::remove_file(server.dir.join("server-cert.der")).unwrap();
+    std::fs::remove_file(server.dir.join("server-key.pem")).unwrap();
+    server.restart();
+    let refused = observer
+        .wait_for(
+            "a changed certificate refused",
+            Duration::from_secs(30),
+            |m| {
+                metric(m, "trust", "first_use", "temperature").is_some_and(|m| {
+                    m.json["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("is not trusted"))
+                })
+            },
+        )
+        .await;
+    assert_eq!(refused.json["quality"], "bad");
+    assert_eq!(
+        std::fs::read_dir(state2.join("pki/trusted"))
+            .unwrap()
+            .count(),
+        1
+    );
+    stop(gateway).await;
+}

@@ -2,7 +2,8 @@
 did not write).
 
 Usage: opcua_server.py --port PORT --dir DIR [--policies none,sign,encrypt]
-                       [--users alice:secret,...] [--user-cert CERT.der] [--no-anonymous]
+                       [--users alice:secret,...] [--user-cert CERT.der --user-key KEY.pem]
+                       [--no-anonymous]
                        [--wave-n N --wave-rate HZ --wave-hz HZ --wave-amp A]
 
 Its certificate (RSA 2048, SAN DNS:localhost and URI urn:qis-edge:test-server) is created in
@@ -67,7 +68,8 @@ async def main():
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--policies", default="none")
     parser.add_argument("--users", default="")
-    parser.add_argument("--user-cert", type=Path)
+    parser.add_argument("--user-cert", type=Path, help="created with --user-key if missing")
+    parser.add_argument("--user-key", type=Path)
     parser.add_argument("--no-anonymous", action="store_true")
     parser.add_argument("--wave-n", type=int, default=4096)
     parser.add_argument("--wave-rate", type=float, default=25600.0)
@@ -85,6 +87,11 @@ async def main():
 
     users = dict(u.split(":", 1) for u in args.users.split(",") if u)
     cert_der = None
+    if args.user_cert and args.user_key:
+        await setup_self_signed_certificate(
+            args.user_key, args.user_cert, "urn:qis-edge:test-user", "localhost",
+            [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": "operator"},
+        )
     if args.user_cert:
         cert_der = uacrypto.der_from_x509(await uacrypto.load_certificate(args.user_cert))
     server = Server(user_manager=Users(users, cert_der, not args.no_anonymous))

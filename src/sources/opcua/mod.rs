@@ -9,9 +9,9 @@
 //!
 //! Reconnection is async-opcua's session event loop. It retries without limit with
 //! exponential backoff and, when the server has lost the session (a restart), creates a new one
-//! and re-creates the subscription and its monitored items. A certificate failure ends that
-//! loop: the next attempt starts from discovery again, so a newly trusted or changed
-//! certificate is picked up.
+//! and re-creates the subscription and its monitored items. A certificate failure, or three
+//! failed reconnections in a row, ends that loop: the next attempt starts from discovery again,
+//! so a server that changed its endpoints or its certificate is seen as it now is.
 
 mod device;
 
@@ -35,6 +35,9 @@ const APPLICATION_URI: &str = "urn:qis-edge";
 
 /// Largest message accepted from a server (a 65 536-sample `Double` waveform is 512 KiB).
 const MAX_MESSAGE_SIZE: usize = 4 << 20;
+
+/// Failed reconnections after which a session starts again from discovery.
+const REDISCOVER_AFTER: u32 = 3;
 
 /// Serialises creation of the client certificate: devices start together on first start.
 static PKI_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -237,13 +240,23 @@ pub async fn open(
     let driver = tokio::spawn(async move {
         let stream = event_loop.enter();
         futures::pin_mut!(stream);
+        let mut failures = 0u32;
         while let Some(item) = stream.next().await {
+            if matches!(item, Ok(SessionPollResult::ReconnectFailed(_))) {
+                failures += 1;
+            } else if matches!(item, Ok(SessionPollResult::Reconnected(_))) {
+                failures = 0;
+            }
             let event = match item {
                 Ok(SessionPollResult::Reconnected(_)) => LinkEvent::Up,
                 Ok(SessionPollResult::ConnectionLost(code)) => {
                     LinkEvent::Down(describe(code, &own))
                 }
-                Ok(SessionPollResult::ReconnectFailed(code)) if is_certificate_failure(code) => {
+                // A server that comes back with another certificate cannot even open the old
+                // secure channel: after a few failures, start again from discovery.
+                Ok(SessionPollResult::ReconnectFailed(code))
+                    if is_certificate_failure(code) || failures >= REDISCOVER_AFTER =>
+                {
                     let _ = tx.send(LinkEvent::Ended(describe(code, &own)));
                     return;
                 }
@@ -317,6 +330,11 @@ fn trust_server(
     let trusted = trusted_dir.join(&name);
     let rejected = rejected_dir.join(&name);
     let pin = pins.join(device);
+    if !trusted.exists() && holds_certificate(&trusted_dir, &der) {
+        // Dropped in under another name (`plc.der`): the library looks for its own name.
+        crate::store::write_atomic(&trusted, &der, 0o644)
+            .map_err(|e| OpenError::Other(format!("cannot write {}: {e}", trusted.display())))?;
+    }
     if !trusted.exists() && conn.trust_server_on_first_use && !pin.exists() {
         crate::store::write_atomic(&trusted, &der, 0o644)
             .map_err(|e| OpenError::Other(format!("cannot write {}: {e}", trusted.display())))?;
@@ -342,6 +360,23 @@ fn trust_server(
         endpoint: conn.endpoint.clone(),
         rejected: rejected.display().to_string(),
         trusted_dir: trusted_dir.display().to_string(),
+    })
+}
+
+/// Whether a folder holds a certificate (DER or PEM, any file name) equal to `der`.
+fn holds_certificate(dir: &Path, der: &[u8]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let Ok(bytes) = std::fs::read(entry.path()) else {
+            return false;
+        };
+        X509::from_der(&bytes)
+            .or_else(|_| X509::from_pem(&bytes))
+            .ok()
+            .and_then(|c| c.to_der().ok())
+            .is_some_and(|d| d == der)
     })
 }
 
