@@ -70,6 +70,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 let source = crate::sources::vibration::VibrationSource::new(
                     index,
                     d.clone(),
+                    crate::sources::opcua::pki_dir(&config.site.state_dir),
                     events_tx.clone(),
                 );
                 tasks.push((

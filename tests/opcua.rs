@@ -412,3 +412,80 @@ async fn an_untrusted_server_certificate_says_which_file_to_move_where_and_first
     );
     stop(gateway).await;
 }
+
+/// RMS and peak about the mean of the tone the server holds (`amp` sin 2π f i / fs), scaled.
+fn tone_features(n: usize, fs: f64, hz: f64, amp: f64, scale: f64) -> (f64, f64) {
+    let x: Vec<f64> = (0..n)
+        .map(|i| scale * amp * (2.0 * std::f64::consts::PI * hz * i as f64 / fs).sin())
+        .collect();
+    let mean = x.iter().sum::<f64>() / n as f64;
+    let rms = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+    let peak = x.iter().map(|v| (v - mean).abs()).fold(0.0, f64::max);
+    (rms, peak)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opcua_array_waveform_is_analysed_window_by_window() {
+    let broker = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    // 4 096 samples of 1 000 milli-g at 160 Hz, sampled at 25.6 kHz.
+    let mut server = OpcUaServer::start(
+        &dir.path().join("server"),
+        &[
+            "--wave-n",
+            "4096",
+            "--wave-rate",
+            "25600",
+            "--wave-hz",
+            "160",
+            "--wave-amp",
+            "1000",
+        ],
+    );
+    let text = header("wave", broker.port, &dir.path().join("state"))
+        + &format!(
+            "[[devices]]\ntype = \"vibration\"\nname = \"pump\"\nsample_rate = 25600\nwindow = 4096\n\
+             interval_ms = 200\nspectrum_points = 0\n\n\
+             [devices.opcua]\nendpoint = \"{}\"\nnode = \"ns=2;s=Waveform\"\nscale = 0.001\n\n\
+             [[devices.points]]\nname = \"rms\"\nfeature = \"rms\"\n\n\
+             [[devices.points]]\nname = \"peak\"\nfeature = \"peak\"\n",
+            server.endpoint()
+        );
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = start(&text);
+    let close = |m: &Message, point: &str, expected: f64| {
+        metric(m, "wave", "pump", point).is_some_and(|m| {
+            m.json["quality"] == "good"
+                && m.json["value"]
+                    .as_f64()
+                    .is_some_and(|v| (v - expected).abs() <= 1e-9 * expected)
+        })
+    };
+    let (rms, peak) = tone_features(4096, 25600.0, 160.0, 1000.0, 0.001);
+    assert!((rms - std::f64::consts::FRAC_1_SQRT_2).abs() < 0.01);
+    observer
+        .wait_for("rms of the 1 g tone", Duration::from_secs(30), |m| {
+            close(m, "rms", rms)
+        })
+        .await;
+    observer
+        .saw_or_wait_for("peak of the 1 g tone", Duration::from_secs(5), |m| {
+            close(m, "peak", peak)
+        })
+        .await;
+
+    // The machine's vibration doubles: the next windows say so.
+    server.command("wave 320 2000");
+    let (rms, peak) = tone_features(4096, 25600.0, 320.0, 2000.0, 0.001);
+    observer
+        .wait_for("rms of the 2 g tone", Duration::from_secs(10), |m| {
+            close(m, "rms", rms)
+        })
+        .await;
+    observer
+        .saw_or_wait_for("peak of the 2 g tone", Duration::from_secs(5), |m| {
+            close(m, "peak", peak)
+        })
+        .await;
+    stop(gateway).await;
+}

@@ -420,7 +420,7 @@ impl<'t> Loader<'t> {
                 match (connection, waveform) {
                     (Some(connection), Some(mut w)) => {
                         w.connection = connection;
-                        Some(Some(w))
+                        Some(Some(Box::new(w)))
                     }
                     _ => None,
                 }
@@ -1890,6 +1890,56 @@ alarm = 80.0
                 "{extra}: {errs:?}"
             );
         }
+    }
+
+    #[test]
+    fn opcua_devices_are_checked() {
+        let device = "[site]\nid = \"p\"\n[[devices]]\ntype = \"opcua\"\nname = \"x\"\n";
+        let point = "[[devices.points]]\nname = \"t\"\nnode = \"ns=2;s=T\"\n";
+        let good = format!("{device}endpoint = \"opc.tcp://plc:4840\"\n{point}");
+        let config = parse_str(&good, "t").unwrap();
+        let DeviceConfig::OpcUa(d) = &config.devices[0] else {
+            panic!("an OPC UA device")
+        };
+        assert_eq!(d.connection.endpoint, "opc.tcp://plc:4840");
+        assert_eq!(d.connection.timeout_ms, 5_000);
+        assert_eq!(d.nodes[0].node, "ns=2;s=T");
+        assert_eq!(d.points[0].name, "t");
+        for (extra, points, fragment) in [
+            ("endpoint = \"http://plc\"\n", point, "not an OPC UA TCP URL"),
+            ("endpoint = \"opc.tcp://plc\"\nsecurity_mode = \"sign\"\n", point, "need security_policy"),
+            ("endpoint = \"opc.tcp://plc\"\nsecurity_policy = \"basic256sha256\"\n", point, "needs security_mode"),
+            ("endpoint = \"opc.tcp://plc\"\nidentity = { user = \"a\" }\n", point, "both `user` and `password`"),
+            ("endpoint = \"opc.tcp://plc\"\nidentity = { user = \"a\", password = \"b\", certificate = \"c.der\" }\n", point, "not both"),
+            ("endpoint = \"opc.tcp://plc\"\nidentity = { certificate = \"/nonexistent.der\", private_key = \"/nonexistent.pem\" }\n", point, "does not exist"),
+            ("endpoint = \"opc.tcp://plc\"\nsecurity_policy = \"aes\"\n", point, "unknown variant"),
+            ("endpoint = \"opc.tcp://plc\"\nregister = \"holding\"\n", point, "unknown field"),
+            ("", point, "missing field `endpoint`"),
+            ("endpoint = \"opc.tcp://plc\"\n", "[[devices.points]]\nname = \"t\"\nnode = \"Temperature\"\n", "not a node id"),
+            ("endpoint = \"opc.tcp://plc\"\n", "[[devices.points]]\nname = \"t\"\nnode = \"i=1\"\ndeadband = -1.0\n", "deadband"),
+            ("endpoint = \"opc.tcp://plc\"\n", "[[devices.points]]\nname = \"t\"\nnode = \"i=1\"\n[[devices.points]]\nname = \"t\"\nnode = \"i=2\"\n", "duplicate point name"),
+        ] {
+            let errs = errors(&format!("{device}{extra}{points}"));
+            assert!(errs.iter().any(|d| d.message.contains(fragment)), "{extra}{points}: {errs:?}");
+        }
+        let wave = "[site]\nid = \"p\"\n[[devices]]\ntype = \"vibration\"\nname = \"v\"\nsample_rate = 25600.0\nwindow = 4096\n[devices.opcua]\nnode = \"ns=2;s=W\"\n";
+        let errs = errors(wave);
+        assert!(
+            errs.iter()
+                .any(|d| d.message.contains("missing field `endpoint`")),
+            "{errs:?}"
+        );
+        let config = parse_str(
+            &format!("{wave}endpoint = \"opc.tcp://vib:4840\"\nscale = 0.001\n"),
+            "t",
+        )
+        .unwrap();
+        let DeviceConfig::Vibration(v) = &config.devices[0] else {
+            panic!("a vibration device")
+        };
+        let w = v.opcua.as_ref().unwrap();
+        assert_eq!((w.node.as_str(), w.scale), ("ns=2;s=W", 0.001));
+        assert_eq!(w.connection.endpoint, "opc.tcp://vib:4840");
     }
 
     #[test]

@@ -359,12 +359,12 @@ pub struct VibrationConfig {
     /// window every `interval_ms`: `{ host, port, unit_id, register, address, scale, timeout_ms }`.
     pub modbus: Option<WaveformBlockConfig>,
     /// `[devices.opcua]` live acquisition: an array variable (`Double[N]`, `Float[N]` or
-    /// integers) holding the latest window, read every `interval_ms`: `node`, `scale` (default
-    /// 1) and the connection keys of an OPC UA device (`endpoint`, `security_policy`,
-    /// `security_mode`, `[devices.opcua.identity]`, `trust_server_on_first_use`, `timeout_ms`,
-    /// `backoff_initial_ms`, `backoff_max_ms`).
+    /// integers) holding the latest window, read every `interval_ms`. Keys: `node`, `scale`
+    /// (default one) and the connection keys of an OPC UA device (`endpoint`,
+    /// `security_policy`, `security_mode`, `[devices.opcua.identity]`,
+    /// `trust_server_on_first_use`, `timeout_ms`, `backoff_initial_ms`, `backoff_max_ms`).
     #[serde(skip)]
-    pub opcua: Option<OpcUaWaveformConfig>,
+    pub opcua: Option<Box<OpcUaWaveformConfig>>,
     /// `f32` (raw little-endian), `csv` or `wav`; default from the file's extension.
     pub format: Option<crate::sources::replay::WaveformFormat>,
     /// Samples per second (WAV files carry their own; this overrides it).

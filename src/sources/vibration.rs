@@ -1,19 +1,21 @@
 //! A vibration "device": a waveform analysed window by window, whose features become points.
 //!
 //! Windows come from a file (replayed at the recorded rate, or faster for tests and
-//! commissioning) or live from a block of registers in which a vibration module or PLC buffers
+//! commissioning) or live: from a block of registers in which a vibration module or PLC buffers
 //! the latest samples (signed 16-bit counts times a scale), read in requests of up to 125
-//! registers. Analysis runs on the blocking thread pool so a 64k-sample window never stalls the
+//! registers, or from an OPC UA array variable (`Double[N]` and the like) read in one Read. Analysis runs on the blocking thread pool so a 64k-sample window never stalls the
 //! async runtime.
 
 use crate::analysis::vibration::bearing::Verdict;
 use crate::analysis::vibration::{VibrationAnalyzer, VibrationFeatures};
 use crate::backoff::Backoff;
 use crate::config::{
-    RegisterKind, ReplayPace, VibrationConfig, VibrationFeature, WaveformBlockConfig,
+    OpcUaWaveformConfig, RegisterKind, ReplayPace, VibrationConfig, VibrationFeature,
+    WaveformBlockConfig,
 };
 use crate::sources::replay::{read_waveform, WaveformFormat};
 use crate::sources::{Quality, Sample, SourceEvent};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
@@ -106,6 +108,18 @@ enum Acquisition {
         block: WaveformBlockConfig,
         ctx: Option<Context>,
     },
+    /// An OPC UA array variable read as one window.
+    OpcUa(Box<OpcUaWindow>),
+}
+
+/// An OPC UA array variable and the session it is read through.
+struct OpcUaWindow {
+    waveform: OpcUaWaveformConfig,
+    node: opcua::types::NodeId,
+    pki: PathBuf,
+    device: String,
+    connection: Option<crate::sources::opcua::Connection>,
+    values: Vec<f64>,
 }
 
 impl Acquisition {
@@ -193,6 +207,83 @@ impl Acquisition {
                 }
                 Ok(true)
             }
+            Acquisition::OpcUa(w) => {
+                let OpcUaWindow {
+                    waveform,
+                    node,
+                    pki,
+                    device,
+                    connection,
+                    values,
+                } = &mut **w;
+                use crate::sources::opcua::{numbers, LinkEvent};
+                use opcua::types::{AttributeId, ReadValueId, TimestampsToReturn};
+                let limit = Duration::from_millis(waveform.connection.timeout_ms);
+                if connection.is_none() {
+                    let mut opened = crate::sources::opcua::open(&waveform.connection, pki, device)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    // Wait for the session to come up, or for why it does not.
+                    match timeout(limit, opened.events.recv()).await {
+                        Ok(Some(LinkEvent::Up)) => *connection = Some(opened),
+                        Ok(Some(
+                            LinkEvent::Down(r) | LinkEvent::Retrying(r) | LinkEvent::Ended(r),
+                        )) => return Err(r),
+                        Ok(None) => return Err("session task ended".into()),
+                        Err(_) => {
+                            return Err(format!("no session within {} ms", limit.as_millis()))
+                        }
+                    }
+                }
+                let Some(c) = connection.as_mut() else {
+                    return Err("not connected".into());
+                };
+                // A lost link makes the next read fail; a session that stopped is opened anew.
+                while let Ok(event) = c.events.try_recv() {
+                    if let LinkEvent::Ended(reason) = event {
+                        *connection = None;
+                        return Err(reason);
+                    }
+                }
+                let read = ReadValueId {
+                    node_id: node.clone(),
+                    attribute_id: AttributeId::Value as u32,
+                    ..Default::default()
+                };
+                let result = timeout(
+                    limit,
+                    c.session.read(&[read], TimestampsToReturn::Neither, 0.0),
+                )
+                .await
+                .map_err(|_| {
+                    format!(
+                        "{}: no answer within {} ms",
+                        waveform.node,
+                        limit.as_millis()
+                    )
+                })?
+                .map_err(|e| format!("{}: read failed: {e}", waveform.node))?;
+                let value = result
+                    .first()
+                    .ok_or_else(|| format!("{}: no value returned", waveform.node))?;
+                if let Some(status) = value.status.filter(|s| s.is_bad()) {
+                    return Err(format!("{}: the server reports {status}", waveform.node));
+                }
+                let variant = value
+                    .value
+                    .as_ref()
+                    .ok_or_else(|| format!("{}: the server sent no value", waveform.node))?;
+                numbers(variant, values).map_err(|e| format!("{}: {e}", waveform.node))?;
+                if values.len() < n {
+                    return Err(format!(
+                        "{}: the array holds {} samples, fewer than the window of {n}",
+                        waveform.node,
+                        values.len()
+                    ));
+                }
+                window.extend(values[..n].iter().map(|v| v * waveform.scale));
+                Ok(true)
+            }
         }
     }
 }
@@ -201,15 +292,22 @@ impl Acquisition {
 pub struct VibrationSource {
     index: usize,
     config: VibrationConfig,
+    pki: PathBuf,
     events: mpsc::Sender<SourceEvent>,
 }
 
 impl VibrationSource {
-    /// A source for device number `index`.
-    pub fn new(index: usize, config: VibrationConfig, events: mpsc::Sender<SourceEvent>) -> Self {
+    /// A source for device number `index`, with the gateway's OPC UA PKI folder.
+    pub fn new(
+        index: usize,
+        config: VibrationConfig,
+        pki: PathBuf,
+        events: mpsc::Sender<SourceEvent>,
+    ) -> Self {
         Self {
             index,
             config,
+            pki,
             events,
         }
     }
@@ -267,7 +365,33 @@ impl VibrationSource {
                     analyzer,
                 ))
             }
-            (None, None) => Err("no waveform source configured".into()),
+            (None, None) => {
+                let Some(waveform) = &self.config.opcua else {
+                    return Err("no waveform source configured".into());
+                };
+                let fs = self
+                    .config
+                    .sample_rate
+                    .ok_or("no sample rate for the OPC UA waveform")?;
+                let node = waveform
+                    .node
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{}` is not a node id", waveform.node))?;
+                let analyzer =
+                    VibrationAnalyzer::new(self.config.settings(fs)).map_err(|e| e.to_string())?;
+                Ok((
+                    Acquisition::OpcUa(Box::new(OpcUaWindow {
+                        waveform: (**waveform).clone(),
+                        node,
+                        pki: self.pki.clone(),
+                        device: self.config.name.clone(),
+                        connection: None,
+                        values: Vec::new(),
+                    })),
+                    analyzer,
+                ))
+            }
         }
     }
 
