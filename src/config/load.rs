@@ -427,35 +427,21 @@ impl<'t> Loader<'t> {
             }
             None => Some(None),
         };
-        let items = match &points_value {
-            Some(v) => self.array_of_tables(v, component, "[[devices.points]]"),
-            None => Some(DeArray::new()),
-        };
-        let (mut device, items, opcua) = (device?, items?, opcua?);
-        device.opcua = opcua;
-        let mut ok = true;
-        let mut names = HashSet::new();
-        for (index, item) in items.iter().enumerate() {
-            let point_component = format!("{component} / {}", component_name("point", item, index));
-            let alarms_value = item
-                .get_ref()
-                .as_table()
-                .and_then(|t| t.get("alarms"))
-                .cloned();
-            let own = without_keys(item, &["alarms"]);
-            let point = self.component::<VibrationPointConfig>(&own, &point_component, |p| {
+        let points = self.named_points::<VibrationPointConfig>(
+            points_value.as_ref(),
+            component,
+            |p| &p.name,
+            |p| {
                 let mut out = Vec::new();
                 check_topic_name("name", "point name", &p.name, &mut out);
                 out
-            });
-            let alarms = match &alarms_value {
-                Some(v) => self.alarms(v, &point_component, None),
-                None => Some(Vec::new()),
-            };
-            let (Some(p), Some(alarms)) = (point, alarms) else {
-                ok = false;
-                continue;
-            };
+            },
+        );
+        let (mut device, (items, points, mut ok), opcua) = (device?, points?, opcua?);
+        device.opcua = opcua;
+        for (index, p, alarms) in points {
+            let item = &items[index];
+            let point_component = format!("{component} / {}", component_name("point", item, index));
             let needs = match p.feature {
                 VibrationFeature::BandRms(n) if n >= device.bands_hz.len() => Some(format!(
                     "band_rms:{n} needs at least {} entries in bands_hz",
@@ -479,14 +465,6 @@ impl<'t> Loader<'t> {
                 self.report(key_span(item, &["feature"]), &point_component, message);
                 ok = false;
             }
-            if !names.insert(p.name.clone()) {
-                self.report(
-                    key_span(item, &["name"]),
-                    &point_component,
-                    format!("duplicate point name `{}`", p.name),
-                );
-                ok = false;
-            }
             device.features.push(p.feature);
             device.points.push(PointConfig {
                 unit: p
@@ -507,6 +485,8 @@ impl<'t> Loader<'t> {
                 context: p.context,
             });
         }
+        let value = points_value.unwrap_or_else(|| item.clone());
+        ok &= self.check_point_references(&items, &device.points, component, &value);
         ok.then_some(DeviceConfig::Vibration(device))
     }
 
@@ -544,40 +524,15 @@ impl<'t> Loader<'t> {
             component,
             validate_opcua,
         );
-        let items = match &points_value {
-            Some(v) => self.array_of_tables(v, component, "[[devices.points]]"),
-            None => Some(DeArray::new()),
-        };
-        let (mut device, items, connection) = (device?, items?, connection?);
+        let points = self.named_points::<OpcUaPointConfig>(
+            points_value.as_ref(),
+            component,
+            |p| &p.name,
+            validate_opcua_point,
+        );
+        let (mut device, (items, points, mut ok), connection) = (device?, points?, connection?);
         device.connection = connection;
-        let mut ok = true;
-        let mut names = HashSet::new();
-        for (index, item) in items.iter().enumerate() {
-            let point_component = format!("{component} / {}", component_name("point", item, index));
-            let alarms_value = item
-                .get_ref()
-                .as_table()
-                .and_then(|t| t.get("alarms"))
-                .cloned();
-            let own = without_keys(item, &["alarms"]);
-            let point =
-                self.component::<OpcUaPointConfig>(&own, &point_component, validate_opcua_point);
-            let alarms = match &alarms_value {
-                Some(v) => self.alarms(v, &point_component, None),
-                None => Some(Vec::new()),
-            };
-            let (Some(p), Some(alarms)) = (point, alarms) else {
-                ok = false;
-                continue;
-            };
-            if !names.insert(p.name.clone()) {
-                self.report(
-                    key_span(item, &["name"]),
-                    &point_component,
-                    format!("duplicate point name `{}`", p.name),
-                );
-                ok = false;
-            }
+        for (_, p, alarms) in points {
             device.nodes.push(OpcUaNodeConfig {
                 node: p.node,
                 sampling_interval_ms: p.sampling_interval_ms,
@@ -602,6 +557,57 @@ impl<'t> Loader<'t> {
         let value = points_value.unwrap_or_else(|| item.clone());
         ok &= self.check_point_references(&items, &device.points, component, &value);
         ok.then_some(DeviceConfig::OpcUa(device))
+    }
+
+    /// The `[[devices.points]]` of a device whose points are not registers (vibration features,
+    /// OPC UA nodes): each checked as a `P` with its alarm rules, names unique. Returns the
+    /// items, the points that parsed (with the index of their item) and whether all did.
+    #[allow(
+        clippy::type_complexity,
+        reason = "a one-off tuple taken apart at once by its two callers"
+    )]
+    fn named_points<P: DeserializeOwned>(
+        &mut self,
+        value: Option<&Spanned<DeValue<'t>>>,
+        component: &str,
+        name: impl Fn(&P) -> &str,
+        validate: impl Fn(&P) -> Vec<Finding>,
+    ) -> Option<(DeArray<'t>, Vec<(usize, P, Vec<AlarmRuleConfig>)>, bool)> {
+        let items = match value {
+            Some(v) => self.array_of_tables(v, component, "[[devices.points]]")?,
+            None => DeArray::new(),
+        };
+        let mut ok = true;
+        let mut names = HashSet::new();
+        let mut points = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let point_component = format!("{component} / {}", component_name("point", item, index));
+            let alarms_value = item
+                .get_ref()
+                .as_table()
+                .and_then(|t| t.get("alarms"))
+                .cloned();
+            let own = without_keys(item, &["alarms"]);
+            let point = self.component::<P>(&own, &point_component, &validate);
+            let alarms = match &alarms_value {
+                Some(v) => self.alarms(v, &point_component, None),
+                None => Some(Vec::new()),
+            };
+            let (Some(p), Some(alarms)) = (point, alarms) else {
+                ok = false;
+                continue;
+            };
+            if !names.insert(name(&p).to_string()) {
+                self.report(
+                    key_span(item, &["name"]),
+                    &point_component,
+                    format!("duplicate point name `{}`", name(&p)),
+                );
+                ok = false;
+            }
+            points.push((index, p, alarms));
+        }
+        Some((items, points, ok))
     }
 
     fn points(&mut self, value: &Spanned<DeValue<'t>>, device: &str) -> Option<Vec<PointConfig>> {

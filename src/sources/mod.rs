@@ -10,6 +10,7 @@ pub mod replay;
 pub mod vibration;
 
 use std::time::SystemTime;
+use tokio::sync::mpsc;
 
 /// How far a value can be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -40,6 +41,72 @@ pub struct Sample {
     pub error: Option<String>,
     /// When the reading was taken.
     pub at: SystemTime,
+}
+
+impl Sample {
+    /// A good numeric reading.
+    pub fn number(device: usize, point: usize, value: f64, at: SystemTime) -> Self {
+        Self {
+            device,
+            point,
+            value: Some(value),
+            text: None,
+            quality: Quality::Good,
+            error: None,
+            at,
+        }
+    }
+
+    /// A good reading of a string point.
+    pub fn text(device: usize, point: usize, text: String, at: SystemTime) -> Self {
+        Self {
+            device,
+            point,
+            value: None,
+            text: Some(text),
+            quality: Quality::Good,
+            error: None,
+            at,
+        }
+    }
+
+    /// A failed reading, with why.
+    pub fn bad(device: usize, point: usize, reason: String, at: SystemTime) -> Self {
+        Self {
+            device,
+            point,
+            value: None,
+            text: None,
+            quality: Quality::Bad,
+            error: Some(reason),
+            at,
+        }
+    }
+}
+
+/// Tells the core that a device's link came up or went down.
+pub async fn report_link(
+    events: &mpsc::Sender<SourceEvent>,
+    device: usize,
+    up: bool,
+    error: Option<String>,
+) {
+    // Sending fails only when the core has stopped, i.e. during shutdown.
+    let _ = events.send(SourceEvent::Link { device, up, error }).await;
+}
+
+/// Marks every one of a device's `points` bad for `reason`, in one message.
+pub async fn report_all_bad(
+    events: &mpsc::Sender<SourceEvent>,
+    device: usize,
+    points: usize,
+    reason: &str,
+) {
+    let at = SystemTime::now();
+    let samples = (0..points)
+        .map(|i| Sample::bad(device, i, reason.to_string(), at))
+        .collect();
+    let _ = events.send(SourceEvent::Samples(samples)).await;
 }
 
 /// What sources tell the gateway core.

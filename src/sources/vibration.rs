@@ -513,31 +513,11 @@ impl VibrationSource {
     }
 
     async fn link(&self, up: bool, error: Option<String>) {
-        let _ = self
-            .events
-            .send(SourceEvent::Link {
-                device: self.index,
-                up,
-                error,
-            })
-            .await;
+        crate::sources::report_link(&self.events, self.index, up, error).await;
     }
 
     async fn all_bad(&self, reason: &str) {
-        let at = SystemTime::now();
-        for i in 0..self.config.points.len() {
-            let _ = self
-                .events
-                .send(SourceEvent::Sample(Sample {
-                    device: self.index,
-                    point: i,
-                    text: None,
-                    value: None,
-                    quality: Quality::Bad,
-                    error: Some(reason.to_string()),
-                    at,
-                }))
-                .await;
-        }
+        crate::sources::report_all_bad(&self.events, self.index, self.config.points.len(), reason)
+            .await;
     }
 }

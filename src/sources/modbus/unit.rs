@@ -8,7 +8,7 @@
 
 use super::{decode_point, engineering, Decoded};
 use crate::config::{PointConfig, RegisterKind};
-use crate::sources::{DeviceStats, Quality, Sample, SourceEvent};
+use crate::sources::{DeviceStats, Sample, SourceEvent};
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
@@ -198,12 +198,7 @@ impl UnitPoller {
 
     /// Reports the link state.
     pub async fn link(&self, up: bool, error: Option<String>) {
-        self.send(SourceEvent::Link {
-            device: self.index,
-            up,
-            error,
-        })
-        .await;
+        crate::sources::report_link(&self.events, self.index, up, error).await;
     }
 
     /// Reads every point once, batch by batch. Returns `Err` on a transport failure
@@ -298,35 +293,11 @@ impl UnitPoller {
     fn emit(&mut self, i: usize, decoded: Result<Decoded, String>, at: SystemTime) {
         let p = &self.points[i];
         let sample = match decoded {
-            Ok(Decoded::Number(raw)) => Sample {
-                device: self.index,
-                point: i,
-                value: Some(engineering(p, raw)),
-                text: None,
-                quality: Quality::Good,
-                error: None,
-                at,
-            },
-            Ok(Decoded::Text(t)) => Sample {
-                device: self.index,
-                point: i,
-                value: None,
-                text: Some(t),
-                quality: Quality::Good,
-                error: None,
-                at,
-            },
+            Ok(Decoded::Number(raw)) => Sample::number(self.index, i, engineering(p, raw), at),
+            Ok(Decoded::Text(t)) => Sample::text(self.index, i, t, at),
             Err(e) => {
                 debug!(device = %self.name, point = %p.name, error = %e, "Point read failed.");
-                Sample {
-                    device: self.index,
-                    point: i,
-                    value: None,
-                    text: None,
-                    quality: Quality::Bad,
-                    error: Some(e),
-                    at,
-                }
+                Sample::bad(self.index, i, e, at)
             }
         };
         self.pending.push(sample);
@@ -417,19 +388,7 @@ impl UnitPoller {
     }
 
     pub async fn all_bad(&self, reason: &str) {
-        let at = SystemTime::now();
-        for i in 0..self.points.len() {
-            self.send(SourceEvent::Sample(Sample {
-                device: self.index,
-                point: i,
-                value: None,
-                text: None,
-                quality: Quality::Bad,
-                error: Some(reason.to_string()),
-                at,
-            }))
-            .await;
-        }
+        crate::sources::report_all_bad(&self.events, self.index, self.points.len(), reason).await;
     }
 
     pub async fn send(&self, event: SourceEvent) {

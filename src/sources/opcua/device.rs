@@ -5,7 +5,7 @@ use super::{open, own_certificate, scalar, Connection, LinkEvent, OpenError, Sca
 use crate::backoff::Backoff;
 use crate::config::{OpcUaConfig, OpcUaRead};
 use crate::sources::modbus::engineering;
-use crate::sources::{DeviceStats, Quality, Sample, SourceEvent};
+use crate::sources::{DeviceStats, Sample, SourceEvent};
 use opcua::client::{DataChangeCallback, MonitoredItem};
 use opcua::types::{
     AttributeId, DataChangeFilter, DataChangeTrigger, DataValue, DeadbandType, ExtensionObject,
@@ -339,57 +339,23 @@ impl OpcUaSource {
             return self.bad(i, "the server sent no value".into(), at);
         };
         match scalar(v) {
-            Ok(Scalar::Number(raw)) => Sample {
-                device: self.index,
-                point: i,
-                value: Some(engineering(point, raw)),
-                text: None,
-                quality: Quality::Good,
-                error: None,
-                at,
-            },
-            Ok(Scalar::Text(text)) => Sample {
-                device: self.index,
-                point: i,
-                value: None,
-                text: Some(text),
-                quality: Quality::Good,
-                error: None,
-                at,
-            },
+            Ok(Scalar::Number(raw)) => Sample::number(self.index, i, engineering(point, raw), at),
+            Ok(Scalar::Text(text)) => Sample::text(self.index, i, text, at),
             Err(reason) => self.bad(i, reason, at),
         }
     }
 
     fn bad(&self, i: usize, reason: String, at: SystemTime) -> Sample {
-        Sample {
-            device: self.index,
-            point: i,
-            value: None,
-            text: None,
-            quality: Quality::Bad,
-            error: Some(reason),
-            at,
-        }
+        Sample::bad(self.index, i, reason, at)
     }
 
     async fn link(&self, up: bool, error: Option<String>) {
-        let _ = self
-            .events
-            .send(SourceEvent::Link {
-                device: self.index,
-                up,
-                error,
-            })
-            .await;
+        crate::sources::report_link(&self.events, self.index, up, error).await;
     }
 
     async fn all_bad(&self, reason: &str) {
-        let at = SystemTime::now();
-        let samples = (0..self.config.points.len())
-            .map(|i| self.bad(i, reason.to_string(), at))
-            .collect();
-        let _ = self.events.send(SourceEvent::Samples(samples)).await;
+        crate::sources::report_all_bad(&self.events, self.index, self.config.points.len(), reason)
+            .await;
     }
 }
 
