@@ -489,3 +489,50 @@ async fn an_opcua_array_waveform_is_analysed_window_by_window() {
         .await;
     stop(gateway).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refusing_the_gateway_certificate_is_told_which_file_to_trust() {
+    let broker = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let clients = dir.path().join("server-trusted-clients");
+    let server = OpcUaServer::start(
+        &dir.path().join("server"),
+        &[
+            "--policies",
+            "encrypt",
+            "--trusted-clients",
+            clients.to_str().unwrap(),
+        ],
+    );
+    let state = dir.path().join("state");
+    let text = header("refused", broker.port, &state)
+        + &secure_device(
+            "plc",
+            &server.endpoint(),
+            "security_policy = \"basic256sha256\"\nsecurity_mode = \"sign_and_encrypt\"\n\
+             trust_server_on_first_use = true\n",
+        );
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = start(&text);
+    let own = state.join("pki/own/cert.der");
+    let refused = observer
+        .wait_for("the refusal", Duration::from_secs(30), |m| {
+            metric(m, "refused", "plc", "temperature").is_some_and(|m| {
+                m.json["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("refused the gateway's certificate"))
+            })
+        })
+        .await;
+    let error = refused.json["error"].as_str().unwrap();
+    assert!(error.contains(&own.display().to_string()), "{error}");
+
+    // The server's administrator trusts the file the message names.
+    std::fs::copy(&own, clients.join("qis-edge.der")).unwrap();
+    observer
+        .wait_for("connected once trusted", Duration::from_secs(30), |m| {
+            good_value(m, "refused", "plc", "temperature", 21.5)
+        })
+        .await;
+    stop(gateway).await;
+}

@@ -3,7 +3,7 @@ did not write).
 
 Usage: opcua_server.py --port PORT --dir DIR [--policies none,sign,encrypt]
                        [--users alice:secret,...] [--user-cert CERT.der --user-key KEY.pem]
-                       [--no-anonymous]
+                       [--no-anonymous] [--trusted-clients DIR]
                        [--wave-n N --wave-rate HZ --wave-hz HZ --wave-amp A]
 
 Its certificate (RSA 2048, SAN DNS:localhost and URI urn:qis-edge:test-server) is created in
@@ -19,6 +19,9 @@ Commands on stdin, one per line, each answered "ok" on stdout:
   set NAME VALUE    writes a Double (or Int32, Boolean, String, Float as the node is typed)
   wave HZ AMP       rewrites Waveform with another tone
 
+With --trusted-clients, a client certificate is accepted only if a file in DIR (read at each
+connection) holds it; otherwise the client is refused with BadCertificateUntrusted.
+
 Prints "ready" on stdout once it listens.
 """
 
@@ -32,6 +35,7 @@ from asyncua import Server, ua
 from asyncua.crypto import uacrypto
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.common.utils import ServiceError
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 NAMESPACE = "urn:qis-edge:test"
@@ -71,6 +75,7 @@ async def main():
     parser.add_argument("--user-cert", type=Path, help="created with --user-key if missing")
     parser.add_argument("--user-key", type=Path)
     parser.add_argument("--no-anonymous", action="store_true")
+    parser.add_argument("--trusted-clients", type=Path)
     parser.add_argument("--wave-n", type=int, default=4096)
     parser.add_argument("--wave-rate", type=float, default=25600.0)
     parser.add_argument("--wave-hz", type=float, default=160.0)
@@ -113,6 +118,15 @@ async def main():
     if cert_der is not None:
         tokens.append(ua.X509IdentityToken)
     server.set_identity_tokens(tokens)
+    if args.trusted_clients:
+        args.trusted_clients.mkdir(parents=True, exist_ok=True)
+
+        async def validate(certificate, app_description):
+            der = uacrypto.der_from_x509(certificate)
+            if not any(f.read_bytes() == der for f in args.trusted_clients.iterdir()):
+                raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
+
+        server.set_certificate_validator(validate)
     await server.load_certificate(str(cert))
     await server.load_private_key(str(key))
 
