@@ -536,3 +536,41 @@ async fn a_server_refusing_the_gateway_certificate_is_told_which_file_to_trust()
         .await;
     stop(gateway).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_client_certificate_is_set_aside_and_replaced() {
+    let broker = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let server = OpcUaServer::start(&dir.path().join("server"), &["--policies", "encrypt"]);
+    let state = dir.path().join("state");
+    for (sub, file) in [("own", "cert.der"), ("private", "private.pem")] {
+        std::fs::create_dir_all(state.join("pki").join(sub)).unwrap();
+        std::fs::write(state.join("pki").join(sub).join(file), b"half a certific").unwrap();
+    }
+    let text = header("corrupt", broker.port, &state)
+        + &secure_device(
+            "plc",
+            &server.endpoint(),
+            "security_policy = \"basic256sha256\"\nsecurity_mode = \"sign_and_encrypt\"\n\
+             trust_server_on_first_use = true\n",
+        );
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = start(&text);
+    observer
+        .wait_for(
+            "connected with a new certificate",
+            Duration::from_secs(30),
+            |m| good_value(m, "corrupt", "plc", "temperature", 21.5),
+        )
+        .await;
+    let own: Vec<String> = std::fs::read_dir(state.join("pki/own"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(own.contains(&"cert.der".to_string()), "{own:?}");
+    assert!(
+        own.iter().any(|f| f.starts_with("cert.der.corrupt-")),
+        "{own:?}"
+    );
+    stop(gateway).await;
+}

@@ -168,12 +168,14 @@ impl OpcUaSource {
                 Some((handle, value)) = values.recv() => {
                     self.stats.requests += 1;
                     let at = SystemTime::now();
-                    let mut batch = vec![self.sample(handle as usize - 1, &value, at)];
+                    let mut batch: Vec<Sample> = self.notified(handle, &value, at).into_iter().collect();
                     while let Ok((handle, value)) = values.try_recv() {
                         self.stats.requests += 1;
-                        batch.push(self.sample(handle as usize - 1, &value, at));
+                        batch.extend(self.notified(handle, &value, at));
                     }
-                    let _ = self.events.send(SourceEvent::Samples(batch)).await;
+                    if !batch.is_empty() {
+                        let _ = self.events.send(SourceEvent::Samples(batch)).await;
+                    }
                 }
                 _ = ticker.tick() => {
                     if self.config.read == OpcUaRead::Poll && connected {
@@ -327,11 +329,16 @@ impl OpcUaSource {
         let _ = self.events.send(SourceEvent::Samples(samples)).await;
     }
 
+    /// The sample of a data change, by client handle (point index + 1); None for a handle
+    /// this device did not create.
+    fn notified(&self, handle: u32, value: &DataValue, at: SystemTime) -> Option<Sample> {
+        let i = (handle as usize).checked_sub(1)?;
+        (i < self.config.points.len()).then(|| self.sample(i, value, at))
+    }
+
     /// The sample of point `i` from a value the server sent.
     fn sample(&self, i: usize, value: &DataValue, at: SystemTime) -> Sample {
-        let Some(point) = self.config.points.get(i) else {
-            return self.bad(0, "unknown monitored item".into(), at);
-        };
+        let point = &self.config.points[i];
         if let Some(status) = value.status.filter(|s| s.is_bad()) {
             return self.bad(i, format!("the server reports {status}"), at);
         }

@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// The application URI of the gateway's client certificate.
 const APPLICATION_URI: &str = "urn:qis-edge";
@@ -167,6 +167,7 @@ pub async fn open(
     let limit = Duration::from_millis(conn.timeout_ms);
     let mut client = {
         let _guard = PKI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        set_aside_unusable_own_certificate(pki);
         ClientBuilder::new()
             .application_name("qis-edge")
             .application_uri(APPLICATION_URI)
@@ -280,6 +281,40 @@ pub async fn open(
         events,
         driver,
     })
+}
+
+/// Moves the gateway's own certificate and key aside when either is unreadable or one is
+/// missing, so that a new pair is created (async-opcua would otherwise fail on every secure
+/// connection).
+fn set_aside_unusable_own_certificate(pki: &Path) {
+    let cert = own_certificate(pki);
+    let key = pki.join("private").join("private.pem");
+    let usable = match (cert.exists(), key.exists()) {
+        (false, false) => return,
+        (true, true) => {
+            CertificateStore::read_cert(&cert).is_ok() && CertificateStore::read_pkey(&key).is_ok()
+        }
+        _ => false,
+    };
+    if usable {
+        return;
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    for path in [&cert, &key] {
+        if path.exists() {
+            let aside = path.with_extension(format!(
+                "{}.corrupt-{stamp}",
+                path.extension().and_then(|e| e.to_str()).unwrap_or("")
+            ));
+            if let Err(e) = std::fs::rename(path, &aside) {
+                error!(file = %path.display(), error = %e, "Cannot move the unusable OPC UA certificate aside.");
+            }
+        }
+    }
+    error!(certificate = %cert.display(), "The gateway's OPC UA certificate or its key was unreadable or missing; moved aside as *.corrupt-{stamp}. A new pair is created: servers that trusted the old certificate must trust the new one.");
 }
 
 fn identity(conn: &OpcUaConnection) -> Result<IdentityToken, OpenError> {
