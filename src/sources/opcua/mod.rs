@@ -165,28 +165,32 @@ pub async fn open(
     device: &str,
 ) -> Result<Connection, OpenError> {
     let limit = Duration::from_millis(conn.timeout_ms);
-    let mut client = {
+    // The first start creates an RSA key pair: seconds on a small board, so off the runtime.
+    let builder = ClientBuilder::new()
+        .application_name("qis-edge")
+        .application_uri(APPLICATION_URI)
+        .product_uri(APPLICATION_URI)
+        .pki_dir(pki)
+        .create_sample_keypair(true)
+        .trust_server_certs(false)
+        .session_retry_limit(-1)
+        .session_retry_initial(Duration::from_millis(conn.backoff_initial_ms))
+        .session_retry_max(Duration::from_millis(conn.backoff_max_ms))
+        .request_timeout(limit)
+        .keep_alive_interval(Duration::from_secs(5))
+        .max_message_size(MAX_MESSAGE_SIZE)
+        .max_array_length(1 << 20)
+        .max_chunk_count(0)
+        .session_name(format!("qis-edge {device}"));
+    let pki_dir = pki.to_path_buf();
+    let mut client = tokio::task::spawn_blocking(move || {
         let _guard = PKI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        set_aside_unusable_own_certificate(pki);
-        ClientBuilder::new()
-            .application_name("qis-edge")
-            .application_uri(APPLICATION_URI)
-            .product_uri(APPLICATION_URI)
-            .pki_dir(pki)
-            .create_sample_keypair(true)
-            .trust_server_certs(false)
-            .session_retry_limit(-1)
-            .session_retry_initial(Duration::from_millis(conn.backoff_initial_ms))
-            .session_retry_max(Duration::from_millis(conn.backoff_max_ms))
-            .request_timeout(limit)
-            .keep_alive_interval(Duration::from_secs(5))
-            .max_message_size(MAX_MESSAGE_SIZE)
-            .max_array_length(1 << 20)
-            .max_chunk_count(0)
-            .session_name(format!("qis-edge {device}"))
-            .client()
-            .map_err(|e| OpenError::Other(format!("OPC UA client: {}", e.join("; "))))?
-    };
+        set_aside_unusable_own_certificate(&pki_dir);
+        builder.client()
+    })
+    .await
+    .map_err(|e| OpenError::Other(format!("OPC UA client: {e}")))?
+    .map_err(|e| OpenError::Other(format!("OPC UA client: {}", e.join("; "))))?;
     let endpoints = timeout(limit, client.get_server_endpoints_from_url(&conn.endpoint))
         .await
         .map_err(|_| {
