@@ -100,9 +100,33 @@ pub fn decode_point(words: &[u16], point: &PointConfig) -> Option<Decoded> {
 }
 
 /// The f64 that prints like the f32 (85.3f32 becomes 85.3, not 85.30000305175781): what a
-/// PLC programmer typed is what an engineer sees.
-fn shortest_f64(v: f32) -> f64 {
-    v.to_string().parse().unwrap_or(f64::from(v))
+/// PLC programmer typed is what an engineer sees. That is the f64 nearest to the shortest
+/// decimal that reads back as the same f32, as `v.to_string().parse()` gives, found without
+/// text: the value rounded to 1, 2, … 9 significant digits, the first that round-trips.
+pub fn shortest_f64(v: f32) -> f64 {
+    let x = f64::from(v);
+    if !x.is_finite() || x == 0.0 {
+        return x;
+    }
+    let magnitude = x.abs().log10().floor() as i32;
+    for digits in 1..=9 {
+        // x × 10^shift is an integer of `digits` digits; 10^|shift| ≤ 10^22 is exact in f64,
+        // so the division or product below is correctly rounded: the nearest f64 to m × 10^-shift.
+        let shift = digits - 1 - magnitude;
+        if shift.abs() > 22 {
+            break;
+        }
+        let p = 10f64.powi(shift.abs());
+        let candidate = if shift >= 0 {
+            (x * p).round() / p
+        } else {
+            (x / p).round() * p
+        };
+        if candidate as f32 == v {
+            return candidate;
+        }
+    }
+    v.to_string().parse().unwrap_or(x)
 }
 
 /// Engineering value of a point from its raw value.
@@ -222,6 +246,36 @@ mod tests {
             decode_registers(&[0, 0, 1, 0], DataType::U64, ByteOrder::Abcd),
             Some(65536.0)
         );
+    }
+
+    #[test]
+    fn f32_values_read_as_their_shortest_decimal() {
+        for v in [
+            85.3f32,
+            -123.456,
+            0.001,
+            1.5e6,
+            3.4028235e38,
+            1e-38,
+            f32::MIN_POSITIVE,
+            7.0,
+        ] {
+            assert_eq!(
+                shortest_f64(v),
+                v.to_string().parse::<f64>().unwrap(),
+                "{v}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn shortest_f64_agrees_with_printing_and_parsing(bits: u32) {
+            let v = f32::from_bits(bits);
+            proptest::prop_assume!(v.is_finite());
+            let expected: f64 = v.to_string().parse().unwrap();
+            proptest::prop_assert_eq!(shortest_f64(v).to_bits(), expected.to_bits(), "{}", v);
+        }
     }
 
     #[test]

@@ -431,7 +431,7 @@ pub fn scalar(value: &Variant) -> Result<Scalar, String> {
         Variant::UInt32(v) => Scalar::Number(f64::from(*v)),
         Variant::Int64(v) => Scalar::Number(*v as f64),
         Variant::UInt64(v) => Scalar::Number(*v as f64),
-        Variant::Float(v) => Scalar::Number(shortest(*v)),
+        Variant::Float(v) => Scalar::Number(crate::sources::modbus::shortest_f64(*v)),
         Variant::Double(v) => Scalar::Number(*v),
         Variant::String(s) => Scalar::Text(s.as_ref().to_string()),
         Variant::LocalizedText(t) => Scalar::Text(t.text.as_ref().to_string()),
@@ -444,11 +444,6 @@ pub fn scalar(value: &Variant) -> Result<Scalar, String> {
         }
         other => return Err(format!("unsupported value type {:?}", other.type_id())),
     })
-}
-
-/// The f64 that prints like the f32 (85.3f32 becomes 85.3).
-fn shortest(v: f32) -> f64 {
-    v.to_string().parse().unwrap_or(f64::from(v))
 }
 
 /// A scalar read from a node.
