@@ -7,8 +7,8 @@
 //! # Layout
 //!
 //! - [`config`]: the TOML file: typed, documented, every error reported with its position.
-//! - [`sources`]: field device tasks (Modbus TCP and RTU, vibration) that emit samples with a
-//!   quality.
+//! - [`sources`]: field device tasks (Modbus TCP and RTU, OPC UA, vibration) that emit samples
+//!   with a quality.
 //! - [`alarms`]: the alarm state machine (deadband, on-delay, acknowledgement); pure.
 //! - [`analysis`]: local analysis: vibration features and bearing diagnosis, SPC charts, run
 //!   rules, CUSUM, EWMA; synchronous and pure.
