@@ -1,7 +1,7 @@
 //! An OPC UA device: its points read by one subscription (monitored items with sampling
 //! interval and deadband) or by a Read of every node each interval.
 
-use super::{open, own_certificate, scalar, Connection, LinkEvent, OpenError, Scalar};
+use super::{open, own_certificate, scalar, Connection, LinkEvent, Scalar};
 use crate::backoff::Backoff;
 use crate::config::{OpcUaConfig, OpcUaRead};
 use crate::sources::modbus::engineering;
@@ -28,6 +28,8 @@ pub struct OpcUaSource {
     events: mpsc::Sender<SourceEvent>,
     stats: DeviceStats,
     latency_sum_ms: f64,
+    /// A session was up before: the next one is a reconnection, in this session or a new one.
+    connected_before: bool,
 }
 
 /// How a session ended.
@@ -58,6 +60,7 @@ impl OpcUaSource {
             events,
             stats: DeviceStats::default(),
             latency_sum_ms: 0.0,
+            connected_before: false,
         }
     }
 
@@ -80,8 +83,7 @@ impl OpcUaSource {
                     Ended::Shutdown => return,
                     Ended::Reopen(reason) => reason,
                 },
-                Err(e @ OpenError::Untrusted { .. }) => e.to_string(),
-                Err(OpenError::Other(reason)) => reason,
+                Err(e) => e.to_string(),
             };
             if reason != last_error {
                 warn!(device = %self.config.name, endpoint = %self.config.connection.endpoint, error = %reason, "OPC UA server not available; retrying.");
@@ -107,7 +109,6 @@ impl OpcUaSource {
         let (values_tx, mut values) = mpsc::unbounded_channel::<(u32, DataValue)>();
         let mut subscribed = false;
         let mut connected = false;
-        let mut ever_connected = false;
         let mut ticker = tokio::time::interval(Duration::from_millis(self.config.interval_ms));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let stats_every = Duration::from_millis(self.config.stats_interval_ms);
@@ -124,13 +125,13 @@ impl OpcUaSource {
                         connected = true;
                         backoff.reset();
                         retry_reported.clear();
-                        if ever_connected {
+                        if self.connected_before {
                             self.stats.reconnects += 1;
                             info!(device = %self.config.name, "OPC UA session re-established.");
                         } else {
                             info!(device = %self.config.name, endpoint = %self.config.connection.endpoint, "OPC UA session established.");
                         }
-                        ever_connected = true;
+                        self.connected_before = true;
                         self.link(true, None).await;
                         if self.config.read == OpcUaRead::Subscribe {
                             if subscribed {
