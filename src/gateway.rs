@@ -57,42 +57,30 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (events_tx, events_rx) = mpsc::channel(SAMPLE_CAPACITY);
 
     let mut tasks: Vec<(String, JoinHandle<()>)> = Vec::new();
+    let pki = crate::sources::opcua::pki_dir(&config.site.state_dir);
     for (index, device) in config.devices.iter().enumerate() {
-        match device {
+        let (events, stop) = (events_tx.clone(), cancel.clone());
+        let task = match device {
             DeviceConfig::ModbusTcp(d) => {
-                let poller = ModbusTcpPoller::new(index, d.clone(), events_tx.clone());
-                tasks.push((
-                    format!("device {}", d.name),
-                    tokio::spawn(poller.run(cancel.clone())),
-                ));
+                tokio::spawn(ModbusTcpPoller::new(index, d.clone(), events).run(stop))
             }
-            DeviceConfig::Vibration(d) => {
-                let source = crate::sources::vibration::VibrationSource::new(
+            DeviceConfig::Vibration(d) => tokio::spawn(
+                crate::sources::vibration::VibrationSource::new(
                     index,
                     d.clone(),
-                    crate::sources::opcua::pki_dir(&config.site.state_dir),
-                    events_tx.clone(),
-                );
-                tasks.push((
-                    format!("device {}", d.name),
-                    tokio::spawn(source.run(cancel.clone())),
-                ));
-            }
-            DeviceConfig::OpcUa(d) => {
-                let source = crate::sources::opcua::OpcUaSource::new(
-                    index,
-                    d.clone(),
-                    crate::sources::opcua::pki_dir(&config.site.state_dir),
-                    events_tx.clone(),
-                );
-                tasks.push((
-                    format!("device {}", d.name),
-                    tokio::spawn(source.run(cancel.clone())),
-                ));
-            }
+                    pki.clone(),
+                    events,
+                )
+                .run(stop),
+            ),
+            DeviceConfig::OpcUa(d) => tokio::spawn(
+                crate::sources::opcua::OpcUaSource::new(index, d.clone(), pki.clone(), events)
+                    .run(stop),
+            ),
             // Serial units are grouped by line below.
-            DeviceConfig::ModbusRtu(_) => {}
-        }
+            DeviceConfig::ModbusRtu(_) => continue,
+        };
+        tasks.push((format!("device {}", device.name()), task));
     }
     let mut lines: Vec<(
         std::path::PathBuf,

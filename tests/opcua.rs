@@ -27,6 +27,15 @@ fn good_value(m: &Message, site: &str, device: &str, point: &str, value: f64) ->
         .is_some_and(|m| m.json["quality"] == "good" && m.json["value"].as_f64() == Some(value))
 }
 
+/// A metric of the point whose `error` contains `fragment`.
+fn error_contains(m: &Message, site: &str, device: &str, point: &str, fragment: &str) -> bool {
+    metric(m, site, device, point).is_some_and(|m| {
+        m.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(fragment))
+    })
+}
+
 /// The points every scalar test device reads: (point, node, extra keys, expected value).
 const SCALARS: &[(&str, &str, &str, f64)] = &[
     // 21.5 × 2 + 1
@@ -260,21 +269,19 @@ async fn basic256sha256_sign_and_encrypt_with_user_and_certificate_identities() 
     }
     let refused = observer
         .saw_or_wait_for("the wrong password refused", Duration::from_secs(20), |m| {
-            metric(m, "secure", "wrong_password", "temperature").is_some_and(|m| {
-                m.json["error"]
-                    .as_str()
-                    .is_some_and(|e| e.contains("refused the identity"))
-            })
+            error_contains(
+                m,
+                "secure",
+                "wrong_password",
+                "temperature",
+                "refused the identity",
+            )
         })
         .await;
     assert_eq!(refused.json["quality"], "bad");
     let plain = observer
         .saw_or_wait_for("no unsecured endpoint", Duration::from_secs(20), |m| {
-            metric(m, "secure", "plain", "temperature").is_some_and(|m| {
-                m.json["error"]
-                    .as_str()
-                    .is_some_and(|e| e.contains("offers"))
-            })
+            error_contains(m, "secure", "plain", "temperature", "offers")
         })
         .await;
     let error = plain.json["error"].as_str().unwrap();
@@ -320,13 +327,7 @@ async fn an_untrusted_server_certificate_says_which_file_to_move_where_and_first
         .wait_for(
             "the untrusted certificate message",
             Duration::from_secs(30),
-            |m| {
-                metric(m, "trust", "strict", "temperature").is_some_and(|m| {
-                    m.json["error"]
-                        .as_str()
-                        .is_some_and(|e| e.contains("is not trusted"))
-                })
-            },
+            |m| error_contains(m, "trust", "strict", "temperature", "is not trusted"),
         )
         .await;
     let message = untrusted.json["error"].as_str().unwrap().to_string();
@@ -394,13 +395,7 @@ async fn an_untrusted_server_certificate_says_which_file_to_move_where_and_first
         .wait_for(
             "a changed certificate refused",
             Duration::from_secs(30),
-            |m| {
-                metric(m, "trust", "first_use", "temperature").is_some_and(|m| {
-                    m.json["error"]
-                        .as_str()
-                        .is_some_and(|e| e.contains("is not trusted"))
-                })
-            },
+            |m| error_contains(m, "trust", "first_use", "temperature", "is not trusted"),
         )
         .await;
     assert_eq!(refused.json["quality"], "bad");
@@ -517,11 +512,13 @@ async fn a_server_refusing_the_gateway_certificate_is_told_which_file_to_trust()
     let own = state.join("pki/own/cert.der");
     let refused = observer
         .wait_for("the refusal", Duration::from_secs(30), |m| {
-            metric(m, "refused", "plc", "temperature").is_some_and(|m| {
-                m.json["error"]
-                    .as_str()
-                    .is_some_and(|e| e.contains("refused the gateway's certificate"))
-            })
+            error_contains(
+                m,
+                "refused",
+                "plc",
+                "temperature",
+                "refused the gateway's certificate",
+            )
         })
         .await;
     let error = refused.json["error"].as_str().unwrap();

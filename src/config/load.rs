@@ -199,9 +199,7 @@ impl<'t> Loader<'t> {
                         format!("ttl_days = {} is outside 1..=366", o.ttl_days),
                     ));
                 }
-                if o.outbox_max == 0 {
-                    out.push((vec!["outbox_max"], "outbox_max must be at least 1".into()));
-                }
+                check_at_least_one("outbox_max", o.outbox_max as u64, &mut out);
                 for key in &o.allowlist {
                     if crate::packet::keys::parse_public_hex(key).is_none() {
                         out.push((
@@ -1140,12 +1138,7 @@ fn check_polling(d: &Polling, out: &mut Vec<Finding>) {
             "stats_interval_ms must be at least 100".into(),
         ));
     }
-    if d.backoff_initial_ms == 0 {
-        out.push((
-            vec!["backoff_initial_ms"],
-            "backoff_initial_ms must be at least 1".into(),
-        ));
-    }
+    check_at_least_one("backoff_initial_ms", d.backoff_initial_ms, out);
     if d.backoff_max_ms < d.backoff_initial_ms {
         out.push((
             vec!["backoff_max_ms"],
@@ -1290,23 +1283,15 @@ fn validate_vibration(d: &VibrationConfig, has_opcua: bool) -> Vec<Finding> {
                     "modbus.host and modbus.port must name a server".into(),
                 ));
             }
-            if !(block.scale.is_finite() && block.scale != 0.0) {
-                out.push((
-                    vec!["modbus"],
-                    "modbus.scale must be finite and non-zero".into(),
-                ));
-            }
+            check_scale("modbus", "modbus.scale", block.scale, &mut out);
         }
         _ => out.push((
             vec!["name"],
             "give exactly one waveform source: `file`, `modbus` or `opcua`".into(),
         )),
     }
-    if (d.modbus.is_some() || has_opcua) && d.interval_ms == 0 {
-        out.push((vec!["interval_ms"], "interval_ms must be at least 1".into()));
-    }
-    if d.replay == ReplayPace::Fast && d.interval_ms == 0 {
-        out.push((vec!["interval_ms"], "interval_ms must be at least 1".into()));
+    if d.modbus.is_some() || has_opcua || d.replay == ReplayPace::Fast {
+        check_at_least_one("interval_ms", d.interval_ms, &mut out);
     }
     if let Some(rpm) = d.rpm {
         if !(rpm.is_finite() && rpm > 0.0) {
@@ -1393,9 +1378,7 @@ fn validate_opcua_connection(c: &OpcUaConnection) -> Vec<Finding> {
             ));
         }
     }
-    if c.timeout_ms == 0 {
-        out.push((vec!["timeout_ms"], "timeout_ms must be at least 1".into()));
-    }
+    check_at_least_one("timeout_ms", c.timeout_ms, &mut out);
     if c.backoff_initial_ms == 0 || c.backoff_initial_ms > c.backoff_max_ms {
         out.push((
             vec!["backoff_initial_ms"],
@@ -1403,6 +1386,23 @@ fn validate_opcua_connection(c: &OpcUaConnection) -> Vec<Finding> {
         ));
     }
     out
+}
+
+/// A multiplier that can turn a raw value into an engineering one.
+fn check_scale(key: &'static str, label: &str, scale: f64, out: &mut Vec<Finding>) {
+    if !(scale.is_finite() && scale != 0.0) {
+        out.push((
+            vec![key],
+            format!("{label} = {scale} must be finite and non-zero"),
+        ));
+    }
+}
+
+/// A count or duration that must not be zero.
+fn check_at_least_one(key: &'static str, value: u64, out: &mut Vec<Finding>) {
+    if value == 0 {
+        out.push((vec![key], format!("{key} must be at least 1")));
+    }
 }
 
 fn check_node(node: &str, out: &mut Vec<Finding>) {
@@ -1420,15 +1420,8 @@ fn validate_opcua(d: &OpcUaConfig) -> Vec<Finding> {
     let mut out = Vec::new();
     check_context(d.context.as_ref(), &mut out);
     check_topic_name("name", "device name", &d.name, &mut out);
-    if d.interval_ms == 0 {
-        out.push((vec!["interval_ms"], "interval_ms must be at least 1".into()));
-    }
-    if d.stats_interval_ms == 0 {
-        out.push((
-            vec!["stats_interval_ms"],
-            "stats_interval_ms must be at least 1".into(),
-        ));
-    }
+    check_at_least_one("interval_ms", d.interval_ms, &mut out);
+    check_at_least_one("stats_interval_ms", d.stats_interval_ms, &mut out);
     out
 }
 
@@ -1437,20 +1430,15 @@ fn validate_opcua_point(p: &OpcUaPointConfig) -> Vec<Finding> {
     check_context(p.context.as_ref(), &mut out);
     check_topic_name("name", "point name", &p.name, &mut out);
     check_node(&p.node, &mut out);
-    if !(p.scale.is_finite() && p.scale != 0.0) {
-        out.push((vec!["scale"], "scale must be finite and non-zero".into()));
-    }
+    check_scale("scale", "scale", p.scale, &mut out);
     if !p.offset.is_finite() {
         out.push((vec!["offset"], "offset must be finite".into()));
     }
     if !(p.deadband.is_finite() && p.deadband >= 0.0) {
         out.push((vec!["deadband"], "deadband must be zero or positive".into()));
     }
-    if p.sampling_interval_ms == Some(0) {
-        out.push((
-            vec!["sampling_interval_ms"],
-            "sampling_interval_ms must be at least 1".into(),
-        ));
+    if let Some(ms) = p.sampling_interval_ms {
+        check_at_least_one("sampling_interval_ms", ms, &mut out);
     }
     out
 }
@@ -1458,9 +1446,7 @@ fn validate_opcua_point(p: &OpcUaPointConfig) -> Vec<Finding> {
 fn validate_opcua_waveform(w: &OpcUaWaveformConfig) -> Vec<Finding> {
     let mut out = Vec::new();
     check_node(&w.node, &mut out);
-    if !(w.scale.is_finite() && w.scale != 0.0) {
-        out.push((vec!["scale"], "scale must be finite and non-zero".into()));
-    }
+    check_scale("scale", "scale", w.scale, &mut out);
     out
 }
 
@@ -1535,12 +1521,7 @@ fn validate_point(p: &PointConfig) -> Vec<Finding> {
         )),
         _ => {}
     }
-    if !p.scale.is_finite() || p.scale == 0.0 {
-        out.push((
-            vec!["scale"],
-            format!("scale = {} must be finite and non-zero", p.scale),
-        ));
-    }
+    check_scale("scale", "scale", p.scale, &mut out);
     if !p.offset.is_finite() {
         out.push((vec!["offset"], "offset must be finite".into()));
     }

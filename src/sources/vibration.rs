@@ -119,7 +119,6 @@ struct OpcUaWindow {
     pki: PathBuf,
     device: String,
     connection: Option<crate::sources::opcua::Connection>,
-    values: Vec<f64>,
 }
 
 impl Acquisition {
@@ -214,7 +213,6 @@ impl Acquisition {
                     pki,
                     device,
                     connection,
-                    values,
                 } = &mut **w;
                 use crate::sources::opcua::{numbers, LinkEvent};
                 use opcua::types::{AttributeId, ReadValueId, TimestampsToReturn};
@@ -273,15 +271,16 @@ impl Acquisition {
                     .value
                     .as_ref()
                     .ok_or_else(|| format!("{}: the server sent no value", waveform.node))?;
-                numbers(variant, values).map_err(|e| format!("{}: {e}", waveform.node))?;
-                if values.len() < n {
+                numbers(variant, window).map_err(|e| format!("{}: {e}", waveform.node))?;
+                if window.len() < n {
                     return Err(format!(
                         "{}: the array holds {} samples, fewer than the window of {n}",
                         waveform.node,
-                        values.len()
+                        window.len()
                     ));
                 }
-                window.extend(values[..n].iter().map(|v| v * waveform.scale));
+                window.truncate(n);
+                window.iter_mut().for_each(|v| *v *= waveform.scale);
                 Ok(true)
             }
         }
@@ -387,7 +386,6 @@ impl VibrationSource {
                         pki: self.pki.clone(),
                         device: self.config.name.clone(),
                         connection: None,
-                        values: Vec::new(),
                     })),
                     analyzer,
                 ))
