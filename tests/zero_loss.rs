@@ -83,7 +83,7 @@ fn restart_in_background(mut cloud: Peer, dir: PathBuf) -> std::thread::JoinHand
         let port = cloud.port;
         cloud.terminate();
         std::thread::sleep(Duration::from_millis(1500));
-        mosquitto_persistent(port, &dir)
+        mosquitto_persistent_on(port, &dir)
     })
 }
 
@@ -94,7 +94,7 @@ async fn a_thousand_confirmations_arrive_once_through_cloud_restarts_and_crashes
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
     let cloud_dir = tempfile::tempdir().unwrap();
-    let cloud = mosquitto_persistent(free_port(), cloud_dir.path());
+    let cloud = mosquitto_persistent(cloud_dir.path());
     let broker_a = mosquitto_bridged(cloud.port, "a");
     let broker_b = mosquitto_bridged(cloud.port, "b");
     let spec =

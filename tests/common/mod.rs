@@ -28,25 +28,79 @@ pub fn free_port() -> u16 {
 
 /// Waits until something accepts TCP connections on the port.
 pub fn wait_listening(port: u16, what: &str) {
-    wait_listening_or_exit(port, what, None);
-}
-
-/// Like [`wait_listening`], but fails at once (with the peer's log) if the peer exits.
-fn wait_listening_or_exit(port: u16, what: &str, mut peer: Option<(&mut Child, &Path)>) {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while std::time::Instant::now() < deadline {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
             return;
         }
-        if let Some((child, log)) = peer.as_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(*log).unwrap_or_default();
-                panic!("{what} exited ({status}) before listening on port {port}:\n{log}");
-            }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not start listening on port {port}");
+}
+
+/// The inodes of the sockets listening on a TCP port (IPv4 or IPv6), from /proc/net.
+fn listening_sockets(port: u16) -> Vec<String> {
+    let port = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    // local_address is field 1, st field 3 (0A = LISTEN), inode field 9.
+                    (fields.len() > 9 && fields[1].ends_with(&port) && fields[3] == "0A")
+                        .then(|| fields[9].to_string())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Whether process `pid` itself holds a socket listening on `port`: a probe that merely
+/// connects cannot tell a peer from another test's process that took the same port.
+fn listens(pid: u32, port: u16) -> bool {
+    let sockets = listening_sockets(port);
+    if sockets.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .any(|target| {
+            let target = target.to_string_lossy();
+            sockets
+                .iter()
+                .any(|inode| target == format!("socket:[{inode}]"))
+        })
+}
+
+/// How a peer's start ended.
+enum Started {
+    Listening,
+    /// It exited before listening; its log says why.
+    Exited(String),
+}
+
+/// Waits until the child itself listens on `port`, or exits.
+fn wait_child_listening(child: &mut Child, log: &Path, port: u16, what: &str) -> Started {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if listens(child.id(), port) {
+            return Started::Listening;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            return Started::Exited(format!(
+                "{what} exited ({status}) before listening on port {port}:\n{log}"
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
     panic!("{what} did not start listening on port {port}");
 }
 
@@ -54,27 +108,55 @@ fn wait_listening_or_exit(port: u16, what: &str, mut peer: Option<(&mut Child, &
 pub struct Peer {
     pub child: Child,
     pub port: u16,
-    _logs: tempfile::TempDir,
+    /// Its log and configuration.
+    _files: tempfile::TempDir,
 }
 
 /// Spawns a peer with its output in a log file, and waits until it listens on `port`.
-fn spawn_peer(mut command: Command, port: u16, what: &str) -> Peer {
-    let logs = tempfile::tempdir().expect("tempdir");
-    let log = logs.path().join("peer.log");
+/// `command` gives its command line, with a folder that lives as long as the peer.
+fn spawn_peer(port: u16, what: &str, command: impl FnOnce(&Path) -> Command) -> Peer {
+    try_spawn_peer(port, what, command).unwrap_or_else(|reason| panic!("{reason}"))
+}
+
+/// Spawns a peer on a free port: `command` gives its command line for a port and a folder.
+/// Another process may take a port between the moment it was free and the peer's bind; the
+/// peer then exits saying the address is in use, and starts again on another port.
+fn spawn_peer_on_free_port(what: &str, command: impl Fn(u16, &Path) -> Command) -> Peer {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let port = free_port();
+        match try_spawn_peer(port, what, |dir| command(port, dir)) {
+            Ok(peer) => return peer,
+            Err(reason) if reason.to_lowercase().contains("in use") => last = reason,
+            Err(reason) => panic!("{reason}"),
+        }
+    }
+    panic!("{what} found no free port in 5 tries; the last:\n{last}");
+}
+
+fn try_spawn_peer(
+    port: u16,
+    what: &str,
+    command: impl FnOnce(&Path) -> Command,
+) -> Result<Peer, String> {
+    let files = tempfile::tempdir().expect("tempdir");
+    let log = files.path().join("peer.log");
     let file = std::fs::File::create(&log).expect("peer log");
     let err = file.try_clone().expect("peer log");
-    let mut child = command
+    let mut child = command(files.path())
         .stdout(Stdio::from(file))
         .stderr(Stdio::from(err))
         .spawn()
         .unwrap_or_else(|e| {
             panic!("cannot start {what}: {e}; run ./tests/run.sh to install the test peers")
         });
-    wait_listening_or_exit(port, what, Some((&mut child, &log)));
-    Peer {
-        child,
-        port,
-        _logs: logs,
+    match wait_child_listening(&mut child, &log, port, what) {
+        Started::Listening => Ok(Peer {
+            child,
+            port,
+            _files: files,
+        }),
+        Started::Exited(reason) => Err(reason),
     }
 }
 
@@ -115,78 +197,88 @@ fn python() -> PathBuf {
 
 /// A mosquitto broker on a free port.
 pub fn mosquitto() -> Peer {
-    mosquitto_on(free_port())
+    spawn_peer_on_free_port("mosquitto", mosquitto_command)
 }
 
 /// A mosquitto broker on a given port (to restart one where it was).
 pub fn mosquitto_on(port: u16) -> Peer {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-    )
-    .expect("write mosquitto.conf");
-    let mut command = Command::new("mosquitto");
-    command.arg("-c").arg(&conf);
-    let peer = spawn_peer(command, port, "mosquitto");
-    // mosquitto has read its configuration; the directory may go.
-    drop(dir);
-    peer
+    spawn_peer(port, "mosquitto", |dir| mosquitto_command(port, dir))
 }
 
-/// A mosquitto broker on `port` that keeps sessions and queued messages in `dir` across an
-/// orderly restart, queueing without a limit.
-pub fn mosquitto_persistent(port: u16, dir: &Path) -> Peer {
+/// mosquitto with a configuration written into `dir`.
+fn mosquitto_configured(dir: &Path, conf: String) -> Command {
+    let path = dir.join("mosquitto.conf");
+    std::fs::write(&path, conf).expect("write mosquitto.conf");
+    let mut command = Command::new("mosquitto");
+    command.arg("-c").arg(path);
+    command
+}
+
+fn mosquitto_command(port: u16, dir: &Path) -> Command {
+    mosquitto_configured(
+        dir,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+    )
+}
+
+/// A mosquitto broker on a free port that keeps sessions and queued messages in `dir` across
+/// an orderly restart, queueing without a limit.
+pub fn mosquitto_persistent(dir: &Path) -> Peer {
+    spawn_peer_on_free_port("mosquitto (persistent)", |port, files| {
+        mosquitto_persistent_command(port, dir, files)
+    })
+}
+
+/// [`mosquitto_persistent`] on a given port (to restart one where it was).
+pub fn mosquitto_persistent_on(port: u16, dir: &Path) -> Peer {
+    spawn_peer(port, "mosquitto (persistent)", |files| {
+        mosquitto_persistent_command(port, dir, files)
+    })
+}
+
+fn mosquitto_persistent_command(port: u16, dir: &Path, files: &Path) -> Command {
     // Started as root, mosquitto drops to its own user, which must be able to save there.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
         .expect("open the persistence directory to the broker's user");
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
+    mosquitto_configured(
+        files,
         format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
              persistence_location {}/\nmax_queued_messages 0\n",
             dir.display()
         ),
     )
-    .expect("write mosquitto.conf");
-    let mut command = Command::new("mosquitto");
-    command.arg("-c").arg(&conf);
-    spawn_peer(command, port, "mosquitto (persistent)")
 }
 
 /// A plant's mosquitto broker on a free port, bridged to a cloud broker on `cloud` for the
 /// uplink topics `qis/v1/ctx/#` in both directions (QoS 1, persistent bridge session), as a
 /// plant would run it.
 pub fn mosquitto_bridged(cloud: u16, name: &str) -> Peer {
-    let port = free_port();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             max_queued_messages 0\nconnection cloud-{name}\naddress 127.0.0.1:{cloud}\ntopic qis/v1/ctx/# both 1\n\
-             cleansession false\nremote_clientid bridge-{name}\nrestart_timeout 1 2\n\
-             keepalive_interval 5\n"
-        ),
-    )
-    .expect("write mosquitto.conf");
-    let mut command = Command::new("mosquitto");
-    command.arg("-c").arg(&conf);
-    let peer = spawn_peer(command, port, "mosquitto (bridged)");
-    drop(dir);
-    peer
+    spawn_peer_on_free_port("mosquitto (bridged)", |port, dir| {
+        mosquitto_configured(
+            dir,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 max_queued_messages 0\nconnection cloud-{name}\naddress 127.0.0.1:{cloud}\n\
+                 topic qis/v1/ctx/# both 1\ncleansession false\nremote_clientid bridge-{name}\n\
+                 restart_timeout 1 2\nkeepalive_interval 5\n"
+            ),
+        )
+    })
 }
 
 /// A pymodbus TCP server with the given register spec (see tests/peers/modbus_server.py).
 pub fn modbus_server(spec: &Value) -> Peer {
-    modbus_server_on(free_port(), spec)
+    spawn_peer_on_free_port("pymodbus server", |port, _| modbus_command(port, spec))
 }
 
+/// [`modbus_server`] on a given port (to restart one where it was).
 pub fn modbus_server_on(port: u16, spec: &Value) -> Peer {
+    spawn_peer(port, "pymodbus server", |_| modbus_command(port, spec))
+}
+
+fn modbus_command(port: u16, spec: &Value) -> Command {
     let mut command = Command::new(python());
     command
         .arg(repo().join("tests/peers/modbus_server.py"))
@@ -194,7 +286,7 @@ pub fn modbus_server_on(port: u16, spec: &Value) -> Peer {
         .arg(port.to_string())
         .arg("--spec")
         .arg(spec.to_string());
-    spawn_peer(command, port, "pymodbus server")
+    command
 }
 
 /// An asyncua OPC UA server (tests/peers/opcua_server.py) on loopback, driven through stdin.
@@ -208,17 +300,19 @@ pub struct OpcUaServer {
 }
 
 impl OpcUaServer {
-    /// Starts a server keeping its certificate in `dir`, with extra arguments such as
-    /// `--policies encrypt`.
+    /// Starts a server on a free port, keeping its certificate in `dir`, with extra arguments
+    /// such as `--policies encrypt`.
     pub fn start(dir: &Path, args: &[&str]) -> Self {
         let mut server = Self {
             peer: None,
             stdin: None,
-            port: free_port(),
+            port: 0,
             dir: dir.to_path_buf(),
             args: args.iter().map(|a| a.to_string()).collect(),
         };
-        server.restart();
+        let peer = spawn_peer_on_free_port("asyncua server", |port, _| server.command_on(port));
+        server.port = peer.port;
+        server.adopt(peer);
         server
     }
 
@@ -238,16 +332,24 @@ impl OpcUaServer {
     /// Starts it again on the same port with the same certificate.
     pub fn restart(&mut self) {
         self.kill();
+        let peer = spawn_peer(self.port, "asyncua server", |_| self.command_on(self.port));
+        self.adopt(peer);
+    }
+
+    fn command_on(&self, port: u16) -> Command {
         let mut command = Command::new(python());
         command
             .arg(repo().join("tests/peers/opcua_server.py"))
             .arg("--port")
-            .arg(self.port.to_string())
+            .arg(port.to_string())
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.args)
             .stdin(Stdio::piped());
-        let mut peer = spawn_peer(command, self.port, "asyncua server");
+        command
+    }
+
+    fn adopt(&mut self, mut peer: Peer) {
         self.stdin = peer.child.stdin.take();
         self.peer = Some(peer);
     }
@@ -276,6 +378,8 @@ pub struct Observer {
     pub client: AsyncClient,
     rx: mpsc::UnboundedReceiver<Message>,
     pub seen: Vec<Message>,
+    /// The last connection error, if any, for the failure message.
+    link: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Observer {
@@ -283,19 +387,23 @@ impl Observer {
         Self::connect_filter(port, "qis/#").await
     }
 
+    /// Subscribes to `filter` on every connection: a new session after a connection error
+    /// would otherwise have lost the subscription.
     pub async fn connect_filter(port: u16, filter: &str) -> Self {
         let id = format!("observer-{}", rand_suffix());
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(5));
         let (client, mut eventloop) = AsyncClient::new(options, 100);
-        client
-            .subscribe(filter, QoS::AtLeastOnce)
-            .await
-            .expect("subscribe");
         let (tx, rx) = mpsc::unbounded_channel();
+        let link = std::sync::Arc::new(std::sync::Mutex::new("not connected yet".to_string()));
+        let (subscriber, filter, state) = (client.clone(), filter.to_string(), link.clone());
         tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        *state.lock().unwrap() = "connected".into();
+                        let _ = subscriber.try_subscribe(filter.as_str(), QoS::AtLeastOnce);
+                    }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let json = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
                         let m = Message {
@@ -310,7 +418,10 @@ impl Observer {
                         }
                     }
                     Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(e) => {
+                        *state.lock().unwrap() = format!("connection error: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
             }
         });
@@ -318,6 +429,7 @@ impl Observer {
             client,
             rx,
             seen: Vec::new(),
+            link,
         }
     }
 
@@ -347,7 +459,8 @@ impl Observer {
                         .map(|m| format!("{} {}", m.topic, m.json))
                         .collect();
                     panic!(
-                        "timed out waiting for {what}; last messages:\n{}",
+                        "timed out waiting for {what}; observer {}; last messages:\n{}",
+                        self.link.lock().unwrap(),
                         tail.join("\n")
                     );
                 }
@@ -477,7 +590,7 @@ pub fn serial_pair() -> SerialPair {
         _socat: Peer {
             child,
             port: 0,
-            _logs: tempfile::tempdir().expect("tempdir"),
+            _files: tempfile::tempdir().expect("tempdir"),
         },
         _dir: dir,
         a,
@@ -514,12 +627,28 @@ pub struct Running {
 
 /// Starts a gateway in this process with a configuration text.
 pub fn start(text: &str) -> Running {
+    capture_logs();
     let config = qis_edge::config::parse_str(text, "test.toml").unwrap_or_else(|e| panic!("{e}"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(qis_edge::run(config, async move {
         let _ = stopped.await;
     }));
     Running { stop, task }
+}
+
+/// Sends the gateway's log lines (INFO and up, or as `RUST_LOG` says) to the output of the
+/// test whose threads wrote them, which the harness prints when that test fails.
+fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .with_ansi(false)
+            .try_init();
+    });
 }
 
 /// Stops it as SIGTERM would, and checks it stopped cleanly.

@@ -15,6 +15,7 @@ reading beyond answers exception 02 (illegal data address).
 import argparse
 import asyncio
 import json
+import sys
 import struct
 
 from pymodbus.datastore import (
@@ -23,7 +24,7 @@ from pymodbus.datastore import (
     ModbusSlaveContext,
 )
 from pymodbus.framer import FramerType
-from pymodbus.server import StartAsyncSerialServer, StartAsyncTcpServer
+from pymodbus.server import ModbusTcpServer, StartAsyncSerialServer
 
 SIZE = 200
 FORMATS = {"u16": ">H", "i16": ">h", "u32": ">I", "i32": ">i", "f32": ">f",
@@ -111,7 +112,12 @@ async def main() -> None:
         )
     else:
         context = build_context(json.loads(args.spec))
-        await StartAsyncTcpServer(context=context, address=("127.0.0.1", args.port))
+        server = ModbusTcpServer(context=context, address=("127.0.0.1", args.port))
+        # pymodbus only logs a failed bind and serves nothing; exit, so that the test harness
+        # sees it and takes another port.
+        if not await server.listen():
+            sys.exit(f"cannot listen on 127.0.0.1:{args.port}: address in use or refused")
+        await server.serving
 
 
 if __name__ == "__main__":
