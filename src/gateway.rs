@@ -7,6 +7,7 @@ use crate::config::{
     AlarmKind, AlarmRuleConfig, Config, DeviceConfig, PointConfig, SpcPointConfig, SPC_RULE_NAME,
 };
 use crate::outcomes::{AlarmRecord, Answer, Outcome, OutcomeState};
+use crate::packet::Frequency;
 use crate::routing::mqtt::{self, Inbound, MqttSetupError, Publisher};
 use crate::routing::payload::{
     timestamp, AckCommand, Alert, AnswerCommand, Event, Metric, RuleStatus, SpcDetail, SpcMetric,
@@ -226,6 +227,8 @@ struct PointState {
     /// What the point is: `process_value`, a vibration feature, …; with a rule's direction it
     /// names the signal pattern of its alarms.
     signal: String,
+    /// Where in the spectrum the point's feature lives, for its packets.
+    frequency: Frequency,
     /// Rules whose level peers may adapt.
     adaptive: Vec<Adaptive>,
     /// Rules of this device's points (point, rule) whose `confirmed_by` names this point.
@@ -494,19 +497,29 @@ impl Core {
                             .or(d.context())
                             .and_then(|c| c.fingerprint().ok())
                             .map(|f| f.to_string());
-                        let signal = match d {
-                            DeviceConfig::Vibration(v) => {
-                                v.features.get(i).map(|f| f.to_string()).unwrap_or_default()
-                            }
+                        let (signal, frequency) = match d {
+                            DeviceConfig::Vibration(v) => v
+                                .features
+                                .get(i)
+                                .map_or((String::new(), Frequency::None), |&f| {
+                                    (f.to_string(), crate::outcomes::frequency_of(v, f))
+                                }),
                             DeviceConfig::ModbusTcp(_)
                             | DeviceConfig::ModbusRtu(_)
-                            | DeviceConfig::OpcUa(_) => "process_value".to_string(),
+                            | DeviceConfig::OpcUa(_) => {
+                                ("process_value".to_string(), Frequency::None)
+                            }
                         };
                         let adaptive = rules
                             .iter()
                             .enumerate()
                             .filter_map(|(index, r)| {
-                                adaptive_rule(index, r, fingerprint.as_deref(), &signal, &p.unit)
+                                let pattern = Pattern {
+                                    signal: &signal,
+                                    frequency,
+                                    unit: &p.unit,
+                                };
+                                adaptive_rule(index, r, fingerprint.as_deref(), pattern)
                             })
                             .collect();
                         PointState {
@@ -527,6 +540,7 @@ impl Core {
                             spc,
                             fingerprint,
                             signal,
+                            frequency,
                         }
                     })
                     .collect()
@@ -773,6 +787,7 @@ impl Core {
             unit: point.config.unit.clone(),
             fingerprint: point.fingerprint.clone(),
             pattern: Self::pattern(point, r),
+            frequency: point.frequency,
             answer: None,
             peers: point
                 .adaptive
@@ -1601,14 +1616,25 @@ impl Core {
     }
 }
 
+/// What a point's alarms watch: its signal, where in the spectrum, in which unit.
+#[derive(Clone, Copy)]
+struct Pattern<'a> {
+    signal: &'a str,
+    frequency: Frequency,
+    unit: &'a str,
+}
+
 /// The adaptive part of a rule with `adapt` rails on a point with a context, starting at its
 /// baseline.
 fn adaptive_rule(
     index: usize,
     rule: &Rule,
     fingerprint: Option<&str>,
-    signal: &str,
-    unit: &str,
+    Pattern {
+        signal,
+        frequency,
+        unit,
+    }: Pattern,
 ) -> Option<Adaptive> {
     let config = rule.config();
     let adapt = config.adapt?;
@@ -1626,6 +1652,7 @@ fn adaptive_rule(
     let target = Target {
         fingerprint,
         feature,
+        frequency,
         direction,
         unit: crate::outcomes::fit(unit, crate::packet::UNIT_LEN),
     };

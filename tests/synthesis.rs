@@ -288,6 +288,25 @@ fn proposal(
     threshold: f32,
 ) -> Vec<u8> {
     use qis_edge::packet::*;
+    let pattern = SignalPattern {
+        feature: Feature::ProcessValue,
+        frequency: Frequency::None,
+        threshold,
+        unit: label("unit", "°C").unwrap(),
+        direction: Direction::High,
+    };
+    signed(seed, fingerprint, seq, pattern)
+}
+
+/// Signs a confirmed-failure packet with a pattern as a given peer: a thousand validations,
+/// valid for a day from now.
+fn signed(
+    seed: u8,
+    fingerprint: qis_edge::packet::Fingerprint,
+    seq: u64,
+    pattern: qis_edge::packet::SignalPattern,
+) -> Vec<u8> {
+    use qis_edge::packet::*;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -295,13 +314,7 @@ fn proposal(
     PacketBody {
         version: VERSION,
         fingerprint,
-        pattern: SignalPattern {
-            feature: Feature::ProcessValue,
-            frequency: Frequency::None,
-            threshold,
-            unit: label("unit", "°C").unwrap(),
-            direction: Direction::High,
-        },
+        pattern,
         outcome: Outcome {
             kind: OutcomeKind::FailureConfirmed,
             failure_mode: FailureMode::BearingOuterRace,
@@ -321,6 +334,135 @@ fn proposal(
     .unwrap()
     .to_bytes()
     .unwrap()
+}
+
+/// Spectral patterns say where in the spectrum they live. A band proposal moves only the rule
+/// watching that band, not one on another band of the same machine; a confirmed bearing alarm
+/// goes out naming its defect frequency, which matches the CWRU bearing's documented order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn band_proposals_move_only_their_band_and_packets_name_their_frequency() {
+    use qis_edge::packet::{Direction, Feature, Frequency, SignalPattern};
+    let broker = mosquitto();
+    let state = tempfile::tempdir().unwrap();
+    let shared = repo().join("../shared/data/bearings/cwru");
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(shared.join("cwru_130_DE.json")).unwrap())
+            .unwrap();
+    let band_rule = "[[devices.points.alarms]]\nkind = \"high\"\nwarning = 50.0\nalarm = 60.0\n\
+                     [devices.points.alarms.adapt]\nfloor = 1.0\nceiling = 50.0\n\n";
+    let text = format!(
+        "[site]\nid = \"vib\"\nstate_dir = \"{}\"\n[mqtt]\nport = {}\n\
+         [synthesis]\nbaseline_weight = 0.01\n\n\
+         [[devices]]\ntype = \"vibration\"\nname = \"pump\"\nfile = \"{}\"\nsample_rate = 12000.0\n\
+         window = 16384\nreplay = \"fast\"\ninterval_ms = 50\nrpm = {}\n\
+         bearing = {{ elements = 9, ball_diameter = 0.3126, pitch_diameter = 1.537, contact_angle_deg = 0.0 }}\n\
+         bands_hz = [[100, 1500], [1500, 5000]]\n\n{PUMP_CONTEXT}\
+         [[devices.points]]\nname = \"low_band\"\nfeature = \"band_rms:0\"\n\n{band_rule}\
+         [[devices.points]]\nname = \"high_band\"\nfeature = \"band_rms:1\"\n\n{band_rule}\
+         [[devices.points]]\nname = \"bpfo\"\nfeature = \"outer_race_score\"\n\n\
+         [[devices.points.alarms]]\nkind = \"high\"\nalarm = 20.0\n",
+        state.path().display(),
+        broker.port,
+        shared.join("cwru_130_DE.f32").display(),
+        meta["rpm_recorded"],
+    );
+    let fingerprint = qis_edge::config::parse_str(&text, "t").unwrap().devices[0]
+        .context()
+        .unwrap()
+        .fingerprint()
+        .unwrap();
+    let mut obs = Observer::connect(broker.port).await;
+    let gateway = start(&text);
+    obs.wait_for("the gateway online", Duration::from_secs(10), |m| {
+        m.topic == "qis/vib/status" && m.json["status"] == "online"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let band = |seq, lo, hi| {
+        signed(
+            7,
+            fingerprint,
+            seq,
+            SignalPattern {
+                feature: Feature::BandAmplitude,
+                frequency: Frequency::Band { lo, hi },
+                threshold: 10.0,
+                unit: qis_edge::packet::label("unit", "g").unwrap(),
+                direction: Direction::High,
+            },
+        )
+    };
+    // A band this plant does not watch matches nothing; then the low band.
+    obs.publish_raw(&fingerprint.topic(), band(1, 200.0, 1500.0))
+        .await;
+    obs.publish_raw(&fingerprint.topic(), band(2, 100.0, 1500.0))
+        .await;
+    let low = "qis/vib/thresholds/pump/low_band/high";
+    let high = "qis/vib/thresholds/pump/high_band/high";
+    let moved = obs
+        .wait_for("the low band's level moved", Duration::from_secs(10), |m| {
+            m.topic == low && m.json["value"].as_f64() != Some(50.0)
+        })
+        .await;
+    let level = moved.json["value"].as_f64().unwrap();
+    assert!((1.0..50.0).contains(&level), "{level}");
+    assert_eq!(moved.json["provenance"].as_array().unwrap().len(), 1);
+    assert_eq!(moved.json["provenance"][0]["proposed"], 10.0);
+    let intake = obs
+        .wait_for("intake statistics", Duration::from_secs(10), |m| {
+            m.topic == "qis/vib/stats/intake" && m.json["unmatched"].as_u64() >= Some(1)
+        })
+        .await;
+    assert_eq!(intake.json["unmatched"], 1, "{}", intake.json);
+    let high_levels: Vec<&Value> = obs
+        .seen
+        .iter()
+        .filter(|m| m.topic == high)
+        .map(|m| &m.json["value"])
+        .collect();
+    assert!(!high_levels.is_empty());
+    assert!(
+        high_levels.iter().all(|v| v.as_f64() == Some(50.0)),
+        "the other band moved: {high_levels:?}"
+    );
+
+    // The envelope alarm on the outer race, confirmed: its packet names BPFO in Hz.
+    let raised = obs
+        .saw_or_wait_for("the envelope alarm", Duration::from_secs(20), |m| {
+            m.topic == "qis/vib/events" && m.json["point"] == "bpfo" && m.json["to"] == "active"
+        })
+        .await;
+    let id = raised.json["alarm_id"].as_str().unwrap().to_string();
+    obs.publish(
+        "qis/vib/cmd/confirm",
+        &json!({"alarm_id": id, "failure_mode": "bearing_outer_race"}).to_string(),
+    )
+    .await;
+    let own = public_key(state.path());
+    let hex = |key: &[u8; 32]| key.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let sent = obs
+        .wait_for("the gateway's packet", Duration::from_secs(10), |m| {
+            m.topic == fingerprint.topic()
+                && qis_edge::packet::guard::decode(&m.raw).is_ok_and(|p| hex(&p.body.source) == own)
+        })
+        .await;
+    let packet = qis_edge::packet::guard::decode(&sent.raw).unwrap();
+    let pattern = &packet.body.pattern;
+    assert_eq!(
+        pattern.feature,
+        Feature::BearingDefect(qis_edge::packet::BearingDefect::Bpfo)
+    );
+    let bpfo =
+        meta["fault_orders_x_shaft"]["BPFO"].as_f64().unwrap() * meta["shaft_hz"].as_f64().unwrap();
+    match pattern.frequency {
+        Frequency::At(hz) => assert!(
+            (f64::from(hz) - bpfo).abs() < 1e-3 * bpfo,
+            "BPFO {hz} Hz, documented {bpfo} Hz"
+        ),
+        other => panic!("expected the defect frequency, got {other:?}"),
+    }
+    stop(gateway).await;
 }
 
 /// A peer that turns malicious and proposes absurd thresholds moves the level no further than

@@ -34,6 +34,10 @@ pub struct AlarmRecord {
     pub fingerprint: Option<String>,
     /// The signal pattern: what was watched and in which direction, e.g. `process_value:high`.
     pub pattern: String,
+    /// Where in the spectrum the watched feature lives: a band's edges, a bearing defect's or
+    /// a harmonic's frequency at the configured shaft speed.
+    #[serde(default, skip_serializing_if = "is_no_frequency")]
+    pub frequency: crate::packet::Frequency,
     /// The engineer's answer, once given.
     pub answer: Option<Answer>,
     /// For alarms of the `spc` rule: the chart and the first rule violated at the raise.
@@ -194,7 +198,7 @@ pub fn packet_body(
     seq: u64,
     equipment_label: &str,
 ) -> Option<crate::packet::PacketBody> {
-    use crate::packet::{self as pk, Frequency};
+    use crate::packet as pk;
     let fingerprint: pk::Fingerprint = record.fingerprint.as_deref()?.parse().ok()?;
     let (feature, direction) = feature_of(&record.pattern, record.spc.as_ref());
     let (kind, failure_mode) = match answer.outcome {
@@ -220,7 +224,7 @@ pub fn packet_body(
         fingerprint,
         pattern: pk::SignalPattern {
             feature,
-            frequency: Frequency::None,
+            frequency: record.frequency,
             threshold: record.threshold.unwrap_or(0.0) as f32,
             unit: pk::label("unit", &fit(&record.unit, pk::UNIT_LEN)).ok()?,
             direction,
@@ -298,6 +302,60 @@ pub fn feature_of(
     (feature, direction)
 }
 
+fn is_no_frequency(f: &crate::packet::Frequency) -> bool {
+    *f == crate::packet::Frequency::None
+}
+
+/// Where in the spectrum a vibration feature of `device` lives: the configured band of
+/// `band_rms:N` and `velocity_rms`, and, with a shaft speed, a harmonic's frequency or (with
+/// the bearing geometry) the defect frequency a bearing score watches.
+pub fn frequency_of(
+    device: &crate::config::VibrationConfig,
+    feature: crate::config::VibrationFeature,
+) -> crate::packet::Frequency {
+    use crate::config::VibrationFeature as F;
+    use crate::packet::Frequency;
+    let band = |b: [f64; 2]| Frequency::Band {
+        lo: b[0] as f32,
+        hi: b[1] as f32,
+    };
+    let shaft_hz = device.rpm.map(|rpm| rpm / 60.0);
+    let defects = || {
+        device
+            .bearing
+            .as_ref()
+            .and_then(|g| g.frequencies(shaft_hz?).ok())
+    };
+    let at = |hz: Option<f64>| hz.map_or(Frequency::None, |hz| Frequency::At(hz as f32));
+    let frequency = match feature {
+        F::BandRms(n) => device
+            .bands_hz
+            .get(n)
+            .copied()
+            .map_or(Frequency::None, band),
+        F::VelocityRms => band(device.velocity_band_hz),
+        F::Harmonic(order) => at(shaft_hz.map(|hz| hz * f64::from(order))),
+        F::OuterRaceScore => at(defects().map(|d| d.bpfo)),
+        F::InnerRaceScore => at(defects().map(|d| d.bpfi)),
+        F::BallScore => at(defects().map(|d| d.bsf)),
+        F::CageScore => at(defects().map(|d| d.ftf)),
+        F::Rms
+        | F::Peak
+        | F::PeakToPeak
+        | F::CrestFactor
+        | F::Kurtosis
+        | F::Skewness
+        | F::IsoZone
+        | F::BearingVerdict => Frequency::None,
+    };
+    // Peers refuse a packet naming a frequency out of bounds: leave it out instead.
+    if frequency.in_bounds() {
+        frequency
+    } else {
+        Frequency::None
+    }
+}
+
 /// `text` without control characters, cut at a character boundary to at most `n` bytes: how
 /// labels and units fit their bounds in a packet.
 pub fn fit(text: &str, n: usize) -> String {
@@ -330,6 +388,7 @@ mod tests {
             unit: "°C".into(),
             fingerprint: Some("ab".into()),
             pattern: "process_value:high".into(),
+            frequency: crate::packet::Frequency::None,
             answer: None,
             spc: None,
             peers: Vec::new(),
@@ -426,6 +485,14 @@ mod tests {
             !text.contains("secret") && !text.contains("j.doe"),
             "notes and names stay in the plant"
         );
+        r.pattern = "band_rms:0:high".into();
+        r.frequency = crate::packet::Frequency::Band {
+            lo: 100.0,
+            hi: 1500.0,
+        };
+        let body = packet_body(&r, &a, &e, None, 0, 1, 1, "x").unwrap();
+        assert_eq!(body.pattern.feature, crate::packet::Feature::BandAmplitude);
+        assert_eq!(body.pattern.frequency, r.frequency);
         r.fingerprint = None;
         assert!(
             packet_body(&r, &a, &e, None, 0, 1, 1, "x").is_none(),

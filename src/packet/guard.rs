@@ -7,8 +7,8 @@
 //! types, and every length is checked before slicing.
 
 use super::{
-    Feature, Frequency, OutcomeKind, OutcomePacket, PacketBody, SpcRuleSet, MAX_PACKET_LEN,
-    SIGNATURE_LEN, VERSION,
+    Feature, OutcomeKind, OutcomePacket, PacketBody, SpcRuleSet, MAX_PACKET_LEN, SIGNATURE_LEN,
+    VERSION,
 };
 use ed25519_dalek::{Signature, VerifyingKey};
 use std::collections::{HashMap, HashSet};
@@ -463,14 +463,8 @@ fn check_bounds(body: &PacketBody) -> Result<(), Rejection> {
     if !body.pattern.threshold.is_finite() {
         return out("pattern.threshold");
     }
-    let hz = |f: f32| f.is_finite() && (0.0..=MAX_FREQUENCY_HZ).contains(&f);
-    match body.pattern.frequency {
-        Frequency::None => {}
-        Frequency::At(f) if !hz(f) => return out("pattern.frequency"),
-        Frequency::Band { lo, hi } if !(hz(lo) && hz(hi) && lo < hi) => {
-            return out("pattern.frequency")
-        }
-        _ => {}
+    if !body.pattern.frequency.in_bounds() {
+        return out("pattern.frequency");
     }
     match body.pattern.feature {
         Feature::Harmonic { order } if !(1..=MAX_HARMONIC_ORDER).contains(&order) => {

@@ -175,10 +175,11 @@ pub enum SpcRuleSet {
 }
 
 /// Where in the spectrum the feature lives.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Frequency {
     /// Not a spectral feature.
+    #[default]
     None,
     /// A single frequency, Hz.
     At(f32),
@@ -189,6 +190,19 @@ pub enum Frequency {
         /// Upper edge, Hz.
         hi: f32,
     },
+}
+
+impl Frequency {
+    /// Whether the intake guard accepts it: frequencies finite, 0 to
+    /// [`guard::MAX_FREQUENCY_HZ`], a band's edges in order.
+    pub fn in_bounds(&self) -> bool {
+        let hz = |f: f32| f.is_finite() && (0.0..=guard::MAX_FREQUENCY_HZ).contains(&f);
+        match *self {
+            Frequency::None => true,
+            Frequency::At(f) => hz(f),
+            Frequency::Band { lo, hi } => hz(lo) && hz(hi) && lo < hi,
+        }
+    }
 }
 
 /// Alarm direction.

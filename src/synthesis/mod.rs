@@ -3,7 +3,8 @@
 //!
 //! - A packet proposes its pattern's threshold for every local rule with the same context,
 //!   feature, direction and unit ([`Target`]) whose configuration lets peers adapt it
-//!   (`[devices.points.alarms.adapt]`, with a floor and a ceiling).
+//!   (`[devices.points.alarms.adapt]`, with a floor and a ceiling). A band feature matches
+//!   only a rule on the same band (edges equal as sent, in f32 Hz).
 //! - Each source has at most one live proposal per target: its latest packet. A false-alarm
 //!   packet withdraws that source's proposal. A proposal lives until the packet expires.
 //! - Weight = trust(source) × confidence × v / (v + 1), v the source's validation count.
@@ -19,7 +20,7 @@
 //! Pure and synchronous: the caller passes the time in and persists [`SynthesisState`]
 //! through [`crate::store`] in `intake.json`, with the replay memory.
 
-use crate::packet::{Direction, Feature, Fingerprint, OutcomeKind, PacketBody};
+use crate::packet::{Direction, Feature, Fingerprint, Frequency, OutcomeKind, PacketBody};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -34,6 +35,9 @@ pub struct Target {
     pub fingerprint: Fingerprint,
     /// The feature the rule watches.
     pub feature: Feature,
+    /// Where in the spectrum: part of the match for band features only (a defect's or a
+    /// harmonic's frequency depends on each plant's shaft speed, so those match by kind).
+    pub frequency: Frequency,
     /// The rule's direction.
     pub direction: Direction,
     /// Engineering unit of the threshold.
@@ -46,24 +50,28 @@ impl Target {
         Self {
             fingerprint: body.fingerprint,
             feature: body.pattern.feature,
+            frequency: body.pattern.frequency,
             direction: body.pattern.direction,
             unit: body.pattern.unit.to_string(),
         }
     }
 
-    /// A stable text key, `<fingerprint>/<feature>/<direction>/<unit>`, used in state files.
+    /// A stable text key, `<fingerprint>/<feature>/<direction>/<unit>`, used in state files;
+    /// a band feature reads `band_amplitude@<lo>-<hi>Hz`.
     pub fn key(&self) -> String {
-        let feature = serde_json::to_string(&self.feature).unwrap_or_default();
+        let mut feature = serde_json::to_string(&self.feature)
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string();
+        if let (Feature::BandAmplitude, Frequency::Band { lo, hi }) = (self.feature, self.frequency)
+        {
+            feature = format!("{feature}@{lo}-{hi}Hz");
+        }
         let direction = match self.direction {
             Direction::High => "high",
             Direction::Low => "low",
         };
-        format!(
-            "{}/{}/{direction}/{}",
-            self.fingerprint,
-            feature.trim_matches('"'),
-            self.unit
-        )
+        format!("{}/{}/{direction}/{}", self.fingerprint, feature, self.unit)
     }
 }
 
@@ -499,6 +507,30 @@ mod tests {
             key(),
             "03030303030303030303030303030303/{\"bearing_defect\":\"bpfo\"}/high/dB"
         );
+    }
+
+    #[test]
+    fn a_band_is_part_of_the_target_and_a_defect_frequency_is_not() {
+        let mut b = body(1, 1, 0.0, 1, OutcomeKind::DefectConfirmed);
+        b.pattern.frequency = Frequency::At(107.3);
+        assert_eq!(
+            Target::of_packet(&b).key(),
+            key(),
+            "a defect matches by kind"
+        );
+        b.pattern.feature = Feature::BandAmplitude;
+        let band = |lo, hi| {
+            let mut b = b.clone();
+            b.pattern.frequency = Frequency::Band { lo, hi };
+            Target::of_packet(&b).key()
+        };
+        assert_eq!(
+            band(100.0, 1500.5),
+            "03030303030303030303030303030303/band_amplitude@100-1500.5Hz/high/dB"
+        );
+        assert_ne!(band(100.0, 1500.0), band(200.0, 1500.0));
+        b.pattern.frequency = Frequency::None;
+        assert!(!Target::of_packet(&b).key().contains('@'));
     }
 
     #[test]
