@@ -280,6 +280,29 @@ async fn a_failure_confirmed_at_one_plant_warns_another_earlier() {
     }
 }
 
+/// Starts a gateway whose first device has a context, with an observer on its broker; returns
+/// once the gateway is online and its uplink (here the local broker) has had time to subscribe.
+async fn start_listening(
+    text: &str,
+    site: &str,
+    broker: u16,
+) -> (qis_edge::packet::Fingerprint, Observer, Running) {
+    let fingerprint = qis_edge::config::parse_str(text, "t").unwrap().devices[0]
+        .context()
+        .unwrap()
+        .fingerprint()
+        .unwrap();
+    let mut obs = Observer::connect(broker).await;
+    let gateway = start(text);
+    let status = format!("qis/{site}/status");
+    obs.wait_for("the gateway online", Duration::from_secs(10), |m| {
+        m.topic == status && m.json["status"] == "online"
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (fingerprint, obs, gateway)
+}
+
 /// Signs a process-value proposal for the pump's context as a given peer.
 fn proposal(
     seed: u8,
@@ -366,18 +389,7 @@ async fn band_proposals_move_only_their_band_and_packets_name_their_frequency() 
         shared.join("cwru_130_DE.f32").display(),
         meta["rpm_recorded"],
     );
-    let fingerprint = qis_edge::config::parse_str(&text, "t").unwrap().devices[0]
-        .context()
-        .unwrap()
-        .fingerprint()
-        .unwrap();
-    let mut obs = Observer::connect(broker.port).await;
-    let gateway = start(&text);
-    obs.wait_for("the gateway online", Duration::from_secs(10), |m| {
-        m.topic == "qis/vib/status" && m.json["status"] == "online"
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (fingerprint, mut obs, gateway) = start_listening(&text, "vib", broker.port).await;
 
     let band = |seq, lo, hi| {
         signed(
@@ -483,19 +495,7 @@ async fn a_malicious_peer_stays_inside_the_rails_and_loses_its_trust() {
         "[devices.points.alarms.adapt]\nfloor = 60.0\nceiling = 80.0\n",
         "[synthesis]\nbaseline_weight = 0.01\n",
     );
-    let fingerprint = qis_edge::config::parse_str(&text, "t").unwrap().devices[0]
-        .context()
-        .unwrap()
-        .fingerprint()
-        .unwrap();
-    let mut obs = Observer::connect(broker.port).await;
-    let gateway = start(&text);
-    obs.wait_for("the gateway online", Duration::from_secs(10), |m| {
-        m.topic == "qis/stuttgart/status" && m.json["status"] == "online"
-    })
-    .await;
-    // The uplink (here the local broker) subscribes right after connecting.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (fingerprint, mut obs, gateway) = start_listening(&text, "stuttgart", broker.port).await;
 
     // Absurd: far below the floor, from a source claiming a thousand validations.
     obs.publish_raw(&fingerprint.topic(), proposal(9, fingerprint, 1, -1.0e6))
