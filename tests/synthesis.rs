@@ -452,11 +452,11 @@ async fn band_proposals_move_only_their_band_and_packets_name_their_frequency() 
     )
     .await;
     let own = public_key(state.path());
-    let hex = |key: &[u8; 32]| key.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let sent = obs
         .wait_for("the gateway's packet", Duration::from_secs(10), |m| {
             m.topic == fingerprint.topic()
-                && qis_edge::packet::guard::decode(&m.raw).is_ok_and(|p| hex(&p.body.source) == own)
+                && qis_edge::packet::guard::decode(&m.raw)
+                    .is_ok_and(|p| hex::encode(p.body.source) == own)
         })
         .await;
     let packet = qis_edge::packet::guard::decode(&sent.raw).unwrap();

@@ -39,7 +39,8 @@ pub fn wait_listening(port: u16, what: &str) {
     panic!("{what} did not start listening on port {port}");
 }
 
-/// The inodes of the sockets listening on a TCP port (IPv4 or IPv6), from /proc/net.
+/// The sockets listening on a TCP port (IPv4 or IPv6), from /proc/net, named as a process's
+/// file descriptors link to them: `socket:[<inode>]`.
 fn listening_sockets(port: u16) -> Vec<String> {
     let port = format!(":{port:04X}");
     ["/proc/net/tcp", "/proc/net/tcp6"]
@@ -52,7 +53,7 @@ fn listening_sockets(port: u16) -> Vec<String> {
                     let fields: Vec<&str> = line.split_whitespace().collect();
                     // local_address is field 1, st field 3 (0A = LISTEN), inode field 9.
                     (fields.len() > 9 && fields[1].ends_with(&port) && fields[3] == "0A")
-                        .then(|| fields[9].to_string())
+                        .then(|| format!("socket:[{}]", fields[9]))
                 })
                 .collect::<Vec<_>>()
         })
@@ -70,12 +71,7 @@ fn listens(pid: u32, port: u16) -> bool {
         return false;
     };
     fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-        .any(|target| {
-            let target = target.to_string_lossy();
-            sockets
-                .iter()
-                .any(|inode| target == format!("socket:[{inode}]"))
-        })
+        .any(|target| sockets.iter().any(|s| target.as_os_str() == s.as_str()))
 }
 
 /// How a peer's start ended.
