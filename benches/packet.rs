@@ -82,7 +82,7 @@ fn packet(c: &mut Criterion) {
 }
 
 fn intake(c: &mut Criterion) {
-    use qis_edge::synthesis::{Rails, Settings, SynthesisState, Target};
+    use qis_edge::synthesis::{Rails, SynthesisConfig, SynthesisState, Target};
     let keys: Vec<SigningKey> = (0..16u8)
         .map(|i| SigningKey::from_bytes(&[i + 1; 32]))
         .collect();
@@ -100,7 +100,7 @@ fn intake(c: &mut Criterion) {
         })
         .collect();
     let policy = TrustPolicy::default();
-    let settings = Settings::default();
+    let settings = SynthesisConfig::default();
     let rails = Rails {
         baseline: 0.75,
         floor: 0.4,

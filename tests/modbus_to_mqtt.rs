@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 struct Gateway {
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), qis_edge::gateway::RunError>>,
+    task: JoinHandle<Result<(), qis_edge::run::RunError>>,
 }
 
 impl Gateway {

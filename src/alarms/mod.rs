@@ -12,6 +12,10 @@
 //! - an alarm that clears before it was acknowledged stays visible as `cleared` and
 //!   unacknowledged until someone acknowledges it.
 
+mod id;
+
+pub use id::{AlarmId, BadAlarmId, PointId, RuleId};
+
 use crate::config::{AlarmKind, AlarmRuleConfig};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant, SystemTime};
@@ -38,6 +42,15 @@ pub enum Severity {
     Warning,
     /// The alarm level was reached.
     Alarm,
+}
+
+impl From<crate::config::Level> for Severity {
+    fn from(level: crate::config::Level) -> Self {
+        match level {
+            crate::config::Level::Warning => Severity::Warning,
+            crate::config::Level::Alarm => Severity::Alarm,
+        }
+    }
 }
 
 /// A change of a rule's state or severity, to be published as an event.

@@ -84,7 +84,7 @@ pub fn main() -> ExitCode {
                 Err(e) => return config_failure(&e),
             };
             block_on(async move {
-                crate::gateway::run(config, shutdown_signal(None))
+                crate::run::run(config, shutdown_signal(None))
                     .await
                     .map_err(|e| e.to_string())
             })

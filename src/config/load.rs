@@ -219,10 +219,8 @@ impl<'t> Loader<'t> {
             None => Some(OutcomesConfig::default()),
         };
         let synthesis = match root.get("synthesis") {
-            Some(v) => {
-                self.component::<crate::synthesis::Settings>(v, "synthesis", validate_synthesis)
-            }
-            None => Some(crate::synthesis::Settings::default()),
+            Some(v) => self.component::<super::SynthesisConfig>(v, "synthesis", validate_synthesis),
+            None => Some(super::SynthesisConfig::default()),
         };
         let devices = match root.get("devices") {
             Some(v) => self.devices(v),
@@ -1622,7 +1620,7 @@ fn validate_alarm(rule: &AlarmRuleConfig) -> Vec<Finding> {
         }
     }
     if let (Some(adapt), Some((level_name, level))) = (&rule.adapt, rule.adaptable_level()) {
-        check_adapt(rule, adapt, level_name, level, &mut out);
+        check_adapt(rule, adapt, level_name.name(), level, &mut out);
     }
     if rule.on_delay_ms > 86_400_000 {
         out.push((
@@ -1698,7 +1696,7 @@ fn check_adapt(
     }
 }
 
-fn validate_synthesis(s: &crate::synthesis::Settings) -> Vec<Finding> {
+fn validate_synthesis(s: &super::SynthesisConfig) -> Vec<Finding> {
     let mut out = Vec::new();
     for (key, v) in [
         ("neutral_trust", s.neutral_trust),

@@ -5,6 +5,9 @@
 //! error with its position live in `load.rs`.
 
 mod load;
+mod synthesis;
+
+pub use synthesis::SynthesisConfig;
 
 pub use load::{load_file, parse_str, ConfigError, Diagnostic};
 
@@ -29,7 +32,47 @@ pub struct Config {
     /// `[outcomes]`: sharing confirmed outcomes with other plants.
     pub outcomes: OutcomesConfig,
     /// `[synthesis]`: how peers' packets move adaptable thresholds, and how trust moves.
-    pub synthesis: crate::synthesis::Settings,
+    pub synthesis: SynthesisConfig,
+}
+
+impl Config {
+    /// Every point with a context (its own, or its device's): device name, point name and the
+    /// context's fingerprint. A context whose fingerprint cannot be computed is left out (the
+    /// loader has reported it).
+    pub fn point_contexts(
+        &self,
+    ) -> impl Iterator<
+        Item = (
+            &str,
+            &str,
+            &crate::packet::Context,
+            crate::packet::Fingerprint,
+        ),
+    > + '_ {
+        self.devices.iter().flat_map(|d| {
+            d.points().iter().filter_map(move |p| {
+                let context = p.context.as_ref().or(d.context())?;
+                let fingerprint = context.fingerprint().ok()?;
+                Some((d.name(), p.name.as_str(), context, fingerprint))
+            })
+        })
+    }
+
+    /// The uplink topics of every context here, each once: what the gateway subscribes to.
+    pub fn context_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = Vec::new();
+        for (_, _, _, f) in self.point_contexts() {
+            if !topics.contains(&f.topic()) {
+                topics.push(f.topic());
+            }
+        }
+        topics
+    }
+
+    /// The fleet broker: `[uplink]`, or the local broker when it is absent.
+    pub fn uplink_broker(&self) -> &MqttConfig {
+        self.uplink.as_ref().unwrap_or(&self.mqtt)
+    }
 }
 
 /// `[outcomes]`
@@ -126,6 +169,21 @@ pub struct MqttConfig {
     pub reconnect_max_ms: u64,
     /// `[mqtt.tls]`: present to connect with TLS.
     pub tls: Option<TlsConfig>,
+}
+
+impl MqttConfig {
+    /// The local connection's client id: `client_id`, or `qis-edge-<site>`.
+    pub fn local_client_id(&self, site: &str) -> String {
+        self.client_id
+            .clone()
+            .unwrap_or_else(|| format!("qis-edge-{site}"))
+    }
+
+    /// The uplink's client id: the local one with `-uplink` appended, so the two connections
+    /// never take each other's session on a broker they share.
+    pub fn uplink_client_id(&self, site: &str) -> String {
+        format!("{}-uplink", self.local_client_id(site))
+    }
 }
 
 fn default_mqtt_host() -> String {
@@ -423,6 +481,54 @@ pub struct VibrationConfig {
 }
 
 impl VibrationConfig {
+    /// Where in the spectrum a vibration feature of `device` lives: the configured band of
+    /// `band_rms:N` and `velocity_rms`, and, with a shaft speed, a harmonic's frequency or (with
+    /// the bearing geometry) the defect frequency a bearing score watches.
+    pub fn frequency_of(&self, feature: VibrationFeature) -> crate::packet::Frequency {
+        let device = self;
+        use crate::packet::Frequency;
+        use VibrationFeature as F;
+        let band = |b: [f64; 2]| Frequency::Band {
+            lo: b[0] as f32,
+            hi: b[1] as f32,
+        };
+        let shaft_hz = device.rpm.map(|rpm| rpm / 60.0);
+        let defects = || {
+            device
+                .bearing
+                .as_ref()
+                .and_then(|g| g.frequencies(shaft_hz?).ok())
+        };
+        let at = |hz: Option<f64>| hz.map_or(Frequency::None, |hz| Frequency::At(hz as f32));
+        let frequency = match feature {
+            F::BandRms(n) => device
+                .bands_hz
+                .get(n)
+                .copied()
+                .map_or(Frequency::None, band),
+            F::VelocityRms => band(device.velocity_band_hz),
+            F::Harmonic(order) => at(shaft_hz.map(|hz| hz * f64::from(order))),
+            F::OuterRaceScore => at(defects().map(|d| d.bpfo)),
+            F::InnerRaceScore => at(defects().map(|d| d.bpfi)),
+            F::BallScore => at(defects().map(|d| d.bsf)),
+            F::CageScore => at(defects().map(|d| d.ftf)),
+            F::Rms
+            | F::Peak
+            | F::PeakToPeak
+            | F::CrestFactor
+            | F::Kurtosis
+            | F::Skewness
+            | F::IsoZone
+            | F::BearingVerdict => Frequency::None,
+        };
+        // Peers refuse a packet naming a frequency out of bounds: leave it out instead.
+        if frequency.in_bounds() {
+            frequency
+        } else {
+            Frequency::None
+        }
+    }
+
     /// Analysis settings at a sample rate.
     pub fn settings(&self, sample_rate: f64) -> crate::analysis::vibration::VibrationSettings {
         use crate::analysis::vibration::{EnvelopeBand, VibrationSettings};
@@ -1297,12 +1403,31 @@ pub struct AdaptConfig {
     pub loosen: bool,
 }
 
+/// Which of a rule's two levels: `warning` or `alarm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// The `warning` level.
+    Warning,
+    /// The `alarm` level.
+    Alarm,
+}
+
+impl Level {
+    /// `warning` or `alarm`, as in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Warning => "warning",
+            Level::Alarm => "alarm",
+        }
+    }
+}
+
 impl AlarmRuleConfig {
-    /// The level peers may adapt: `("warning", level)` when set, else `("alarm", level)`.
-    pub fn adaptable_level(&self) -> Option<(&'static str, f64)> {
+    /// The level peers may adapt: the warning level when set, else the alarm level.
+    pub fn adaptable_level(&self) -> Option<(Level, f64)> {
         self.warning
-            .map(|w| ("warning", w))
-            .or(self.alarm.map(|a| ("alarm", a)))
+            .map(|w| (Level::Warning, w))
+            .or(self.alarm.map(|a| (Level::Alarm, a)))
     }
 
     /// The rule's name: `name`, or the kind.

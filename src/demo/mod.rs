@@ -58,11 +58,8 @@ pub async fn run(mqtt_port: u16, shutdown: impl Future<Output = ()>) -> Result<(
 
     let stop = CancellationToken::new();
     tokio::spawn(narrate(mqtt_port, stop.clone()));
-    let mut a = tokio::spawn(crate::gateway::run(phoenix, stop.clone().cancelled_owned()));
-    let mut b = tokio::spawn(crate::gateway::run(
-        stuttgart,
-        stop.clone().cancelled_owned(),
-    ));
+    let mut a = tokio::spawn(crate::run::run(phoenix, stop.clone().cancelled_owned()));
+    let mut b = tokio::spawn(crate::run::run(stuttgart, stop.clone().cancelled_owned()));
     // Until asked to stop, or until a gateway ends on its own (it could not start).
     let (ended_a, ended_b) = tokio::select! {
         _ = shutdown => (None, None),

@@ -5,7 +5,14 @@
 //!
 //! Pure bookkeeping, persisted by the caller through [`crate::store`] as `outcomes.json`.
 
+pub mod answers;
 pub mod outbox;
+pub mod pattern;
+pub mod share;
+
+pub use answers::Answers;
+pub use pattern::{Pattern, Signal};
+pub use share::Sharing;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -33,7 +40,7 @@ pub struct AlarmRecord {
     /// Context fingerprint (hex), when the point has a context.
     pub fingerprint: Option<String>,
     /// The signal pattern: what was watched and in which direction, e.g. `process_value:high`.
-    pub pattern: String,
+    pub pattern: Pattern,
     /// Where in the spectrum the watched feature lives: a band's edges, a bearing defect's or
     /// a harmonic's frequency at the configured shaft speed.
     #[serde(default, skip_serializing_if = "is_no_frequency")]
@@ -200,7 +207,7 @@ pub fn packet_body(
 ) -> Option<crate::packet::PacketBody> {
     use crate::packet as pk;
     let fingerprint: pk::Fingerprint = record.fingerprint.as_deref()?.parse().ok()?;
-    let (feature, direction) = feature_of(&record.pattern, record.spc.as_ref());
+    let (feature, direction) = record.pattern.to_feature(record.spc.as_ref());
     let (kind, failure_mode) = match answer.outcome {
         Outcome::Confirmed => (
             pk::OutcomeKind::DefectConfirmed,
@@ -226,13 +233,13 @@ pub fn packet_body(
             feature,
             frequency: record.frequency,
             threshold: record.threshold.unwrap_or(0.0) as f32,
-            unit: pk::label("unit", &fit(&record.unit, pk::UNIT_LEN)).ok()?,
+            unit: pk::label("unit", &pk::fit(&record.unit, pk::UNIT_LEN)).ok()?,
             direction,
         },
         outcome: pk::Outcome {
             kind,
             failure_mode,
-            label: pk::label("label", &fit(label_text, pk::LABEL_LEN)).ok()?,
+            label: pk::label("label", &pk::fit(label_text, pk::LABEL_LEN)).ok()?,
         },
         confidence: ((f64::from(v) + 1.0) / (f64::from(v) + f64::from(r) + 2.0)) as f32,
         validations: v,
@@ -244,133 +251,17 @@ pub fn packet_body(
         ttl_s,
         seq,
         source: [0; 32],
-        equipment_label: pk::label("equipment_label", &fit(equipment_label, pk::LABEL_LEN)).ok()?,
+        equipment_label: pk::label("equipment_label", &pk::fit(equipment_label, pk::LABEL_LEN))
+            .ok()?,
     })
-}
-
-/// The packet feature and direction of a local signal pattern (`outer_race_score:high`,
-/// `spc:process_value` with the chart's record, …). Peers match packets to rules by it.
-pub fn feature_of(
-    pattern: &str,
-    spc: Option<&SpcRecord>,
-) -> (crate::packet::Feature, crate::packet::Direction) {
-    use crate::packet::{self as pk, Feature};
-    let (signal, direction) = pattern.rsplit_once(':').unwrap_or((pattern, "high"));
-    let direction = if direction == "low" {
-        pk::Direction::Low
-    } else {
-        pk::Direction::High
-    };
-    let signal = if pattern.starts_with("spc:") {
-        "spc"
-    } else {
-        signal
-    };
-    let feature = match signal {
-        "velocity_rms" => Feature::VelocityRms,
-        "rms" => Feature::AccelerationRms,
-        "kurtosis" => Feature::Kurtosis,
-        "crest_factor" => Feature::CrestFactor,
-        "outer_race_score" => Feature::BearingDefect(pk::BearingDefect::Bpfo),
-        "inner_race_score" => Feature::BearingDefect(pk::BearingDefect::Bpfi),
-        "ball_score" => Feature::BearingDefect(pk::BearingDefect::Bsf),
-        "cage_score" => Feature::BearingDefect(pk::BearingDefect::Ftf),
-        "spc" => match spc {
-            Some(s) => Feature::SpcRule {
-                chart: match s.chart {
-                    crate::analysis::spc::ChartKind::XbarR => pk::SpcChart::XbarR,
-                    crate::analysis::spc::ChartKind::XbarS => pk::SpcChart::XbarS,
-                    crate::analysis::spc::ChartKind::Imr => pk::SpcChart::Imr,
-                },
-                rules: match s.rule_set {
-                    crate::analysis::spc::RuleSet::WesternElectric => {
-                        pk::SpcRuleSet::WesternElectric
-                    }
-                    crate::analysis::spc::RuleSet::Nelson => pk::SpcRuleSet::Nelson,
-                },
-                rule: s.rule,
-            },
-            None => Feature::ProcessValue,
-        },
-        s if s.starts_with("band_rms") => Feature::BandAmplitude,
-        s if s.starts_with("harmonic:") => match s["harmonic:".len()..].parse::<u8>() {
-            Ok(order) => Feature::Harmonic { order },
-            Err(_) => Feature::ProcessValue,
-        },
-        _ => Feature::ProcessValue,
-    };
-    (feature, direction)
 }
 
 fn is_no_frequency(f: &crate::packet::Frequency) -> bool {
     *f == crate::packet::Frequency::None
 }
 
-/// Where in the spectrum a vibration feature of `device` lives: the configured band of
-/// `band_rms:N` and `velocity_rms`, and, with a shaft speed, a harmonic's frequency or (with
-/// the bearing geometry) the defect frequency a bearing score watches.
-pub fn frequency_of(
-    device: &crate::config::VibrationConfig,
-    feature: crate::config::VibrationFeature,
-) -> crate::packet::Frequency {
-    use crate::config::VibrationFeature as F;
-    use crate::packet::Frequency;
-    let band = |b: [f64; 2]| Frequency::Band {
-        lo: b[0] as f32,
-        hi: b[1] as f32,
-    };
-    let shaft_hz = device.rpm.map(|rpm| rpm / 60.0);
-    let defects = || {
-        device
-            .bearing
-            .as_ref()
-            .and_then(|g| g.frequencies(shaft_hz?).ok())
-    };
-    let at = |hz: Option<f64>| hz.map_or(Frequency::None, |hz| Frequency::At(hz as f32));
-    let frequency = match feature {
-        F::BandRms(n) => device
-            .bands_hz
-            .get(n)
-            .copied()
-            .map_or(Frequency::None, band),
-        F::VelocityRms => band(device.velocity_band_hz),
-        F::Harmonic(order) => at(shaft_hz.map(|hz| hz * f64::from(order))),
-        F::OuterRaceScore => at(defects().map(|d| d.bpfo)),
-        F::InnerRaceScore => at(defects().map(|d| d.bpfi)),
-        F::BallScore => at(defects().map(|d| d.bsf)),
-        F::CageScore => at(defects().map(|d| d.ftf)),
-        F::Rms
-        | F::Peak
-        | F::PeakToPeak
-        | F::CrestFactor
-        | F::Kurtosis
-        | F::Skewness
-        | F::IsoZone
-        | F::BearingVerdict => Frequency::None,
-    };
-    // Peers refuse a packet naming a frequency out of bounds: leave it out instead.
-    if frequency.in_bounds() {
-        frequency
-    } else {
-        Frequency::None
-    }
-}
-
-/// `text` without control characters, cut at a character boundary to at most `n` bytes: how
-/// labels and units fit their bounds in a packet.
-pub fn fit(text: &str, n: usize) -> String {
-    let mut out = String::new();
-    for c in text.chars().filter(|c| !c.is_control()) {
-        if out.len() + c.len_utf8() > n {
-            break;
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// `<fingerprint>/<pattern>`, `-` standing for "no context".
-pub fn ledger_key(fingerprint: Option<&str>, pattern: &str) -> String {
+pub fn ledger_key(fingerprint: Option<&str>, pattern: &Pattern) -> String {
     format!("{}/{pattern}", fingerprint.unwrap_or("-"))
 }
 
@@ -387,7 +278,7 @@ mod tests {
             threshold: Some(90.0),
             unit: "°C".into(),
             fingerprint: Some("ab".into()),
-            pattern: "process_value:high".into(),
+            pattern: "process_value:high".parse().unwrap(),
             frequency: crate::packet::Frequency::None,
             answer: None,
             spc: None,
@@ -436,7 +327,7 @@ mod tests {
     fn an_answer_becomes_a_packet_peers_accept_and_no_plant_data_travels() {
         let mut r = record(1_000);
         r.fingerprint = Some("2f548489892b5cc59e206b78afa95a7b".into());
-        r.pattern = "outer_race_score:high".into();
+        r.pattern = "outer_race_score:high".parse().unwrap();
         r.unit = "dB".into();
         r.threshold = Some(20.0);
         let a = Answer {
@@ -485,7 +376,7 @@ mod tests {
             !text.contains("secret") && !text.contains("j.doe"),
             "notes and names stay in the plant"
         );
-        r.pattern = "band_rms:0:high".into();
+        r.pattern = "band_rms:0:high".parse().unwrap();
         r.frequency = crate::packet::Frequency::Band {
             lo: 100.0,
             hi: 1500.0,

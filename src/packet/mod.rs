@@ -288,6 +288,19 @@ pub enum EncodeError {
     Postcard(String),
 }
 
+/// `text` without control characters, cut at a character boundary to at most `n` bytes: how
+/// labels and units fit their bounds in a packet.
+pub fn fit(text: &str, n: usize) -> String {
+    let mut out = String::new();
+    for c in text.chars().filter(|c| !c.is_control()) {
+        if out.len() + c.len_utf8() > n {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A bounded label from text, or an error naming the field.
 pub fn label<const N: usize>(field: &'static str, text: &str) -> Result<HString<N>, EncodeError> {
     HString::try_from(text).map_err(|_| EncodeError::TooLong { field, max: N })

@@ -9,8 +9,56 @@ pub mod opcua;
 pub mod replay;
 pub mod vibration;
 
+use crate::config::{DeviceConfig, ModbusRtuConfig};
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Starts one task per device, and one per serial line for the Modbus RTU units that share it
+/// (a line carries one request at a time). `state_dir` holds the OPC UA certificates. Returns
+/// each task with a name for the shutdown log.
+pub fn spawn(
+    devices: &[DeviceConfig],
+    state_dir: &Path,
+    events: mpsc::Sender<SourceEvent>,
+    cancel: &CancellationToken,
+) -> Vec<(String, JoinHandle<()>)> {
+    let pki = opcua::pki_dir(state_dir);
+    let mut tasks = Vec::new();
+    let mut lines: Vec<(PathBuf, Vec<(usize, ModbusRtuConfig)>)> = Vec::new();
+    for (index, device) in devices.iter().enumerate() {
+        let (events, stop) = (events.clone(), cancel.clone());
+        let task = match device {
+            DeviceConfig::ModbusTcp(d) => {
+                tokio::spawn(modbus::ModbusTcpPoller::new(index, d.clone(), events).run(stop))
+            }
+            DeviceConfig::Vibration(d) => tokio::spawn(
+                vibration::VibrationSource::new(index, d.clone(), pki.clone(), events).run(stop),
+            ),
+            DeviceConfig::OpcUa(d) => tokio::spawn(
+                opcua::OpcUaSource::new(index, d.clone(), pki.clone(), events).run(stop),
+            ),
+            DeviceConfig::ModbusRtu(d) => {
+                match lines.iter_mut().find(|(port, _)| *port == d.port) {
+                    Some((_, units)) => units.push((index, d.clone())),
+                    None => lines.push((d.port.clone(), vec![(index, d.clone())])),
+                }
+                continue;
+            }
+        };
+        tasks.push((format!("device {}", device.name()), task));
+    }
+    for (port, units) in lines {
+        let bus = modbus::RtuBus::new(units, events.clone());
+        tasks.push((
+            format!("serial line {}", port.display()),
+            tokio::spawn(bus.run(cancel.clone())),
+        ));
+    }
+    tasks
+}
 
 /// How far a value can be trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -144,7 +192,7 @@ pub enum SourceEvent {
 }
 
 /// Request statistics of one device since start, on `qis/<site>/stats/<device>`.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceStats {
     /// Polls of all points.
     pub polls: u64,

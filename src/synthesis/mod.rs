@@ -20,6 +20,9 @@
 //! Pure and synchronous: the caller passes the time in and persists [`SynthesisState`]
 //! through [`crate::store`] in `intake.json`, with the replay memory.
 
+pub mod adapt;
+
+pub use crate::config::SynthesisConfig;
 use crate::packet::{Direction, Feature, Fingerprint, Frequency, OutcomeKind, PacketBody};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -56,9 +59,8 @@ impl Target {
         }
     }
 
-    /// A stable text key, `<fingerprint>/<feature>/<direction>/<unit>`, used in state files;
-    /// a band feature reads `band_amplitude@<lo>-<hi>Hz`.
-    pub fn key(&self) -> String {
+    /// Its key: proposals and rules with equal keys meet.
+    pub fn key(&self) -> TargetKey {
         let mut feature = serde_json::to_string(&self.feature)
             .unwrap_or_default()
             .trim_matches('"')
@@ -71,64 +73,22 @@ impl Target {
             Direction::High => "high",
             Direction::Low => "low",
         };
-        format!("{}/{}/{direction}/{}", self.fingerprint, feature, self.unit)
+        TargetKey(format!(
+            "{}/{}/{direction}/{}",
+            self.fingerprint, feature, self.unit
+        ))
     }
 }
 
-/// Tuning of synthesis and trust (`[synthesis]` in the configuration).
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// Apply peers' packets to adaptable thresholds. Default true.
-    #[serde(default = "default_true")]
-    pub apply: bool,
-    /// Trust of a source never answered here, 0–1. Default 0.5.
-    #[serde(default = "default_neutral_trust")]
-    pub neutral_trust: f64,
-    /// Trust added when an alarm a source's proposal moved is confirmed. Default 0.05.
-    #[serde(default = "default_trust_gain")]
-    pub trust_gain: f64,
-    /// Trust removed when such an alarm is refuted. Default 0.10.
-    #[serde(default = "default_trust_loss")]
-    pub trust_loss: f64,
-    /// Proposals lighter than this are ignored. Default 0.05.
-    #[serde(default = "default_min_weight")]
-    pub min_weight: f64,
-    /// Weight of the configured baseline against the proposals. Default 1.0: one fully
-    /// trusted, fully confident, often validated source moves the level about halfway.
-    #[serde(default = "default_baseline_weight")]
-    pub baseline_weight: f64,
-}
+/// A [`Target`]'s stable text key, `<fingerprint>/<feature>/<direction>/<unit>`, as saved in
+/// `intake.json`; a band feature reads `band_amplitude@<lo>-<hi>Hz`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TargetKey(String);
 
-fn default_true() -> bool {
-    true
-}
-fn default_neutral_trust() -> f64 {
-    0.5
-}
-fn default_trust_gain() -> f64 {
-    0.05
-}
-fn default_trust_loss() -> f64 {
-    0.10
-}
-fn default_min_weight() -> f64 {
-    0.05
-}
-fn default_baseline_weight() -> f64 {
-    1.0
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            apply: true,
-            neutral_trust: default_neutral_trust(),
-            trust_gain: default_trust_gain(),
-            trust_loss: default_trust_loss(),
-            min_weight: default_min_weight(),
-            baseline_weight: default_baseline_weight(),
-        }
+impl std::fmt::Display for TargetKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -285,7 +245,7 @@ pub struct SynthesisState {
     pub trust: BTreeMap<String, f64>,
     /// Live proposals by [`Target::key`], then by source (hex public key).
     #[serde(default)]
-    pub proposals: BTreeMap<String, BTreeMap<String, Proposal>>,
+    pub proposals: BTreeMap<TargetKey, BTreeMap<String, Proposal>>,
     /// Peer packets that set or withdrew a proposal, ever: saved with the proposals, so it
     /// counts each packet once however often it is delivered.
     #[serde(default)]
@@ -294,7 +254,7 @@ pub struct SynthesisState {
 
 impl SynthesisState {
     /// The trust of a source.
-    pub fn trust(&self, settings: &Settings, source: &str) -> f64 {
+    pub fn trust(&self, settings: &SynthesisConfig, source: &str) -> f64 {
         self.trust
             .get(source)
             .copied()
@@ -305,9 +265,9 @@ impl SynthesisState {
 
     /// Records a verified packet for `target_key`. The caller offers only packets whose
     /// target some local adaptable rule has.
-    pub fn offer(&mut self, target_key: &str, body: &PacketBody) -> Offered {
+    pub fn offer(&mut self, target_key: &TargetKey, body: &PacketBody) -> Offered {
         let source = hex::encode(body.source);
-        let proposals = self.proposals.entry(target_key.to_string()).or_default();
+        let proposals = self.proposals.entry(target_key.clone()).or_default();
         match proposals.get(&source) {
             Some(p) if p.seq == body.seq => return Offered::Duplicate,
             Some(p) if p.seq > body.seq => {
@@ -350,7 +310,7 @@ impl SynthesisState {
     }
 
     /// Forgets proposals expired at `now` (Unix seconds). Returns the targets that lost one.
-    pub fn expire(&mut self, now: u64) -> Vec<String> {
+    pub fn expire(&mut self, now: u64) -> Vec<TargetKey> {
         let mut changed = Vec::new();
         for (key, proposals) in &mut self.proposals {
             let before = proposals.len();
@@ -373,7 +333,12 @@ impl SynthesisState {
     }
 
     /// The effective level of a rule with these rails, from the live proposals for its target.
-    pub fn effective(&self, settings: &Settings, target_key: &str, rails: &Rails) -> Effective {
+    pub fn effective(
+        &self,
+        settings: &SynthesisConfig,
+        target_key: &TargetKey,
+        rails: &Rails,
+    ) -> Effective {
         let mut provenance = Vec::new();
         let mut num = settings.baseline_weight.max(0.0) * rails.baseline;
         let mut den = settings.baseline_weight.max(0.0);
@@ -430,7 +395,7 @@ impl SynthesisState {
     /// here. Returns each source's trust before and after.
     pub fn answered(
         &mut self,
-        settings: &Settings,
+        settings: &SynthesisConfig,
         sources: &[String],
         confirmed: bool,
     ) -> Vec<(String, f64, f64)> {
@@ -497,14 +462,14 @@ mod tests {
         tighten_only: true,
     };
 
-    fn key() -> String {
+    fn key() -> TargetKey {
         Target::of_packet(&body(1, 1, 0.0, 1, OutcomeKind::DefectConfirmed)).key()
     }
 
     #[test]
     fn the_target_key_names_context_feature_direction_and_unit() {
         assert_eq!(
-            key(),
+            key().to_string(),
             "03030303030303030303030303030303/{\"bearing_defect\":\"bpfo\"}/high/dB"
         );
     }
@@ -522,7 +487,7 @@ mod tests {
         let band = |lo, hi| {
             let mut b = b.clone();
             b.pattern.frequency = Frequency::Band { lo, hi };
-            Target::of_packet(&b).key()
+            Target::of_packet(&b).key().to_string()
         };
         assert_eq!(
             band(100.0, 1500.5),
@@ -530,12 +495,12 @@ mod tests {
         );
         assert_ne!(band(100.0, 1500.0), band(200.0, 1500.0));
         b.pattern.frequency = Frequency::None;
-        assert!(!Target::of_packet(&b).key().contains('@'));
+        assert!(!Target::of_packet(&b).key().to_string().contains('@'));
     }
 
     #[test]
     fn a_proposal_moves_the_level_by_its_weight_and_keeps_its_provenance() {
-        let s = Settings::default();
+        let s = SynthesisConfig::default();
         let mut st = SynthesisState::default();
         assert_eq!(
             st.offer(&key(), &body(1, 1, 8.0, 3, OutcomeKind::DefectConfirmed)),
@@ -557,9 +522,9 @@ mod tests {
 
     #[test]
     fn absurd_proposals_stay_inside_the_rails_and_loosening_is_ignored() {
-        let s = Settings {
+        let s = SynthesisConfig {
             baseline_weight: 0.01,
-            ..Settings::default()
+            ..SynthesisConfig::default()
         };
         let mut st = SynthesisState::default();
         st.offer(
@@ -609,19 +574,22 @@ mod tests {
         let k = Target::of_packet(&b).key();
         let mut st = SynthesisState::default();
         st.offer(&k, &b);
-        let e = st.effective(&Settings::default(), &k, &rails);
+        let e = st.effective(&SynthesisConfig::default(), &k, &rails);
         assert!(e.value > 10.0 && e.value < 12.0, "{}", e.value);
         b.seq = 2;
         b.pattern.threshold = 9.0;
         st.offer(&k, &b);
-        assert_eq!(st.effective(&Settings::default(), &k, &rails).value, 10.0);
+        assert_eq!(
+            st.effective(&SynthesisConfig::default(), &k, &rails).value,
+            10.0
+        );
     }
 
     #[test]
     fn light_proposals_false_alarms_old_packets_and_expiry_do_not_count() {
-        let s = Settings {
+        let s = SynthesisConfig {
             min_weight: 0.3,
-            ..Settings::default()
+            ..SynthesisConfig::default()
         };
         let mut st = SynthesisState::default();
         // 0.5 × 1 × 1/2 = 0.25 < 0.3
@@ -669,7 +637,7 @@ mod tests {
 
     #[test]
     fn trust_rises_on_confirmation_falls_faster_on_refutation_and_stays_in_bounds() {
-        let s = Settings::default();
+        let s = SynthesisConfig::default();
         let mut st = SynthesisState::default();
         let a = hex::encode([1u8; 32]);
         let c = st.answered(&s, std::slice::from_ref(&a), true);

@@ -618,7 +618,7 @@ pub const PUMP_CONTEXT: &str = "[devices.context]\nequipment_class = \"Centrifug
 /// A gateway running in the test's process.
 pub struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), qis_edge::gateway::RunError>>,
+    task: tokio::task::JoinHandle<Result<(), qis_edge::run::RunError>>,
 }
 
 /// Starts a gateway in this process with a configuration text.

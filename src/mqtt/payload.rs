@@ -12,6 +12,23 @@ pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// The JSON of the retained status message.
+pub fn status_payload(
+    site: &str,
+    online: bool,
+    reason: Option<&str>,
+    at: Option<SystemTime>,
+) -> Vec<u8> {
+    let status = Status {
+        status: if online { "online" } else { "offline" }.into(),
+        site: site.to_string(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        reason: reason.map(str::to_string),
+        ts: at.map(timestamp),
+    };
+    serde_json::to_vec(&status).unwrap_or_default()
+}
+
 /// `qis/<site>/status` (retained).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Status {
@@ -50,7 +67,7 @@ pub struct Metric {
 }
 
 /// One rule's state inside an [`Alert`].
-#[derive(Debug, Serialize, Deserialize, Clone)]
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq)]
 pub struct RuleStatus {
     /// Rule name.
     pub rule: String,
@@ -100,7 +117,7 @@ pub struct Alert {
 }
 
 /// What an SPC chart found at one point: in `alarm` events of the `spc` rule and in alerts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpcDetail {
     /// `xbar-r`, `xbar-s` or `imr`.
     pub chart: ChartKind,
@@ -248,8 +265,9 @@ pub enum Event {
         /// Context fingerprint of the point, hex.
         #[serde(skip_serializing_if = "Option::is_none")]
         fingerprint: Option<String>,
-        /// The signal pattern, e.g. `process_value:high`.
-        pattern: String,
+        /// The signal pattern, e.g. `process_value:high` (absent for an alarm no longer known).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pattern: Option<crate::outcomes::Pattern>,
         /// Confirmations of this pattern in this context so far.
         validations: u32,
         /// Refutations so far.
@@ -268,17 +286,17 @@ pub enum Event {
         /// The peer's sequence number.
         seq: u64,
         /// The feature its alarm watched.
-        feature: serde_json::Value,
+        feature: crate::packet::Feature,
         /// `high` or `low`.
-        direction: serde_json::Value,
+        direction: crate::packet::Direction,
         /// The threshold that caught it.
         threshold: f64,
         /// Its unit.
         unit: String,
         /// `failure_confirmed`, `defect_confirmed` or `false_alarm`.
-        outcome: serde_json::Value,
+        outcome: crate::packet::OutcomeKind,
         /// The failure mode.
-        failure_mode: serde_json::Value,
+        failure_mode: crate::packet::FailureMode,
         /// The peer's confidence.
         confidence: f64,
         /// The peer's confirmations of the pattern.

@@ -8,15 +8,13 @@
 //! lost). On every (re)connection the task subscribes to `qis/<site>/cmd/#`, publishes the
 //! retained `online` status and bumps a generation counter that tells the core to republish.
 
-use super::payload::{timestamp, Status};
-use super::Topics;
+use super::options::{self, MqttSetupError};
+use super::payload::status_payload;
+use super::{Publication, Qos, Topics};
 use crate::backoff::Backoff;
-use crate::config::{MqttConfig, TlsConfig};
+use crate::config::MqttConfig;
 use bytes::Bytes;
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
-    TlsConfiguration, Transport,
-};
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, LastWill, Outgoing, Packet, QoS};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -29,14 +27,6 @@ use tracing::{debug, info, warn};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Capacity of rumqttc's request channel: messages held while the broker is away.
 const REQUEST_CAPACITY: usize = 4096;
-
-/// Errors setting up the broker connection.
-#[derive(Debug, thiserror::Error)]
-pub enum MqttSetupError {
-    /// A TLS file could not be read or used.
-    #[error("mqtt.tls: {0}")]
-    Tls(String),
-}
 
 /// A message received on a subscribed topic.
 #[derive(Debug, Clone)]
@@ -70,29 +60,13 @@ impl Publisher {
         }
     }
 
-    /// Publishes `value` as JSON, as [`Publisher::publish`] does its bytes.
-    pub fn publish_json(
-        &self,
-        topic: String,
-        value: &impl serde::Serialize,
-        qos: QoS,
-        retain: bool,
-    ) -> bool {
-        self.publish(
-            topic,
-            serde_json::to_vec(value).unwrap_or_default(),
-            qos,
-            retain,
-        )
-    }
-
-    /// A publisher around a bare client, for tests of what feeds it.
-    #[cfg(test)]
-    pub(crate) fn for_tests(client: AsyncClient) -> Self {
-        Self {
-            client,
-            dropped: Arc::new(AtomicU64::new(0)),
-        }
+    /// Queues a publication of the core, as [`Publisher::publish`] does.
+    pub fn send(&self, p: Publication) -> bool {
+        let qos = match p.qos {
+            Qos::AtMostOnce => QoS::AtMostOnce,
+            Qos::AtLeastOnce => QoS::AtLeastOnce,
+        };
+        self.publish(p.topic, p.payload, qos, p.retain)
     }
 
     /// Messages dropped since start because the queue was full.
@@ -116,23 +90,6 @@ pub struct MqttLink {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-/// The JSON of the retained status message.
-pub fn status_payload(
-    site: &str,
-    online: bool,
-    reason: Option<&str>,
-    at: Option<SystemTime>,
-) -> Vec<u8> {
-    let status = Status {
-        status: if online { "online" } else { "offline" }.into(),
-        site: site.to_string(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        reason: reason.map(str::to_string),
-        ts: at.map(timestamp),
-    };
-    serde_json::to_vec(&status).unwrap_or_default()
-}
-
 /// Connects (in the background) to the broker in `config`.
 pub fn start(
     config: &MqttConfig,
@@ -141,12 +98,8 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> Result<MqttLink, MqttSetupError> {
     let topics = Topics::new(site);
-    let client_id = config
-        .client_id
-        .clone()
-        .unwrap_or_else(|| format!("qis-edge-{site}"));
-    let mut options = MqttOptions::new(client_id, config.host.clone(), config.port);
-    options.set_keep_alive(Duration::from_secs(config.keep_alive_s));
+    let client_id = config.local_client_id(site);
+    let mut options = options::options(config, client_id)?;
     options.set_clean_session(true);
     options.set_last_will(LastWill::new(
         topics.status(),
@@ -154,14 +107,6 @@ pub fn start(
         QoS::AtLeastOnce,
         true,
     ));
-    if let Some(user) = &config.username {
-        options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
-    }
-    if let Some(tls) = &config.tls {
-        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            Arc::new(rustls_config(tls)?),
-        )));
-    }
     let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
     let (generation_tx, generation_rx) = watch::channel(0u64);
     let driver = Driver {
@@ -169,7 +114,7 @@ pub fn start(
         client: client.clone(),
         topics,
         site: site.to_string(),
-        broker: format!("{}:{}", config.host, config.port),
+        broker: options::broker(config),
         inbound,
         generation: generation_tx,
         backoff: Backoff::new(
@@ -280,46 +225,5 @@ async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-pub(crate) fn rustls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, MqttSetupError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-    let err = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
-        MqttSetupError::Tls(format!("{what} {}: {e}", path.display()))
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.ca_file)
-        .map_err(|e| err("cannot read ca_file", &tls.ca_file, &e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| err("bad certificate in ca_file", &tls.ca_file, &e))?;
-    if cas.is_empty() {
-        return Err(err("no certificate in ca_file", &tls.ca_file, &"empty"));
-    }
-    for ca in cas {
-        roots
-            .add(ca)
-            .map_err(|e| err("unusable CA certificate in", &tls.ca_file, &e))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| MqttSetupError::Tls(e.to_string()))?
-        .with_root_certificates(roots);
-    match (&tls.client_cert_file, &tls.client_key_file) {
-        (Some(cert), Some(key)) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| err("cannot read client_cert_file", cert, &e))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| err("bad certificate in client_cert_file", cert, &e))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| err("cannot read client_key_file", key, &e))?;
-            builder.with_client_auth_cert(certs, key).map_err(|e| {
-                MqttSetupError::Tls(format!("client certificate and key do not fit: {e}"))
-            })
-        }
-        _ => Ok(builder.with_no_client_auth()),
     }
 }

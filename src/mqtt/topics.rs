@@ -1,7 +1,4 @@
-//! The plant's local MQTT broker: topics, JSON payloads, and the connection task.
-
-pub mod mqtt;
-pub mod payload;
+//! Every topic on the local broker, all under `qis/<site>/`.
 
 /// Topic names on the local broker, all under `qis/<site>/`.
 #[derive(Debug, Clone)]
@@ -36,6 +33,26 @@ impl Topics {
     /// adaptable rule, with its provenance.
     pub fn threshold(&self, device: &str, point: &str, rule: &str) -> String {
         format!("{}/thresholds/{device}/{point}/{rule}", self.prefix)
+    }
+    /// `qis/<site>/stats/<device>`: a device's poll statistics.
+    pub fn stats(&self, device: &str) -> String {
+        format!("{}/stats/{device}", self.prefix)
+    }
+    /// `qis/<site>/stats/intake`: counts of peers' packets by what became of them.
+    pub fn intake_stats(&self) -> String {
+        format!("{}/stats/intake", self.prefix)
+    }
+    /// `qis/<site>/uplink`: retained state of the fleet connection.
+    pub fn uplink(&self) -> String {
+        format!("{}/uplink", self.prefix)
+    }
+    /// `qis/<site>/spectrum/<device>`: a vibration device's downsampled spectrum.
+    pub fn spectrum(&self, device: &str) -> String {
+        format!("{}/spectrum/{device}", self.prefix)
+    }
+    /// `qis/<site>/metrics/<device>/<point>/spc`: a point's charted SPC statistic.
+    pub fn spc(&self, device: &str, point: &str) -> String {
+        format!("{}/spc", self.metric(device, point))
     }
     /// `qis/<site>/cmd/#`: what the gateway subscribes to.
     pub fn commands(&self) -> String {

@@ -1,0 +1,124 @@
+//! Alerts: a point's rules evaluate its good values; every transition becomes an `alarm` event,
+//! and the point's retained alert shows the rule that needs the most attention.
+
+use super::out::Out;
+use super::points::PointState;
+use super::view::AlarmsView;
+use crate::alarms::{AlarmId, Rule, Transition};
+use crate::mqtt::payload::{timestamp, Alert, Event, RuleStatus, SpcDetail};
+use crate::mqtt::Qos;
+use std::time::{Instant, SystemTime};
+use tracing::info;
+
+/// The id of a rule's current or last raise.
+pub fn alarm_id(point: &PointState, rule: &Rule) -> AlarmId {
+    AlarmId {
+        device: point.view.device.clone(),
+        point: point.view.name.clone(),
+        rule: rule.config().name().to_string(),
+        occurrence: rule.occurrence(),
+    }
+}
+
+/// Evaluates every rule of the point but its `spc` rule against a good value; returns the
+/// transitions by rule index.
+pub fn evaluate(
+    point: &mut PointState,
+    value: f64,
+    now: Instant,
+    wall: SystemTime,
+) -> Vec<(usize, Transition)> {
+    let spc_rule = point.spc.as_ref().map(|s| s.rule);
+    point
+        .rules
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != spc_rule)
+        .filter_map(|(i, rule)| rule.evaluate(value, now, wall).map(|t| (i, t)))
+        .collect()
+}
+
+/// A rule's state as alerts show it.
+pub fn rule_status(point: &PointState, rule: &Rule) -> RuleStatus {
+    RuleStatus {
+        rule: rule.config().name().to_string(),
+        alarm_id: (rule.occurrence() > 0).then(|| alarm_id(point, rule).to_string()),
+        state: rule.state(),
+        severity: rule.severity(),
+        acknowledged: rule.acknowledged(),
+        threshold: rule.threshold(),
+        raised_at: rule.raised_at().map(timestamp),
+        changed_at: rule.changed_at().map(timestamp),
+    }
+}
+
+/// The point's rules, for the read model.
+pub fn view(point: &PointState) -> AlarmsView {
+    AlarmsView {
+        point: point.view.id,
+        rules: point.rules.iter().map(|r| rule_status(point, r)).collect(),
+        spc: point.spc.as_ref().and_then(|s| s.last.clone()),
+    }
+}
+
+/// Queues the point's retained alert (points without rules have none).
+pub fn publish_alert(point: &PointState, out: &mut Out) {
+    let Some(headline) = point.rules.iter().max_by_key(|r| r.urgency()) else {
+        return;
+    };
+    let alarms = view(point);
+    let alert = Alert {
+        site: out.site.clone(),
+        device: point.view.device.clone(),
+        point: point.view.name.clone(),
+        unit: point.view.unit.clone(),
+        value: point.view.value,
+        quality: point.view.quality,
+        headline: rule_status(point, headline),
+        rules: alarms.rules,
+        spc: alarms.spc,
+    };
+    let topic = out.topics.alert(&point.view.device, &point.view.name);
+    out.json(topic, &alert, Qos::AtLeastOnce, true);
+}
+
+/// Logs a transition of rule `rule` and queues its `alarm` event; `by` names who acknowledged,
+/// `spc` what the chart found.
+pub fn publish_transition(
+    point: &PointState,
+    rule: usize,
+    t: &Transition,
+    by: Option<String>,
+    spc: Option<SpcDetail>,
+    out: &mut Out,
+) {
+    let r = &point.rules[rule];
+    info!(
+        device = %point.view.device,
+        point = %point.view.name,
+        rule = %r.config().name(),
+        from = ?t.from,
+        to = ?t.to,
+        severity = ?t.severity,
+        value = ?t.value,
+        "Alarm transition."
+    );
+    let event = Event::Alarm {
+        site: out.site.clone(),
+        device: point.view.device.clone(),
+        point: point.view.name.clone(),
+        rule: r.config().name().to_string(),
+        alarm_id: alarm_id(point, r).to_string(),
+        from: t.from,
+        to: t.to,
+        severity: t.severity,
+        value: t.value,
+        threshold: t.threshold,
+        unit: point.view.unit.clone(),
+        condition_since: t.condition_since.map(timestamp),
+        by,
+        spc: spc.map(Box::new),
+        ts: timestamp(t.at),
+    };
+    out.event(&event);
+}

@@ -1,0 +1,119 @@
+//! Engineers' commands on `qis/<site>/cmd/<name>`: parsed here into typed commands, carried out
+//! by the core. A command that cannot be carried out is answered with a `command_rejected`
+//! event saying why.
+
+use crate::alarms::AlarmId;
+use crate::mqtt::payload::{AckCommand, AnswerCommand};
+use crate::mqtt::Topics;
+use crate::outcomes::Outcome;
+
+/// A command.
+#[derive(Debug)]
+pub enum Command {
+    /// `cmd/ack`: acknowledge a point's rules (or one rule).
+    Ack(AckTarget),
+    /// `cmd/confirm` and `cmd/refute`: say whether an alarm came true.
+    Answer(AnswerCommand, Outcome),
+}
+
+/// What to acknowledge.
+#[derive(Debug, PartialEq)]
+pub struct AckTarget {
+    /// Device name.
+    pub device: String,
+    /// Point name.
+    pub point: String,
+    /// Rule name; every rule of the point when absent.
+    pub rule: Option<String>,
+    /// Who acknowledges.
+    pub by: Option<String>,
+}
+
+impl Command {
+    /// The command a message on `topic` carries, or why it is none.
+    pub fn parse(topics: &Topics, topic: &str, payload: &[u8]) -> Result<Self, String> {
+        match topics.command_name(topic) {
+            Some("ack") => ack(payload).map(Command::Ack),
+            Some("confirm") => answer(payload, Outcome::Confirmed),
+            Some("refute") => answer(payload, Outcome::Refuted),
+            Some(other) => Err(format!(
+                "unknown command `{other}`; known: ack, confirm, refute"
+            )),
+            None => Err("not a command topic".into()),
+        }
+    }
+}
+
+fn ack(payload: &[u8]) -> Result<AckTarget, String> {
+    let cmd: AckCommand = serde_json::from_slice(payload)
+        .map_err(|e| format!("ack payload is not valid JSON of the documented form: {e}"))?;
+    match (cmd.alarm_id, cmd.device, cmd.point) {
+        (Some(id), None, None) => {
+            let id: AlarmId = id
+                .parse()
+                .map_err(|e: crate::alarms::BadAlarmId| e.to_string())?;
+            Ok(AckTarget {
+                device: id.device,
+                point: id.point,
+                rule: Some(id.rule),
+                by: cmd.by,
+            })
+        }
+        (None, Some(device), Some(point)) => Ok(AckTarget {
+            device,
+            point,
+            rule: cmd.rule,
+            by: cmd.by,
+        }),
+        _ => Err("give either `alarm_id`, or `device` and `point` (and optionally `rule`)".into()),
+    }
+}
+
+fn answer(payload: &[u8], outcome: Outcome) -> Result<Command, String> {
+    let cmd: AnswerCommand = serde_json::from_slice(payload)
+        .map_err(|e| format!("payload is not valid JSON of the documented form: {e}"))?;
+    if outcome == Outcome::Confirmed
+        && cmd
+            .failure_mode
+            .as_deref()
+            .is_none_or(|m| m.trim().is_empty())
+    {
+        return Err("a confirmation needs `failure_mode` (what was found)".into());
+    }
+    Ok(Command::Answer(cmd, outcome))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse_into_their_targets_and_bad_ones_say_why() {
+        let t = Topics::new("s");
+        let Ok(Command::Ack(a)) = Command::parse(
+            &t,
+            "qis/s/cmd/ack",
+            br#"{"alarm_id":"d/p/high/2","by":"me"}"#,
+        ) else {
+            panic!("an ack by alarm id");
+        };
+        assert_eq!(
+            a,
+            AckTarget {
+                device: "d".into(),
+                point: "p".into(),
+                rule: Some("high".into()),
+                by: Some("me".into())
+            }
+        );
+        let reason = |topic: &str, payload: &[u8]| Command::parse(&t, topic, payload).unwrap_err();
+        assert!(reason("qis/s/cmd/ack", br#"{"alarm_id":"d/p"}"#)
+            .contains("device/point/rule/occurrence"));
+        assert!(reason("qis/s/cmd/ack", br#"{"device":"d"}"#).contains("give either"));
+        assert!(
+            reason("qis/s/cmd/confirm", br#"{"alarm_id":"d/p/high/1"}"#).contains("failure_mode")
+        );
+        assert!(reason("qis/s/cmd/reboot", b"{}").contains("unknown command `reboot`"));
+        assert!(reason("qis/s/cmd/ack", b"\xff").contains("not valid JSON"));
+    }
+}

@@ -1,0 +1,83 @@
+//! What the core wants done after an input: publications for the local broker, whether the
+//! peers' packets handled so far may be acknowledged, whether the uplink has a packet to send.
+//! The core task drains it after every input, so the core itself never waits on I/O.
+
+use crate::mqtt::payload::Event;
+use crate::mqtt::{Publication, Qos, Topics};
+
+/// The output queue.
+#[derive(Debug)]
+pub struct Out {
+    /// Topic names of this site.
+    pub topics: Topics,
+    /// The site id, in every payload.
+    pub site: String,
+    publications: Vec<Publication>,
+    release_acks: bool,
+    wake_uplink: bool,
+}
+
+/// One drain of [`Out`].
+#[derive(Debug, Default, PartialEq)]
+pub struct Drained {
+    /// To publish on the local broker, in order.
+    pub publications: Vec<Publication>,
+    /// Every peer packet handled so far is saved: send their acknowledgements.
+    pub release_acks: bool,
+    /// A packet waits in the outbox.
+    pub wake_uplink: bool,
+}
+
+impl Out {
+    /// An empty queue for `site`.
+    pub fn new(site: &str) -> Self {
+        Self {
+            topics: Topics::new(site),
+            site: site.to_string(),
+            publications: Vec::new(),
+            release_acks: false,
+            wake_uplink: false,
+        }
+    }
+
+    /// Queues `value` as JSON on `topic`.
+    pub fn json(&mut self, topic: String, value: &impl serde::Serialize, qos: Qos, retain: bool) {
+        self.publications
+            .push(Publication::json(topic, value, qos, retain));
+    }
+
+    /// Queues raw bytes on `topic`.
+    pub fn bytes(&mut self, topic: String, payload: Vec<u8>, qos: Qos, retain: bool) {
+        self.publications.push(Publication {
+            topic,
+            payload,
+            qos,
+            retain,
+        });
+    }
+
+    /// Queues an event on `qis/<site>/events`.
+    pub fn event(&mut self, event: &Event) {
+        let topic = self.topics.events();
+        self.json(topic, event, Qos::AtLeastOnce, false);
+    }
+
+    /// The peer packets handled so far may be acknowledged.
+    pub fn release_acks(&mut self) {
+        self.release_acks = true;
+    }
+
+    /// The uplink has a packet to send.
+    pub fn wake_uplink(&mut self) {
+        self.wake_uplink = true;
+    }
+
+    /// Takes everything queued.
+    pub fn drain(&mut self) -> Drained {
+        Drained {
+            publications: std::mem::take(&mut self.publications),
+            release_acks: std::mem::take(&mut self.release_acks),
+            wake_uplink: std::mem::take(&mut self.wake_uplink),
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The packet path, forward in one handler: intake verifies → adaptation offers it to the rules
+//! of its target → their new levels go to the rules → thresholds and a `peer_outcome` event
+//! out. The acknowledgement is released once `intake.json` is saved.
+
+use super::points::Points;
+use super::{Core, Now};
+use crate::alarms::RuleId;
+use crate::config::AlarmKind;
+use crate::mqtt::payload::{timestamp, Event, Threshold};
+use crate::mqtt::Qos;
+use crate::outcomes::Pattern;
+use crate::packet::{self as pk, Direction};
+use crate::synthesis::adapt::{Adaptive, AdaptiveIndex, Offer};
+use crate::synthesis::{Rails, Target};
+
+/// Every rule with `adapt` rails on a point with a context.
+pub(super) fn adaptive_rules(points: &Points) -> Vec<Adaptive> {
+    let mut rules = Vec::new();
+    for point in points.iter() {
+        for (index, rule) in point.rules.iter().enumerate() {
+            let config = rule.config();
+            let (Some(adapt), Some(fingerprint), Some((level, baseline))) = (
+                config.adapt,
+                point.fingerprint.as_deref().and_then(|f| f.parse().ok()),
+                config.adaptable_level(),
+            ) else {
+                continue;
+            };
+            let direction = match config.kind {
+                AlarmKind::High => Direction::High,
+                AlarmKind::Low => Direction::Low,
+            };
+            let pattern = Pattern::Level {
+                signal: point.signal,
+                direction,
+            };
+            let target = Target {
+                fingerprint,
+                feature: pattern.to_feature(None).0,
+                frequency: point.frequency,
+                direction,
+                unit: pk::fit(&point.view.unit, pk::UNIT_LEN),
+            };
+            let rails = Rails {
+                baseline,
+                floor: adapt.floor,
+                ceiling: adapt.ceiling,
+                direction,
+                tighten_only: !adapt.loosen,
+            };
+            let id = RuleId {
+                point: point.view.id,
+                rule: index,
+            };
+            let name = format!(
+                "{}/{}/{}",
+                point.view.device,
+                point.view.name,
+                config.name()
+            );
+            rules.push(Adaptive::new(id, name, level.into(), &target, rails));
+        }
+    }
+    rules
+}
+
+impl Core {
+    /// Every packet from the uplink passes the intake guard. Accepted peer outcomes are shown
+    /// to engineers as `peer_outcome` events and offered to the adaptable rules.
+    pub(super) fn on_peer_packet(&mut self, topic: &str, bytes: &[u8], now: Now) {
+        let verified = self
+            .intake
+            .accept(topic, bytes, now.unix_ms() / 1000, now.mono);
+        if let Some(verified) = verified {
+            let b = verified.body();
+            let applied_to = match self.adapt.offer(b) {
+                Offer::Changed(changed) => {
+                    self.apply_levels(&changed, now);
+                    changed
+                        .iter()
+                        .map(|&i| self.adapt.rules()[i].name.clone())
+                        .collect()
+                }
+                Offer::Unmatched => {
+                    self.intake.unmatched();
+                    Vec::new()
+                }
+                Offer::Off | Offer::Unchanged => Vec::new(),
+            };
+            let event = Event::PeerOutcome {
+                applied_to,
+                site: self.out.site.clone(),
+                fingerprint: b.fingerprint.to_string(),
+                source: hex::encode(b.source),
+                seq: b.seq,
+                feature: b.pattern.feature,
+                direction: b.pattern.direction,
+                threshold: f64::from(b.pattern.threshold),
+                unit: b.pattern.unit.to_string(),
+                outcome: b.outcome.kind,
+                failure_mode: b.outcome.failure_mode,
+                confidence: f64::from(b.confidence),
+                validations: b.validations,
+                refutations: b.refutations,
+                lead_time_s: b.lead_time_s,
+                ts: timestamp(now.wall),
+            };
+            self.out.event(&event);
+        }
+        if self.intake.batch_full() {
+            self.commit_intake();
+        }
+    }
+
+    /// Sets the level of each recomputed adaptive rule and publishes its threshold.
+    pub(super) fn apply_levels(&mut self, changed: &[AdaptiveIndex], now: Now) {
+        for &i in changed {
+            let a = &self.adapt.rules()[i];
+            self.points[a.rule.point].rules[a.rule.rule].set_level(a.severity, a.effective.value);
+        }
+        self.publish_thresholds(changed, now);
+    }
+
+    /// Queues the retained threshold of each adaptive rule in `rules`.
+    pub(super) fn publish_thresholds(&mut self, rules: &[AdaptiveIndex], now: Now) {
+        for &i in rules {
+            let a = &self.adapt.rules()[i];
+            let point = &self.points[a.rule.point];
+            let rule = point.rules[a.rule.rule].config().name();
+            let payload = Threshold {
+                site: self.out.site.clone(),
+                device: point.view.device.clone(),
+                point: point.view.name.clone(),
+                rule: rule.to_string(),
+                level: match a.severity {
+                    crate::alarms::Severity::Warning => "warning",
+                    crate::alarms::Severity::Alarm => "alarm",
+                },
+                unit: point.view.unit.clone(),
+                effective: a.effective.clone(),
+                ts: timestamp(now.wall),
+            };
+            let topic = self
+                .out
+                .topics
+                .threshold(&point.view.device, &point.view.name, rule);
+            self.out.json(topic, &payload, Qos::AtLeastOnce, true);
+        }
+    }
+
+    /// Queues `stats/intake` when the counts changed.
+    pub(super) fn publish_intake_stats(&mut self) {
+        if let Some(counts) = self.intake.take_counts(self.adapt.applied()) {
+            let topic = self.out.topics.intake_stats();
+            self.out.json(topic, &counts, Qos::AtMostOnce, false);
+        }
+    }
+
+    /// Saves trust, proposals and the replay memory in one atomic write when they changed, then
+    /// releases the acknowledgements of the peer packets they account for. A failed save keeps
+    /// them back (the broker delivers those packets again) and is retried on the next tick.
+    pub(super) fn commit_intake(&mut self) {
+        if self.adapt.dirty() || self.intake.replay_changed() {
+            if let Some(store) = &mut self.intake_store {
+                if !store.save(self.adapt.state(), self.intake.guard()) {
+                    return;
+                }
+            }
+            self.adapt.saved();
+        }
+        self.intake.committed();
+        self.out.release_acks();
+    }
+}

@@ -1,0 +1,194 @@
+//! The core driven with no runtime, no broker and no clock: inputs with explicit times in,
+//! publications out.
+
+use super::*;
+use crate::mqtt::Publication;
+use crate::sources::Quality;
+
+const CONFIG: &str = r#"
+[site]
+id = "t"
+[[devices]]
+type = "modbus_tcp"
+name = "d"
+host = "127.0.0.1"
+poll_interval_ms = 100
+stale_after_ms = 500
+[metrics]
+min_interval_ms = 100
+[[devices.points]]
+name = "p"
+register = "holding"
+address = 0
+[[devices.points.alarms]]
+kind = "high"
+warning = 10.0
+alarm = 20.0
+"#;
+
+fn core(text: &str, t0: Now) -> Core {
+    let config = crate::config::parse_str(text, "t.toml").expect("valid");
+    let parts = Parts {
+        answers: Answers::empty(std::path::PathBuf::from("/nonexistent/outcomes.json")),
+        sharing: None,
+        intake: Intake::new(crate::packet::TrustPolicy::default(), [0; 32]),
+        intake_store: None,
+        synthesis: SynthesisState::default(),
+    };
+    Core::new(&config, parts, t0)
+}
+
+fn sample(value: Option<f64>, quality: Quality, at: SystemTime) -> Input {
+    Input::Source(SourceEvent::Sample(Sample {
+        device: 0,
+        point: 0,
+        value,
+        text: None,
+        quality,
+        error: (quality != Quality::Good).then(|| "timeout".to_string()),
+        at,
+    }))
+}
+
+fn good(value: f64, now: Now) -> Input {
+    sample(Some(value), Quality::Good, now.wall)
+}
+
+fn on(publications: &[Publication], suffix: &str) -> Vec<serde_json::Value> {
+    publications
+        .iter()
+        .filter(|p| p.topic.ends_with(suffix))
+        .map(|p| serde_json::from_slice(&p.payload).expect("JSON"))
+        .collect()
+}
+
+#[test]
+fn a_point_without_good_reads_for_stale_after_turns_stale_and_recovers() {
+    let t0 = Now::current();
+    let mut core = core(CONFIG, t0);
+    core.handle(good(1.0, t0), t0);
+    let t1 = t0.after(Duration::from_millis(400));
+    core.handle(Input::Tick, t1);
+    assert_eq!(core.view().points[0].quality, Quality::Good);
+    core.drain();
+    let t2 = t0.after(Duration::from_millis(600));
+    core.handle(Input::Tick, t2);
+    let view = core.view();
+    assert_eq!(view.points[0].quality, Quality::Stale);
+    assert_eq!(
+        view.points[0].value,
+        Some(1.0),
+        "a stale point keeps its last value"
+    );
+    let out = core.drain().publications;
+    assert_eq!(on(&out, "metrics/d/p")[0]["quality"], "stale");
+    assert_eq!(on(&out, "alerts/d/p")[0]["quality"], "stale");
+    core.handle(good(2.0, t2), t2);
+    assert_eq!(core.view().points[0].quality, Quality::Good);
+}
+
+#[test]
+fn a_bad_read_keeps_the_last_good_value() {
+    let t0 = Now::current();
+    let mut core = core(CONFIG, t0);
+    core.handle(good(5.0, t0), t0);
+    core.handle(sample(None, Quality::Bad, t0.wall), t0);
+    let view = core.view();
+    assert_eq!(view.points[0].quality, Quality::Bad);
+    assert_eq!(view.points[0].value, Some(5.0));
+}
+
+#[test]
+fn metrics_are_rate_limited_and_changes_flushed_on_the_tick() {
+    let t0 = Now::current();
+    let mut core = core(CONFIG, t0);
+    core.handle(good(1.0, t0), t0);
+    let t1 = t0.after(Duration::from_millis(10));
+    core.handle(good(2.0, t1), t1);
+    let out = core.drain().publications;
+    assert_eq!(
+        on(&out, "metrics/d/p").len(),
+        1,
+        "the second value waits for the interval"
+    );
+    let t2 = t0.after(Duration::from_millis(150));
+    core.handle(Input::Tick, t2);
+    let metrics = on(&core.drain().publications, "metrics/d/p");
+    assert_eq!(metrics.len(), 1);
+    assert_eq!(metrics[0]["value"], 2.0);
+    assert_eq!(core.view().points[0].history.len(), 2);
+}
+
+#[test]
+fn a_raise_is_an_event_and_an_alert_and_an_ack_answers_by_alarm_id() {
+    let t0 = Now::current();
+    let mut core = core(CONFIG, t0);
+    core.handle(good(25.0, t0), t0);
+    let out = core.drain().publications;
+    let events = on(&out, "/events");
+    assert_eq!(events[0]["type"], "alarm");
+    assert_eq!(events[0]["alarm_id"], "d/p/high/1");
+    assert_eq!(events[0]["severity"], "alarm");
+    assert_eq!(on(&out, "alerts/d/p")[0]["state"], "active");
+    assert!(out
+        .iter()
+        .any(|p| p.topic == "qis/t/alerts/d/p" && p.retain));
+
+    let ack = Input::Command {
+        topic: "qis/t/cmd/ack".into(),
+        payload: Bytes::from_static(br#"{"alarm_id":"d/p/high/1","by":"me"}"#),
+    };
+    core.handle(ack, t0);
+    let out = core.drain().publications;
+    assert_eq!(on(&out, "/events")[0]["by"], "me");
+    assert_eq!(on(&out, "alerts/d/p")[0]["state"], "acknowledged");
+    assert_eq!(
+        core.view().alarms[0].rules[0].alarm_id.as_deref(),
+        Some("d/p/high/1")
+    );
+
+    let again = Input::Command {
+        topic: "qis/t/cmd/ack".into(),
+        payload: Bytes::from_static(br#"{"device":"d","point":"p"}"#),
+    };
+    core.handle(again, t0);
+    let rejected = on(&core.drain().publications, "/events");
+    assert_eq!(rejected[0]["type"], "command_rejected");
+    assert_eq!(rejected[0]["reason"], "nothing to acknowledge on d/p");
+}
+
+#[test]
+fn shutdown_publishes_offline_retained() {
+    let t0 = Now::current();
+    let mut core = core(CONFIG, t0);
+    core.handle(Input::Shutdown, t0);
+    let out = core.drain();
+    let status = on(&out.publications, "/status");
+    assert_eq!(status[0]["status"], "offline");
+    assert_eq!(status[0]["reason"], "shutdown");
+    assert!(
+        out.release_acks,
+        "nothing unsaved holds acknowledgements back"
+    );
+}
+
+#[test]
+fn a_peer_packet_that_fails_the_guard_is_counted_not_applied() {
+    let t0 = Now::current();
+    let mut core = core(CONFIG, t0);
+    let garbage = Input::Peer {
+        topic: "qis/v1/ctx/00".into(),
+        payload: Bytes::from_static(b"not a packet"),
+    };
+    core.handle(garbage, t0);
+    core.handle(Input::Tick, t0);
+    let stats = on(&core.drain().publications, "stats/intake");
+    assert_eq!(stats[0]["accepted"], 0);
+    let rejected: u64 = stats[0]["rejected"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(rejected, 1);
+}

@@ -1,0 +1,77 @@
+//! One way to build the options of a broker connection, for both links: client id, keep-alive,
+//! credentials and TLS (rustls, no OpenSSL to cross-compile).
+
+use crate::config::{MqttConfig, TlsConfig};
+use rumqttc::{MqttOptions, TlsConfiguration, Transport};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Errors setting up a broker connection.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttSetupError {
+    /// A TLS file could not be read or used.
+    #[error("mqtt.tls: {0}")]
+    Tls(String),
+}
+
+/// Options for a connection to the broker of `config` as `client_id`: keep-alive, credentials
+/// and TLS from the config; session, will and acknowledgement mode are the caller's.
+pub fn options(config: &MqttConfig, client_id: String) -> Result<MqttOptions, MqttSetupError> {
+    let mut options = MqttOptions::new(client_id, config.host.clone(), config.port);
+    options.set_keep_alive(Duration::from_secs(config.keep_alive_s));
+    if let Some(user) = &config.username {
+        options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
+    }
+    if let Some(tls) = &config.tls {
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::new(rustls_config(tls)?),
+        )));
+    }
+    Ok(options)
+}
+
+/// `host:port` of the broker, for log lines.
+pub fn broker(config: &MqttConfig) -> String {
+    format!("{}:{}", config.host, config.port)
+}
+
+fn rustls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, MqttSetupError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let err = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        MqttSetupError::Tls(format!("{what} {}: {e}", path.display()))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.ca_file)
+        .map_err(|e| err("cannot read ca_file", &tls.ca_file, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| err("bad certificate in ca_file", &tls.ca_file, &e))?;
+    if cas.is_empty() {
+        return Err(err("no certificate in ca_file", &tls.ca_file, &"empty"));
+    }
+    for ca in cas {
+        roots
+            .add(ca)
+            .map_err(|e| err("unusable CA certificate in", &tls.ca_file, &e))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| MqttSetupError::Tls(e.to_string()))?
+        .with_root_certificates(roots);
+    match (&tls.client_cert_file, &tls.client_key_file) {
+        (Some(cert), Some(key)) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| err("cannot read client_cert_file", cert, &e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| err("bad certificate in client_cert_file", cert, &e))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| err("cannot read client_key_file", key, &e))?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| {
+                MqttSetupError::Tls(format!("client certificate and key do not fit: {e}"))
+            })
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}

@@ -1,0 +1,72 @@
+//! The core task: waits for the next input, hands it to the [`Core`] with the time, and carries
+//! out what comes back: publications to the local broker, acknowledgements to the uplink once
+//! the core has saved what they account for, and a wake for the outbox.
+
+use crate::core::{Core, Drained, Input, Now, TICK};
+use crate::mqtt::local::{Inbound, Publisher};
+use crate::mqtt::uplink::{Ack, Incoming};
+use crate::mqtt::UplinkState;
+use crate::sources::SourceEvent;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Where the core's inputs come from and its outputs go.
+pub struct Channels {
+    /// Samples and device reports.
+    pub events: mpsc::Receiver<SourceEvent>,
+    /// Engineers' commands.
+    pub commands: mpsc::Receiver<Inbound>,
+    /// Peers' packets.
+    pub peers: mpsc::Receiver<Incoming>,
+    /// Bumped on every connection to the local broker.
+    pub connections: watch::Receiver<u64>,
+    /// The uplink's state.
+    pub uplink: watch::Receiver<UplinkState>,
+    /// The local broker.
+    pub publisher: Publisher,
+    /// Tells the uplink a packet waits in the outbox.
+    pub wake: mpsc::Sender<()>,
+}
+
+/// Runs the core until cancelled; then saves, publishes `offline` and disconnects.
+pub async fn run(mut core: Core, mut ch: Channels, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(TICK);
+    let mut watchdog = crate::watchdog::Pinger::from_env();
+    // Peers' packets handed to the core and not yet acknowledged.
+    let mut acks: Vec<Ack> = Vec::new();
+    deliver(core.drain(), &ch, &mut acks);
+    loop {
+        let input = tokio::select! {
+            _ = cancel.cancelled() => break,
+            Some(event) = ch.events.recv() => Input::Source(event),
+            Some(m) = ch.commands.recv() => Input::Command { topic: m.topic, payload: m.payload },
+            Some(p) = ch.peers.recv() => {
+                acks.extend(p.ack);
+                Input::Peer { topic: p.topic, payload: p.payload }
+            }
+            Ok(()) = ch.connections.changed() => Input::Reconnected,
+            Ok(()) = ch.uplink.changed() => Input::Uplink(*ch.uplink.borrow_and_update()),
+            _ = tick.tick() => {
+                watchdog.ping();
+                Input::Tick
+            }
+        };
+        core.handle(input, Now::current());
+        deliver(core.drain(), &ch, &mut acks);
+    }
+    core.handle(Input::Shutdown, Now::current());
+    deliver(core.drain(), &ch, &mut acks);
+    ch.publisher.disconnect();
+}
+
+fn deliver(out: Drained, ch: &Channels, acks: &mut Vec<Ack>) {
+    for p in out.publications {
+        ch.publisher.send(p);
+    }
+    if out.release_acks {
+        acks.drain(..).for_each(Ack::send);
+    }
+    if out.wake_uplink {
+        let _ = ch.wake.try_send(());
+    }
+}

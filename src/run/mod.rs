@@ -1,0 +1,137 @@
+//! Wiring: the signing key and state files, both MQTT links, the field sources and the core
+//! task, and a shutdown with a deadline that names the tasks still running.
+
+mod core_task;
+
+use crate::config::Config;
+use crate::core::{Core, Now, Parts};
+use crate::intake::{state::IntakeStore, Intake};
+use crate::mqtt::{self, uplink::UplinkParts, MqttSetupError};
+use crate::outcomes::{answers::OUTCOMES_FILE, outbox::Outbox, Answers, Sharing};
+use crate::packet::keys;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// How long tasks get to finish after shutdown begins.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+/// Samples buffered between the sources and the core. Sources wait when it is full.
+const SAMPLE_CAPACITY: usize = 1024;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Broker connection setup failed.
+    #[error(transparent)]
+    Mqtt(#[from] MqttSetupError),
+    /// The outcome signing key could not be loaded or created.
+    #[error("outcome signing key: {0}")]
+    Key(#[from] keys::KeyError),
+    /// The state directory is unusable.
+    #[error("state: {0}")]
+    State(String),
+}
+
+/// Runs the gateway until `shutdown` completes, then stops every task within
+/// [`SHUTDOWN_DEADLINE`], publishing the `offline` status first.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let key = keys::load_or_create(&config.site.state_dir)?;
+    info!(source = %keys::public_hex(&key), "Outcome signing key loaded.");
+    let cancel = CancellationToken::new();
+    let (commands, commands_rx) = mpsc::channel(64);
+    let local = mqtt::local::start(&config.mqtt, &config.site.id, commands, cancel.clone())?;
+    let (events, events_rx) = mpsc::channel(SAMPLE_CAPACITY);
+    let mut tasks = crate::sources::spawn(&config.devices, &config.site.state_dir, events, &cancel);
+    for (device, point, _, f) in config.point_contexts() {
+        info!(device, point, fingerprint = %f, topic = %f.topic(), "Context.");
+    }
+    info!(site = %config.site.id, devices = config.devices.len(), broker = %mqtt::options::broker(&config.mqtt), "Gateway started.");
+    let dir = &config.site.state_dir;
+    let outbox = Outbox::open(&dir.join("outbox"), config.outcomes.outbox_max)
+        .map_err(|e| RunError::State(format!("outbox in {}: {e}", dir.display())))?;
+    let (wake, wake_rx) = mpsc::channel(16);
+    let (peers, peers_rx) = mpsc::channel(256);
+    let parts = UplinkParts {
+        outbox: outbox.clone(),
+        wake: wake_rx,
+        subscriptions: config.context_topics(),
+        incoming: peers,
+    };
+    let uplink = mqtt::uplink::start(
+        config.uplink_broker(),
+        config.mqtt.uplink_client_id(&config.site.id),
+        parts,
+        cancel.clone(),
+    )?;
+    let core = Core::new(&config, core_parts(&config, key, outbox), Now::current());
+    let channels = core_task::Channels {
+        events: events_rx,
+        commands: commands_rx,
+        peers: peers_rx,
+        connections: local.connections,
+        uplink: uplink.state,
+        publisher: local.publisher,
+        wake,
+    };
+    tasks.push(("uplink".into(), uplink.task));
+    tasks.push((
+        "core".into(),
+        tokio::spawn(core_task::run(core, channels, cancel.clone())),
+    ));
+    tasks.push(("mqtt".into(), local.task));
+    crate::watchdog::ready();
+    shutdown.await;
+    info!("Shutting down.");
+    cancel.cancel();
+    stop(tasks).await;
+    info!("Stopped.");
+    Ok(())
+}
+
+/// The core's state, loaded from the state directory.
+fn core_parts(config: &Config, key: ed25519_dalek::SigningKey, outbox: Outbox) -> Parts {
+    let dir = &config.site.state_dir;
+    let policy = crate::packet::TrustPolicy {
+        strict: config.outcomes.strict,
+        allowlist: config
+            .outcomes
+            .allowlist
+            .iter()
+            .filter_map(|k| keys::parse_public_hex(k))
+            .collect(),
+        clock_skew_s: config.outcomes.clock_skew_s,
+    };
+    let mut intake = Intake::new(policy, key.verifying_key().to_bytes());
+    let store = IntakeStore::new(dir.join(crate::intake::state::INTAKE_FILE));
+    let synthesis = store.load(intake.guard_mut());
+    let sharing = config.outcomes.share.then(|| Sharing {
+        key,
+        outbox,
+        ttl_s: config.outcomes.ttl_days.saturating_mul(86_400),
+        equipment: config
+            .point_contexts()
+            .map(|(_, _, c, f)| (f.to_string(), c.equipment_class.trim().to_string()))
+            .collect(),
+    });
+    Parts {
+        answers: Answers::load(dir.join(OUTCOMES_FILE)),
+        sharing,
+        intake,
+        intake_store: Some(store),
+        synthesis,
+    }
+}
+
+/// Waits for every task until the shutdown deadline; aborts, naming them, those still running.
+async fn stop(tasks: Vec<(String, JoinHandle<()>)>) {
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_DEADLINE;
+    for (name, mut task) in tasks {
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            warn!(task = %name, "Task did not stop within the shutdown deadline; aborting it.");
+            task.abort();
+        }
+    }
+}
