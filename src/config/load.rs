@@ -1234,7 +1234,7 @@ fn validate_vibration(d: &VibrationConfig, has_opcua: bool) -> Vec<Finding> {
             }
             let format = d
                 .format
-                .or_else(|| crate::sources::replay::WaveformFormat::from_path(file));
+                .or_else(|| super::WaveformFormat::from_path(file));
             match format {
                 None => out.push((
                     vec!["format"],
@@ -1242,7 +1242,7 @@ fn validate_vibration(d: &VibrationConfig, has_opcua: bool) -> Vec<Finding> {
                         .into(),
                 )),
                 Some(f)
-                    if f != crate::sources::replay::WaveformFormat::Wav
+                    if f != super::WaveformFormat::Wav
                         && d.sample_rate.is_none() =>
                 {
                     out.push((
@@ -1404,7 +1404,7 @@ fn check_at_least_one(key: &'static str, value: u64, out: &mut Vec<Finding>) {
 }
 
 fn check_node(node: &str, out: &mut Vec<Finding>) {
-    if node.trim().parse::<opcua::types::NodeId>().is_err() {
+    if node.trim().parse::<::opcua::types::NodeId>().is_err() {
         out.push((
             vec!["node"],
             format!(

@@ -2,29 +2,7 @@
 
 use std::path::Path;
 
-/// File formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WaveformFormat {
-    /// Raw little-endian IEEE f32, one channel, no header.
-    F32,
-    /// One value per line (the first column); a header line is allowed.
-    Csv,
-    /// RIFF WAV, integer or float samples; the first channel is used.
-    Wav,
-}
-
-impl WaveformFormat {
-    /// The format a file name suggests.
-    pub fn from_path(path: &Path) -> Option<Self> {
-        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
-            "f32" | "bin" | "raw" => Some(WaveformFormat::F32),
-            "csv" | "txt" => Some(WaveformFormat::Csv),
-            "wav" => Some(WaveformFormat::Wav),
-            _ => None,
-        }
-    }
-}
+pub use crate::config::WaveformFormat;
 
 /// Samples and, for WAV, the recorded sample rate.
 #[derive(Debug, Clone)]

@@ -1,0 +1,53 @@
+//! `[outcomes]`: sharing confirmed outcomes with other plants.
+
+use super::*;
+
+/// `[outcomes]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomesConfig {
+    /// Turn answered alarms of points with a context into outcome packets. Default true.
+    #[serde(default = "default_true")]
+    pub share: bool,
+    /// How long receivers apply a packet, days. Default 30.
+    #[serde(default = "default_ttl_days")]
+    pub ttl_days: u32,
+    /// Packets kept in the outbox while the uplink is away. When full, the oldest packet is
+    /// dropped, counted and logged at ERROR (it is the closest to expiry). Default 10 000.
+    #[serde(default = "default_outbox_max")]
+    pub outbox_max: usize,
+    /// Accept packets only from `allowlist` sources. Default false.
+    #[serde(default)]
+    pub strict: bool,
+    /// Public keys (64 hex digits, as in a peer's `outcome-key.pub`) accepted in strict mode.
+    #[serde(default)]
+    pub allowlist: Vec<String>,
+    /// Clock difference tolerated when checking a packet's issue time and expiry, seconds.
+    /// Default 300.
+    #[serde(default = "default_clock_skew_s")]
+    pub clock_skew_s: u64,
+}
+
+pub(super) fn default_clock_skew_s() -> u64 {
+    300
+}
+
+impl Default for OutcomesConfig {
+    fn default() -> Self {
+        Self {
+            share: true,
+            ttl_days: default_ttl_days(),
+            outbox_max: default_outbox_max(),
+            strict: false,
+            allowlist: Vec::new(),
+            clock_skew_s: default_clock_skew_s(),
+        }
+    }
+}
+
+pub(super) fn default_ttl_days() -> u32 {
+    30
+}
+pub(super) fn default_outbox_max() -> usize {
+    10_000
+}
