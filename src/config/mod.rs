@@ -4,9 +4,9 @@
 //! file; `config/example.toml` shows each field in use. Loading and the collection of every
 //! error with its position live in `load.rs`.
 
-mod load;
 mod alarm;
 mod device;
+mod load;
 mod metrics;
 mod modbus;
 mod mqtt;
@@ -14,8 +14,9 @@ mod opcua;
 mod outcomes;
 mod point;
 mod site;
-mod vibration;
 mod synthesis;
+mod validate;
+mod vibration;
 
 pub use alarm::*;
 pub use device::*;
@@ -26,8 +27,8 @@ pub use opcua::*;
 pub use outcomes::*;
 pub use point::*;
 pub use site::*;
-pub use vibration::*;
 pub use synthesis::SynthesisConfig;
+pub use vibration::*;
 
 pub use load::{load_file, parse_str, ConfigError, Diagnostic};
 

@@ -70,3 +70,18 @@ pub struct TlsConfig {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `client_cert_file`.
     pub client_key_file: Option<PathBuf>,
 }
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            host: default_mqtt_host(),
+            port: default_mqtt_port(),
+            client_id: None,
+            username: None,
+            password: None,
+            keep_alive_s: default_keep_alive_s(),
+            reconnect_max_ms: default_reconnect_max_ms(),
+            tls: None,
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Semantic checks of each component, after it deserialised: ranges, references, names that
+//! become topic levels. Each returns its findings: the key path in the component, and the
+//! message.
+
+mod points;
+mod sources;
+
+pub(in crate::config) use points::*;
+pub(in crate::config) use sources::*;
+
+use super::*;
+
+/// A semantic problem found in a component: the key path inside it, and the message.
+pub(in crate::config) type Finding = (Vec<&'static str>, String);
+
+/// Names that become MQTT topic levels: no wildcards, separators or spaces.
+pub(in crate::config) fn check_topic_name(
+    path: &'static str,
+    what: &str,
+    name: &str,
+    out: &mut Vec<Finding>,
+) {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if !ok {
+        out.push((
+            vec![path],
+            format!("{what} `{name}` must be 1–64 characters of letters, digits, `-`, `_` or `.` (it becomes an MQTT topic level)"),
+        ));
+    }
+}
+
+pub(in crate::config) fn validate_site(site: &SiteConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    check_topic_name("id", "site id", &site.id, &mut out);
+    if site.state_dir.as_os_str().is_empty() {
+        out.push((vec!["state_dir"], "state_dir must not be empty".into()));
+    }
+    out
+}
+
+pub(in crate::config) fn validate_mqtt(mqtt: &MqttConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if mqtt.host.trim().is_empty() {
+        out.push((vec!["host"], "host must not be empty".into()));
+    }
+    if mqtt.port == 0 {
+        out.push((vec!["port"], "port 0 is not a valid broker port".into()));
+    }
+    if !(5..=3600).contains(&mqtt.keep_alive_s) {
+        out.push((
+            vec!["keep_alive_s"],
+            format!("keep_alive_s = {} is outside 5..=3600", mqtt.keep_alive_s),
+        ));
+    }
+    if mqtt.reconnect_max_ms < 500 {
+        out.push((
+            vec!["reconnect_max_ms"],
+            format!(
+                "reconnect_max_ms = {} is below the first retry delay of 500 ms",
+                mqtt.reconnect_max_ms
+            ),
+        ));
+    }
+    if let Some(id) = &mqtt.client_id {
+        if id.is_empty() || id.len() > 128 {
+            out.push((
+                vec!["client_id"],
+                "client_id must be 1–128 characters".into(),
+            ));
+        }
+    }
+    if mqtt.password.is_some() && mqtt.username.is_none() {
+        out.push((
+            vec!["password"],
+            "password is set but username is not".into(),
+        ));
+    }
+    if let Some(tls) = &mqtt.tls {
+        for (key, path) in [
+            ("ca_file", Some(&tls.ca_file)),
+            ("client_cert_file", tls.client_cert_file.as_ref()),
+            ("client_key_file", tls.client_key_file.as_ref()),
+        ] {
+            if let Some(path) = path {
+                if !path.is_file() {
+                    out.push((
+                        vec!["tls", key],
+                        format!("{key} `{}` does not exist or is not a file", path.display()),
+                    ));
+                }
+            }
+        }
+        if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
+            out.push((
+                vec!["tls"],
+                "client_cert_file and client_key_file must be given together".into(),
+            ));
+        }
+    }
+    out
+}
+
+/// The settings every polled device has: cadence, staleness, reconnection backoff, request
+/// batching and statistics.
+pub(in crate::config) struct Polling {
+    poll_interval_ms: u64,
+    stale_after_ms: Option<u64>,
+    backoff_initial_ms: u64,
+    backoff_max_ms: u64,
+    max_registers_per_request: u16,
+    max_bits_per_request: u16,
+    stats_interval_ms: u64,
+}
+
+impl Polling {
+    fn of_tcp(d: &ModbusTcpConfig) -> Self {
+        Self {
+            poll_interval_ms: d.poll_interval_ms,
+            stale_after_ms: d.stale_after_ms,
+            backoff_initial_ms: d.backoff_initial_ms,
+            backoff_max_ms: d.backoff_max_ms,
+            max_registers_per_request: d.max_registers_per_request,
+            max_bits_per_request: d.max_bits_per_request,
+            stats_interval_ms: d.stats_interval_ms,
+        }
+    }
+
+    fn of_rtu(d: &ModbusRtuConfig) -> Self {
+        Self {
+            poll_interval_ms: d.poll_interval_ms,
+            stale_after_ms: d.stale_after_ms,
+            backoff_initial_ms: d.backoff_initial_ms,
+            backoff_max_ms: d.backoff_max_ms,
+            max_registers_per_request: d.max_registers_per_request,
+            max_bits_per_request: d.max_bits_per_request,
+            stats_interval_ms: d.stats_interval_ms,
+        }
+    }
+}
+
+pub(in crate::config) fn check_polling(d: &Polling, out: &mut Vec<Finding>) {
+    if !(10..=86_400_000).contains(&d.poll_interval_ms) {
+        out.push((
+            vec!["poll_interval_ms"],
+            format!(
+                "poll_interval_ms = {} is outside 10..=86400000",
+                d.poll_interval_ms
+            ),
+        ));
+    }
+    if let Some(stale) = d.stale_after_ms {
+        if stale < d.poll_interval_ms {
+            out.push((vec!["stale_after_ms"], format!("stale_after_ms = {stale} is shorter than poll_interval_ms = {}: every point would turn stale between polls", d.poll_interval_ms)));
+        }
+    }
+    if !(1..=125).contains(&d.max_registers_per_request) {
+        out.push((
+            vec!["max_registers_per_request"],
+            format!(
+                "max_registers_per_request = {} is outside 1..=125 (Modbus limit)",
+                d.max_registers_per_request
+            ),
+        ));
+    }
+    if !(1..=2000).contains(&d.max_bits_per_request) {
+        out.push((
+            vec!["max_bits_per_request"],
+            format!(
+                "max_bits_per_request = {} is outside 1..=2000 (Modbus limit)",
+                d.max_bits_per_request
+            ),
+        ));
+    }
+    if d.stats_interval_ms < 100 {
+        out.push((
+            vec!["stats_interval_ms"],
+            "stats_interval_ms must be at least 100".into(),
+        ));
+    }
+    check_at_least_one("backoff_initial_ms", d.backoff_initial_ms, out);
+    if d.backoff_max_ms < d.backoff_initial_ms {
+        out.push((
+            vec!["backoff_max_ms"],
+            format!(
+                "backoff_max_ms = {} is below backoff_initial_ms = {}",
+                d.backoff_max_ms, d.backoff_initial_ms
+            ),
+        ));
+    }
+}
+
+pub(in crate::config) fn validate_modbus_tcp(d: &ModbusTcpConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    check_context(d.context.as_ref(), &mut out);
+    check_topic_name("name", "device name", &d.name, &mut out);
+    if d.host.trim().is_empty() {
+        out.push((vec!["host"], "host must not be empty".into()));
+    }
+    if d.port == 0 {
+        out.push((vec!["port"], "port 0 is not a valid Modbus TCP port".into()));
+    }
+    if !(10..=600_000).contains(&d.timeout_ms) {
+        out.push((
+            vec!["timeout_ms"],
+            format!("timeout_ms = {} is outside 10..=600000", d.timeout_ms),
+        ));
+    }
+    check_polling(&Polling::of_tcp(d), &mut out);
+    out
+}
+
+pub(in crate::config) fn validate_modbus_rtu(d: &ModbusRtuConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    check_context(d.context.as_ref(), &mut out);
+    check_topic_name("name", "device name", &d.name, &mut out);
+    if d.port.as_os_str().is_empty() {
+        out.push((vec!["port"], "port must name a serial device".into()));
+    }
+    if !(300..=4_000_000).contains(&d.baud) {
+        out.push((
+            vec!["baud"],
+            format!("baud = {} is outside 300..=4000000", d.baud),
+        ));
+    }
+    if !(7..=8).contains(&d.data_bits) {
+        out.push((
+            vec!["data_bits"],
+            format!("data_bits = {} must be 7 or 8", d.data_bits),
+        ));
+    }
+    if !(1..=2).contains(&d.stop_bits) {
+        out.push((
+            vec!["stop_bits"],
+            format!("stop_bits = {} must be 1 or 2", d.stop_bits),
+        ));
+    }
+    if !(1..=247).contains(&d.unit_id) {
+        out.push((
+            vec!["unit_id"],
+            format!(
+                "unit_id = {} is outside 1..=247 (0 is broadcast, which nobody answers)",
+                d.unit_id
+            ),
+        ));
+    }
+    if !(10..=60_000).contains(&d.timeout_ms) {
+        out.push((
+            vec!["timeout_ms"],
+            format!("timeout_ms = {} is outside 10..=60000", d.timeout_ms),
+        ));
+    }
+    check_polling(&Polling::of_rtu(d), &mut out);
+    out
+}
