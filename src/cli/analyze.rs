@@ -143,10 +143,7 @@ pub fn analyze(command: AnalyzeCommand) -> ExitCode {
 }
 
 fn vibration(args: &VibrationArgs) -> Result<Value, String> {
-    use crate::analysis::vibration::bearing::BearingGeometry;
-    use crate::analysis::vibration::{
-        EnvelopeBand, VibrationAnalyzer, VibrationFeatures, VibrationSettings,
-    };
+    use crate::analysis::vibration::{VibrationAnalyzer, VibrationFeatures, VibrationSettings};
     use crate::sources::replay::{read_waveform, WaveformFormat};
     let format = match &args.format {
         Some(f) => serde_json::from_value(json!(f))
@@ -194,6 +191,30 @@ fn vibration(args: &VibrationArgs) -> Result<Value, String> {
     settings.foundation = serde_json::from_value(json!(args.foundation))
         .map_err(|_| format!("--foundation `{}`: use rigid or flexible", args.foundation))?;
     settings.shaft_hz = args.rpm.map(|r| r / 60.0);
+    bearing_and_band(args, &mut settings)?;
+    let mut analyzer = VibrationAnalyzer::new(settings).map_err(|e| e.to_string())?;
+    let mut features = VibrationFeatures::default();
+    analyzer
+        .analyze(&wave.samples, &mut features)
+        .map_err(|e| e.to_string())?;
+    let mut out = serde_json::to_value(&features).map_err(|e| e.to_string())?;
+    out["sample_rate_hz"] = json!(sample_rate);
+    out["window"] = json!(window);
+    if out.get("bearing").is_some_and(Value::is_null) {
+        if let Some(o) = out.as_object_mut() {
+            o.remove("bearing");
+        }
+    }
+    Ok(out)
+}
+
+/// `--bearing` and `--band` into the settings.
+fn bearing_and_band(
+    args: &VibrationArgs,
+    settings: &mut crate::analysis::vibration::VibrationSettings,
+) -> Result<(), String> {
+    use crate::analysis::vibration::bearing::BearingGeometry;
+    use crate::analysis::vibration::EnvelopeBand;
     if let Some(b) = &args.bearing {
         match pair("--bearing", b)?.as_slice() {
             [n, d, pd, angle] if *n >= 1.0 && n.fract() == 0.0 => {
@@ -224,20 +245,7 @@ fn vibration(args: &VibrationArgs) -> Result<Value, String> {
             .map_err(|_| format!("--band: `{hi}` is not a number"))?;
         settings.envelope_band = EnvelopeBand::Fixed(lo, hi);
     }
-    let mut analyzer = VibrationAnalyzer::new(settings).map_err(|e| e.to_string())?;
-    let mut features = VibrationFeatures::default();
-    analyzer
-        .analyze(&wave.samples, &mut features)
-        .map_err(|e| e.to_string())?;
-    let mut out = serde_json::to_value(&features).map_err(|e| e.to_string())?;
-    out["sample_rate_hz"] = json!(sample_rate);
-    out["window"] = json!(window);
-    if out.get("bearing").is_some_and(Value::is_null) {
-        if let Some(o) = out.as_object_mut() {
-            o.remove("bearing");
-        }
-    }
-    Ok(out)
+    Ok(())
 }
 
 fn pair(what: &str, text: &str) -> Result<Vec<f64>, String> {
@@ -314,49 +322,8 @@ fn spc(args: &SpcArgs) -> Result<Value, String> {
         .map_err(|_| format!("--chart `{}`: use xbar-r, xbar-s or imr", args.chart))?;
     let rules: RuleSet = serde_json::from_value(json!(args.rules))
         .map_err(|_| format!("--rules `{}`: use western-electric or nelson", args.rules))?;
-    let size = match chart {
-        ChartKind::Imr => 1,
-        _ => match (args.subgroup_size, &args.subgroup) {
-            (Some(n), _) => n,
-            (None, Some(_)) => 0,
-            (None, None) => {
-                return Err("an X-bar chart needs --subgroup COLUMN or --subgroup-size N".into())
-            }
-        },
-    };
-    let cusum = match &args.cusum {
-        Some(t) => match pair("--cusum", t)?.as_slice() {
-            [k, h] => Some(CusumSettings { k: *k, h: *h }),
-            _ => return Err("--cusum is K,H".into()),
-        },
-        None => None,
-    };
-    let ewma = match &args.ewma {
-        Some(t) => match pair("--ewma", t)?.as_slice() {
-            [lambda, l] => Some(EwmaSettings {
-                lambda: *lambda,
-                l: *l,
-            }),
-            _ => return Err("--ewma is LAMBDA,L".into()),
-        },
-        None => None,
-    };
-    let spec = match &args.spec {
-        Some(t) => match pair("--spec", t)?.as_slice() {
-            [lsl, usl] if lsl < usl => Some(Spec {
-                lsl: *lsl,
-                usl: *usl,
-                target: None,
-            }),
-            [lsl, usl, target] if lsl < usl => Some(Spec {
-                lsl: *lsl,
-                usl: *usl,
-                target: Some(*target),
-            }),
-            _ => return Err("--spec is LSL,USL[,TARGET] with LSL < USL".into()),
-        },
-        None => None,
-    };
+    let size = subgroup_size(args, chart)?;
+    let (cusum, ewma, spec) = spc_extras(args)?;
     let groups = read_subgroups(args, size.max(1))?;
     let size = if size == 0 {
         groups.first().map_or(0, Vec::len)
@@ -417,7 +384,75 @@ fn spc(args: &SpcArgs) -> Result<Value, String> {
         },
         "violations": by_rule(&|p| p.violations),
     });
-    if cusum.is_some() {
+    cusum_and_ewma(&mut out, &points, cusum.is_some(), ewma.is_some());
+    if let Some(spec) = spec {
+        out["capability"] = json!(capability(e.location.center, e.sigma, &spec));
+    }
+    Ok(out)
+}
+
+/// Observations per subgroup: 1 for individuals, `--subgroup-size`, or 0 when `--subgroup`
+/// names a column (the size comes from the file).
+fn subgroup_size(args: &SpcArgs, chart: ChartKind) -> Result<usize, String> {
+    Ok(match chart {
+        ChartKind::Imr => 1,
+        _ => match (args.subgroup_size, &args.subgroup) {
+            (Some(n), _) => n,
+            (None, Some(_)) => 0,
+            (None, None) => {
+                return Err("an X-bar chart needs --subgroup COLUMN or --subgroup-size N".into())
+            }
+        },
+    })
+}
+
+/// `--cusum`, `--ewma` and `--spec`.
+#[allow(
+    clippy::type_complexity,
+    reason = "three optional settings, taken apart at once"
+)]
+fn spc_extras(
+    args: &SpcArgs,
+) -> Result<(Option<CusumSettings>, Option<EwmaSettings>, Option<Spec>), String> {
+    let cusum = match &args.cusum {
+        Some(t) => match pair("--cusum", t)?.as_slice() {
+            [k, h] => Some(CusumSettings { k: *k, h: *h }),
+            _ => return Err("--cusum is K,H".into()),
+        },
+        None => None,
+    };
+    let ewma = match &args.ewma {
+        Some(t) => match pair("--ewma", t)?.as_slice() {
+            [lambda, l] => Some(EwmaSettings {
+                lambda: *lambda,
+                l: *l,
+            }),
+            _ => return Err("--ewma is LAMBDA,L".into()),
+        },
+        None => None,
+    };
+    let spec = match &args.spec {
+        Some(t) => match pair("--spec", t)?.as_slice() {
+            [lsl, usl] if lsl < usl => Some(Spec {
+                lsl: *lsl,
+                usl: *usl,
+                target: None,
+            }),
+            [lsl, usl, target] if lsl < usl => Some(Spec {
+                lsl: *lsl,
+                usl: *usl,
+                target: Some(*target),
+            }),
+            _ => return Err("--spec is LSL,USL[,TARGET] with LSL < USL".into()),
+        },
+        None => None,
+    };
+    Ok((cusum, ewma, spec))
+}
+
+/// The CUSUM and EWMA series of the charted points, when configured.
+fn cusum_and_ewma(out: &mut Value, points: &[SpcPoint], cusum: bool, ewma: bool) {
+    if cusum {
         let c: Vec<_> = points
             .iter()
             .filter_map(|p| p.cusum.map(|c| (p.index, c)))
@@ -429,7 +464,7 @@ fn spc(args: &SpcArgs) -> Result<Value, String> {
             "violations_lower": c.iter().filter(|(_, c)| c.lower_violation).map(|(i, _)| *i).collect::<Vec<_>>(),
         });
     }
-    if ewma.is_some() {
+    if ewma {
         let w: Vec<_> = points
             .iter()
             .filter_map(|p| p.ewma.map(|w| (p.index, w)))
@@ -441,10 +476,6 @@ fn spc(args: &SpcArgs) -> Result<Value, String> {
             "violations": w.iter().filter(|(_, w)| w.violation).map(|(i, _)| *i).collect::<Vec<_>>(),
         });
     }
-    if let Some(spec) = spec {
-        out["capability"] = json!(capability(e.location.center, e.sigma, &spec));
-    }
-    Ok(out)
 }
 
 fn print_summary(out: &Value) {

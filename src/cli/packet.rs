@@ -207,24 +207,7 @@ fn make(args: MakeArgs) -> Result<(), String> {
         .map_err(|e| format!("{}: {}", args.context_file.display(), e.message()))?;
     let fingerprint = context.fingerprint().map_err(|e| e.to_string())?;
     let feature = parse_feature(&args.pattern)?;
-    let frequency = match (&args.frequency, &args.band) {
-        (Some(f), _) => Frequency::At(*f),
-        (None, Some(band)) => {
-            let (lo, hi) = band
-                .split_once('-')
-                .ok_or("--band is LO-HI, e.g. 500-2000")?;
-            let lo = lo
-                .trim()
-                .parse()
-                .map_err(|_| format!("band edge `{lo}` is not a number"))?;
-            let hi = hi
-                .trim()
-                .parse()
-                .map_err(|_| format!("band edge `{hi}` is not a number"))?;
-            Frequency::Band { lo, hi }
-        }
-        (None, None) => Frequency::None,
-    };
+    let frequency = frequency(&args)?;
     let kind: OutcomeKind = named("outcome", &args.outcome)?;
     let failure_mode: FailureMode = named("failure mode", &args.failure_mode)?;
     let is_false_alarm = kind == OutcomeKind::FalseAlarm;
@@ -274,17 +257,44 @@ fn make(args: MakeArgs) -> Result<(), String> {
         &TrustPolicy::default(),
     )
     .map_err(|r| format!("the packet would be rejected by peers: {r}"))?;
-    if args.out.as_os_str() == "-" {
+    write(&args.out, &bytes, &packet.topic())
+}
+
+/// `--frequency` or `--band`.
+fn frequency(args: &MakeArgs) -> Result<Frequency, String> {
+    Ok(match (&args.frequency, &args.band) {
+        (Some(f), _) => Frequency::At(*f),
+        (None, Some(band)) => {
+            let (lo, hi) = band
+                .split_once('-')
+                .ok_or("--band is LO-HI, e.g. 500-2000")?;
+            let lo = lo
+                .trim()
+                .parse()
+                .map_err(|_| format!("band edge `{lo}` is not a number"))?;
+            let hi = hi
+                .trim()
+                .parse()
+                .map_err(|_| format!("band edge `{hi}` is not a number"))?;
+            Frequency::Band { lo, hi }
+        }
+        (None, None) => Frequency::None,
+    })
+}
+
+/// Writes the packet to `out` (`-`: standard output).
+fn write(out: &std::path::Path, bytes: &[u8], topic: &str) -> Result<(), String> {
+    if out.as_os_str() == "-" {
         std::io::stdout()
-            .write_all(&bytes)
+            .write_all(bytes)
             .map_err(|e| e.to_string())?;
     } else {
-        std::fs::write(&args.out, &bytes).map_err(|e| format!("{}: {e}", args.out.display()))?;
+        std::fs::write(out, bytes).map_err(|e| format!("{}: {e}", out.display()))?;
         eprintln!(
             "Wrote {} ({} bytes) for topic {}.",
-            args.out.display(),
+            out.display(),
             bytes.len(),
-            packet.topic()
+            topic
         );
     }
     Ok(())

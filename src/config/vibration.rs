@@ -79,7 +79,38 @@ pub struct VibrationConfig {
     pub features: Vec<VibrationFeature>,
 }
 
+/// Where a vibration device's windows come from: exactly one of `file`, `[devices.modbus]`
+/// and `[devices.opcua]` (the loader refuses anything else).
+#[derive(Debug, Clone, Copy)]
+pub enum WaveformSource<'a> {
+    /// A recording, replayed.
+    File {
+        /// The file.
+        path: &'a std::path::Path,
+        /// Its format, when `format` is set (else from the extension).
+        format: Option<WaveformFormat>,
+    },
+    /// A block of registers.
+    Modbus(&'a WaveformBlockConfig),
+    /// An OPC UA array variable.
+    OpcUa(&'a OpcUaWaveformConfig),
+}
+
 impl VibrationConfig {
+    /// Where the windows come from; None when no source is configured (which the loader
+    /// refuses).
+    pub fn source(&self) -> Option<WaveformSource<'_>> {
+        match (&self.file, &self.modbus, &self.opcua) {
+            (Some(path), _, _) => Some(WaveformSource::File {
+                path,
+                format: self.format,
+            }),
+            (None, Some(block), _) => Some(WaveformSource::Modbus(block)),
+            (None, None, Some(w)) => Some(WaveformSource::OpcUa(w)),
+            (None, None, None) => None,
+        }
+    }
+
     /// Where in the spectrum a vibration feature of `device` lives: the configured band of
     /// `band_rms:N` and `velocity_rms`, and, with a shaft speed, a harmonic's frequency or (with
     /// the bearing geometry) the defect frequency a bearing score watches.

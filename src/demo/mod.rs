@@ -122,21 +122,7 @@ const INSPECTION: Duration = Duration::from_secs(2);
 /// The simulated engineer at phoenix and the narrator: confirms phoenix's bearing alarm, and
 /// prints how the packet moved stuttgart's level and how much earlier stuttgart's alarm came.
 async fn narrate(port: u16, stop: CancellationToken) {
-    let mut options = MqttOptions::new(
-        format!("demo-engineer-{}", std::process::id()),
-        "127.0.0.1",
-        port,
-    );
-    options.set_keep_alive(Duration::from_secs(10));
-    let (client, mut eventloop) = AsyncClient::new(options, 64);
-    for topic in [
-        "qis/phoenix/events",
-        "qis/stuttgart/events",
-        "qis/stuttgart/thresholds/pump1/bearing_db/high",
-        "qis/stuttgart/metrics/pump1/bearing_db",
-    ] {
-        let _ = client.subscribe(topic, QoS::AtLeastOnce).await;
-    }
+    let (client, mut eventloop) = listen(port).await;
     let began = Instant::now();
     let at = || began.elapsed().as_secs_f64();
     let mut confirm_at: Option<(Instant, String)> = None;
@@ -148,14 +134,7 @@ async fn narrate(port: u16, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = sleep_until(confirm_at.as_ref().map(|(t, _)| *t)) => {
                 if let Some((_, id)) = confirm_at.take() {
-                    let body = serde_json::json!({
-                        "alarm_id": id,
-                        "failure_mode": "bearing_outer_race",
-                        "note": "outer race spall found at inspection",
-                        "by": "demo engineer",
-                    });
-                    let _ = client.publish("qis/phoenix/cmd/confirm", QoS::AtLeastOnce, false, body.to_string()).await;
-                    println!("[{:5.1} s] phoenix: the engineer confirms {id}: outer race spall. The outcome packet goes to peers of the same context.", at());
+                    confirm(&client, &id, at()).await;
                 }
                 continue;
             }
@@ -185,30 +164,7 @@ async fn narrate(port: u16, stop: CancellationToken) {
                 confirm_at = Some((Instant::now() + INSPECTION, id));
             }
             "qis/stuttgart/thresholds/pump1/bearing_db/high" => {
-                baseline = json["baseline"].as_f64().unwrap_or(baseline);
-                let value = json["value"].as_f64().unwrap_or(baseline);
-                if value != baseline {
-                    let sources: Vec<String> = json["provenance"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter(|c| c["status"] == "applied")
-                        .map(|c| {
-                            format!(
-                                "source {}… seq {} proposing {} dB, weight {:.3}",
-                                &c["source"].as_str().unwrap_or_default()
-                                    [..12.min(c["source"].as_str().unwrap_or_default().len())],
-                                c["seq"],
-                                c["proposed"],
-                                c["weight"].as_f64().unwrap_or(0.0)
-                            )
-                        })
-                        .collect();
-                    println!(
-                        "[{:5.1} s] stuttgart: pump1 bearing warning level {baseline} → {value:.2} dB (rails {}–{} dB), from {}.",
-                        at(), json["floor"], json["ceiling"], sources.join("; ")
-                    );
-                }
+                baseline = print_level(&json, baseline, at());
             }
             "qis/stuttgart/events"
                 if bearing && json["to"] == "active" && json["from"] != "active" =>
@@ -236,6 +192,74 @@ async fn narrate(port: u16, stop: CancellationToken) {
             _ => {}
         }
     }
+}
+
+/// A client of the demo's broker, subscribed to what the narrator tells.
+async fn listen(port: u16) -> (AsyncClient, rumqttc::EventLoop) {
+    let mut options = MqttOptions::new(
+        format!("demo-engineer-{}", std::process::id()),
+        "127.0.0.1",
+        port,
+    );
+    options.set_keep_alive(Duration::from_secs(10));
+    let (client, eventloop) = AsyncClient::new(options, 64);
+    for topic in [
+        "qis/phoenix/events",
+        "qis/stuttgart/events",
+        "qis/stuttgart/thresholds/pump1/bearing_db/high",
+        "qis/stuttgart/metrics/pump1/bearing_db",
+    ] {
+        let _ = client.subscribe(topic, QoS::AtLeastOnce).await;
+    }
+    (client, eventloop)
+}
+
+/// The simulated engineer confirms phoenix's alarm `id`, `at` seconds into the demo.
+async fn confirm(client: &AsyncClient, id: &str, at: f64) {
+    let body = serde_json::json!({
+        "alarm_id": id,
+        "failure_mode": "bearing_outer_race",
+        "note": "outer race spall found at inspection",
+        "by": "demo engineer",
+    });
+    let _ = client
+        .publish(
+            "qis/phoenix/cmd/confirm",
+            QoS::AtLeastOnce,
+            false,
+            body.to_string(),
+        )
+        .await;
+    println!("[{:5.1} s] phoenix: the engineer confirms {id}: outer race spall. The outcome packet goes to peers of the same context.", at);
+}
+
+/// Prints stuttgart's moved level with the sources that moved it; returns the baseline.
+fn print_level(json: &serde_json::Value, baseline: f64, at: f64) -> f64 {
+    let baseline = json["baseline"].as_f64().unwrap_or(baseline);
+    let value = json["value"].as_f64().unwrap_or(baseline);
+    if value != baseline {
+        let sources: Vec<String> = json["provenance"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["status"] == "applied")
+            .map(|c| {
+                format!(
+                    "source {}… seq {} proposing {} dB, weight {:.3}",
+                    &c["source"].as_str().unwrap_or_default()
+                        [..12.min(c["source"].as_str().unwrap_or_default().len())],
+                    c["seq"],
+                    c["proposed"],
+                    c["weight"].as_f64().unwrap_or(0.0)
+                )
+            })
+            .collect();
+        println!(
+            "[{:5.1} s] stuttgart: pump1 bearing warning level {baseline} → {value:.2} dB (rails {}–{} dB), from {}.",
+            at, json["floor"], json["ceiling"], sources.join("; ")
+        );
+    }
+    baseline
 }
 
 async fn sleep_until(at: Option<Instant>) {

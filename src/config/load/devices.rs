@@ -28,22 +28,7 @@ impl<'t> Loader<'t> {
         let device = self
             .component::<VibrationConfig>(&own, component, |d| validate_vibration(d, has_opcua));
         let opcua = match &opcua_value {
-            Some(v) => {
-                let waveform_component = format!("{component} / opcua");
-                let connection = self.opcua_connection(v, &waveform_component);
-                let waveform = self.component::<OpcUaWaveformConfig>(
-                    &without_keys(v, OpcUaConnection::KEYS),
-                    &waveform_component,
-                    validate_opcua_waveform,
-                );
-                match (connection, waveform) {
-                    (Some(connection), Some(mut w)) => {
-                        w.connection = connection;
-                        Some(Some(Box::new(w)))
-                    }
-                    _ => None,
-                }
-            }
+            Some(v) => self.waveform_opcua(v, component).map(Some),
             None => Some(None),
         };
         let points = self.named_points::<VibrationPointConfig>(
@@ -61,25 +46,7 @@ impl<'t> Loader<'t> {
         for (index, p, alarms) in points {
             let item = &items[index];
             let point_component = format!("{component} / {}", component_name("point", item, index));
-            let needs = match p.feature {
-                VibrationFeature::BandRms(n) if n >= device.bands_hz.len() => Some(format!(
-                    "band_rms:{n} needs at least {} entries in bands_hz",
-                    n + 1
-                )),
-                VibrationFeature::Harmonic(_) if device.rpm.is_none() => {
-                    Some("harmonics need `rpm`".to_string())
-                }
-                VibrationFeature::OuterRaceScore
-                | VibrationFeature::InnerRaceScore
-                | VibrationFeature::BallScore
-                | VibrationFeature::CageScore
-                | VibrationFeature::BearingVerdict
-                    if device.rpm.is_none() || device.bearing.is_none() =>
-                {
-                    Some("bearing features need `rpm` and `bearing`".to_string())
-                }
-                _ => None,
-            };
+            let needs = feature_needs(&device, p.feature);
             if let Some(message) = needs {
                 self.report(key_span(item, &["feature"]), &point_component, message);
                 ok = false;
@@ -107,6 +74,24 @@ impl<'t> Loader<'t> {
         let value = points_value.unwrap_or_else(|| item.clone());
         ok &= self.check_point_references(&items, &device.points, component, &value);
         ok.then_some(DeviceConfig::Vibration(device))
+    }
+
+    /// `[devices.opcua]` of a vibration device: the connection and the array variable.
+    fn waveform_opcua(
+        &mut self,
+        v: &Spanned<DeValue<'t>>,
+        component: &str,
+    ) -> Option<Box<OpcUaWaveformConfig>> {
+        let waveform_component = format!("{component} / opcua");
+        let connection = self.opcua_connection(v, &waveform_component);
+        let waveform = self.component::<OpcUaWaveformConfig>(
+            &without_keys(v, OpcUaConnection::KEYS),
+            &waveform_component,
+            validate_opcua_waveform,
+        );
+        let mut w = waveform?;
+        w.connection = connection?;
+        Some(Box::new(w))
     }
 
     /// The connection keys of an OPC UA table, checked on their own.
@@ -180,5 +165,28 @@ impl<'t> Loader<'t> {
         let value = points_value.unwrap_or_else(|| item.clone());
         ok &= self.check_point_references(&items, &device.points, component, &value);
         ok.then_some(DeviceConfig::OpcUa(device))
+    }
+}
+
+/// What a feature needs of its device that it lacks, if anything.
+fn feature_needs(device: &VibrationConfig, feature: VibrationFeature) -> Option<String> {
+    match feature {
+        VibrationFeature::BandRms(n) if n >= device.bands_hz.len() => Some(format!(
+            "band_rms:{n} needs at least {} entries in bands_hz",
+            n + 1
+        )),
+        VibrationFeature::Harmonic(_) if device.rpm.is_none() => {
+            Some("harmonics need `rpm`".to_string())
+        }
+        VibrationFeature::OuterRaceScore
+        | VibrationFeature::InnerRaceScore
+        | VibrationFeature::BallScore
+        | VibrationFeature::CageScore
+        | VibrationFeature::BearingVerdict
+            if device.rpm.is_none() || device.bearing.is_none() =>
+        {
+            Some("bearing features need `rpm` and `bearing`".to_string())
+        }
+        _ => None,
     }
 }

@@ -197,7 +197,7 @@ impl<'t> Loader<'t> {
 }
 
 /// The `[[...]]` item whose `name` is `name`.
-pub(in crate::config) fn item_named<'a, 't>(
+pub(super) fn item_named<'a, 't>(
     items: &'a [Spanned<DeValue<'t>>],
     name: &str,
 ) -> Option<&'a Spanned<DeValue<'t>>> {

@@ -1,5 +1,6 @@
 //! The walk over the file: the document, its sections and its devices.
 
+use super::points::item_named;
 use super::spanned::*;
 use super::*;
 use super::{Finding, Loader};
@@ -21,30 +22,7 @@ impl<'t> Loader<'t> {
         }
         let root_span = root.span();
         let root = root.into_inner();
-
-        for (key, _) in root.iter() {
-            if ![
-                "site",
-                "mqtt",
-                "metrics",
-                "devices",
-                "uplink",
-                "outcomes",
-                "synthesis",
-            ]
-            .contains(&key.get_ref().as_ref())
-            {
-                self.report(
-                    key.span(),
-                    "config",
-                    format!(
-                        "unknown section `{}`, expected one of `site`, `mqtt`, `metrics`, `devices`, `uplink`, `outcomes`, `synthesis`",
-                        key.get_ref()
-                    ),
-                );
-            }
-        }
-
+        self.check_sections(&root);
         let site = match root.get("site") {
             Some(v) => self.component::<SiteConfig>(v, "site", validate_site),
             None => {
@@ -56,52 +34,26 @@ impl<'t> Loader<'t> {
                 None
             }
         };
-        let mqtt = match root.get("mqtt") {
-            Some(v) => self.component::<MqttConfig>(v, "mqtt", validate_mqtt),
-            None => Some(MqttConfig::default()),
-        };
-        let metrics = match root.get("metrics") {
-            Some(v) => self.component::<MetricsConfig>(v, "metrics", |_| Vec::new()),
-            None => Some(MetricsConfig::default()),
-        };
+        let mqtt = self.section(&root, "mqtt", validate_mqtt, MqttConfig::default);
+        let metrics = self.section(&root, "metrics", |_| Vec::new(), MetricsConfig::default);
         let uplink = match root.get("uplink") {
             Some(v) => self
                 .component::<MqttConfig>(v, "uplink", validate_mqtt)
                 .map(Some),
             None => Some(None),
         };
-        let outcomes = match root.get("outcomes") {
-            Some(v) => self.component::<OutcomesConfig>(v, "outcomes", |o| {
-                let mut out = Vec::new();
-                if !(1..=366).contains(&o.ttl_days) {
-                    out.push((
-                        vec!["ttl_days"],
-                        format!("ttl_days = {} is outside 1..=366", o.ttl_days),
-                    ));
-                }
-                check_at_least_one("outbox_max", o.outbox_max as u64, &mut out);
-                for key in &o.allowlist {
-                    if crate::packet::keys::parse_public_hex(key).is_none() {
-                        out.push((
-                            vec!["allowlist"],
-                            format!("`{key}` is not a public key of 64 hex digits"),
-                        ));
-                    }
-                }
-                if o.strict && o.allowlist.is_empty() {
-                    out.push((
-                        vec!["strict"],
-                        "strict mode with an empty allowlist would accept no packet".into(),
-                    ));
-                }
-                out
-            }),
-            None => Some(OutcomesConfig::default()),
-        };
-        let synthesis = match root.get("synthesis") {
-            Some(v) => self.component::<super::SynthesisConfig>(v, "synthesis", validate_synthesis),
-            None => Some(super::SynthesisConfig::default()),
-        };
+        let outcomes = self.section(
+            &root,
+            "outcomes",
+            validate_outcomes,
+            OutcomesConfig::default,
+        );
+        let synthesis = self.section(
+            &root,
+            "synthesis",
+            validate_synthesis,
+            SynthesisConfig::default,
+        );
         let devices = match root.get("devices") {
             Some(v) => self.devices(v),
             None => Some(Vec::new()),
@@ -117,6 +69,45 @@ impl<'t> Loader<'t> {
         })
     }
 
+    /// Reports every top-level key that is not a known section.
+    fn check_sections(&mut self, root: &DeTable<'t>) {
+        const SECTIONS: [&str; 7] = [
+            "site",
+            "mqtt",
+            "metrics",
+            "devices",
+            "uplink",
+            "outcomes",
+            "synthesis",
+        ];
+        for (key, _) in root.iter() {
+            if !SECTIONS.contains(&key.get_ref().as_ref()) {
+                self.report(
+                    key.span(),
+                    "config",
+                    format!(
+                        "unknown section `{}`, expected one of `site`, `mqtt`, `metrics`, `devices`, `uplink`, `outcomes`, `synthesis`",
+                        key.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+
+    /// An optional section: checked when present, its defaults when absent.
+    fn section<T: DeserializeOwned>(
+        &mut self,
+        root: &DeTable<'t>,
+        key: &str,
+        validate: impl Fn(&T) -> Vec<Finding>,
+        default: impl FnOnce() -> T,
+    ) -> Option<T> {
+        match root.get(key) {
+            Some(v) => self.component::<T>(v, key, validate),
+            None => Some(default()),
+        }
+    }
+
     pub(in crate::config) fn devices(
         &mut self,
         value: &Spanned<DeValue<'t>>,
@@ -127,48 +118,7 @@ impl<'t> Loader<'t> {
         let mut names = HashSet::new();
         for (index, item) in items.iter().enumerate() {
             let component = component_name("device", item, index);
-            let Some(table) = item.get_ref().as_table() else {
-                continue;
-            };
-            let kind = match table.get("type") {
-                Some(t) => match t.get_ref().as_str() {
-                    Some(k) => Some((k.to_string(), t.span())),
-                    None => {
-                        self.report(
-                            t.span(),
-                            &component,
-                            "`type` must be a string such as \"modbus_tcp\"",
-                        );
-                        None
-                    }
-                },
-                None => {
-                    self.report(
-                        item.span(),
-                        &component,
-                        "missing field `type` (one of \"modbus_tcp\", \"modbus_rtu\", \"opcua\", \"vibration\")",
-                    );
-                    None
-                }
-            };
-            let device = match kind {
-                Some((k, _)) if k == "modbus_tcp" => self.modbus_tcp(item, &component),
-                Some((k, _)) if k == "vibration" => self.vibration(item, &component),
-                Some((k, _)) if k == "modbus_rtu" => self.modbus_rtu(item, &component),
-                Some((k, _)) if k == "opcua" => self.opcua(item, &component),
-                Some((k, span)) => {
-                    self.report(
-                        span,
-                        &component,
-                        format!(
-                            "unknown device type `{k}`, expected one of `modbus_tcp`, `modbus_rtu`, `opcua`, `vibration`"
-                        ),
-                    );
-                    None
-                }
-                None => None,
-            };
-            match device {
+            match self.device(item, &component) {
                 Some(d) => {
                     if !names.insert(d.name().to_string()) {
                         let span = key_span(item, &["name"]);
@@ -184,57 +134,50 @@ impl<'t> Loader<'t> {
                 None => ok = false,
             }
         }
-        // Units sharing a serial line must agree on it and have distinct addresses.
-        let rtu: Vec<(usize, &ModbusRtuConfig)> = devices
-            .iter()
-            .enumerate()
-            .filter_map(|(i, d)| match d {
-                DeviceConfig::ModbusRtu(r) => Some((i, r)),
-                _ => None,
-            })
-            .collect();
-        let mut problems = Vec::new();
-        for (a, (_, x)) in rtu.iter().enumerate() {
-            for (_, y) in rtu.iter().skip(a + 1) {
-                if x.port != y.port {
-                    continue;
-                }
-                if x.line() != y.line() {
-                    problems.push((
-                        y.name.clone(),
-                        format!(
-                            "shares {} with `{}` but not its baud, parity, data or stop bits",
-                            y.port.display(),
-                            x.name
-                        ),
-                    ));
-                }
-                if x.unit_id == y.unit_id {
-                    problems.push((
-                        y.name.clone(),
-                        format!(
-                            "unit id {} is already `{}` on {}",
-                            y.unit_id,
-                            x.name,
-                            y.port.display()
-                        ),
-                    ));
-                }
-            }
-        }
-        for (name, message) in problems {
-            let item = items.iter().find(|i| {
-                i.get_ref()
-                    .as_table()
-                    .and_then(|t| t.get("name"))
-                    .and_then(|n| n.get_ref().as_str())
-                    == Some(name.as_str())
-            });
+        for (name, message) in shared_line_problems(&devices) {
+            let item = item_named(&items, &name);
             let span = item.map(|i| key_span(i, &["port"])).unwrap_or(value.span());
             self.report(span, &format!("device \"{name}\""), message);
             ok = false;
         }
         ok.then_some(devices)
+    }
+
+    /// One `[[devices]]` entry, by its `type`.
+    fn device(&mut self, item: &Spanned<DeValue<'t>>, component: &str) -> Option<DeviceConfig> {
+        let table = item.get_ref().as_table()?;
+        let Some(t) = table.get("type") else {
+            self.report(
+                item.span(),
+                component,
+                "missing field `type` (one of \"modbus_tcp\", \"modbus_rtu\", \"opcua\", \"vibration\")",
+            );
+            return None;
+        };
+        let Some(kind) = t.get_ref().as_str() else {
+            self.report(
+                t.span(),
+                component,
+                "`type` must be a string such as \"modbus_tcp\"",
+            );
+            return None;
+        };
+        match kind {
+            "modbus_tcp" => self.modbus_tcp(item, component),
+            "vibration" => self.vibration(item, component),
+            "modbus_rtu" => self.modbus_rtu(item, component),
+            "opcua" => self.opcua(item, component),
+            k => {
+                self.report(
+                    t.span(),
+                    component,
+                    format!(
+                        "unknown device type `{k}`, expected one of `modbus_tcp`, `modbus_rtu`, `opcua`, `vibration`"
+                    ),
+                );
+                None
+            }
+        }
     }
 
     pub(in crate::config) fn modbus_tcp(
@@ -279,4 +222,46 @@ impl<'t> Loader<'t> {
         };
         Some((device?, points?))
     }
+}
+
+/// Units sharing a serial line must agree on it and have distinct addresses: each problem with
+/// the name of the device it is reported on.
+fn shared_line_problems(devices: &[DeviceConfig]) -> Vec<(String, String)> {
+    let rtu: Vec<&ModbusRtuConfig> = devices
+        .iter()
+        .filter_map(|d| match d {
+            DeviceConfig::ModbusRtu(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for (a, x) in rtu.iter().enumerate() {
+        for y in rtu.iter().skip(a + 1) {
+            if x.port != y.port {
+                continue;
+            }
+            if x.line() != y.line() {
+                problems.push((
+                    y.name.clone(),
+                    format!(
+                        "shares {} with `{}` but not its baud, parity, data or stop bits",
+                        y.port.display(),
+                        x.name
+                    ),
+                ));
+            }
+            if x.unit_id == y.unit_id {
+                problems.push((
+                    y.name.clone(),
+                    format!(
+                        "unit id {} is already `{}` on {}",
+                        y.unit_id,
+                        x.name,
+                        y.port.display()
+                    ),
+                ));
+            }
+        }
+    }
+    problems
 }

@@ -256,3 +256,29 @@ pub(in crate::config) fn validate_modbus_rtu(d: &ModbusRtuConfig) -> Vec<Finding
     check_polling(&Polling::of_rtu(d), &mut out);
     out
 }
+
+pub(in crate::config) fn validate_outcomes(o: &OutcomesConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if !(1..=366).contains(&o.ttl_days) {
+        out.push((
+            vec!["ttl_days"],
+            format!("ttl_days = {} is outside 1..=366", o.ttl_days),
+        ));
+    }
+    check_at_least_one("outbox_max", o.outbox_max as u64, &mut out);
+    for key in &o.allowlist {
+        if crate::packet::keys::parse_public_hex(key).is_none() {
+            out.push((
+                vec!["allowlist"],
+                format!("`{key}` is not a public key of 64 hex digits"),
+            ));
+        }
+    }
+    if o.strict && o.allowlist.is_empty() {
+        out.push((
+            vec!["strict"],
+            "strict mode with an empty allowlist would accept no packet".into(),
+        ));
+    }
+    out
+}

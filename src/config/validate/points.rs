@@ -81,35 +81,7 @@ pub(in crate::config) fn validate_point(p: &PointConfig) -> Vec<Finding> {
         out.push((vec!["offset"], "offset must be finite".into()));
     }
     if let Some(spc) = &p.spc {
-        use crate::analysis::spc::{ChartKind, SpcEngine};
-        if spc.chart != ChartKind::Imr && spc.subgroup_size.is_none() {
-            out.push((
-                vec!["spc"],
-                "an X-bar chart needs `subgroup_size` (2–25)".into(),
-            ));
-        } else if let Err(e) = SpcEngine::new(spc.settings()) {
-            out.push((vec!["spc"], format!("spc: {e}")));
-        }
-        if spc.center.is_some() != spc.sigma.is_some() {
-            out.push((
-                vec!["spc"],
-                "spc: give `center` and `sigma` together, or neither (to estimate them)".into(),
-            ));
-        }
-        if let Some(s) = spc.spec {
-            if !(s.lsl.is_finite() && s.usl.is_finite() && s.lsl < s.usl) {
-                out.push((
-                    vec!["spc"],
-                    format!("spc.spec: lsl ({}) must lie below usl ({})", s.lsl, s.usl),
-                ));
-            }
-        }
-        if p.register.is_bit() {
-            out.push((
-                vec!["spc"],
-                "SPC needs a measured value, not a coil or discrete input".into(),
-            ));
-        }
+        check_spc(p, spc, &mut out);
     }
     out
 }
@@ -261,4 +233,37 @@ pub(in crate::config) fn validate_synthesis(s: &super::SynthesisConfig) -> Vec<F
         ));
     }
     out
+}
+
+/// A point's `[devices.points.spc]`.
+pub(in crate::config) fn check_spc(p: &PointConfig, spc: &SpcPointConfig, out: &mut Vec<Finding>) {
+    use crate::analysis::spc::{ChartKind, SpcEngine};
+    if spc.chart != ChartKind::Imr && spc.subgroup_size.is_none() {
+        out.push((
+            vec!["spc"],
+            "an X-bar chart needs `subgroup_size` (2–25)".into(),
+        ));
+    } else if let Err(e) = SpcEngine::new(spc.settings()) {
+        out.push((vec!["spc"], format!("spc: {e}")));
+    }
+    if spc.center.is_some() != spc.sigma.is_some() {
+        out.push((
+            vec!["spc"],
+            "spc: give `center` and `sigma` together, or neither (to estimate them)".into(),
+        ));
+    }
+    if let Some(s) = spc.spec {
+        if !(s.lsl.is_finite() && s.usl.is_finite() && s.lsl < s.usl) {
+            out.push((
+                vec!["spc"],
+                format!("spc.spec: lsl ({}) must lie below usl ({})", s.lsl, s.usl),
+            ));
+        }
+    }
+    if p.register.is_bit() {
+        out.push((
+            vec!["spc"],
+            "SPC needs a measured value, not a coil or discrete input".into(),
+        ));
+    }
 }

@@ -15,59 +15,8 @@ pub(in crate::config) fn validate_vibration(d: &VibrationConfig, has_opcua: bool
                 ));
             }
         }
-        (Some(file), None, false) => {
-            if !file.is_file() {
-                out.push((
-                    vec!["file"],
-                    format!("file `{}` does not exist or is not a file", file.display()),
-                ));
-            }
-            let format = d.format.or_else(|| super::WaveformFormat::from_path(file));
-            match format {
-                None => out.push((
-                    vec!["format"],
-                    "cannot tell the format from the file name: give `format` (f32, csv or wav)"
-                        .into(),
-                )),
-                Some(f) if f != super::WaveformFormat::Wav && d.sample_rate.is_none() => {
-                    out.push((
-                        vec!["sample_rate"],
-                        "`sample_rate` is needed for raw and CSV files".into(),
-                    ))
-                }
-                _ => {}
-            }
-        }
-        (None, Some(block), false) => {
-            if d.sample_rate.is_none() {
-                out.push((
-                    vec!["sample_rate"],
-                    "`sample_rate` is needed for a Modbus waveform".into(),
-                ));
-            }
-            if block.register.is_bit() {
-                out.push((
-                    vec!["modbus"],
-                    "a waveform lives in holding or input registers".into(),
-                ));
-            }
-            if u32::from(block.address) + d.window as u32 > 65_536 {
-                out.push((
-                    vec!["modbus"],
-                    format!(
-                        "address {} + window {} runs past 65535",
-                        block.address, d.window
-                    ),
-                ));
-            }
-            if block.host.trim().is_empty() || block.port == 0 {
-                out.push((
-                    vec!["modbus"],
-                    "modbus.host and modbus.port must name a server".into(),
-                ));
-            }
-            check_scale("modbus", "modbus.scale", block.scale, &mut out);
-        }
+        (Some(file), None, false) => check_waveform_file(d, file, &mut out),
+        (None, Some(block), false) => check_waveform_block(d, block, &mut out),
         _ => out.push((
             vec!["name"],
             "give exactly one waveform source: `file`, `modbus` or `opcua`".into(),
@@ -236,4 +185,58 @@ pub(in crate::config) fn validate_opcua_waveform(w: &OpcUaWaveformConfig) -> Vec
     check_node(&w.node, &mut out);
     check_scale("scale", "scale", w.scale, &mut out);
     out
+}
+
+/// A vibration device's `file`.
+fn check_waveform_file(d: &VibrationConfig, file: &std::path::Path, out: &mut Vec<Finding>) {
+    if !file.is_file() {
+        out.push((
+            vec!["file"],
+            format!("file `{}` does not exist or is not a file", file.display()),
+        ));
+    }
+    let format = d.format.or_else(|| super::WaveformFormat::from_path(file));
+    match format {
+        None => out.push((
+            vec!["format"],
+            "cannot tell the format from the file name: give `format` (f32, csv or wav)".into(),
+        )),
+        Some(f) if f != super::WaveformFormat::Wav && d.sample_rate.is_none() => out.push((
+            vec!["sample_rate"],
+            "`sample_rate` is needed for raw and CSV files".into(),
+        )),
+        _ => {}
+    }
+}
+
+/// A vibration device's `[devices.modbus]` register block.
+fn check_waveform_block(d: &VibrationConfig, block: &WaveformBlockConfig, out: &mut Vec<Finding>) {
+    if d.sample_rate.is_none() {
+        out.push((
+            vec!["sample_rate"],
+            "`sample_rate` is needed for a Modbus waveform".into(),
+        ));
+    }
+    if block.register.is_bit() {
+        out.push((
+            vec!["modbus"],
+            "a waveform lives in holding or input registers".into(),
+        ));
+    }
+    if u32::from(block.address) + d.window as u32 > 65_536 {
+        out.push((
+            vec!["modbus"],
+            format!(
+                "address {} + window {} runs past 65535",
+                block.address, d.window
+            ),
+        ));
+    }
+    if block.host.trim().is_empty() || block.port == 0 {
+        out.push((
+            vec!["modbus"],
+            "modbus.host and modbus.port must name a server".into(),
+        ));
+    }
+    check_scale("modbus", "modbus.scale", block.scale, out);
 }

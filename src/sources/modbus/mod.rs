@@ -1,7 +1,7 @@
 //! Modbus: the data model (register tables, data types, byte orders) and the TCP poller.
 
 mod rtu;
-mod tcp;
+pub mod tcp;
 pub mod unit;
 
 pub use rtu::RtuBus;

@@ -107,13 +107,7 @@ impl RtuBus {
                 }
                 Err(reason) => {
                     warn!(port = %self.port, error = %reason, "Cannot open the serial line; retrying with backoff.");
-                    for u in &mut self.units {
-                        if u.up != Some(false) {
-                            u.up = Some(false);
-                            u.poller.link(false, Some(reason.clone())).await;
-                            u.poller.all_bad(&reason).await;
-                        }
-                    }
+                    self.all_down(&reason, true).await;
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(port_backoff.next_delay()) => continue 'open,
@@ -130,48 +124,11 @@ impl RtuBus {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep_until(due) => {}
                 }
-                let u = &mut self.units[i];
-                ctx.set_slave(Slave(u.config.unit_id));
-                let result = u.poller.poll_once(&mut ctx).await;
-                let period = Duration::from_millis(u.config.poll_interval_ms);
-                match result {
-                    Ok(()) => {
-                        u.backoff.reset();
-                        // Keep the cadence from the due time, not from when the poll ended.
-                        u.next_poll = (due + period).max(Instant::now());
-                        if u.up != Some(true) {
-                            u.up = Some(true);
-                            u.poller.link(true, None).await;
-                        }
-                    }
-                    Err(failure) if failure.timeout => {
-                        let delay = u.backoff.next_delay();
-                        if u.up != Some(false) {
-                            warn!(device = %u.config.name, unit = u.config.unit_id, error = %failure, retry_in_ms = delay.as_millis() as u64, "Unit does not answer properly; skipping it with backoff.");
-                            u.up = Some(false);
-                            u.poller.link(false, Some(failure.message.clone())).await;
-                            u.poller.all_bad(&failure.message).await;
-                        }
-                        u.next_poll = Instant::now() + delay.max(period);
-                        // A late or broken answer may still be on its way: start the next unit
-                        // on a freshly opened line so stray bytes cannot pass for its answer.
-                        let _ = ctx.disconnect().await;
-                        tokio::time::sleep(Duration::from_millis(u.config.timeout_ms)).await;
-                        match self.open() {
-                            Ok(fresh) => ctx = fresh,
-                            Err(reason) => {
-                                warn!(port = %self.port, error = %reason, "Cannot reopen the serial line.");
-                                continue 'open;
-                            }
-                        }
-                    }
-                    Err(failure) => {
-                        warn!(port = %self.port, error = %failure, "Serial line failed; reopening.");
-                        for u in &mut self.units {
-                            u.up = Some(false);
-                            u.poller.link(false, Some(failure.message.clone())).await;
-                            u.poller.all_bad(&failure.message).await;
-                        }
+                match self.poll_unit(i, &mut ctx, due).await {
+                    Polled::Done => {}
+                    Polled::Reopen => continue 'open,
+                    Polled::LineFailed(message) => {
+                        self.all_down(&message, false).await;
                         let _ = ctx.disconnect().await;
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
@@ -188,4 +145,74 @@ impl RtuBus {
             }
         }
     }
+
+    /// Polls unit `i`, due at `due`. A unit that does not answer properly is skipped with
+    /// backoff, and the line is reopened for the next one.
+    async fn poll_unit(&mut self, i: usize, ctx: &mut Context, due: Instant) -> Polled {
+        let u = &mut self.units[i];
+        ctx.set_slave(Slave(u.config.unit_id));
+        let result = u.poller.poll_once(ctx).await;
+        let period = Duration::from_millis(u.config.poll_interval_ms);
+        match result {
+            Ok(()) => {
+                u.backoff.reset();
+                // Keep the cadence from the due time, not from when the poll ended.
+                u.next_poll = (due + period).max(Instant::now());
+                if u.up != Some(true) {
+                    u.up = Some(true);
+                    u.poller.link(true, None).await;
+                }
+                Polled::Done
+            }
+            Err(failure) if failure.timeout => {
+                let delay = u.backoff.next_delay();
+                if u.up != Some(false) {
+                    warn!(device = %u.config.name, unit = u.config.unit_id, error = %failure, retry_in_ms = delay.as_millis() as u64, "Unit does not answer properly; skipping it with backoff.");
+                    u.up = Some(false);
+                    u.poller.link(false, Some(failure.message.clone())).await;
+                    u.poller.all_bad(&failure.message).await;
+                }
+                u.next_poll = Instant::now() + delay.max(period);
+                // A late or broken answer may still be on its way: start the next unit on a
+                // freshly opened line so stray bytes cannot pass for its answer.
+                let _ = ctx.disconnect().await;
+                tokio::time::sleep(Duration::from_millis(u.config.timeout_ms)).await;
+                match self.open() {
+                    Ok(fresh) => {
+                        *ctx = fresh;
+                        Polled::Done
+                    }
+                    Err(reason) => {
+                        warn!(port = %self.port, error = %reason, "Cannot reopen the serial line.");
+                        Polled::Reopen
+                    }
+                }
+            }
+            Err(failure) => {
+                warn!(port = %self.port, error = %failure, "Serial line failed; reopening.");
+                Polled::LineFailed(failure.message)
+            }
+        }
+    }
+
+    /// Reports every unit's link down (with `only_changed`, only those not already down).
+    async fn all_down(&mut self, reason: &str, only_changed: bool) {
+        for u in &mut self.units {
+            if !only_changed || u.up != Some(false) {
+                u.up = Some(false);
+                u.poller.link(false, Some(reason.to_string())).await;
+                u.poller.all_bad(reason).await;
+            }
+        }
+    }
+}
+
+/// What polling one unit left the line in.
+enum Polled {
+    /// The line is usable for the next unit.
+    Done,
+    /// The line could not be reopened: open it again with backoff.
+    Reopen,
+    /// The line itself failed: every unit is down.
+    LineFailed(String),
 }

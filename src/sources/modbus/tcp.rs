@@ -41,53 +41,32 @@ impl ModbusTcpPoller {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let stats_every = Duration::from_millis(self.config.stats_interval_ms);
         let mut stats_sent = Instant::now();
-        let mut connections = 0u64;
-        let mut backoff = Backoff::new(
-            Duration::from_millis(self.config.backoff_initial_ms),
-            Duration::from_millis(self.config.backoff_max_ms),
-        );
-        let period = Duration::from_millis(self.config.poll_interval_ms);
-        let mut link_up: Option<bool> = None;
+        let mut link = Link {
+            connections: 0,
+            up: None,
+            backoff: Backoff::new(
+                Duration::from_millis(self.config.backoff_initial_ms),
+                Duration::from_millis(self.config.backoff_max_ms),
+            ),
+        };
         let mut ctx: Option<Context> = None;
-        let mut ticker = tokio::time::interval(period);
+        let mut ticker = tokio::time::interval(Duration::from_millis(self.config.poll_interval_ms));
         // A late poll is not made up for with a burst: the next one keeps the cadence.
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
         loop {
             if ctx.is_none() {
-                match self.connect().await {
+                match self.open(&mut link).await {
                     Ok(c) => {
-                        connections += 1;
-                        if connections > 1 {
-                            self.unit.stats_mut().reconnects += 1;
-                        }
-                        info!(device = %self.config.name, host = %self.config.host, port = self.config.port, "Connected.");
                         ctx = Some(c);
-                        backoff.reset();
-                        if link_up != Some(true) {
-                            link_up = Some(true);
-                            self.unit.link(true, None).await;
-                        }
                         ticker.reset_immediately();
                     }
-                    Err(reason) => {
-                        let delay = backoff.next_delay();
-                        if link_up != Some(false) {
-                            warn!(device = %self.config.name, error = %reason, retry_in_ms = delay.as_millis() as u64, "Connect failed; retrying with backoff.");
-                            link_up = Some(false);
-                            self.unit.link(false, Some(reason.clone())).await;
-                            self.unit.all_bad(&reason).await;
-                        } else {
-                            debug!(device = %self.config.name, error = %reason, "Connect failed again.");
-                        }
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = tokio::time::sleep(delay) => continue,
-                        }
-                    }
+                    Err(delay) => tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => continue,
+                    },
                 }
             }
-
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = ticker.tick() => {}
@@ -103,10 +82,10 @@ impl ModbusTcpPoller {
                 let reason = failure.message;
                 warn!(device = %self.config.name, error = %reason, "Poll failed; reconnecting.");
                 ctx = None;
-                link_up = Some(false);
+                link.up = Some(false);
                 self.unit.link(false, Some(reason.clone())).await;
                 self.unit.all_bad(&reason).await;
-                let delay = backoff.next_delay();
+                let delay = link.backoff.next_delay();
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(delay) => {}
@@ -119,28 +98,75 @@ impl ModbusTcpPoller {
         debug!(device = %self.config.name, "Poller stopped.");
     }
 
-    async fn connect(&self) -> Result<Context, String> {
-        let limit = Duration::from_millis(self.config.timeout_ms);
-        let target = (self.config.host.as_str(), self.config.port);
-        let addr: SocketAddr = match timeout(limit, tokio::net::lookup_host(target)).await {
-            Ok(Ok(mut addrs)) => addrs
-                .next()
-                .ok_or_else(|| format!("host {} resolved to no address", self.config.host))?,
-            Ok(Err(e)) => return Err(format!("cannot resolve {}: {e}", self.config.host)),
-            Err(_) => return Err(format!("resolving {} timed out", self.config.host)),
-        };
-        match timeout(
-            limit,
-            tokio_modbus::client::tcp::connect_slave(addr, Slave(self.config.unit_id)),
-        )
-        .await
-        {
-            Ok(Ok(ctx)) => Ok(ctx),
-            Ok(Err(e)) => Err(format!("cannot connect to {addr}: {e}")),
-            Err(_) => Err(format!(
-                "connecting to {addr} timed out after {} ms",
-                self.config.timeout_ms
-            )),
+    /// One connection attempt: the context, or how long to wait before the next attempt. The
+    /// link's changes are reported once each.
+    async fn open(&mut self, link: &mut Link) -> Result<Context, Duration> {
+        let c = &self.config;
+        match connect(&c.host, c.port, c.unit_id, c.timeout_ms).await {
+            Ok(ctx) => {
+                link.connections += 1;
+                if link.connections > 1 {
+                    self.unit.stats_mut().reconnects += 1;
+                }
+                info!(device = %c.name, host = %c.host, port = c.port, "Connected.");
+                link.backoff.reset();
+                if link.up != Some(true) {
+                    link.up = Some(true);
+                    self.unit.link(true, None).await;
+                }
+                Ok(ctx)
+            }
+            Err(reason) => {
+                let delay = link.backoff.next_delay();
+                if link.up != Some(false) {
+                    warn!(device = %c.name, error = %reason, retry_in_ms = delay.as_millis() as u64, "Connect failed; retrying with backoff.");
+                    link.up = Some(false);
+                    self.unit.link(false, Some(reason.clone())).await;
+                    self.unit.all_bad(&reason).await;
+                } else {
+                    debug!(device = %c.name, error = %reason, "Connect failed again.");
+                }
+                Err(delay)
+            }
         }
+    }
+}
+
+/// A device's connection history.
+struct Link {
+    /// Successful connections since start.
+    connections: u64,
+    /// Whether the link is up (None before the first attempt).
+    up: Option<bool>,
+    backoff: Backoff,
+}
+
+/// Connects to unit `unit_id` of the Modbus TCP server at `host:port`; name resolution and the
+/// connection each get `timeout_ms`.
+pub async fn connect(
+    host: &str,
+    port: u16,
+    unit_id: u8,
+    timeout_ms: u64,
+) -> Result<Context, String> {
+    let limit = Duration::from_millis(timeout_ms);
+    let addr: SocketAddr = match timeout(limit, tokio::net::lookup_host((host, port))).await {
+        Ok(Ok(mut addrs)) => addrs
+            .next()
+            .ok_or_else(|| format!("host {host} resolved to no address"))?,
+        Ok(Err(e)) => return Err(format!("cannot resolve {host}: {e}")),
+        Err(_) => return Err(format!("resolving {host} timed out")),
+    };
+    match timeout(
+        limit,
+        tokio_modbus::client::tcp::connect_slave(addr, Slave(unit_id)),
+    )
+    .await
+    {
+        Ok(Ok(ctx)) => Ok(ctx),
+        Ok(Err(e)) => Err(format!("cannot connect to {addr}: {e}")),
+        Err(_) => Err(format!(
+            "connecting to {addr} timed out after {timeout_ms} ms"
+        )),
     }
 }

@@ -17,7 +17,7 @@ use tracing::debug;
 
 /// Why one read failed.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ReadError {
+pub enum ReadError {
     /// The device answered with a Modbus exception; the link is fine.
     #[error(
         "register {address} ({kind:?}) on {device}: device answered exception {code} ({name})"
@@ -39,7 +39,21 @@ pub(crate) enum ReadError {
         /// True when the device did not answer in time or answered garbage (the link itself
         /// works: on a shared RTU line, only this unit is at fault).
         timeout: bool,
+        /// True when it did not answer in time.
+        timed_out: bool,
     },
+}
+
+impl ReadError {
+    /// The error as it happened on `device`.
+    pub fn on(mut self, device: &str) -> Self {
+        match &mut self {
+            ReadError::Exception { device: d, .. } | ReadError::Transport { device: d, .. } => {
+                *d = device.to_string()
+            }
+        }
+        self
+    }
 }
 
 /// Why a poll stopped before reading every point.
@@ -133,8 +147,10 @@ pub fn plan_batches(
 }
 
 /// What a read returned.
-pub(crate) enum Block {
+pub enum Block {
+    /// Holding or input registers.
     Words(Vec<u16>),
+    /// Coils or discrete inputs.
     Bits(Vec<bool>),
 }
 
@@ -320,71 +336,22 @@ impl UnitPoller {
         count: u16,
     ) -> Result<Block, ReadError> {
         let limit = Duration::from_millis(self.timeout_ms);
-        let device = self.name.clone();
         let started = Instant::now();
         self.stats.requests += 1;
-        let request = async {
-            Ok::<_, tokio_modbus::Error>(match kind {
-                RegisterKind::Holding => ctx
-                    .read_holding_registers(address, count)
-                    .await?
-                    .map(Block::Words),
-                RegisterKind::Input => ctx
-                    .read_input_registers(address, count)
-                    .await?
-                    .map(Block::Words),
-                RegisterKind::Coil => ctx.read_coils(address, count).await?.map(Block::Bits),
-                RegisterKind::DiscreteInput => ctx
-                    .read_discrete_inputs(address, count)
-                    .await?
-                    .map(Block::Bits),
-            })
-        };
-        let result = match timeout(limit, request).await {
-            Err(_) => Err(None),
-            Ok(Err(e)) => Err(Some((
-                matches!(e, tokio_modbus::Error::Protocol(_)),
-                e.to_string(),
-            ))),
-            Ok(Ok(answer)) => Ok(answer),
-        };
+        let result = request(ctx, kind, address, count, limit).await;
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         self.latency_sum_ms += ms;
         self.stats.latency_ms_max = self.stats.latency_ms_max.max(ms);
         self.stats.latency_ms_avg = self.latency_sum_ms / self.stats.requests as f64;
-        match result {
-            Ok(Ok(block)) => Ok(block),
-            Ok(Err(code)) => {
-                self.stats.exceptions += 1;
-                Err(ReadError::Exception {
-                    device,
-                    kind,
-                    address,
-                    code: u8::from(code),
-                    name: exception_name(code),
-                })
-            }
-            Err(None) => {
-                self.stats.timeouts += 1;
-                Err(ReadError::Transport {
-                    device,
-                    kind,
-                    address,
-                    reason: format!("no answer within {} ms", self.timeout_ms),
-                    timeout: true,
-                })
-            }
-            Err(Some((protocol, reason))) => {
-                self.stats.transport_errors += 1;
-                Err(ReadError::Transport {
-                    device,
-                    kind,
-                    address,
-                    reason,
-                    timeout: protocol,
-                })
-            }
+        match &result {
+            Err(ReadError::Exception { .. }) => self.stats.exceptions += 1,
+            Err(ReadError::Transport {
+                timed_out: true, ..
+            }) => self.stats.timeouts += 1,
+            Err(ReadError::Transport { .. }) => self.stats.transport_errors += 1,
+            Ok(_) => {}
         }
+        result.map_err(|e| e.on(&self.name))
     }
 
     pub async fn all_bad(&self, reason: &str) {
@@ -395,6 +362,103 @@ impl UnitPoller {
         // Only fails when the core has stopped, i.e. during shutdown.
         let _ = self.events.send(event).await;
     }
+}
+
+/// One read request of `count` registers (or bits) from `address`, answered within `limit`.
+/// The error names no device yet: see [`ReadError::on`].
+pub async fn request(
+    ctx: &mut Context,
+    kind: RegisterKind,
+    address: u16,
+    count: u16,
+    limit: Duration,
+) -> Result<Block, ReadError> {
+    let request = async {
+        Ok::<_, tokio_modbus::Error>(match kind {
+            RegisterKind::Holding => ctx
+                .read_holding_registers(address, count)
+                .await?
+                .map(Block::Words),
+            RegisterKind::Input => ctx
+                .read_input_registers(address, count)
+                .await?
+                .map(Block::Words),
+            RegisterKind::Coil => ctx.read_coils(address, count).await?.map(Block::Bits),
+            RegisterKind::DiscreteInput => ctx
+                .read_discrete_inputs(address, count)
+                .await?
+                .map(Block::Bits),
+        })
+    };
+    let transport = |reason: String, timeout: bool, timed_out: bool| ReadError::Transport {
+        device: String::new(),
+        kind,
+        address,
+        reason,
+        timeout,
+        timed_out,
+    };
+    match timeout(limit, request).await {
+        Err(_) => Err(transport(
+            format!("no answer within {} ms", limit.as_millis()),
+            true,
+            true,
+        )),
+        Ok(Err(e)) => Err(transport(
+            e.to_string(),
+            matches!(e, tokio_modbus::Error::Protocol(_)),
+            false,
+        )),
+        Ok(Ok(Ok(block))) => Ok(block),
+        Ok(Ok(Err(code))) => Err(ReadError::Exception {
+            device: String::new(),
+            kind,
+            address,
+            code: u8::from(code),
+            name: exception_name(code),
+        }),
+    }
+}
+
+/// Reads `n` holding or input registers from `address` on, in requests of at most 125 (the
+/// Modbus limit for function codes 03 and 04), into `words`.
+pub async fn read_registers(
+    ctx: &mut Context,
+    kind: RegisterKind,
+    address: u16,
+    n: usize,
+    limit: Duration,
+    words: &mut Vec<u16>,
+) -> Result<(), ReadError> {
+    words.clear();
+    while words.len() < n {
+        let count = (n - words.len()).min(125) as u16;
+        let at = address.wrapping_add(words.len() as u16);
+        match request(ctx, kind, at, count, limit).await? {
+            Block::Words(w) if w.len() == usize::from(count) => words.extend(w),
+            Block::Words(w) => {
+                return Err(ReadError::Transport {
+                    device: String::new(),
+                    kind,
+                    address: at,
+                    reason: format!("{} registers returned, {count} asked", w.len()),
+                    timeout: true,
+                    timed_out: false,
+                })
+            }
+            Block::Bits(_) => {
+                return Err(ReadError::Transport {
+                    device: String::new(),
+                    kind,
+                    address: at,
+                    reason: "bits returned where registers were asked".into(),
+                    timeout: true,
+                    timed_out: false,
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 fn exception_name(code: tokio_modbus::ExceptionCode) -> String {

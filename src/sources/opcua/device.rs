@@ -106,66 +106,28 @@ impl OpcUaSource {
         shutdown: &CancellationToken,
         backoff: &mut Backoff,
     ) -> Ended {
-        let (values_tx, mut values) = mpsc::unbounded_channel::<(u32, DataValue)>();
-        let mut subscribed = false;
-        let mut connected = false;
+        // Bounded: the subscription callback cannot wait, so when the core falls this far behind
+        // the newest values are dropped and counted (a later change brings the point up to date).
+        let (values_tx, mut values) = mpsc::channel::<(u32, DataValue)>(VALUE_CAPACITY);
+        let mut session = SessionState::default();
         let mut ticker = tokio::time::interval(Duration::from_millis(self.config.interval_ms));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let stats_every = Duration::from_millis(self.config.stats_interval_ms);
         let mut stats_sent = Instant::now();
-        let mut retry_reported = String::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     let _ = timeout(Duration::from_secs(1), connection.session.disconnect()).await;
                     return Ended::Shutdown;
                 }
-                event = connection.events.recv() => match event {
-                    Some(LinkEvent::Up) => {
-                        connected = true;
-                        backoff.reset();
-                        retry_reported.clear();
-                        if self.connected_before {
-                            self.stats.reconnects += 1;
-                            info!(device = %self.config.name, "OPC UA session re-established.");
-                        } else {
-                            info!(device = %self.config.name, endpoint = %self.config.connection.endpoint, "OPC UA session established.");
-                        }
-                        self.connected_before = true;
-                        self.link(true, None).await;
-                        if self.config.read == OpcUaRead::Subscribe {
-                            if subscribed {
-                                // The session re-created or transferred the subscription while
-                                // reconnecting; async-opcua 0.19 starts publishing for it only
-                                // when asked.
-                                connection.session.trigger_publish_now();
-                            } else {
-                                match self.subscribe(&connection, values_tx.clone()).await {
-                                    Ok(()) => subscribed = true,
-                                    Err(reason) => return Ended::Reopen(reason),
-                                }
-                            }
-                        }
+                event = connection.events.recv() => {
+                    let Some(event) = event else {
+                        return Ended::Reopen("session task ended".into());
+                    };
+                    if let Some(ended) = self.on_link_event(event, &connection, &mut session, backoff, &values_tx).await {
+                        return ended;
                     }
-                    Some(LinkEvent::Down(reason)) => {
-                        connected = false;
-                        warn!(device = %self.config.name, error = %reason, "OPC UA connection lost; reconnecting.");
-                        self.stats.transport_errors += 1;
-                        self.link(false, Some(reason.clone())).await;
-                        self.all_bad(&reason).await;
-                    }
-                    Some(LinkEvent::Retrying(reason)) => {
-                        self.stats.transport_errors += 1;
-                        if reason != retry_reported {
-                            warn!(device = %self.config.name, error = %reason, "OPC UA reconnection failed; retrying.");
-                            self.link(false, Some(reason.clone())).await;
-                            self.all_bad(&reason).await;
-                            retry_reported = reason;
-                        }
-                    }
-                    Some(LinkEvent::Ended(reason)) => return Ended::Reopen(reason),
-                    None => return Ended::Reopen("session task ended".into()),
-                },
+                }
                 Some((handle, value)) = values.recv() => {
                     self.stats.requests += 1;
                     let at = SystemTime::now();
@@ -179,7 +141,7 @@ impl OpcUaSource {
                     }
                 }
                 _ = ticker.tick() => {
-                    if self.config.read == OpcUaRead::Poll && connected {
+                    if self.config.read == OpcUaRead::Poll && session.connected {
                         self.poll(&connection).await;
                     }
                     if stats_sent.elapsed() >= stats_every {
@@ -191,15 +153,74 @@ impl OpcUaSource {
         }
     }
 
+    /// What the session's event loop reported; `Some` when the session is over.
+    async fn on_link_event(
+        &mut self,
+        event: LinkEvent,
+        connection: &Connection,
+        session: &mut SessionState,
+        backoff: &mut Backoff,
+        values: &mpsc::Sender<(u32, DataValue)>,
+    ) -> Option<Ended> {
+        match event {
+            LinkEvent::Up => {
+                session.connected = true;
+                backoff.reset();
+                session.retry_reported.clear();
+                if self.connected_before {
+                    self.stats.reconnects += 1;
+                    info!(device = %self.config.name, "OPC UA session re-established.");
+                } else {
+                    info!(device = %self.config.name, endpoint = %self.config.connection.endpoint, "OPC UA session established.");
+                }
+                self.connected_before = true;
+                self.link(true, None).await;
+                if self.config.read == OpcUaRead::Subscribe {
+                    if session.subscribed {
+                        // The session re-created or transferred the subscription while
+                        // reconnecting; async-opcua 0.19 starts publishing for it only when
+                        // asked.
+                        connection.session.trigger_publish_now();
+                    } else {
+                        match self.subscribe(connection, values.clone()).await {
+                            Ok(()) => session.subscribed = true,
+                            Err(reason) => return Some(Ended::Reopen(reason)),
+                        }
+                    }
+                }
+            }
+            LinkEvent::Down(reason) => {
+                session.connected = false;
+                warn!(device = %self.config.name, error = %reason, "OPC UA connection lost; reconnecting.");
+                self.stats.transport_errors += 1;
+                self.link(false, Some(reason.clone())).await;
+                self.all_bad(&reason).await;
+            }
+            LinkEvent::Retrying(reason) => {
+                self.stats.transport_errors += 1;
+                if reason != session.retry_reported {
+                    warn!(device = %self.config.name, error = %reason, "OPC UA reconnection failed; retrying.");
+                    self.link(false, Some(reason.clone())).await;
+                    self.all_bad(&reason).await;
+                    session.retry_reported = reason;
+                }
+            }
+            LinkEvent::Ended(reason) => return Some(Ended::Reopen(reason)),
+        }
+        None
+    }
+
     /// One subscription with a monitored item per point; the callback hands values over by
     /// client handle (point index + 1).
     async fn subscribe(
         &mut self,
         connection: &Connection,
-        values: mpsc::UnboundedSender<(u32, DataValue)>,
+        values: mpsc::Sender<(u32, DataValue)>,
     ) -> Result<(), String> {
         let interval = Duration::from_millis(self.config.interval_ms);
         let session = &connection.session;
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let device = self.config.name.clone();
         let id = session
             .create_subscription(
                 interval,
@@ -211,13 +232,41 @@ impl OpcUaSource {
                 0,
                 true,
                 DataChangeCallback::new(move |value: DataValue, item: &MonitoredItem| {
-                    let _ = values.send((item.client_handle(), value));
+                    if values.try_send((item.client_handle(), value)).is_err() {
+                        let n = dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        if n.is_power_of_two() {
+                            warn!(device = %device, dropped_total = n, "OPC UA data changes arrive faster than the gateway takes them; the newest were dropped.");
+                        }
+                    }
                 }),
             )
             .await
             .map_err(|e| format!("creating the subscription: {e}"))?;
-        let requests: Vec<MonitoredItemCreateRequest> = self
-            .config
+        let requests = self.monitored_items();
+        let results = session
+            .create_monitored_items(id, TimestampsToReturn::Both, requests)
+            .await
+            .map_err(|e| format!("creating monitored items: {e}"))?;
+        let at = SystemTime::now();
+        let mut refused = Vec::new();
+        for (i, r) in results.iter().enumerate() {
+            let status = r.result.status_code;
+            if status.is_bad() {
+                let reason = format!("{}: {status}", self.config.nodes[i].node);
+                warn!(device = %self.config.name, point = %self.config.points[i].name, error = %reason, "The server refused to monitor this node.");
+                refused.push(self.bad(i, reason, at));
+            }
+        }
+        if !refused.is_empty() {
+            let _ = self.events.send(SourceEvent::Samples(refused)).await;
+        }
+        info!(device = %self.config.name, items = results.len(), interval_ms = self.config.interval_ms, "OPC UA subscription created.");
+        Ok(())
+    }
+
+    /// A monitored item per point, by client handle (point index + 1), with its deadband.
+    fn monitored_items(&self) -> Vec<MonitoredItemCreateRequest> {
+        self.config
             .nodes
             .iter()
             .zip(&self.nodes)
@@ -249,26 +298,7 @@ impl OpcUaSource {
                     },
                 }
             })
-            .collect();
-        let results = session
-            .create_monitored_items(id, TimestampsToReturn::Both, requests)
-            .await
-            .map_err(|e| format!("creating monitored items: {e}"))?;
-        let at = SystemTime::now();
-        let mut refused = Vec::new();
-        for (i, r) in results.iter().enumerate() {
-            let status = r.result.status_code;
-            if status.is_bad() {
-                let reason = format!("{}: {status}", self.config.nodes[i].node);
-                warn!(device = %self.config.name, point = %self.config.points[i].name, error = %reason, "The server refused to monitor this node.");
-                refused.push(self.bad(i, reason, at));
-            }
-        }
-        if !refused.is_empty() {
-            let _ = self.events.send(SourceEvent::Samples(refused)).await;
-        }
-        info!(device = %self.config.name, items = results.len(), interval_ms = self.config.interval_ms, "OPC UA subscription created.");
-        Ok(())
+            .collect()
     }
 
     /// One Read of every node.
@@ -370,4 +400,18 @@ impl OpcUaSource {
 /// Publishing intervals between keep-alives: about 10 s, at least 1.
 fn keep_alive_count(interval: Duration) -> u32 {
     (10_000 / interval.as_millis().max(1)).clamp(1, 1_000) as u32
+}
+
+/// Data changes held between the subscription and the device task.
+const VALUE_CAPACITY: usize = 4096;
+
+/// Where one session stands.
+#[derive(Default)]
+struct SessionState {
+    /// The subscription exists (it survives reconnections of the session).
+    subscribed: bool,
+    /// The session is connected.
+    connected: bool,
+    /// The last reconnection failure logged, so a repeated one is not.
+    retry_reported: String,
 }

@@ -19,7 +19,9 @@ pub use device::OpcUaSource;
 
 use crate::config::{OpcUaConnection, OpcUaSecurityMode, OpcUaSecurityPolicy};
 use futures::StreamExt;
-use opcua::client::{ClientBuilder, IdentityToken, Password, Session, SessionPollResult};
+use opcua::client::{
+    ClientBuilder, IdentityToken, Password, Session, SessionEventLoop, SessionPollResult,
+};
 use opcua::crypto::{CertificateStore, SecurityPolicy, X509};
 use opcua::types::{EndpointDescription, MessageSecurityMode, StatusCode, Variant};
 use std::path::{Path, PathBuf};
@@ -165,6 +167,52 @@ pub async fn open(
     device: &str,
 ) -> Result<Connection, OpenError> {
     let limit = Duration::from_millis(conn.timeout_ms);
+    let mut client = client(conn, pki, device).await?;
+    let endpoints = timeout(limit, client.get_server_endpoints_from_url(&conn.endpoint))
+        .await
+        .map_err(|_| {
+            OpenError::Other(format!("discovery at {}: no answer in time", conn.endpoint))
+        })?
+        .map_err(|e| {
+            OpenError::Other(format!(
+                "discovery at {}: {}",
+                conn.endpoint,
+                describe(e.status(), &own_certificate(pki))
+            ))
+        })?;
+    let chosen = choose_endpoint(conn, &endpoints)?;
+    let wanted_policy = policy(conn.security_policy);
+    if wanted_policy != SecurityPolicy::None {
+        trust_server(conn, pki, device, &chosen)?;
+    }
+    let identity = identity(conn)?;
+    // Connect to the configured address: servers often advertise a host name the gateway
+    // cannot resolve.
+    let mut endpoint = chosen;
+    endpoint.endpoint_url = conn.endpoint.as_str().into();
+    let (session, event_loop) = client
+        .connect_to_endpoint_directly(endpoint, identity)
+        .map_err(|e| OpenError::Other(format!("{}: {e}", conn.endpoint)))?;
+    // Unbounded, and still small: the event loop reports state changes only, at most one per
+    // reconnection attempt (which backoff spaces out), and readers drain it before every read.
+    let (tx, events) = mpsc::unbounded_channel();
+    let own = own_certificate(pki);
+    let driver = tokio::spawn(drive(event_loop, tx, own));
+    Ok(Connection {
+        session,
+        events,
+        driver,
+    })
+}
+
+/// The OPC UA client of the gateway: its application identity and certificate (created on
+/// first use), retry policy and message limits.
+async fn client(
+    conn: &OpcUaConnection,
+    pki: &Path,
+    device: &str,
+) -> Result<opcua::client::Client, OpenError> {
+    let limit = Duration::from_millis(conn.timeout_ms);
     // The first start creates an RSA key pair: seconds on a small board, so off the runtime.
     let builder = ClientBuilder::new()
         .application_name("qis-edge")
@@ -183,29 +231,24 @@ pub async fn open(
         .max_chunk_count(0)
         .session_name(format!("qis-edge {device}"));
     let pki_dir = pki.to_path_buf();
-    let mut client = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let _guard = PKI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         set_aside_unusable_own_certificate(&pki_dir);
         builder.client()
     })
     .await
     .map_err(|e| OpenError::Other(format!("OPC UA client: {e}")))?
-    .map_err(|e| OpenError::Other(format!("OPC UA client: {}", e.join("; "))))?;
-    let endpoints = timeout(limit, client.get_server_endpoints_from_url(&conn.endpoint))
-        .await
-        .map_err(|_| {
-            OpenError::Other(format!("discovery at {}: no answer in time", conn.endpoint))
-        })?
-        .map_err(|e| {
-            OpenError::Other(format!(
-                "discovery at {}: {}",
-                conn.endpoint,
-                describe(e.status(), &own_certificate(pki))
-            ))
-        })?;
+    .map_err(|e| OpenError::Other(format!("OPC UA client: {}", e.join("; "))))
+}
+
+/// The endpoint of the configured security policy and mode among those the server offers.
+fn choose_endpoint(
+    conn: &OpcUaConnection,
+    endpoints: &[EndpointDescription],
+) -> Result<EndpointDescription, OpenError> {
     let wanted_policy = policy(conn.security_policy);
     let wanted_mode = mode(conn.security_mode);
-    let chosen = endpoints
+    endpoints
         .iter()
         .find(|e| {
             SecurityPolicy::from_uri(e.security_policy_uri.as_ref()) == wanted_policy
@@ -228,63 +271,49 @@ pub async fn open(
                 conn.endpoint,
                 offered.join(", ")
             ))
-        })?;
-    if wanted_policy != SecurityPolicy::None {
-        trust_server(conn, pki, device, &chosen)?;
-    }
-    let identity = identity(conn)?;
-    // Connect to the configured address: servers often advertise a host name the gateway
-    // cannot resolve.
-    let mut endpoint = chosen;
-    endpoint.endpoint_url = conn.endpoint.as_str().into();
-    let (session, event_loop) = client
-        .connect_to_endpoint_directly(endpoint, identity)
-        .map_err(|e| OpenError::Other(format!("{}: {e}", conn.endpoint)))?;
-    let (tx, events) = mpsc::unbounded_channel();
-    let own = own_certificate(pki);
-    let driver = tokio::spawn(async move {
-        let stream = event_loop.enter();
-        futures::pin_mut!(stream);
-        let mut failures = 0u32;
-        while let Some(item) = stream.next().await {
-            if matches!(item, Ok(SessionPollResult::ReconnectFailed(_))) {
-                failures += 1;
-            } else if matches!(item, Ok(SessionPollResult::Reconnected(_))) {
-                failures = 0;
-            }
-            let event = match item {
-                Ok(SessionPollResult::Reconnected(_)) => LinkEvent::Up,
-                Ok(SessionPollResult::ConnectionLost(code)) => {
-                    LinkEvent::Down(describe(code, &own))
-                }
-                // A server that comes back with another certificate cannot even open the old
-                // secure channel: after a few failures, start again from discovery.
-                Ok(SessionPollResult::ReconnectFailed(code))
-                    if is_certificate_failure(code) || failures >= REDISCOVER_AFTER =>
-                {
-                    let _ = tx.send(LinkEvent::Ended(describe(code, &own)));
-                    return;
-                }
-                Ok(SessionPollResult::ReconnectFailed(code)) => {
-                    LinkEvent::Retrying(describe(code, &own))
-                }
-                Ok(_) => continue,
-                Err(code) => {
-                    let _ = tx.send(LinkEvent::Ended(describe(code, &own)));
-                    return;
-                }
-            };
-            if tx.send(event).is_err() {
+        })
+}
+
+/// Drives a session's event loop, reporting what happens to it on `tx`.
+async fn drive<T: opcua::client::transport::Connector + Send + Sync + 'static>(
+    event_loop: SessionEventLoop<T>,
+    tx: mpsc::UnboundedSender<LinkEvent>,
+    own: PathBuf,
+) {
+    let stream = event_loop.enter();
+    futures::pin_mut!(stream);
+    let mut failures = 0u32;
+    while let Some(item) = stream.next().await {
+        if matches!(item, Ok(SessionPollResult::ReconnectFailed(_))) {
+            failures += 1;
+        } else if matches!(item, Ok(SessionPollResult::Reconnected(_))) {
+            failures = 0;
+        }
+        let event = match item {
+            Ok(SessionPollResult::Reconnected(_)) => LinkEvent::Up,
+            Ok(SessionPollResult::ConnectionLost(code)) => LinkEvent::Down(describe(code, &own)),
+            // A server that comes back with another certificate cannot even open the old
+            // secure channel: after a few failures, start again from discovery.
+            Ok(SessionPollResult::ReconnectFailed(code))
+                if is_certificate_failure(code) || failures >= REDISCOVER_AFTER =>
+            {
+                let _ = tx.send(LinkEvent::Ended(describe(code, &own)));
                 return;
             }
+            Ok(SessionPollResult::ReconnectFailed(code)) => {
+                LinkEvent::Retrying(describe(code, &own))
+            }
+            Ok(_) => continue,
+            Err(code) => {
+                let _ = tx.send(LinkEvent::Ended(describe(code, &own)));
+                return;
+            }
+        };
+        if tx.send(event).is_err() {
+            return;
         }
-        let _ = tx.send(LinkEvent::Ended("session closed".into()));
-    });
-    Ok(Connection {
-        session,
-        events,
-        driver,
-    })
+    }
+    let _ = tx.send(LinkEvent::Ended("session closed".into()));
 }
 
 /// Moves the gateway's own certificate and key aside when either is unreadable or one is
@@ -472,6 +501,43 @@ pub fn numbers(value: &Variant, out: &mut Vec<f64>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Reads the array variable `node` (named `name` in messages) through `connection` into
+/// `window`, within `limit`.
+pub async fn read_array(
+    connection: &Connection,
+    node: &opcua::types::NodeId,
+    name: &str,
+    limit: Duration,
+    window: &mut Vec<f64>,
+) -> Result<(), String> {
+    use opcua::types::{AttributeId, ReadValueId, TimestampsToReturn};
+    let read = ReadValueId {
+        node_id: node.clone(),
+        attribute_id: AttributeId::Value as u32,
+        ..Default::default()
+    };
+    let result = timeout(
+        limit,
+        connection
+            .session
+            .read(&[read], TimestampsToReturn::Neither, 0.0),
+    )
+    .await
+    .map_err(|_| format!("{name}: no answer within {} ms", limit.as_millis()))?
+    .map_err(|e| format!("{name}: read failed: {e}"))?;
+    let value = result
+        .first()
+        .ok_or_else(|| format!("{name}: no value returned"))?;
+    if let Some(status) = value.status.filter(|s| s.is_bad()) {
+        return Err(format!("{name}: the server reports {status}"));
+    }
+    let variant = value
+        .value
+        .as_ref()
+        .ok_or_else(|| format!("{name}: the server sent no value"))?;
+    numbers(variant, window).map_err(|e| format!("{name}: {e}"))
 }
 
 #[cfg(test)]

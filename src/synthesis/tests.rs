@@ -1,0 +1,245 @@
+use super::*;
+use crate::packet::{self as pk, FailureMode, Frequency, SignalPattern};
+
+fn body(source: u8, seq: u64, threshold: f32, validations: u32, kind: OutcomeKind) -> PacketBody {
+    PacketBody {
+        version: pk::VERSION,
+        fingerprint: Fingerprint([3; 16]),
+        pattern: SignalPattern {
+            feature: Feature::BearingDefect(pk::BearingDefect::Bpfo),
+            frequency: Frequency::None,
+            threshold,
+            unit: pk::label("unit", "dB").unwrap(),
+            direction: Direction::High,
+        },
+        outcome: pk::Outcome {
+            kind,
+            failure_mode: FailureMode::BearingOuterRace,
+            label: pk::label("label", "outer race").unwrap(),
+        },
+        confidence: 1.0,
+        validations,
+        refutations: 0,
+        lead_time_s: 3600,
+        issued_at: 1_000,
+        ttl_s: 100,
+        seq,
+        source: [source; 32],
+        equipment_label: pk::label("equipment_label", "pump").unwrap(),
+    }
+}
+
+const RAILS: Rails = Rails {
+    baseline: 14.0,
+    floor: 6.0,
+    ceiling: 16.0,
+    direction: Direction::High,
+    tighten_only: true,
+};
+
+fn key() -> TargetKey {
+    Target::of_packet(&body(1, 1, 0.0, 1, OutcomeKind::DefectConfirmed)).key()
+}
+
+#[test]
+fn the_target_key_names_context_feature_direction_and_unit() {
+    assert_eq!(
+        key().to_string(),
+        "03030303030303030303030303030303/{\"bearing_defect\":\"bpfo\"}/high/dB"
+    );
+}
+
+#[test]
+fn a_band_is_part_of_the_target_and_a_defect_frequency_is_not() {
+    let mut b = body(1, 1, 0.0, 1, OutcomeKind::DefectConfirmed);
+    b.pattern.frequency = Frequency::At(107.3);
+    assert_eq!(
+        Target::of_packet(&b).key(),
+        key(),
+        "a defect matches by kind"
+    );
+    b.pattern.feature = Feature::BandAmplitude;
+    let band = |lo, hi| {
+        let mut b = b.clone();
+        b.pattern.frequency = Frequency::Band { lo, hi };
+        Target::of_packet(&b).key().to_string()
+    };
+    assert_eq!(
+        band(100.0, 1500.5),
+        "03030303030303030303030303030303/band_amplitude@100-1500.5Hz/high/dB"
+    );
+    assert_ne!(band(100.0, 1500.0), band(200.0, 1500.0));
+    b.pattern.frequency = Frequency::None;
+    assert!(!Target::of_packet(&b).key().to_string().contains('@'));
+}
+
+#[test]
+fn a_proposal_moves_the_level_by_its_weight_and_keeps_its_provenance() {
+    let s = SynthesisConfig::default();
+    let mut st = SynthesisState::default();
+    assert_eq!(
+        st.offer(&key(), &body(1, 1, 8.0, 3, OutcomeKind::DefectConfirmed)),
+        Offered::Proposed
+    );
+    let e = st.effective(&s, &key(), &RAILS);
+    // weight = 0.5 × 1.0 × 3/4 = 0.375; (14 + 0.375 × 8) / 1.375
+    let w = 0.375;
+    assert!(
+        (e.value - (14.0 + w * 8.0) / (1.0 + w)).abs() < 1e-12,
+        "{}",
+        e.value
+    );
+    assert_eq!(e.provenance.len(), 1);
+    assert_eq!(e.provenance[0].status, Status::Applied);
+    assert!((e.provenance[0].weight - w).abs() < 1e-12);
+    assert_eq!(e.applied_sources(), vec![hex::encode([1u8; 32])]);
+}
+
+#[test]
+fn absurd_proposals_stay_inside_the_rails_and_loosening_is_ignored() {
+    let s = SynthesisConfig {
+        baseline_weight: 0.01,
+        ..SynthesisConfig::default()
+    };
+    let mut st = SynthesisState::default();
+    st.offer(
+        &key(),
+        &body(1, 1, -1.0e30, 1_000, OutcomeKind::DefectConfirmed),
+    );
+    let e = st.effective(&s, &key(), &RAILS);
+    assert!(
+        e.value >= RAILS.floor && e.value < RAILS.baseline,
+        "{}",
+        e.value
+    );
+    assert_eq!(e.provenance[0].applied, RAILS.floor);
+
+    let mut st = SynthesisState::default();
+    st.offer(
+        &key(),
+        &body(2, 1, 1.0e30, 1_000, OutcomeKind::DefectConfirmed),
+    );
+    let e = st.effective(&s, &key(), &RAILS);
+    assert_eq!(e.value, RAILS.baseline);
+    assert_eq!(e.provenance[0].status, Status::WouldLoosen);
+
+    let loose = Rails {
+        tighten_only: false,
+        ..RAILS
+    };
+    let e = st.effective(&s, &key(), &loose);
+    assert!(
+        e.value > RAILS.baseline && e.value <= RAILS.ceiling,
+        "{}",
+        e.value
+    );
+}
+
+#[test]
+fn a_low_rule_tightens_upward() {
+    let rails = Rails {
+        baseline: 10.0,
+        floor: 8.0,
+        ceiling: 14.0,
+        direction: Direction::Low,
+        tighten_only: true,
+    };
+    let mut b = body(1, 1, 12.0, 9, OutcomeKind::DefectConfirmed);
+    b.pattern.direction = Direction::Low;
+    let k = Target::of_packet(&b).key();
+    let mut st = SynthesisState::default();
+    st.offer(&k, &b);
+    let e = st.effective(&SynthesisConfig::default(), &k, &rails);
+    assert!(e.value > 10.0 && e.value < 12.0, "{}", e.value);
+    b.seq = 2;
+    b.pattern.threshold = 9.0;
+    st.offer(&k, &b);
+    assert_eq!(
+        st.effective(&SynthesisConfig::default(), &k, &rails).value,
+        10.0
+    );
+}
+
+#[test]
+fn light_proposals_false_alarms_old_packets_and_expiry_do_not_count() {
+    let s = SynthesisConfig {
+        min_weight: 0.3,
+        ..SynthesisConfig::default()
+    };
+    let mut st = SynthesisState::default();
+    // 0.5 × 1 × 1/2 = 0.25 < 0.3
+    st.offer(&key(), &body(1, 5, 8.0, 1, OutcomeKind::DefectConfirmed));
+    let e = st.effective(&s, &key(), &RAILS);
+    assert_eq!(
+        (e.value, e.provenance[0].status),
+        (14.0, Status::BelowMinWeight)
+    );
+    assert_eq!(
+        st.offer(&key(), &body(1, 4, 6.0, 99, OutcomeKind::DefectConfirmed)),
+        Offered::Superseded,
+        "an older packet does not replace a newer one"
+    );
+    assert_eq!(
+        st.offer(&key(), &body(1, 6, 6.0, 99, OutcomeKind::DefectConfirmed)),
+        Offered::Proposed
+    );
+    assert_eq!(
+        st.offer(&key(), &body(1, 6, 6.0, 99, OutcomeKind::DefectConfirmed)),
+        Offered::Duplicate
+    );
+    assert_eq!(
+        st.applied, 3,
+        "proposed, superseded, proposed; the duplicate not counted"
+    );
+    assert!(st.effective(&s, &key(), &RAILS).value < 14.0);
+    assert_eq!(
+        st.offer(&key(), &body(1, 7, 6.0, 99, OutcomeKind::FalseAlarm)),
+        Offered::Withdrawn
+    );
+    let e = st.effective(&s, &key(), &RAILS);
+    assert_eq!(
+        (e.value, e.provenance[0].status),
+        (14.0, Status::FalseAlarm)
+    );
+
+    st.offer(&key(), &body(2, 1, 6.0, 99, OutcomeKind::DefectConfirmed));
+    assert_eq!(st.next_expiry(), Some(1_100));
+    assert!(st.expire(1_099).is_empty());
+    assert_eq!(st.expire(1_100), vec![key()]);
+    assert!(st.proposals.is_empty());
+    assert_eq!(st.effective(&s, &key(), &RAILS).value, 14.0);
+}
+
+#[test]
+fn trust_rises_on_confirmation_falls_faster_on_refutation_and_stays_in_bounds() {
+    let s = SynthesisConfig::default();
+    let mut st = SynthesisState::default();
+    let a = hex::encode([1u8; 32]);
+    let c = st.answered(&s, std::slice::from_ref(&a), true);
+    assert!((c[0].1 - 0.5).abs() < 1e-12 && (c[0].2 - 0.55).abs() < 1e-12);
+    st.answered(&s, std::slice::from_ref(&a), false);
+    assert!((st.trust(&s, &a) - 0.45).abs() < 1e-12);
+    for _ in 0..20 {
+        st.answered(&s, std::slice::from_ref(&a), false);
+    }
+    assert_eq!(st.trust(&s, &a), 0.0);
+    st.offer(&key(), &body(1, 1, 6.0, 99, OutcomeKind::DefectConfirmed));
+    let e = st.effective(&s, &key(), &RAILS);
+    assert_eq!(e.value, 14.0, "a source without trust moves nothing");
+    for _ in 0..40 {
+        st.answered(&s, std::slice::from_ref(&a), true);
+    }
+    assert_eq!(st.trust(&s, &a), 1.0);
+}
+
+#[test]
+fn proposals_per_target_are_bounded() {
+    let mut st = SynthesisState::default();
+    for i in 0..(MAX_PROPOSALS_PER_TARGET + 3) {
+        let mut b = body(0, 1, 8.0, 1, OutcomeKind::DefectConfirmed);
+        b.source[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        b.issued_at = 1_000 + i as u64;
+        st.offer(&key(), &b);
+    }
+    assert_eq!(st.proposals[&key()].len(), MAX_PROPOSALS_PER_TARGET);
+}
