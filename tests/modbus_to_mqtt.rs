@@ -7,41 +7,6 @@ use common::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-struct Gateway {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), qis_edge::run::RunError>>,
-}
-
-impl Gateway {
-    fn start(text: &str) -> Self {
-        let config = match qis_edge::config::parse_str(text, "test.toml") {
-            Ok(c) => c,
-            Err(e) => panic!("test config invalid:\n{e}"),
-        };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(qis_edge::run(config, async move {
-            let _ = stopped.await;
-        }));
-        Self {
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
-            .await
-            .expect("gateway did not stop within its deadline")
-            .expect("gateway task panicked")
-            .expect("gateway failed");
-    }
-}
 
 fn header(site: &str, mqtt_port: u16) -> String {
     let state = std::env::temp_dir().join(format!("qis-edge-test-{site}-{}", std::process::id()));
@@ -142,7 +107,7 @@ async fn every_data_type_and_byte_order_decodes_to_the_preset_value() {
     text += "[[devices.points]]\nname = \"serial\"\nregister = \"holding\"\naddress = 96\ndata_type = \"string\"\nlength = 3\nbyte_order = \"BADC\"\n\n";
 
     let mut observer = Observer::connect(broker.port).await;
-    let gateway = Gateway::start(&text);
+    let gateway = start(&text);
 
     let mut expected: HashMap<String, f64> = TYPED_POINTS
         .iter()
@@ -202,7 +167,7 @@ async fn every_data_type_and_byte_order_decodes_to_the_preset_value() {
     assert!(later
         .iter()
         .any(|m| m.topic.ends_with("/plc/f32_cdab") && m.json["quality"] == "good"));
-    gateway.stop().await;
+    stop(gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,7 +185,7 @@ async fn an_alarm_raises_after_its_on_delay_is_acknowledged_by_command_and_clear
             plc.port
         );
     let mut observer = Observer::connect(broker.port).await;
-    let gateway = Gateway::start(&text);
+    let gateway = start(&text);
     let alert_topic = "qis/line1/alerts/press/temp";
 
     observer
@@ -337,7 +302,7 @@ async fn an_alarm_raises_after_its_on_delay_is_acknowledged_by_command_and_clear
     assert_eq!(retained.json["acknowledged"], true);
     assert_eq!(retained.json["site"], "line1");
     assert_eq!(retained.json["rules"][0]["rule"], "high");
-    gateway.stop().await;
+    stop(gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,7 +330,7 @@ async fn a_dead_modbus_server_marks_its_points_bad_and_recovers_while_other_devi
         );
     }
     let mut observer = Observer::connect(broker.port).await;
-    let gateway = Gateway::start(&text);
+    let gateway = start(&text);
     observer
         .wait_for("flaky good", Duration::from_secs(10), |m| {
             m.topic == "qis/cadence/metrics/flaky/v" && m.json["quality"] == "good"
@@ -393,34 +358,13 @@ async fn a_dead_modbus_server_marks_its_points_bad_and_recovers_while_other_devi
         })
         .await;
 
-    // While one device is dead and another times out on every request, the healthy one is
-    // read on its own 200 ms cadence: its reading timestamps show no gap anywhere near the
-    // silent device's 700 ms timeout (which any shared poll loop would add to its period).
+    // While one device is dead and another times out on every request, the healthy ones are
+    // read on their own cadence. Judged as ratios of their own intervals, not against the wall
+    // clock, so a loaded machine cannot fail it: a shared poll loop would add the silent
+    // device's 700 ms timeout to every 200 ms period (a worst gap ≥ 4.5× the median), and a
+    // dead device delaying its neighbours would make their mean intervals part.
     let window = observer.collect(Duration::from_secs(3)).await;
-    let mut stamps: Vec<std::time::SystemTime> = window
-        .iter()
-        .filter(|m| m.topic == "qis/cadence/metrics/healthy/v" && m.json["quality"] == "good")
-        .map(|m| humantime::parse_rfc3339(m.json["ts"].as_str().unwrap()).unwrap())
-        .collect();
-    stamps.sort();
-    assert!(
-        stamps.len() >= 12,
-        "only {} healthy readings in 3 s at 200 ms",
-        stamps.len()
-    );
-    let worst = stamps
-        .windows(2)
-        .map(|w| w[1].duration_since(w[0]).unwrap_or_default())
-        .max()
-        .unwrap();
-    assert!(
-        worst < Duration::from_millis(450),
-        "healthy device stalled for {worst:?}"
-    );
-
-    // Five devices, one dead and one silent: every healthy one keeps its 200 ms cadence on
-    // average to within 5 %.
-    for device in ["healthy", "healthy2", "healthy3"] {
+    let intervals = |device: &str| -> Vec<f64> {
         let topic = format!("qis/cadence/metrics/{device}/v");
         let mut stamps: Vec<std::time::SystemTime> = window
             .iter()
@@ -428,11 +372,32 @@ async fn a_dead_modbus_server_marks_its_points_bad_and_recovers_while_other_devi
             .map(|m| humantime::parse_rfc3339(m.json["ts"].as_str().unwrap()).unwrap())
             .collect();
         stamps.sort();
-        let (first, last) = (stamps[0], stamps[stamps.len() - 1]);
-        let mean = last.duration_since(first).unwrap().as_secs_f64() / (stamps.len() - 1) as f64;
+        stamps
+            .windows(2)
+            .map(|w| w[1].duration_since(w[0]).unwrap_or_default().as_secs_f64())
+            .collect()
+    };
+    let healthy = intervals("healthy");
+    assert!(
+        healthy.len() >= 11,
+        "only {} healthy readings in 3 s at 200 ms",
+        healthy.len() + 1
+    );
+    let mut sorted = healthy.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let worst = sorted[sorted.len() - 1];
+    assert!(
+        worst < 2.25 * median,
+        "healthy device stalled: worst interval {worst:.3} s against a median of {median:.3} s"
+    );
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let reference = mean(&healthy);
+    for device in ["healthy2", "healthy3"] {
+        let m = mean(&intervals(device));
         assert!(
-            (mean - 0.2).abs() <= 0.01,
-            "{device}: mean poll interval {mean:.4} s, nominal 0.200 s"
+            (m / reference - 1.0).abs() <= 0.05,
+            "{device}: mean poll interval {m:.4} s, healthy's {reference:.4} s (same 200 ms cadence)"
         );
     }
     let _flaky_again = modbus_server_on(flaky.port, &spec);
@@ -447,7 +412,7 @@ async fn a_dead_modbus_server_marks_its_points_bad_and_recovers_while_other_devi
         })
         .await;
     drop(silent);
-    gateway.stop().await;
+    stop(gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -465,7 +430,7 @@ async fn polling_and_alarms_go_on_while_the_broker_is_away_and_state_is_republis
             plc.port
         );
     let mut observer = Observer::connect(port).await;
-    let gateway = Gateway::start(&text);
+    let gateway = start(&text);
     observer
         .wait_for("normal", Duration::from_secs(10), |m| {
             m.topic == "qis/outage/alerts/plc/level" && m.json["state"] == "normal"
@@ -491,7 +456,7 @@ async fn polling_and_alarms_go_on_while_the_broker_is_away_and_state_is_republis
             m.topic == "qis/outage/status" && m.json["status"] == "online"
         })
         .await;
-    gateway.stop().await;
+    stop(gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,7 +475,7 @@ async fn an_spc_violation_raises_the_spc_alarm_with_chart_rule_and_statistic() {
             plc.port
         );
     let mut observer = Observer::connect(broker.port).await;
-    let gateway = Gateway::start(&text);
+    let gateway = start(&text);
     let metric = observer
         .wait_for("an SPC metric", Duration::from_secs(10), |m| {
             m.topic == "qis/spc/metrics/lathe/diameter/spc"
@@ -551,7 +516,7 @@ async fn an_spc_violation_raises_the_spc_alarm_with_chart_rule_and_statistic() {
             m.topic == "qis/spc/events" && m.json["rule"] == "spc" && m.json["to"] == "cleared"
         })
         .await;
-    gateway.stop().await;
+    stop(gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -588,7 +553,7 @@ async fn nearby_points_are_read_in_as_few_requests_as_the_limits_allow() {
         text += &format!("[[devices.points]]\nname = \"{name}\"\nregister = \"{table}\"\naddress = {address}\ndata_type = \"{ty}\"\n\n");
     }
     let mut observer = Observer::connect(broker.port).await;
-    let gateway = Gateway::start(&text);
+    let gateway = start(&text);
     let b = observer
         .wait_for("b", Duration::from_secs(10), |m| {
             m.topic == "qis/batch/metrics/plc/b" && m.json["quality"] == "good"
@@ -612,7 +577,7 @@ async fn nearby_points_are_read_in_as_few_requests_as_the_limits_allow() {
         stats.json
     );
     assert_eq!(stats.json["exceptions"], 0);
-    gateway.stop().await;
+    stop(gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -632,7 +597,7 @@ async fn an_exception_in_a_batch_marks_only_the_offending_point_bad() {
             plc.port
         );
     let mut observer = Observer::connect(broker.port).await;
-    let gateway = Gateway::start(&text);
+    let gateway = start(&text);
     let x = observer
         .wait_for("x good", Duration::from_secs(10), |m| {
             m.topic == "qis/fallback/metrics/plc/x" && m.json["quality"] == "good"
@@ -662,7 +627,7 @@ async fn an_exception_in_a_batch_marks_only_the_offending_point_bad() {
     // One failed batch, then three single reads, per poll; the link stays up.
     assert_eq!(stats.json["requests_last_poll"], 4, "{}", stats.json);
     assert_eq!(stats.json["reconnects"], 0);
-    gateway.stop().await;
+    stop(gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -692,7 +657,7 @@ async fn rtu_units_on_one_line_are_polled_in_turn_and_an_absent_unit_is_skipped_
         );
     }
     let mut observer = Observer::connect(broker.port).await;
-    let gateway = Gateway::start(&text);
+    let gateway = start(&text);
     for (topic, value) in [
         ("qis/rtu/metrics/meter1/flow", 12.5),
         ("qis/rtu/metrics/meter1/temp", -7.0),
@@ -750,5 +715,5 @@ async fn rtu_units_on_one_line_are_polled_in_turn_and_an_absent_unit_is_skipped_
     );
     let _ = server.kill();
     let _ = server.wait();
-    gateway.stop().await;
+    stop(gateway).await;
 }

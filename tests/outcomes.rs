@@ -425,7 +425,7 @@ async fn hostile_uplink_input_is_rejected_with_counted_reasons() {
             m.topic == "qis/val/status" && m.json["status"] == "online"
         })
         .await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    observer.wait_uplink_subscribed("val").await;
 
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -496,7 +496,7 @@ async fn hostile_uplink_input_is_rejected_with_counted_reasons() {
             m.topic == "qis/val/status" && m.json["status"] == "online"
         })
         .await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    observer.wait_uplink_subscribed("val").await;
     peer.publish_raw(&topic, valid.clone()).await;
     peer.publish_raw(&topic, peer_packet(fingerprint, 12, now, 86_400))
         .await;

@@ -299,7 +299,7 @@ async fn start_listening(
         m.topic == status && m.json["status"] == "online"
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    obs.wait_uplink_subscribed(site).await;
     (fingerprint, obs, gateway)
 }
 

@@ -24,7 +24,7 @@ from pymodbus.datastore import (
     ModbusSlaveContext,
 )
 from pymodbus.framer import FramerType
-from pymodbus.server import ModbusTcpServer, StartAsyncSerialServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
 SIZE = 200
 FORMATS = {"u16": ">H", "i16": ">h", "u32": ">I", "i32": ">i", "f32": ">f",
@@ -106,10 +106,15 @@ async def main() -> None:
         units = {int(unit): build_slave(spec) for unit, spec in json.loads(args.spec).items()}
         context = ModbusServerContext(slaves=units, single=False)
         baud, parity, bits, stop = args.line.split(",")
-        await StartAsyncSerialServer(
+        server = ModbusSerialServer(
             context=context, framer=FramerType.RTU, port=args.serial,
             baudrate=int(baud), bytesize=int(bits), parity=parity, stopbits=int(stop),
         )
+        if not await server.listen():
+            sys.exit(f"cannot open {args.serial}")
+        # The test harness waits for this line: the line is open and requests are served.
+        print("ready", flush=True)
+        await server.serving
     else:
         context = build_context(json.loads(args.spec))
         server = ModbusTcpServer(context=context, address=("127.0.0.1", args.port))
