@@ -14,13 +14,11 @@ use serde_json::json;
 use std::time::Duration;
 
 fn config(site: &str, state: &std::path::Path, mqtt: u16, plc: u16, adapt: &str) -> String {
-    format!(
-        "[site]\nid = \"{site}\"\nstate_dir = \"{}\"\n[mqtt]\nport = {mqtt}\n\n\
-         [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {plc}\npoll_interval_ms = 20\n\n{PUMP_CONTEXT}\
-         [[devices.points]]\nname = \"bearing_temp\"\nregister = \"holding\"\naddress = 0\nunit = \"°C\"\n\n\
-         [[devices.points.alarms]]\nkind = \"high\"\nwarning = 70.0\nalarm = 95.0\n{adapt}",
-        state.display()
-    )
+    Plant::new(site, state, mqtt, plc)
+        .poll_ms(20)
+        .levels(Some(70.0), 95.0)
+        .adapt(adapt)
+        .toml()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -6,7 +6,9 @@
 //! per-round ratios is reported, so a machine whose load drifts affects both alike.
 //! `cargo bench --bench polling` (takes about 70 s).
 
-use qis_edge::config::{ByteOrder, DataType, ModbusTcpConfig, PointConfig, RegisterKind};
+use qis_edge::config::{
+    ByteOrder, DataType, ModbusTcpConfig, PointAddress, PointConfig, RegisterAddress, RegisterKind,
+};
 use qis_edge::sources::modbus::unit::plan_batches;
 use qis_edge::sources::modbus::ModbusTcpPoller;
 use qis_edge::sources::SourceEvent;
@@ -68,16 +70,18 @@ fn points() -> Vec<PointConfig> {
     (0..POINTS)
         .map(|i| PointConfig {
             name: format!("p{i}"),
-            register: RegisterKind::Holding,
-            address: (i * 3) as u16,
-            data_type: Some(if i % 2 == 0 {
-                DataType::U16
-            } else {
-                DataType::F32
+            address: PointAddress::Register(RegisterAddress {
+                register: RegisterKind::Holding,
+                address: (i * 3) as u16,
+                data_type: if i % 2 == 0 {
+                    DataType::U16
+                } else {
+                    DataType::F32
+                },
+                byte_order: ByteOrder::Abcd,
+                bit: None,
+                length: None,
             }),
-            byte_order: ByteOrder::Abcd,
-            bit: None,
-            length: None,
             scale: 0.1,
             offset: 0.0,
             unit: String::new(),

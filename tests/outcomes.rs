@@ -9,13 +9,7 @@ use serde_json::json;
 use std::time::Duration;
 
 fn config(state: &std::path::Path, mqtt: u16, plc: u16) -> String {
-    format!(
-        "[site]\nid = \"val\"\nstate_dir = \"{}\"\n[mqtt]\nport = {mqtt}\n\n\
-         [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {plc}\npoll_interval_ms = 100\n\n{PUMP_CONTEXT}\
-         [[devices.points]]\nname = \"bearing_temp\"\nregister = \"holding\"\naddress = 0\nunit = \"°C\"\n\n\
-         [[devices.points.alarms]]\nkind = \"high\"\nalarm = 80.0\n",
-        state.display()
-    )
+    Plant::new("val", state, mqtt, plc).toml()
 }
 
 /// Raises the alarm (value 90) and returns its id; lowers the value again afterwards.
@@ -204,7 +198,9 @@ async fn a_corrupt_state_file_is_moved_aside_and_the_last_good_copy_used() {
 }
 
 fn uplink_config(state: &std::path::Path, mqtt: u16, plc: u16, cloud: u16) -> String {
-    config(state, mqtt, plc) + &format!("\n[uplink]\nport = {cloud}\nkeep_alive_s = 5\n")
+    Plant::new("val", state, mqtt, plc)
+        .extra(&format!("[uplink]\nport = {cloud}\nkeep_alive_s = 5\n"))
+        .toml()
 }
 
 fn pending(state: &std::path::Path) -> usize {
@@ -366,36 +362,12 @@ fn peer_packet(
     issued_at: u64,
     ttl_s: u32,
 ) -> Vec<u8> {
-    use qis_edge::packet::*;
-    let body = PacketBody {
-        version: VERSION,
-        fingerprint,
-        pattern: SignalPattern {
-            feature: Feature::ProcessValue,
-            frequency: Frequency::None,
-            threshold: 72.5,
-            unit: label("unit", "°C").unwrap(),
-            direction: Direction::High,
-        },
-        outcome: Outcome {
-            kind: OutcomeKind::FailureConfirmed,
-            failure_mode: FailureMode::Lubrication,
-            label: label("l", "dry bearing").unwrap(),
-        },
-        confidence: 0.75,
-        validations: 5,
-        refutations: 1,
-        lead_time_s: 7 * 86_400,
+    let body = qis_edge::packet::PacketBody {
         issued_at,
         ttl_s,
-        seq,
-        source: [0; 32],
-        equipment_label: label("e", "centrifugal pump").unwrap(),
+        ..peer_body(fingerprint, seq)
     };
-    body.sign(&ed25519_dalek::SigningKey::from_bytes(&[5; 32]))
-        .unwrap()
-        .to_bytes()
-        .unwrap()
+    signed_by(5, body)
 }
 
 /// Every packet on the uplink passes the intake guard: forged, replayed, expired, oversize and

@@ -23,13 +23,12 @@ fn plant(
     adapt: &str,
     extra: &str,
 ) -> String {
-    format!(
-        "[site]\nid = \"{site}\"\nstate_dir = \"{}\"\n[mqtt]\nport = {mqtt}\n{extra}\n\
-         [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {plc}\npoll_interval_ms = 50\n\n{PUMP_CONTEXT}\
-         [[devices.points]]\nname = \"bearing_temp\"\nregister = \"holding\"\naddress = 0\nunit = \"°C\"\n\n\
-         [[devices.points.alarms]]\nkind = \"high\"\nwarning = {warning:?}\nalarm = 95.0\n{adapt}",
-        state.display()
-    )
+    Plant::new(site, state, mqtt, plc)
+        .extra(extra)
+        .poll_ms(50)
+        .levels(Some(warning), 95.0)
+        .adapt(adapt)
+        .toml()
 }
 
 fn plc() -> Peer {
@@ -330,13 +329,7 @@ fn signed(
     pattern: qis_edge::packet::SignalPattern,
 ) -> Vec<u8> {
     use qis_edge::packet::*;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    PacketBody {
-        version: VERSION,
-        fingerprint,
+    let body = PacketBody {
         pattern,
         outcome: Outcome {
             kind: OutcomeKind::FailureConfirmed,
@@ -347,16 +340,10 @@ fn signed(
         validations: 1_000,
         refutations: 0,
         lead_time_s: 86_400,
-        issued_at: now,
-        ttl_s: 86_400,
-        seq,
-        source: [0; 32],
         equipment_label: label("e", "Centrifugal pump").unwrap(),
-    }
-    .sign(&ed25519_dalek::SigningKey::from_bytes(&[seed; 32]))
-    .unwrap()
-    .to_bytes()
-    .unwrap()
+        ..peer_body(fingerprint, seq)
+    };
+    signed_by(seed, body)
 }
 
 /// Spectral patterns say where in the spectrum they live. A band proposal moves only the rule

@@ -19,13 +19,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn config(site: &str, state: &Path, mqtt: u16, plc: u16, adapt: &str) -> String {
-    format!(
-        "[site]\nid = \"{site}\"\nstate_dir = \"{}\"\n[mqtt]\nport = {mqtt}\nkeep_alive_s = 5\nreconnect_max_ms = 1000\n\n\
-         [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {plc}\npoll_interval_ms = 20\n\n{PUMP_CONTEXT}\
-         [[devices.points]]\nname = \"bearing_temp\"\nregister = \"holding\"\naddress = 0\nunit = \"°C\"\n\n\
-         [[devices.points.alarms]]\nkind = \"high\"\nwarning = 70.0\nalarm = 95.0\n{adapt}",
-        state.display()
-    )
+    Plant::new(site, state, mqtt, plc)
+        .extra("keep_alive_s = 5\nreconnect_max_ms = 1000")
+        .poll_ms(20)
+        .levels(Some(70.0), 95.0)
+        .adapt(adapt)
+        .toml()
 }
 
 /// A gateway process with its configuration file and log.

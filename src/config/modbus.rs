@@ -63,7 +63,7 @@ pub struct ModbusRtuConfig {
     /// packets between plants; points inherit it unless they declare their own.
     pub context: Option<crate::packet::Context>,
     /// `[[devices.points]]`, as for TCP devices.
-    #[serde(default)]
+    #[serde(skip)]
     pub points: Vec<PointConfig>,
 }
 
@@ -157,8 +157,9 @@ pub struct ModbusTcpConfig {
     /// sensor kind, mounting, `[devices.context.attributes]`). Its fingerprint routes outcome
     /// packets between plants; points inherit it unless they declare their own.
     pub context: Option<crate::packet::Context>,
-    /// `[[devices.points]]`: what to read.
-    #[serde(default)]
+    /// `[[devices.points]]`: what to read ([`RegisterPointConfig`] each, checked on its own
+    /// by the loader), each with [`PointAddress::Register`].
+    #[serde(skip)]
     pub points: Vec<PointConfig>,
 }
 

@@ -33,12 +33,10 @@ pub struct OpcUaConfig {
     pub stats_interval_ms: u64,
     /// `[devices.context]`: as for Modbus devices.
     pub context: Option<crate::packet::Context>,
-    /// `[[devices.points]]`: one node each (`node` instead of `register`).
+    /// `[[devices.points]]`: one node each (`node` instead of `register`), each with
+    /// [`PointAddress::Node`].
     #[serde(skip)]
     pub points: Vec<PointConfig>,
-    /// What each point reads, parallel to `points`.
-    #[serde(skip)]
-    pub nodes: Vec<OpcUaNodeConfig>,
 }
 
 impl OpcUaConfig {

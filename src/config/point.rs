@@ -2,10 +2,119 @@
 
 use super::*;
 
-/// `[[devices.points]]`: one value read from a device.
+/// A point of any device: its name, engineering scaling, alarms, SPC and context, and where
+/// its value comes from.
+#[derive(Debug, Clone)]
+pub struct PointConfig {
+    /// Point name: the `<point>` level of MQTT topics; unique within its device.
+    pub name: String,
+    /// Engineering value = raw × scale + offset.
+    pub scale: f64,
+    /// Added after scaling.
+    pub offset: f64,
+    /// Engineering unit shown with the value.
+    pub unit: String,
+    /// Alarm rules on the engineering value.
+    pub alarms: Vec<AlarmRuleConfig>,
+    /// Statistical process control on the point's values.
+    pub spc: Option<SpcPointConfig>,
+    /// The point's own context, overriding the device's.
+    pub context: Option<crate::packet::Context>,
+    /// Where the value comes from.
+    pub address: PointAddress,
+}
+
+/// Where a point's value comes from, by the kind of its device.
+#[derive(Debug, Clone)]
+pub enum PointAddress {
+    /// Modbus registers or bits.
+    Register(RegisterAddress),
+    /// An OPC UA node.
+    Node(OpcUaNodeConfig),
+    /// A feature of the vibration analysis.
+    Feature(VibrationFeature),
+}
+
+/// Where a Modbus point lives and how its registers decode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RegisterAddress {
+    /// The table.
+    pub register: RegisterKind,
+    /// Protocol address, 0-based.
+    pub address: u16,
+    /// How the registers decode (the default for the table resolved).
+    pub data_type: DataType,
+    /// Byte and word order.
+    pub byte_order: ByteOrder,
+    /// For `bit`: which bit.
+    pub bit: Option<u8>,
+    /// For `string`: how many registers.
+    pub length: Option<u16>,
+}
+
+impl RegisterAddress {
+    /// Registers the point occupies.
+    pub fn registers(&self) -> u16 {
+        match self.data_type {
+            DataType::String => self.length.unwrap_or(1),
+            t => t.registers(),
+        }
+    }
+}
+
+impl PointConfig {
+    /// The registers of a Modbus point.
+    pub fn register(&self) -> Option<&RegisterAddress> {
+        match &self.address {
+            PointAddress::Register(r) => Some(r),
+            PointAddress::Node(_) | PointAddress::Feature(_) => None,
+        }
+    }
+
+    /// The node of an OPC UA point.
+    pub fn node(&self) -> Option<&OpcUaNodeConfig> {
+        match &self.address {
+            PointAddress::Node(n) => Some(n),
+            PointAddress::Register(_) | PointAddress::Feature(_) => None,
+        }
+    }
+
+    /// The feature of a vibration point.
+    pub fn feature(&self) -> Option<VibrationFeature> {
+        match &self.address {
+            PointAddress::Feature(f) => Some(*f),
+            PointAddress::Register(_) | PointAddress::Node(_) => None,
+        }
+    }
+}
+
+impl From<RegisterPointConfig> for PointConfig {
+    fn from(p: RegisterPointConfig) -> Self {
+        let address = RegisterAddress {
+            register: p.register,
+            address: p.address,
+            data_type: p.data_type(),
+            byte_order: p.byte_order,
+            bit: p.bit,
+            length: p.length,
+        };
+        Self {
+            name: p.name,
+            scale: p.scale,
+            offset: p.offset,
+            unit: p.unit,
+            alarms: p.alarms,
+            spc: p.spc,
+            context: p.context,
+            address: PointAddress::Register(address),
+        }
+    }
+}
+
+/// `[[devices.points]]` of a Modbus device: one value read from registers or bits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PointConfig {
+pub struct RegisterPointConfig {
     /// Point name: the `<point>` level of MQTT topics; unique within its device.
     pub name: String,
     /// Modbus table: `holding` (function 03), `input` (04), `coil` (01) or
@@ -153,7 +262,7 @@ impl SpcPointConfig {
 /// Name of the alarm rule that SPC violations raise.
 pub const SPC_RULE_NAME: &str = "spc";
 
-impl PointConfig {
+impl RegisterPointConfig {
     /// Registers the point occupies.
     pub fn registers(&self) -> u16 {
         match self.data_type() {

@@ -71,12 +71,10 @@ pub struct VibrationConfig {
     /// sensor kind, mounting, `[devices.context.attributes]`). Its fingerprint routes outcome
     /// packets between plants; points inherit it unless they declare their own.
     pub context: Option<crate::packet::Context>,
-    /// `[[devices.points]]`: features as points (`feature` instead of `register`).
+    /// `[[devices.points]]`: features as points (`feature` instead of `register`), each
+    /// with [`PointAddress::Feature`].
     #[serde(skip)]
     pub points: Vec<PointConfig>,
-    /// The feature each point reads, parallel to `points`.
-    #[serde(skip)]
-    pub features: Vec<VibrationFeature>,
 }
 
 /// Where a vibration device's windows come from: exactly one of `file`, `[devices.modbus]`

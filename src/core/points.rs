@@ -56,10 +56,9 @@ impl PointState {
             }
         }
         let (signal, frequency) = match device {
-            DeviceConfig::Vibration(v) => v
-                .features
-                .get(id.point)
-                .map_or((Signal::ProcessValue, Frequency::None), |&f| {
+            DeviceConfig::Vibration(v) => p
+                .feature()
+                .map_or((Signal::ProcessValue, Frequency::None), |f| {
                     (Signal::Vibration(f), v.frequency_of(f))
                 }),
             DeviceConfig::ModbusTcp(_) | DeviceConfig::ModbusRtu(_) | DeviceConfig::OpcUa(_) => {

@@ -10,6 +10,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+mod fixtures;
 mod gateway;
 mod modbus;
 mod mosquitto;
@@ -18,6 +19,7 @@ mod observer;
 mod opcua;
 mod peer;
 
+pub use fixtures::*;
 pub use gateway::*;
 pub use modbus::*;
 pub use mosquitto::*;

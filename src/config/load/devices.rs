@@ -51,19 +51,13 @@ impl<'t> Loader<'t> {
                 self.report(key_span(item, &["feature"]), &point_component, message);
                 ok = false;
             }
-            device.features.push(p.feature);
             device.points.push(PointConfig {
                 unit: p
                     .unit
                     .clone()
                     .unwrap_or_else(|| p.feature.unit().to_string()),
                 name: p.name,
-                register: RegisterKind::Input,
-                address: 0,
-                data_type: Some(DataType::F32),
-                byte_order: ByteOrder::Abcd,
-                bit: None,
-                length: None,
+                address: PointAddress::Feature(p.feature),
                 scale: 1.0,
                 offset: 0.0,
                 alarms,
@@ -141,19 +135,13 @@ impl<'t> Loader<'t> {
         let (mut device, (items, points, mut ok), connection) = (device?, points?, connection?);
         device.connection = connection;
         for (_, p, alarms) in points {
-            device.nodes.push(OpcUaNodeConfig {
-                node: p.node,
-                sampling_interval_ms: p.sampling_interval_ms,
-                deadband: p.deadband,
-            });
             device.points.push(PointConfig {
                 name: p.name,
-                register: RegisterKind::Input,
-                address: 0,
-                data_type: Some(DataType::F64),
-                byte_order: ByteOrder::Abcd,
-                bit: None,
-                length: None,
+                address: PointAddress::Node(OpcUaNodeConfig {
+                    node: p.node,
+                    sampling_interval_ms: p.sampling_interval_ms,
+                    deadband: p.deadband,
+                }),
                 scale: p.scale,
                 offset: p.offset,
                 unit: p.unit,

@@ -78,7 +78,7 @@ impl<'t> Loader<'t> {
                 .and_then(|t| t.get("alarms"))
                 .cloned();
             let own = without_keys(item, &["alarms"]);
-            let point = self.component::<PointConfig>(&own, &component, validate_point);
+            let point = self.component::<RegisterPointConfig>(&own, &component, validate_point);
             let alarms = match &alarms_value {
                 Some(v) => self.alarms(v, &component, point.as_ref()),
                 None => Some(Vec::new()),
@@ -106,7 +106,7 @@ impl<'t> Loader<'t> {
                         ok = false;
                     }
                     p.alarms = alarms;
-                    points.push(p);
+                    points.push(PointConfig::from(p));
                 }
                 _ => ok = false,
             }
@@ -158,7 +158,7 @@ impl<'t> Loader<'t> {
         &mut self,
         value: &Spanned<DeValue<'t>>,
         point_component: &str,
-        point: Option<&PointConfig>,
+        point: Option<&RegisterPointConfig>,
     ) -> Option<Vec<AlarmRuleConfig>> {
         let items = self.array_of_tables(value, point_component, "[[devices.points.alarms]]")?;
         let mut rules = Vec::new();

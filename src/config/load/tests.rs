@@ -164,7 +164,7 @@ fn opcua_devices_are_checked() {
     };
     assert_eq!(d.connection.endpoint, "opc.tcp://plc:4840");
     assert_eq!(d.connection.timeout_ms, 5_000);
-    assert_eq!(d.nodes[0].node, "ns=2;s=T");
+    assert_eq!(d.points[0].node().unwrap().node, "ns=2;s=T");
     assert_eq!(d.points[0].name, "t");
     for (extra, points, fragment) in [
             ("endpoint = \"http://plc\"\n", point, "not an OPC UA TCP URL"),

@@ -11,7 +11,7 @@ pub(in crate::config) fn check_context(
     }
 }
 
-pub(in crate::config) fn validate_point(p: &PointConfig) -> Vec<Finding> {
+pub(in crate::config) fn validate_point(p: &RegisterPointConfig) -> Vec<Finding> {
     let mut out = Vec::new();
     check_context(p.context.as_ref(), &mut out);
     check_topic_name("name", "point name", &p.name, &mut out);
@@ -236,7 +236,11 @@ pub(in crate::config) fn validate_synthesis(s: &super::SynthesisConfig) -> Vec<F
 }
 
 /// A point's `[devices.points.spc]`.
-pub(in crate::config) fn check_spc(p: &PointConfig, spc: &SpcPointConfig, out: &mut Vec<Finding>) {
+pub(in crate::config) fn check_spc(
+    p: &RegisterPointConfig,
+    spc: &SpcPointConfig,
+    out: &mut Vec<Finding>,
+) {
     use crate::analysis::spc::{ChartKind, SpcEngine};
     if spc.chart != ChartKind::Imr && spc.subgroup_size.is_none() {
         out.push((

@@ -7,7 +7,7 @@ pub mod unit;
 pub use rtu::RtuBus;
 pub use tcp::ModbusTcpPoller;
 
-use crate::config::{ByteOrder, DataType, PointConfig};
+use crate::config::{ByteOrder, DataType, PointConfig, RegisterAddress};
 
 /// Reorders the wire bytes of `words` (each register high byte first, Modbus Application
 /// Protocol v1.1b3 §4.2) into big-endian A..H according to `order`.
@@ -72,8 +72,8 @@ pub enum Decoded {
 }
 
 /// Decodes a point from its registers.
-pub fn decode_point(words: &[u16], point: &PointConfig) -> Option<Decoded> {
-    let ty = point.data_type();
+pub fn decode_point(words: &[u16], point: &RegisterAddress) -> Option<Decoded> {
+    let ty = point.data_type;
     if ty == DataType::String {
         let words = words.get(..usize::from(point.registers()))?;
         let mut text = String::with_capacity(words.len() * 2);

@@ -111,10 +111,17 @@ pub fn plan_batches(
         RegisterKind::Coil => 2,
         RegisterKind::DiscreteInput => 3,
     };
-    order.sort_by_key(|i| (table(points[*i].register), points[*i].address));
+    // Only register points are read; a Modbus device has no others.
+    order.retain(|i| points[*i].register().is_some());
+    order.sort_by_key(|i| {
+        let r = points[*i].register();
+        (r.map(|r| table(r.register)), r.map(|r| r.address))
+    });
     let mut batches: Vec<Batch> = Vec::new();
     for i in order {
-        let p = &points[i];
+        let Some(p) = points[i].register() else {
+            continue;
+        };
         let (start, end) = (
             u32::from(p.address),
             u32::from(p.address) + u32::from(p.registers()),
@@ -253,7 +260,9 @@ impl UnitPoller {
                     // One bad address must not blank its neighbours: read them one by one.
                     debug!(device = %self.name, error = %e, "Batch answered with an exception; reading its points singly.");
                     for (i, _) in &batch.members {
-                        let p = self.points[*i].clone();
+                        let Some(p) = self.points[*i].register().copied() else {
+                            continue;
+                        };
                         let at = SystemTime::now();
                         match self
                             .read_block(ctx, p.register, p.address, p.registers())
@@ -289,7 +298,9 @@ impl UnitPoller {
     }
 
     fn decode_member(&self, block: &Block, i: usize, offset: u16) -> Result<Decoded, String> {
-        let p = &self.points[i];
+        let Some(p) = self.points[i].register() else {
+            return Err(format!("point {} has no register", self.points[i].name));
+        };
         let offset = usize::from(offset);
         let decoded = match block {
             Block::Words(words) => words.get(offset..).and_then(|w| decode_point(w, p)),

@@ -48,9 +48,13 @@ impl OpcUaSource {
     ) -> Self {
         // Node ids were checked when the configuration was loaded.
         let nodes = config
-            .nodes
+            .points
             .iter()
-            .map(|n| n.node.trim().parse().unwrap_or_else(|_| NodeId::null()))
+            .map(|p| {
+                p.node()
+                    .and_then(|n| n.node.trim().parse().ok())
+                    .unwrap_or_else(NodeId::null)
+            })
             .collect();
         Self {
             index,
@@ -252,7 +256,8 @@ impl OpcUaSource {
         for (i, r) in results.iter().enumerate() {
             let status = r.result.status_code;
             if status.is_bad() {
-                let reason = format!("{}: {status}", self.config.nodes[i].node);
+                let node = self.config.points[i].node().map_or("", |n| n.node.as_str());
+                let reason = format!("{node}: {status}");
                 warn!(device = %self.config.name, point = %self.config.points[i].name, error = %reason, "The server refused to monitor this node.");
                 refused.push(self.bad(i, reason, at));
             }
@@ -267,16 +272,19 @@ impl OpcUaSource {
     /// A monitored item per point, by client handle (point index + 1), with its deadband.
     fn monitored_items(&self) -> Vec<MonitoredItemCreateRequest> {
         self.config
-            .nodes
+            .points
             .iter()
             .zip(&self.nodes)
             .enumerate()
-            .map(|(i, (n, node))| {
-                let filter = if n.deadband > 0.0 {
+            .map(|(i, (p, node))| {
+                let (deadband, sampling_ms) = p
+                    .node()
+                    .map_or((0.0, None), |n| (n.deadband, n.sampling_interval_ms));
+                let filter = if deadband > 0.0 {
                     ExtensionObject::from_message(DataChangeFilter {
                         trigger: DataChangeTrigger::StatusValue,
                         deadband_type: DeadbandType::Absolute as u32,
-                        deadband_value: n.deadband,
+                        deadband_value: deadband,
                     })
                 } else {
                     ExtensionObject::null()
@@ -290,8 +298,7 @@ impl OpcUaSource {
                     monitoring_mode: MonitoringMode::Reporting,
                     requested_parameters: MonitoringParameters {
                         client_handle: i as u32 + 1,
-                        sampling_interval: n.sampling_interval_ms.unwrap_or(self.config.interval_ms)
-                            as f64,
+                        sampling_interval: sampling_ms.unwrap_or(self.config.interval_ms) as f64,
                         filter,
                         queue_size: 1,
                         discard_oldest: true,

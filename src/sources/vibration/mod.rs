@@ -206,8 +206,8 @@ impl VibrationSource {
     }
 
     async fn publish(&self, features: &VibrationFeatures, at: SystemTime) {
-        for (i, feature) in self.config.features.iter().enumerate() {
-            let value = feature_value(features, *feature);
+        for (i, point) in self.config.points.iter().enumerate() {
+            let value = point.feature().and_then(|f| feature_value(features, f));
             let sample = Sample {
                 device: self.index,
                 point: i,

@@ -1,0 +1,137 @@
+//! One configuration and one packet for the outcome tests: a plant with one pump whose bearing
+//! temperature (holding register 0) has a `high` rule, in [`PUMP_CONTEXT`]; and a peer's
+//! signed process-value packet for that context.
+
+use super::*;
+
+/// A plant's configuration; the builder methods change one thing each.
+#[derive(Debug, Clone)]
+pub struct Plant {
+    site: String,
+    state: PathBuf,
+    mqtt: u16,
+    plc: u16,
+    poll_interval_ms: u64,
+    warning: Option<f64>,
+    alarm: f64,
+    adapt: String,
+    extra: String,
+}
+
+impl Plant {
+    /// Site `site` with its state in `state`, on the local broker at `mqtt`, polling the PLC at
+    /// `plc` every 100 ms; the rule alarms at 80 °C, with no warning level and no rails.
+    pub fn new(site: &str, state: &Path, mqtt: u16, plc: u16) -> Self {
+        Self {
+            site: site.to_string(),
+            state: state.to_path_buf(),
+            mqtt,
+            plc,
+            poll_interval_ms: 100,
+            warning: None,
+            alarm: 80.0,
+            adapt: String::new(),
+            extra: String::new(),
+        }
+    }
+
+    /// Polls every `ms`.
+    pub fn poll_ms(mut self, ms: u64) -> Self {
+        self.poll_interval_ms = ms;
+        self
+    }
+
+    /// The rule's levels.
+    pub fn levels(mut self, warning: Option<f64>, alarm: f64) -> Self {
+        self.warning = warning;
+        self.alarm = alarm;
+        self
+    }
+
+    /// TOML after the rule, e.g. its `[devices.points.alarms.adapt]` rails.
+    pub fn adapt(mut self, toml: &str) -> Self {
+        self.adapt = toml.to_string();
+        self
+    }
+
+    /// TOML for `[mqtt]` keys and whole sections before the devices (`[uplink]`,
+    /// `[synthesis]`, …).
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+
+    /// The configuration text.
+    pub fn toml(&self) -> String {
+        let warning = self
+            .warning
+            .map(|w| format!("warning = {w:?}\n"))
+            .unwrap_or_default();
+        format!(
+            "[site]\nid = \"{}\"\nstate_dir = \"{}\"\n[mqtt]\nport = {}\n{}\n\
+             [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {}\npoll_interval_ms = {}\n\n{PUMP_CONTEXT}\
+             [[devices.points]]\nname = \"bearing_temp\"\nregister = \"holding\"\naddress = 0\nunit = \"°C\"\n\n\
+             [[devices.points.alarms]]\nkind = \"high\"\n{warning}alarm = {:?}\n{}",
+            self.site,
+            self.state.display(),
+            self.mqtt,
+            self.extra,
+            self.plc,
+            self.poll_interval_ms,
+            self.alarm,
+            self.adapt
+        )
+    }
+}
+
+/// The Unix time now, seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A peer's packet for `fingerprint`: a confirmed failure at 72.5 °C (high), five validations
+/// and one refutation, issued now, valid for a day, sequence number `seq`. Tests change the
+/// fields they are about.
+pub fn peer_body(
+    fingerprint: qis_edge::packet::Fingerprint,
+    seq: u64,
+) -> qis_edge::packet::PacketBody {
+    use qis_edge::packet::*;
+    PacketBody {
+        version: VERSION,
+        fingerprint,
+        pattern: SignalPattern {
+            feature: Feature::ProcessValue,
+            frequency: Frequency::None,
+            threshold: 72.5,
+            unit: label("unit", "°C").unwrap(),
+            direction: Direction::High,
+        },
+        outcome: Outcome {
+            kind: OutcomeKind::FailureConfirmed,
+            failure_mode: FailureMode::Lubrication,
+            label: label("l", "dry bearing").unwrap(),
+        },
+        confidence: 0.75,
+        validations: 5,
+        refutations: 1,
+        lead_time_s: 7 * 86_400,
+        issued_at: unix_now(),
+        ttl_s: 86_400,
+        seq,
+        source: [0; 32],
+        equipment_label: label("e", "centrifugal pump").unwrap(),
+    }
+}
+
+/// `body` signed by the peer whose key is 32 bytes of `seed`, as wire bytes.
+pub fn signed_by(seed: u8, body: qis_edge::packet::PacketBody) -> Vec<u8> {
+    body.sign(&ed25519_dalek::SigningKey::from_bytes(&[seed; 32]))
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+}
