@@ -35,24 +35,24 @@
 //!
 //! # What may import what
 //!
-//! A module imports only modules below it in this table (and the leaf modules `store`,
-//! `backoff`, `watchdog`). `tests/layers.rs` reads every `use crate::…` and `crate::…` path in
-//! `src/` and fails on an arrow that points up.
+//! A module imports only the modules its row names (and, but for `analysis` and `store`, the
+//! leaves `store`, `backoff` and `watchdog`); `tests/layers.rs` reads every `crate::…`
+//! path in `src/` and fails on any other arrow, so the layering cannot silently rot.
 //!
-//! | layer | modules | may also import |
-//! |---|---|---|
-//! | 0 | `analysis`, `store`, `backoff`, `watchdog` | nothing of the crate |
-//! | 1 | `packet` | `store` |
-//! | 2 | `config` | `analysis`, `packet` |
-//! | 3 | `alarms` | `config` |
-//! | 4 | `synthesis` | `alarms`, `config`, `packet` |
-//! | 4 | `outcomes` | `alarms`, `config`, `packet`, `analysis` |
-//! | 4 | `intake` | `synthesis`, `packet` |
-//! | 5 | `sources` | `config`, `analysis` |
-//! | 6 | `mqtt` | `sources` (`Quality`, `DeviceStats`), `outcomes`, `synthesis`, `intake`, `alarms`, `config`, `packet`, `analysis` |
-//! | 7 | `core` | everything above but `mqtt::local` and `mqtt::uplink` |
-//! | 8 | `run` | everything above |
-//! | 9 | `cli`, `demo` | everything |
+//! | module | may import |
+//! |---|---|
+//! | `analysis`, `store`, `backoff`, `watchdog` | nothing of the crate |
+//! | `packet` | `store` |
+//! | `config` | `analysis`, `packet` |
+//! | `alarms` | `config` |
+//! | `synthesis` | `alarms`, `config`, `packet` |
+//! | `outcomes` | `alarms`, `config`, `packet`, `analysis`, `store` |
+//! | `intake` | `synthesis`, `packet`, `store` |
+//! | `sources` | `config`, `analysis`, `backoff`, `store` |
+//! | `mqtt` | `sources` (its `Quality` and `DeviceStats`), `outcomes`, `synthesis`, `intake`, `alarms`, `config`, `packet`, `analysis`, `backoff` |
+//! | `core` | all of the above, but not `mqtt::local` or `mqtt::uplink` (it owns no connection) |
+//! | `run` | all of the above |
+//! | `cli`, `demo` | everything |
 
 pub mod alarms;
 pub mod analysis;

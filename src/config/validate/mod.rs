@@ -10,6 +10,27 @@ pub(in crate::config) use sources::*;
 
 use super::*;
 
+/// Reports `key = value is outside lo..=hi` followed by `note` (which starts with its own
+/// space) when `value` is outside `range`.
+pub(in crate::config) fn check_range<T: PartialOrd + std::fmt::Display>(
+    key: &'static str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    note: &str,
+    out: &mut Vec<Finding>,
+) {
+    if !range.contains(&value) {
+        out.push((
+            vec![key],
+            format!(
+                "{key} = {value} is outside {}..={}{note}",
+                range.start(),
+                range.end()
+            ),
+        ));
+    }
+}
+
 /// A semantic problem found in a component: the key path inside it, and the message.
 pub(in crate::config) type Finding = (Vec<&'static str>, String);
 
@@ -50,12 +71,7 @@ pub(in crate::config) fn validate_mqtt(mqtt: &MqttConfig) -> Vec<Finding> {
     if mqtt.port == 0 {
         out.push((vec!["port"], "port 0 is not a valid broker port".into()));
     }
-    if !(5..=3600).contains(&mqtt.keep_alive_s) {
-        out.push((
-            vec!["keep_alive_s"],
-            format!("keep_alive_s = {} is outside 5..=3600", mqtt.keep_alive_s),
-        ));
-    }
+    check_range("keep_alive_s", mqtt.keep_alive_s, 5..=3600, "", &mut out);
     if mqtt.reconnect_max_ms < 500 {
         out.push((
             vec!["reconnect_max_ms"],
@@ -143,38 +159,32 @@ impl Polling {
 }
 
 pub(in crate::config) fn check_polling(d: &Polling, out: &mut Vec<Finding>) {
-    if !(10..=86_400_000).contains(&d.poll_interval_ms) {
-        out.push((
-            vec!["poll_interval_ms"],
-            format!(
-                "poll_interval_ms = {} is outside 10..=86400000",
-                d.poll_interval_ms
-            ),
-        ));
-    }
+    check_range(
+        "poll_interval_ms",
+        d.poll_interval_ms,
+        10..=86_400_000,
+        "",
+        out,
+    );
     if let Some(stale) = d.stale_after_ms {
         if stale < d.poll_interval_ms {
             out.push((vec!["stale_after_ms"], format!("stale_after_ms = {stale} is shorter than poll_interval_ms = {}: every point would turn stale between polls", d.poll_interval_ms)));
         }
     }
-    if !(1..=125).contains(&d.max_registers_per_request) {
-        out.push((
-            vec!["max_registers_per_request"],
-            format!(
-                "max_registers_per_request = {} is outside 1..=125 (Modbus limit)",
-                d.max_registers_per_request
-            ),
-        ));
-    }
-    if !(1..=2000).contains(&d.max_bits_per_request) {
-        out.push((
-            vec!["max_bits_per_request"],
-            format!(
-                "max_bits_per_request = {} is outside 1..=2000 (Modbus limit)",
-                d.max_bits_per_request
-            ),
-        ));
-    }
+    check_range(
+        "max_registers_per_request",
+        d.max_registers_per_request,
+        1..=125,
+        " (Modbus limit)",
+        out,
+    );
+    check_range(
+        "max_bits_per_request",
+        d.max_bits_per_request,
+        1..=2000,
+        " (Modbus limit)",
+        out,
+    );
     if d.stats_interval_ms < 100 {
         out.push((
             vec!["stats_interval_ms"],
@@ -203,12 +213,7 @@ pub(in crate::config) fn validate_modbus_tcp(d: &ModbusTcpConfig) -> Vec<Finding
     if d.port == 0 {
         out.push((vec!["port"], "port 0 is not a valid Modbus TCP port".into()));
     }
-    if !(10..=600_000).contains(&d.timeout_ms) {
-        out.push((
-            vec!["timeout_ms"],
-            format!("timeout_ms = {} is outside 10..=600000", d.timeout_ms),
-        ));
-    }
+    check_range("timeout_ms", d.timeout_ms, 10..=600_000, "", &mut out);
     check_polling(&Polling::of_tcp(d), &mut out);
     out
 }
@@ -220,12 +225,7 @@ pub(in crate::config) fn validate_modbus_rtu(d: &ModbusRtuConfig) -> Vec<Finding
     if d.port.as_os_str().is_empty() {
         out.push((vec!["port"], "port must name a serial device".into()));
     }
-    if !(300..=4_000_000).contains(&d.baud) {
-        out.push((
-            vec!["baud"],
-            format!("baud = {} is outside 300..=4000000", d.baud),
-        ));
-    }
+    check_range("baud", d.baud, 300..=4_000_000, "", &mut out);
     if !(7..=8).contains(&d.data_bits) {
         out.push((
             vec!["data_bits"],
@@ -238,33 +238,21 @@ pub(in crate::config) fn validate_modbus_rtu(d: &ModbusRtuConfig) -> Vec<Finding
             format!("stop_bits = {} must be 1 or 2", d.stop_bits),
         ));
     }
-    if !(1..=247).contains(&d.unit_id) {
-        out.push((
-            vec!["unit_id"],
-            format!(
-                "unit_id = {} is outside 1..=247 (0 is broadcast, which nobody answers)",
-                d.unit_id
-            ),
-        ));
-    }
-    if !(10..=60_000).contains(&d.timeout_ms) {
-        out.push((
-            vec!["timeout_ms"],
-            format!("timeout_ms = {} is outside 10..=60000", d.timeout_ms),
-        ));
-    }
+    check_range(
+        "unit_id",
+        d.unit_id,
+        1..=247,
+        " (0 is broadcast, which nobody answers)",
+        &mut out,
+    );
+    check_range("timeout_ms", d.timeout_ms, 10..=60_000, "", &mut out);
     check_polling(&Polling::of_rtu(d), &mut out);
     out
 }
 
 pub(in crate::config) fn validate_outcomes(o: &OutcomesConfig) -> Vec<Finding> {
     let mut out = Vec::new();
-    if !(1..=366).contains(&o.ttl_days) {
-        out.push((
-            vec!["ttl_days"],
-            format!("ttl_days = {} is outside 1..=366", o.ttl_days),
-        ));
-    }
+    check_range("ttl_days", o.ttl_days, 1..=366, "", &mut out);
     check_at_least_one("outbox_max", o.outbox_max as u64, &mut out);
     for key in &o.allowlist {
         if crate::packet::keys::parse_public_hex(key).is_none() {

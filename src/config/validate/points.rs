@@ -219,9 +219,7 @@ pub(in crate::config) fn validate_synthesis(s: &super::SynthesisConfig) -> Vec<F
         ("trust_loss", s.trust_loss),
         ("min_weight", s.min_weight),
     ] {
-        if !(0.0..=1.0).contains(&v) {
-            out.push((vec![key], format!("{key} = {v} is outside 0..=1")));
-        }
+        check_range(key, v, 0.0..=1.0, "", &mut out);
     }
     if !(s.baseline_weight.is_finite() && s.baseline_weight > 0.0) {
         out.push((
