@@ -273,8 +273,14 @@ impl Core {
             return;
         };
         let update = point.update(&sample, now.mono);
+        // On-delays are measured between read times, the clock the events report: a sample
+        // that waited in the channel must not shorten (or lengthen) how long a condition held.
+        let read = now
+            .mono
+            .checked_sub(now.wall.duration_since(sample.at).unwrap_or_default())
+            .unwrap_or(now.mono);
         let transitions = match sample.value {
-            Some(v) => alerts::evaluate(point, v, now.mono, sample.at),
+            Some(v) => alerts::evaluate(point, v, read, sample.at),
             None => Vec::new(),
         };
         if point.metric_due(update, now.mono, &self.metrics) {
@@ -290,7 +296,7 @@ impl Core {
             }
         }
         let spc_changed = match sample.value {
-            Some(v) => self.on_spc_observation(id, v, now.mono, sample.at),
+            Some(v) => self.on_spc_observation(id, v, read, sample.at),
             None => false,
         };
         if !transitions.is_empty() || update.quality_changed || spc_changed {

@@ -192,3 +192,25 @@ fn a_peer_packet_that_fails_the_guard_is_counted_not_applied() {
         .sum();
     assert_eq!(rejected, 1);
 }
+
+#[test]
+fn an_on_delay_is_measured_between_read_times_not_handling_times() {
+    let text = CONFIG.replace("alarm = 20.0\n", "alarm = 20.0\non_delay_ms = 1000\n");
+    let t0 = Now::current();
+    let mut core = core(&text, t0);
+    // Read at t0, handled 500 ms late; read again at t0 + 1 s, handled at once.
+    core.handle(
+        sample(Some(25.0), Quality::Good, t0.wall),
+        t0.after(Duration::from_millis(500)),
+    );
+    let t1 = t0.after(Duration::from_millis(1000));
+    core.handle(sample(Some(25.0), Quality::Good, t1.wall), t1);
+    let events = on(&core.drain().publications, "/events");
+    let raise = events
+        .iter()
+        .find(|e| e["to"] == "active")
+        .expect("the condition held 1 s of read time: raised");
+    let since = humantime::parse_rfc3339(raise["condition_since"].as_str().unwrap()).unwrap();
+    let at = humantime::parse_rfc3339(raise["ts"].as_str().unwrap()).unwrap();
+    assert!(at.duration_since(since).unwrap() >= Duration::from_millis(1000));
+}

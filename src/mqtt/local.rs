@@ -107,7 +107,8 @@ pub fn start(
         QoS::AtLeastOnce,
         true,
     ));
-    let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    eventloop.set_network_options(options::network());
     let (generation_tx, generation_rx) = watch::channel(0u64);
     let driver = Driver {
         eventloop,

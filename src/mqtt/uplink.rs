@@ -73,10 +73,22 @@ pub fn start(
     parts: UplinkParts,
     shutdown: CancellationToken,
 ) -> Result<Uplink, MqttSetupError> {
+    start_with(config, client_id, parts, options::network(), shutdown)
+}
+
+/// [`start`] with other socket options, for benches that compare them.
+pub fn start_with(
+    config: &MqttConfig,
+    client_id: String,
+    parts: UplinkParts,
+    network: rumqttc::NetworkOptions,
+    shutdown: CancellationToken,
+) -> Result<Uplink, MqttSetupError> {
     let mut options = options::options(config, client_id)?;
     options.set_clean_session(false);
     options.set_manual_acks(true);
-    let (client, eventloop) = AsyncClient::new(options, 64);
+    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    eventloop.set_network_options(network);
     let (state_tx, state) = watch::channel(UplinkState::Disconnected);
     let driver = Driver {
         client,
