@@ -14,6 +14,7 @@ pub struct Out {
     pub site: String,
     publications: Vec<Publication>,
     release_acks: bool,
+    ack_last: bool,
     wake_uplink: bool,
 }
 
@@ -24,6 +25,8 @@ pub struct Drained {
     pub publications: Vec<Publication>,
     /// Every peer packet handled so far is saved: send their acknowledgements.
     pub release_acks: bool,
+    /// The packet just handled needs no save: send its acknowledgement now.
+    pub ack_last: bool,
     /// A packet waits in the outbox.
     pub wake_uplink: bool,
 }
@@ -36,6 +39,7 @@ impl Out {
             site: site.to_string(),
             publications: Vec::new(),
             release_acks: false,
+            ack_last: false,
             wake_uplink: false,
         }
     }
@@ -67,6 +71,11 @@ impl Out {
         self.release_acks = true;
     }
 
+    /// The packet just handled may be acknowledged at once.
+    pub fn ack_last(&mut self) {
+        self.ack_last = true;
+    }
+
     /// The uplink has a packet to send.
     pub fn wake_uplink(&mut self) {
         self.wake_uplink = true;
@@ -77,6 +86,7 @@ impl Out {
         Drained {
             publications: std::mem::take(&mut self.publications),
             release_acks: std::mem::take(&mut self.release_acks),
+            ack_last: std::mem::take(&mut self.ack_last),
             wake_uplink: std::mem::take(&mut self.wake_uplink),
         }
     }

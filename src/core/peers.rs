@@ -107,6 +107,9 @@ impl Core {
             };
             self.out.event(&event);
         }
+        if self.intake.own_last() {
+            self.out.ack_last();
+        }
         if self.intake.batch_full() {
             self.commit_intake();
         }

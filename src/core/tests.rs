@@ -214,3 +214,65 @@ fn an_on_delay_is_measured_between_read_times_not_handling_times() {
     let at = humantime::parse_rfc3339(raise["ts"].as_str().unwrap()).unwrap();
     assert!(at.duration_since(since).unwrap() >= Duration::from_millis(1000));
 }
+
+#[test]
+fn its_own_packet_back_from_the_broker_is_acknowledged_at_once_and_a_peers_waits_for_the_save() {
+    use crate::packet::*;
+    let own = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+    let config = crate::config::parse_str(CONFIG, "t.toml").expect("valid");
+    let t0 = Now::current();
+    let parts = Parts {
+        answers: Answers::empty(std::path::PathBuf::from("/nonexistent/outcomes.json")),
+        sharing: None,
+        intake: Intake::new(TrustPolicy::default(), own.verifying_key().to_bytes()),
+        intake_store: None,
+        synthesis: SynthesisState::default(),
+    };
+    let mut core = Core::new(&config, parts, t0);
+    core.drain();
+    let packet = |key: &ed25519_dalek::SigningKey, seq: u64| {
+        let body = PacketBody {
+            version: VERSION,
+            fingerprint: Fingerprint([2; 16]),
+            pattern: SignalPattern {
+                feature: Feature::ProcessValue,
+                frequency: Frequency::None,
+                threshold: 70.0,
+                unit: label("unit", "°C").unwrap(),
+                direction: Direction::High,
+            },
+            outcome: crate::packet::Outcome {
+                kind: OutcomeKind::FailureConfirmed,
+                failure_mode: FailureMode::Lubrication,
+                label: label("l", "dry").unwrap(),
+            },
+            confidence: 0.5,
+            validations: 1,
+            refutations: 0,
+            lead_time_s: 60,
+            issued_at: t0.unix_ms() / 1000,
+            ttl_s: 3600,
+            seq,
+            source: [0; 32],
+            equipment_label: label("e", "pump").unwrap(),
+        };
+        let topic = body.fingerprint.topic();
+        let bytes = body.sign(key).unwrap().to_bytes().unwrap();
+        Input::Peer {
+            topic,
+            payload: Bytes::from(bytes),
+        }
+    };
+    core.handle(packet(&own, 1), t0);
+    let out = core.drain();
+    assert!(out.ack_last, "nothing of its own packet needs saving first");
+    let peer = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    core.handle(packet(&peer, 1), t0);
+    let out = core.drain();
+    assert!(
+        !out.ack_last && !out.release_acks,
+        "a peer's packet waits for the save"
+    );
+    core.handle(Input::Tick, t0);
+    assert!(core.drain().release_acks, "the tick saves and releases it");
+}

@@ -78,6 +78,8 @@ pub struct Intake {
     replay_changed: bool,
     /// Packets handled and not yet acknowledged.
     awaiting_ack: usize,
+    /// The last packet was this gateway's own.
+    own_last: bool,
     rejection_log: LogLimiter,
 }
 
@@ -92,6 +94,7 @@ impl Intake {
             counts_changed: false,
             replay_changed: false,
             awaiting_ack: 0,
+            own_last: false,
             rejection_log: LogLimiter::new(REJECTION_LOG_INTERVAL),
         }
     }
@@ -118,6 +121,7 @@ impl Intake {
     ) -> Option<VerifiedPacket> {
         self.counts_changed = true;
         self.awaiting_ack += 1;
+        self.own_last = false;
         let verified = match crate::packet::verify(bytes, now_s, &mut self.guard, &self.policy) {
             Ok(v) => v,
             Err(r) => {
@@ -139,6 +143,7 @@ impl Intake {
         let b = verified.body();
         if b.source == self.own {
             self.dropped.own += 1;
+            self.own_last = true;
             return None;
         }
         if b.fingerprint.topic() != topic {
@@ -148,6 +153,15 @@ impl Intake {
         }
         info!(source = %hex::encode(b.source), seq = b.seq, fingerprint = %b.fingerprint, "Peer outcome received.");
         Some(verified)
+    }
+
+    /// Whether the last packet was this gateway's own, back from the broker. Nothing it changed
+    /// needs saving before it is acknowledged (it is never applied; a repeat after a crash is
+    /// recognised as own again), so it may be acknowledged at once: holding the
+    /// acknowledgement of its own echo until the next save throttled the outbox to about 20
+    /// packets a second against mosquitto.
+    pub fn own_last(&self) -> bool {
+        self.own_last
     }
 
     /// A verified packet matched no adaptable rule.

@@ -34,14 +34,16 @@ pub async fn run(mut core: Core, mut ch: Channels, cancel: CancellationToken) {
     let mut watchdog = crate::watchdog::Pinger::from_env();
     // Peers' packets handed to the core and not yet acknowledged.
     let mut acks: Vec<Ack> = Vec::new();
-    deliver(core.drain(), &ch, &mut acks);
+    deliver(core.drain(), &ch, &mut acks, None);
     loop {
+        // The acknowledgement owed for the packet this input carries, if it is one.
+        let mut last: Option<Ack> = None;
         let input = tokio::select! {
             _ = cancel.cancelled() => break,
             Some(event) = ch.events.recv() => Input::Source(event),
             Some(m) = ch.commands.recv() => Input::Command { topic: m.topic, payload: m.payload },
             Some(p) = ch.peers.recv() => {
-                acks.extend(p.ack);
+                last = p.ack;
                 Input::Peer { topic: p.topic, payload: p.payload }
             }
             Ok(()) = ch.connections.changed() => Input::Reconnected,
@@ -52,16 +54,23 @@ pub async fn run(mut core: Core, mut ch: Channels, cancel: CancellationToken) {
             }
         };
         core.handle(input, Now::current());
-        deliver(core.drain(), &ch, &mut acks);
+        deliver(core.drain(), &ch, &mut acks, last);
     }
     core.handle(Input::Shutdown, Now::current());
-    deliver(core.drain(), &ch, &mut acks);
+    deliver(core.drain(), &ch, &mut acks, None);
     ch.publisher.disconnect();
 }
 
-fn deliver(out: Drained, ch: &Channels, acks: &mut Vec<Ack>) {
+/// Carries out what the core asked for; `last` is the acknowledgement owed for the input just
+/// handled.
+fn deliver(out: Drained, ch: &Channels, acks: &mut Vec<Ack>, last: Option<Ack>) {
     for p in out.publications {
         ch.publisher.send(p);
+    }
+    match last {
+        Some(ack) if out.ack_last => ack.send(),
+        Some(ack) => acks.push(ack),
+        None => {}
     }
     if out.release_acks {
         acks.drain(..).for_each(Ack::send);
