@@ -5,7 +5,7 @@
 
 use crate::packet::ReplayGuard;
 use crate::synthesis::SynthesisState;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tracing::{error, info, warn};
 
 /// The file's name in the state directory.
@@ -102,10 +102,5 @@ impl IntakeStore {
                 false
             }
         }
-    }
-
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }

@@ -33,11 +33,6 @@ impl Answers {
         }
     }
 
-    /// The state.
-    pub fn state(&self) -> &OutcomeState {
-        &self.state
-    }
-
     /// How many times the rule `<device>/<point>/<rule>` was raised before.
     pub fn occurrences(&self, rule_key: &str) -> Option<u64> {
         self.state.occurrences.get(rule_key).copied()

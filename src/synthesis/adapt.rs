@@ -109,11 +109,6 @@ impl Adaptation {
         self.dirty = false;
     }
 
-    /// The trust settings.
-    pub fn settings(&self) -> &SynthesisConfig {
-        &self.settings
-    }
-
     /// Restores saved proposals and trust, forgets those expired at `now_s` (Unix seconds) and
     /// recomputes every rule.
     pub fn restore(&mut self, state: SynthesisState, now_s: u64) -> Vec<AdaptiveIndex> {
