@@ -27,7 +27,8 @@ impl Observer {
     }
 
     /// Subscribes to `filter` on every connection: a new session after a connection error
-    /// would otherwise have lost the subscription.
+    /// would otherwise have lost the subscription. Returns once the broker has acknowledged
+    /// the first subscription, so nothing published after this call can be missed.
     pub async fn connect_filter(port: u16, filter: &str) -> Self {
         let id = format!("observer-{}", rand_suffix());
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
@@ -36,12 +37,19 @@ impl Observer {
         let (tx, rx) = mpsc::unbounded_channel();
         let link = std::sync::Arc::new(std::sync::Mutex::new("not connected yet".to_string()));
         let (subscriber, filter, state) = (client.clone(), filter.to_string(), link.clone());
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel::<()>();
+        let mut subscribed_tx = Some(subscribed_tx);
         tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         *state.lock().unwrap() = "connected".into();
                         let _ = subscriber.try_subscribe(filter.as_str(), QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(tx) = subscribed_tx.take() {
+                            let _ = tx.send(());
+                        }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let json = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
@@ -64,6 +72,13 @@ impl Observer {
                 }
             }
         });
+        if tokio::time::timeout(Duration::from_secs(20), subscribed)
+            .await
+            .is_err()
+        {
+            let link = link.lock().map(|l| l.clone()).unwrap_or_default();
+            panic!("the observer's subscription to {port} was not acknowledged; {link}");
+        }
         Self {
             client,
             rx,
@@ -97,9 +112,9 @@ impl Observer {
                         .take(15)
                         .map(|m| format!("{} {}", m.topic, m.json))
                         .collect();
+                    let link = self.link.lock().map(|l| l.clone()).unwrap_or_default();
                     panic!(
-                        "timed out waiting for {what}; observer {}; last messages:\n{}",
-                        self.link.lock().unwrap(),
+                        "timed out waiting for {what}; observer {link}; last messages:\n{}",
                         tail.join("\n")
                     );
                 }
