@@ -49,17 +49,18 @@ fn threshold_topic(site: &str) -> String {
 }
 
 /// Replays the same slow rise (60 → 94 °C, 1 °C per 150 ms) into a plant's PLC until its rule
-/// is raised; returns the value that raised it, how long after the rise began, and the alarm id.
-/// The value then falls back to 50 and the alarm clears.
+/// is raised; returns the value that raised it, how many degrees into the rise that was (the
+/// sample's own value, not a wall-clock time, so a slow machine cannot change it), and the
+/// alarm id. The value then falls back to 50 and the alarm clears.
 async fn rise_until_raised(
     observer: &mut Observer,
     site: &str,
     plc: u16,
-) -> (f64, Duration, String) {
+) -> (f64, f64, String) {
+    const RISE_FROM: u16 = 60;
     let events = format!("qis/{site}/events");
-    let began = Instant::now();
     let mut raised = None;
-    'rise: for v in 60..=94u16 {
+    'rise: for v in RISE_FROM..=94u16 {
         write_holding(plc, 0, v).await;
         let step_end = Instant::now() + Duration::from_millis(150);
         while Instant::now() < step_end {
@@ -79,7 +80,7 @@ async fn rise_until_raised(
     }
     let m = raised.unwrap_or_else(|| panic!("{site}: the rise to 94 °C raised no alarm"));
     let value = m.json["value"].as_f64().unwrap();
-    let elapsed = m.at.saturating_duration_since(began);
+    let into_rise = value - f64::from(RISE_FROM);
     write_holding(plc, 0, 50).await;
     observer
         .wait_for("the clear", Duration::from_secs(10), |m| {
@@ -88,7 +89,7 @@ async fn rise_until_raised(
         .await;
     (
         value,
-        elapsed,
+        into_rise,
         m.json["alarm_id"].as_str().unwrap().to_string(),
     )
 }
@@ -198,7 +199,7 @@ async fn a_failure_confirmed_at_one_plant_warns_another_earlier() {
     );
     assert!(
         after_after < before_after,
-        "raised {after_after:?} into the rise, before advice {before_after:?}"
+        "raised {after_after} °C into the rise, before advice {before_after} °C"
     );
 
     // Stuttgart's engineer confirms: the peer whose advice moved the alarm gains trust, and the
