@@ -40,7 +40,7 @@ fn core(c: &mut Criterion) {
     let config = config();
     let t0 = Now::current();
     let parts = Parts {
-        answers: Answers::empty(std::env::temp_dir().join("qis-edge-bench-outcomes.json")),
+        answers: Answers::memory(),
         sharing: None,
         intake: Intake::new(qis_edge::packet::TrustPolicy::default(), [0; 32]),
         intake_store: None,

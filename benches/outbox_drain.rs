@@ -1,5 +1,5 @@
 //! Outbox drain rate: how many outcome packets a second the uplink publishes (QoS 1, one in
-//! flight, each deleted on its PUBACK) to a real mosquitto while it is also subscribed to its
+//! flight, each row deleted from the state database on its PUBACK) to a real mosquitto while it is also subscribed to its
 //! own context topic, as a gateway is, so its own packets come back to it. Three ways, in
 //! alternating rounds, medians of the per-round ratios reported:
 //! - `held`: the echoes acknowledged with the next intake save (every 16 packets or 200 ms tick),
@@ -15,8 +15,9 @@ mod common;
 
 use common::*;
 use qis_edge::config::MqttConfig;
+use qis_edge::db::Db;
 use qis_edge::mqtt::uplink::{start_with, UplinkParts};
-use qis_edge::outcomes::outbox::Outbox;
+use qis_edge::outcomes::outbox::{self, Outbox, Queued};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -26,13 +27,21 @@ const ROUNDS: usize = 3;
 /// Packets a second to drain a full outbox of [`PACKETS`].
 async fn drain(port: u16, nodelay: bool, hold_own: bool, round: usize) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
-    let outbox = Outbox::open(&dir.path().join("outbox"), 10_000).expect("outbox");
+    let (mut db, _) = Db::open(dir.path()).expect("state database");
     let fingerprint = qis_edge::packet::Fingerprint([7; 16]);
+    let tx = db.conn().transaction().expect("transaction");
     for seq in 1..=PACKETS {
-        outbox
-            .push(seq, &signed_by(3, peer_body(fingerprint, seq)))
-            .expect("push");
+        let q = Queued {
+            seq,
+            alarm_id: format!("a/b/c/{seq}"),
+            topic: fingerprint.topic(),
+            bytes: signed_by(3, peer_body(fingerprint, seq)),
+            at_ms: 0,
+        };
+        outbox::insert(&tx, &q, 10_000).expect("insert");
     }
+    tx.commit().expect("commit");
+    let mut outbox = Outbox::new(dir.path());
     let config = MqttConfig {
         port,
         ..MqttConfig::default()
@@ -59,7 +68,7 @@ async fn drain(port: u16, nodelay: bool, hold_own: bool, round: usize) -> f64 {
         }
     });
     let parts = UplinkParts {
-        outbox: outbox.clone(),
+        outbox: Outbox::new(dir.path()),
         wake: wake_rx,
         subscriptions: vec![fingerprint.topic()],
         incoming,
@@ -70,7 +79,7 @@ async fn drain(port: u16, nodelay: bool, hold_own: bool, round: usize) -> f64 {
     let id = format!("drain-{nodelay}-{hold_own}-{round}-{}", std::process::id());
     let started = Instant::now();
     let uplink = start_with(&config, id, parts, network, cancel.clone()).expect("uplink");
-    while !outbox.pending().is_empty() {
+    while outbox.pending().expect("outbox") > 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let rate = PACKETS as f64 / started.elapsed().as_secs_f64();

@@ -15,12 +15,13 @@
 //! - [`alarms`]: the alarm state machine (deadband, on-delay, acknowledgement) and the ids of
 //!   points, rules and alarms; pure.
 //! - [`core`]: one input at a time (sample, command, peer packet, reconnection, tick) with the
-//!   time passed in, outputs queued; no I/O but its state files; the read model ([`core::View`]).
+//!   time passed in, outputs queued; no I/O but the state database; storage faults as a state;
+//!   the read model ([`core::View`]).
 //! - [`mqtt`]: the local broker (commands in; metrics, alerts, events, thresholds out) and the
 //!   uplink to the fleet broker; topics and JSON payloads.
-//! - [`outcomes`]: answers to alarms, the ledger of evidence, packets made from them, and the
-//!   durable outbox (a file store).
-//! - [`intake`]: peers' packets in: the guard, the replay memory, counts, saving before
+//! - [`outcomes`]: answers to alarms, the ledger of evidence, packets made from them, the alarm
+//!   history, and the durable outbox (a table).
+//! - [`intake`]: peers' packets in: the guard, the replay memory, counts, committing before
 //!   acknowledging.
 //! - [`synthesis`]: peers' proposals → effective levels, by trust; adaptation returns level
 //!   changes; pure.
@@ -28,20 +29,21 @@
 //! - [`config`]: the TOML file: typed, documented, every error reported with its position; data
 //!   only.
 //! - [`run`]: wiring: key and state, both MQTT links, sources, the core task, shutdown.
-//! - [`store`], [`backoff`], [`watchdog`]: atomic state files; reconnect delays with jitter;
-//!   systemd notification.
+//! - [`db`], [`store`], [`backoff`], [`watchdog`]: the state database (SQLite: open,
+//!   migrations, damaged files, storage errors); atomic files (keys, certificates, the import
+//!   of earlier JSON state); reconnect delays with jitter; systemd notification.
 //! - [`cli`], [`demo`]: the command line (`main.rs` only calls [`cli::main`]); the
 //!   self-contained demo.
 //!
 //! # What may import what
 //!
-//! A module imports only the modules its row names (and, but for `analysis` and `store`, the
-//! leaves `store`, `backoff` and `watchdog`); `tests/layers.rs` reads every `crate::…`
+//! A module imports only the modules its row names (and, but for `analysis`, `store` and `db`,
+//! the leaves `store`, `db`, `backoff` and `watchdog`); `tests/layers.rs` reads every `crate::…`
 //! path in `src/` and fails on any other arrow, so the layering cannot silently rot.
 //!
 //! | module | may import |
 //! |---|---|
-//! | `analysis`, `store`, `backoff`, `watchdog` | nothing of the crate |
+//! | `analysis`, `store`, `db`, `backoff`, `watchdog` | nothing of the crate |
 //! | `packet` | `store` |
 //! | `config` | `analysis`, `packet` |
 //! | `alarms` | `config` |
@@ -60,6 +62,7 @@ pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod db;
 pub mod demo;
 pub mod intake;
 pub mod mqtt;

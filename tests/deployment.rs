@@ -40,7 +40,7 @@ fn the_systemd_unit_verifies_and_checks_the_config_before_start() {
         ("CapabilityBoundingSet", ""),
         ("StateDirectory", "qis-edge"),
         ("DevicePolicy", "closed"),
-        ("RestartPreventExitStatus", "78"),
+        ("RestartPreventExitStatus", "78 73"),
         ("Type", "notify"),
     ] {
         assert_eq!(unit_values(&unit, key), vec![value], "{key}");

@@ -1,6 +1,6 @@
 //! Local validation against a real broker and Modbus server: engineers confirm and refute
 //! alarms on the local broker; the ledger counts them per context and pattern, survives
-//! restarts and recovers from a corrupt state file.
+//! restarts and recovers from a damaged state database.
 
 mod common;
 
@@ -136,18 +136,16 @@ async fn confirmations_and_refutations_build_a_persistent_ledger() {
     );
     stop(gateway).await;
 
-    let saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state.path().join("outcomes.json")).unwrap())
-            .unwrap();
-    let entry = &saved["ledger"][format!("{fingerprint}/process_value:high")];
     assert_eq!(
-        (entry["validations"].as_u64(), entry["refutations"].as_u64()),
-        (Some(1), Some(1))
+        ledger_counts(state.path(), &format!("{fingerprint}/process_value:high")),
+        Some((1, 1))
     );
 }
 
+/// A state database torn in half (a damaged card): moved aside with one clear line, and the
+/// gateway starts with empty state instead of crash-looping.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_corrupt_state_file_is_moved_aside_and_the_last_good_copy_used() {
+async fn a_damaged_state_database_is_moved_aside_and_the_gateway_starts_empty() {
     let broker = mosquitto();
     let plc = modbus_server(
         &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]}),
@@ -171,30 +169,23 @@ async fn a_corrupt_state_file_is_moved_aside_and_the_last_good_copy_used() {
         .await;
     stop(gateway).await;
 
-    // A torn write: half a file.
-    let path = state.path().join("outcomes.json");
+    // A torn file: half of it, its WAL gone.
+    let path = state.path().join("state.db");
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let _ = std::fs::remove_file(state.path().join("state.db-wal"));
 
     let gateway = start(&text);
     observer
         .wait_for("online again", Duration::from_secs(10), |m| {
-            m.topic == "qis/val/status" && m.json["status"] == "online"
+            m.topic == "qis/val/status" && m.json["status"] == "online" && !m.retained
         })
         .await;
     let second = raise(&mut observer, plc.port).await;
-    // The last good copy (saved before the confirmation) still knew the first raise.
-    assert_eq!(second, "pump/bearing_temp/high/2");
+    assert_eq!(second, "pump/bearing_temp/high/1", "a fresh database");
     stop(gateway).await;
-    let aside = std::fs::read_dir(state.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .any(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("outcomes.json.corrupt-")
-        });
-    assert!(aside, "the corrupt file is kept for inspection");
+    let aside = files_starting(state.path(), "state.db.damaged-");
+    assert!(!aside.is_empty(), "the damaged file is kept for inspection");
 }
 
 fn uplink_config(state: &std::path::Path, mqtt: u16, plc: u16, cloud: u16) -> String {
@@ -204,13 +195,7 @@ fn uplink_config(state: &std::path::Path, mqtt: u16, plc: u16, cloud: u16) -> St
 }
 
 fn pending(state: &std::path::Path) -> usize {
-    std::fs::read_dir(state.join("outbox"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".pkt"))
-                .count()
-        })
-        .unwrap_or(0)
+    outbox_rows(state)
 }
 
 /// An answer becomes a signed packet on the uplink topic of the point's context; everything
@@ -461,7 +446,10 @@ async fn hostile_uplink_input_is_rejected_with_counted_reasons() {
 
     // The replay memory survives a restart: the same packet is still a replay, and the peer's
     // next sequence number is still accepted.
-    assert!(state.path().join("intake.json").exists());
+    assert!(
+        table_rows(state.path(), "replay") > 0,
+        "the replay memory is stored"
+    );
     let gateway = start(&text);
     observer
         .wait_for("online again", Duration::from_secs(10), |m| {

@@ -52,11 +52,7 @@ fn threshold_topic(site: &str) -> String {
 /// is raised; returns the value that raised it, how many degrees into the rise that was (the
 /// sample's own value, not a wall-clock time, so a slow machine cannot change it), and the
 /// alarm id. The value then falls back to 50 and the alarm clears.
-async fn rise_until_raised(
-    observer: &mut Observer,
-    site: &str,
-    plc: u16,
-) -> (f64, f64, String) {
+async fn rise_until_raised(observer: &mut Observer, site: &str, plc: u16) -> (f64, f64, String) {
     const RISE_FROM: u16 = 60;
     let events = format!("qis/{site}/events");
     let mut raised = None;
@@ -468,7 +464,7 @@ async fn band_proposals_move_only_their_band_and_packets_name_their_frequency() 
 /// A peer that turns malicious and proposes absurd thresholds moves the level no further than
 /// its rail; as the alarms it caused are refuted its trust falls until its advice weighs
 /// nothing and the level is back at its baseline. Trust and proposals survive a restart, and a
-/// corrupt state file is moved aside with the last good copy used.
+/// damaged state database is moved aside and the gateway starts empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malicious_peer_stays_inside_the_rails_and_loses_its_trust() {
     let broker = mosquitto();
@@ -572,28 +568,32 @@ async fn a_malicious_peer_stays_inside_the_rails_and_loses_its_trust() {
     assert_eq!(current, 80.0, "trust {trust}");
     stop(gateway).await;
 
-    // A corrupt state file: moved aside, the last good copy used, nothing crashes.
-    let file = state.path().join("intake.json");
-    let saved: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    assert!(saved["trust"].as_object().is_some_and(|t| !t.is_empty()));
-    std::fs::write(&file, b"{\"trust\": {\"ab").unwrap();
+    // The lost trust is stored.
+    let stored: f64 = state_db(state.path())
+        .query_row("SELECT trust FROM trust", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        (stored - trust).abs() < 1e-9,
+        "stored trust {stored}, trust {trust}"
+    );
+
+    // A damaged database (random bytes over it): moved aside, the gateway starts empty (the
+    // baseline, no provenance), nothing crashes.
+    std::fs::write(state.path().join("state.db"), [0xa5u8; 4096]).unwrap();
+    let _ = std::fs::remove_file(state.path().join("state.db-wal"));
     let gateway = start(&text);
     let after = obs
         .wait_for(
-            "the level after a corrupt file",
+            "the level after a damaged database",
             Duration::from_secs(10),
             |m| m.topic == threshold_topic("stuttgart") && !m.retained,
         )
         .await;
-    assert!((60.0..=80.0).contains(&after.json["value"].as_f64().unwrap()));
+    assert_eq!(after.json["value"].as_f64(), Some(80.0));
+    assert_eq!(after.json["provenance"], json!([]));
     stop(gateway).await;
-    let aside = std::fs::read_dir(state.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .any(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("intake.json.corrupt")
-        });
-    assert!(aside, "the corrupt file was moved aside");
+    assert!(
+        !files_starting(state.path(), "state.db.damaged-").is_empty(),
+        "the damaged file was moved aside"
+    );
 }

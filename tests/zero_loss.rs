@@ -215,43 +215,33 @@ async fn a_thousand_confirmations_arrive_once_through_cloud_restarts_and_crashes
             warnings("b.log")
         );
     }
-    let outbox: Vec<_> = std::fs::read_dir(state_a.join("outbox"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().extension().is_some_and(|x| x == "pkt"))
-        .collect();
-    assert!(
-        outbox.is_empty(),
-        "{} packets left in A's outbox",
-        outbox.len()
-    );
+    let outbox = outbox_rows(&state_a);
+    assert_eq!(outbox, 0, "{outbox} packets left in A's outbox");
     a.stop();
     b.stop();
 
-    let saved: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(state_b.join("intake.json")).unwrap()).unwrap();
     assert_eq!(
-        saved["applied"].as_u64(),
-        Some(n as u64),
+        state_counter(&state_b, "applied"),
+        n as u64,
         "B applied each of the {n} packets exactly once"
     );
-    let proposals = saved["proposals"].as_object().unwrap();
+    let proposals = proposals(&state_b);
     assert_eq!(proposals.len(), 1);
-    let latest = proposals.values().next().unwrap()[source.as_str()]["seq"]
-        .as_u64()
-        .unwrap();
+    assert_eq!(proposals[0].1, source, "the proposal is A's");
+    let latest = proposals[0].2["seq"].as_u64().unwrap();
     assert_eq!(
         Some(&latest),
         seqs.last(),
         "the latest packet is the live proposal"
     );
+    let replayed: String = state_db(&state_b)
+        .query_row("SELECT seqs FROM replay", [], |r| r.get(0))
+        .unwrap();
+    let replayed: Vec<u64> = serde_json::from_str(&replayed).unwrap();
     assert_eq!(
-        saved["replay"][0]["seqs"]
-            .as_array()
-            .and_then(|s| s.last())
-            .and_then(|s| s.as_u64()),
-        Some(latest),
-        "the replay memory, saved with the proposals"
+        replayed.last(),
+        Some(&latest),
+        "the replay memory, committed with the proposals"
     );
     drop(cloud);
 }

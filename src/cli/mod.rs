@@ -13,6 +13,10 @@ use std::process::ExitCode;
 pub const EXIT_CONFIG: u8 = 78;
 /// Anything else that stopped the gateway.
 pub const EXIT_FAILURE: u8 = 1;
+/// `EX_CANTCREAT` from sysexits.h: the state database cannot be used and a restart will not
+/// change that (written by a newer version, no permission). The systemd unit does not restart
+/// on it (`RestartPreventExitStatus`).
+pub const EXIT_STATE: u8 = 73;
 
 /// Industrial edge gateway: polls PLCs, raises alarms on the local MQTT broker.
 #[derive(Debug, Parser)]
@@ -83,11 +87,21 @@ pub fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return config_failure(&e),
             };
-            block_on(async move {
-                crate::run::run(config, shutdown_signal(None))
-                    .await
-                    .map_err(|e| e.to_string())
-            })
+            let runtime = match runtime() {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            match runtime.block_on(crate::run::run(config, shutdown_signal(None))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e @ crate::run::RunError::StateIncurable(_)) => {
+                    eprintln!("qis-edge: {e}; not starting (exit {EXIT_STATE}, not restarted).");
+                    ExitCode::from(EXIT_STATE)
+                }
+                Err(e) => {
+                    eprintln!("qis-edge: {e}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            }
         }
         Command::Demo {
             mqtt_port,
@@ -107,16 +121,20 @@ fn config_failure(e: &ConfigError) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
-fn block_on(task: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
+            ExitCode::from(EXIT_FAILURE)
+        })
+}
+
+fn block_on(task: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     match runtime.block_on(task) {
         Ok(()) => ExitCode::SUCCESS,

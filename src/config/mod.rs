@@ -14,6 +14,7 @@ mod opcua;
 mod outcomes;
 mod point;
 mod site;
+mod storage;
 mod synthesis;
 mod validate;
 mod vibration;
@@ -27,6 +28,7 @@ pub use opcua::*;
 pub use outcomes::*;
 pub use point::*;
 pub use site::*;
+pub use storage::*;
 pub use synthesis::SynthesisConfig;
 pub use vibration::*;
 
@@ -54,6 +56,8 @@ pub struct Config {
     pub outcomes: OutcomesConfig,
     /// `[synthesis]`: how peers' packets move adaptable thresholds, and how trust moves.
     pub synthesis: SynthesisConfig,
+    /// `[storage]`: history limits of the state database, and storage fault retries.
+    pub storage: StorageConfig,
 }
 
 impl Config {

@@ -7,6 +7,7 @@ use super::view::AlarmsView;
 use crate::alarms::{AlarmId, Rule, Transition};
 use crate::mqtt::payload::{timestamp, Alert, Event, RuleStatus, SpcDetail};
 use crate::mqtt::Qos;
+use crate::outcomes::answers::AlarmEvent;
 use std::time::{Instant, SystemTime};
 use tracing::info;
 
@@ -83,7 +84,7 @@ pub fn publish_alert(point: &PointState, out: &mut Out) {
 }
 
 /// Logs a transition of rule `rule` and queues its `alarm` event; `by` names who acknowledged,
-/// `spc` what the chart found.
+/// `spc` what the chart found. Returns the transition as the alarm history keeps it.
 pub fn publish_transition(
     point: &PointState,
     rule: usize,
@@ -91,7 +92,7 @@ pub fn publish_transition(
     by: Option<String>,
     spc: Option<SpcDetail>,
     out: &mut Out,
-) {
+) -> AlarmEvent {
     let r = &point.rules[rule];
     info!(
         device = %point.view.device,
@@ -116,9 +117,25 @@ pub fn publish_transition(
         threshold: t.threshold,
         unit: point.view.unit.clone(),
         condition_since: t.condition_since.map(timestamp),
-        by,
+        by: by.clone(),
         spc: spc.map(Box::new),
         ts: timestamp(t.at),
     };
     out.event(&event);
+    let name = |v: serde_json::Value| v.as_str().map(str::to_string);
+    AlarmEvent {
+        at_ms: super::unix_ms(t.at),
+        alarm_id: (r.occurrence() > 0).then(|| alarm_id(point, r).to_string()),
+        device: point.view.device.clone(),
+        point: point.view.name.clone(),
+        rule: r.config().name().to_string(),
+        from: name(serde_json::to_value(t.from).unwrap_or_default()).unwrap_or_default(),
+        to: name(serde_json::to_value(t.to).unwrap_or_default()).unwrap_or_default(),
+        severity: t
+            .severity
+            .and_then(|s| name(serde_json::to_value(s).unwrap_or_default())),
+        value: t.value,
+        threshold: t.threshold,
+        by,
+    }
 }

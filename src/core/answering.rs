@@ -6,6 +6,7 @@ use super::{alerts, Core, Now};
 use crate::alarms::{PointId, RuleId, Transition};
 use crate::config::{AlarmKind, SPC_RULE_NAME};
 use crate::mqtt::payload::{timestamp, AnswerCommand, Event, SpcDetail};
+use crate::outcomes::answers::AnswerFailure;
 use crate::outcomes::{AlarmRecord, Answer, Outcome, Pattern, SpcRecord};
 use crate::packet::Direction;
 use tracing::{info, warn};
@@ -19,6 +20,7 @@ impl Core {
         rule: usize,
         t: &Transition,
         spc: Option<&SpcDetail>,
+        now: Now,
     ) {
         if !(t.from_severity.is_none() && t.severity.is_some()) {
             return;
@@ -63,7 +65,9 @@ impl Core {
             }),
         };
         let alarm = alerts::alarm_id(point, r);
-        self.answers.raised(&alarm, record);
+        if let Err(e) = self.answers.raised(&alarm, record) {
+            self.storage_failed("alarm raise", &e, now);
+        }
     }
 
     /// Records an answer, shares it, moves trust, and publishes the `outcome` event.
@@ -80,25 +84,27 @@ impl Core {
             by: cmd.by.clone(),
             at_ms: now.unix_ms(),
         };
-        let (entry, lead_time_s) = self
+        let sharing = self.sharing.as_ref();
+        let answered = self
             .answers
-            .answer(&cmd.alarm_id, answer.clone())
-            .map_err(|e| e.to_string())?;
-        if let Some(sharing) = &self.sharing {
-            let id = &cmd.alarm_id;
-            let queued = sharing.share(
-                &mut self.answers,
-                id,
-                &answer,
-                &entry,
-                lead_time_s,
-                now.unix_ms(),
-            );
-            if queued {
-                self.out.wake_uplink();
+            .answer(&cmd.alarm_id, answer, now.unix_ms(), |planned, seq| {
+                sharing.and_then(|s| s.packet(planned, seq, now.unix_ms()))
+            });
+        let answered = match answered {
+            Ok(a) => a,
+            Err(AnswerFailure::Storage(e)) => {
+                let reason = AnswerFailure::Storage(e.clone()).to_string();
+                self.storage_failed("answer", &e, now);
+                return Err(reason);
             }
+            Err(e) => return Err(e.to_string()),
+        };
+        self.storage_ok(now);
+        let (entry, lead_time_s) = (answered.entry, answered.lead_time_s);
+        if let Some(seq) = answered.queued {
+            info!(alarm_id = %cmd.alarm_id, seq, "Outcome packet queued for the uplink.");
+            self.out.wake_uplink();
         }
-        self.answers.save();
         self.adjust_trust(&cmd.alarm_id, outcome, now);
         let record = self.answers.record(&cmd.alarm_id);
         let fingerprint = record.and_then(|r| r.fingerprint.clone());

@@ -8,8 +8,9 @@
 //! [`alerts`] (rules, alarm ids, alerts, transitions), [`spc`] (control charts driving the
 //! `spc` rule), [`commands`] (engineers' commands), `answering` (answers, PLC faults, sharing)
 //! and `peers` (intake, adaptation, effective thresholds). [`view`] is the read model.
-//! The state files (`outcomes.json`, `intake.json`) are written by the stages that own them,
-//! synchronously, before anything that depends on them is acknowledged.
+//! The state database ([`crate::db`]) is written by the stages that own its tables,
+//! synchronously, before anything that depends on it is acknowledged; [`storage`] turns a
+//! failed write into a fault state with retries.
 
 pub mod alerts;
 mod answering;
@@ -18,6 +19,7 @@ pub mod out;
 mod peers;
 pub mod points;
 pub mod spc;
+pub mod storage;
 pub mod view;
 
 pub use out::{Drained, Out};
@@ -115,7 +117,7 @@ pub enum Input {
 /// What the core is given besides the configuration: the loaded state and what it needs to
 /// share and take in packets.
 pub struct Parts {
-    /// Alarm records, answers and the ledger, loaded from `outcomes.json`.
+    /// Alarm records, answers and the ledger, loaded from the state database.
     pub answers: Answers,
     /// Turns answers into packets; None when `[outcomes] share = false`.
     pub sharing: Option<Sharing>,
@@ -123,7 +125,7 @@ pub struct Parts {
     pub intake: Intake,
     /// Where intake's state is saved; None keeps it in memory only.
     pub intake_store: Option<IntakeStore>,
-    /// Trust and proposals, loaded from `intake.json`.
+    /// Trust and proposals, loaded from the state database.
     pub synthesis: SynthesisState,
 }
 
@@ -138,6 +140,7 @@ pub struct Core {
     intake_store: Option<IntakeStore>,
     adapt: Adaptation,
     uplink: UplinkState,
+    storage: storage::Storage,
     out: Out,
 }
 
@@ -163,8 +166,10 @@ impl Core {
             intake_store: parts.intake_store,
             adapt,
             uplink: UplinkState::Disconnected,
+            storage: storage::Storage::new(Duration::from_secs(config.storage.retry_max_s)),
             out: Out::new(&config.site.id),
         };
+        core.publish_storage_stats(now);
         let restored = core.adapt.restore(parts.synthesis, now.unix_ms() / 1000);
         core.apply_levels(&restored, now);
         core
@@ -181,6 +186,11 @@ impl Core {
             Input::Tick => self.tick(now),
             Input::Shutdown => self.shutdown(now),
         }
+    }
+
+    /// The storage fault, while there is one (see [`storage`]).
+    pub fn storage_fault(&self) -> Option<&str> {
+        self.storage.fault()
     }
 
     /// What the last inputs produced.
@@ -287,8 +297,10 @@ impl Core {
             point.publish_metric(now.mono, &mut self.out);
         }
         for (rule, t) in &transitions {
-            self.record_raise(id, *rule, t, None);
-            alerts::publish_transition(&self.points[id], *rule, t, None, None, &mut self.out);
+            self.record_raise(id, *rule, t, None, now);
+            let row =
+                alerts::publish_transition(&self.points[id], *rule, t, None, None, &mut self.out);
+            self.answers.history(row);
         }
         if let (Some(v), true) = (sample.value, update.value_changed) {
             if !self.points[id].confirms.is_empty() {
@@ -296,7 +308,7 @@ impl Core {
             }
         }
         let spc_changed = match sample.value {
-            Some(v) => self.on_spc_observation(id, v, read, sample.at),
+            Some(v) => self.on_spc_observation(id, v, read, sample.at, now),
             None => false,
         };
         if !transitions.is_empty() || update.quality_changed || spc_changed {
@@ -311,6 +323,7 @@ impl Core {
         value: f64,
         now: Instant,
         wall: SystemTime,
+        at: Now,
     ) -> bool {
         let key = self.points[id]
             .spc
@@ -324,8 +337,8 @@ impl Core {
         };
         let transitions = spc::observe(point, key, value, now, wall, &mut self.out);
         for (t, detail) in &transitions {
-            self.record_raise(id, rule, t, Some(detail));
-            alerts::publish_transition(
+            self.record_raise(id, rule, t, Some(detail), at);
+            let row = alerts::publish_transition(
                 &self.points[id],
                 rule,
                 t,
@@ -333,6 +346,7 @@ impl Core {
                 Some(detail.clone()),
                 &mut self.out,
             );
+            self.answers.history(row);
         }
         !transitions.is_empty()
     }
@@ -350,7 +364,8 @@ impl Core {
         let expired = self.adapt.expire(now.unix_ms() / 1000);
         self.apply_levels(&expired, now);
         self.publish_intake_stats();
-        self.commit_intake();
+        self.commit_intake(now);
+        self.storage_tick(now);
     }
 
     fn on_command(&mut self, topic: &str, payload: &[u8], now: Now) {
@@ -399,9 +414,11 @@ impl Core {
         }
         let point = &self.points[id];
         for (i, t) in &transitions {
-            alerts::publish_transition(point, *i, t, target.by.clone(), None, &mut self.out);
+            let row =
+                alerts::publish_transition(point, *i, t, target.by.clone(), None, &mut self.out);
+            self.answers.history(row);
         }
-        alerts::publish_alert(point, &mut self.out);
+        alerts::publish_alert(&self.points[id], &mut self.out);
         Ok(())
     }
 
@@ -418,12 +435,21 @@ impl Core {
         }
         self.publish_thresholds(&(0..self.adapt.rules().len()).collect::<Vec<_>>(), now);
         self.on_uplink(self.uplink, now);
+        self.publish_storage_stats(now);
+        if self.storage.fault().is_some() {
+            self.publish_status(now);
+        }
     }
 
     fn shutdown(&mut self, now: Now) {
-        self.commit_intake();
+        self.commit_intake(now);
+        if self.answers.flush_due() {
+            if let Err(e) = self.answers.flush(now.unix_ms()) {
+                warn!(error = %e, "The last alarm transitions could not be written to the history.");
+            }
+        }
         self.on_uplink(UplinkState::Disconnected, now);
-        let offline = status_payload(&self.out.site, false, Some("shutdown"), Some(now.wall));
+        let offline = status_payload(&self.out.site, false, Some("shutdown"), Some(now.wall), &[]);
         let topic = self.out.topics.status();
         self.out.bytes(topic, offline, Qos::AtLeastOnce, true);
     }

@@ -1,6 +1,6 @@
 //! The packet path, forward in one handler: intake verifies → adaptation offers it to the rules
 //! of its target → their new levels go to the rules → thresholds and a `peer_outcome` event
-//! out. The acknowledgement is released once `intake.json` is saved.
+//! out. The acknowledgement is released once intake's tables are committed.
 
 use super::points::Points;
 use super::{Core, Now};
@@ -111,7 +111,7 @@ impl Core {
             self.out.ack_last();
         }
         if self.intake.batch_full() {
-            self.commit_intake();
+            self.commit_intake(now);
         }
     }
 
@@ -159,15 +159,22 @@ impl Core {
         }
     }
 
-    /// Saves trust, proposals and the replay memory in one atomic write when they changed, then
-    /// releases the acknowledgements of the peer packets they account for. A failed save keeps
-    /// them back (the broker delivers those packets again) and is retried on the next tick.
-    pub(super) fn commit_intake(&mut self) {
+    /// Commits trust, proposals and the replay memory in one transaction when they changed,
+    /// then releases the acknowledgements of the peer packets they account for. A failed commit
+    /// keeps them back (the broker delivers those packets again after a crash) and is retried
+    /// after the storage backoff ([`super::storage`]), not sooner.
+    pub(super) fn commit_intake(&mut self, now: Now) {
         if self.adapt.dirty() || self.intake.replay_changed() {
-            if let Some(store) = &mut self.intake_store {
-                if !store.save(self.adapt.state(), self.intake.guard()) {
-                    return;
-                }
+            if !self.storage.retry_due(now.mono) {
+                return;
+            }
+            let saved = match &mut self.intake_store {
+                Some(store) => store.save(self.adapt.state(), self.intake.guard_mut()),
+                None => Ok(()),
+            };
+            match saved {
+                Ok(()) => self.storage_ok(now),
+                Err(e) => return self.storage_failed("peers' packets", &e, now),
             }
             self.adapt.saved();
         }

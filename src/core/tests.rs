@@ -29,7 +29,7 @@ alarm = 20.0
 fn core(text: &str, t0: Now) -> Core {
     let config = crate::config::parse_str(text, "t.toml").expect("valid");
     let parts = Parts {
-        answers: Answers::empty(std::path::PathBuf::from("/nonexistent/outcomes.json")),
+        answers: Answers::memory(),
         sharing: None,
         intake: Intake::new(crate::packet::TrustPolicy::default(), [0; 32]),
         intake_store: None,
@@ -222,7 +222,7 @@ fn its_own_packet_back_from_the_broker_is_acknowledged_at_once_and_a_peers_waits
     let config = crate::config::parse_str(CONFIG, "t.toml").expect("valid");
     let t0 = Now::current();
     let parts = Parts {
-        answers: Answers::empty(std::path::PathBuf::from("/nonexistent/outcomes.json")),
+        answers: Answers::memory(),
         sharing: None,
         intake: Intake::new(TrustPolicy::default(), own.verifying_key().to_bytes()),
         intake_store: None,

@@ -103,7 +103,7 @@ pub fn start(
     options.set_clean_session(true);
     options.set_last_will(LastWill::new(
         topics.status(),
-        status_payload(site, false, Some("connection_lost"), None),
+        status_payload(site, false, Some("connection_lost"), None, &[]),
         QoS::AtLeastOnce,
         true,
     ));
@@ -175,7 +175,7 @@ impl Driver {
                     }
                     if stop_at.is_none() {
                         let online =
-                            status_payload(&self.site, true, None, Some(SystemTime::now()));
+                            status_payload(&self.site, true, None, Some(SystemTime::now()), &[]);
                         let _ = self.client.try_publish(
                             self.topics.status(),
                             QoS::AtLeastOnce,

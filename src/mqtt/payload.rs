@@ -18,12 +18,14 @@ pub fn status_payload(
     online: bool,
     reason: Option<&str>,
     at: Option<SystemTime>,
+    faults: &[&str],
 ) -> Vec<u8> {
     let status = Status {
         status: if online { "online" } else { "offline" }.into(),
         site: site.to_string(),
         version: env!("CARGO_PKG_VERSION").into(),
         reason: reason.map(str::to_string),
+        faults: faults.iter().map(|f| f.to_string()).collect(),
         ts: at.map(timestamp),
     };
     serde_json::to_vec(&status).unwrap_or_default()
@@ -41,6 +43,10 @@ pub struct Status {
     /// Why offline: `shutdown` (clean stop) or `connection_lost` (the last will).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What is wrong while online: `storage` (the state database takes no writes; see
+    /// `stats/storage`). Absent when nothing is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<String>,
     /// When the status was set (absent in the last will, which the broker sends later).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ts: Option<String>,

@@ -34,6 +34,10 @@ impl Topics {
     pub fn threshold(&self, device: &str, point: &str, rule: &str) -> String {
         format!("{}/thresholds/{device}/{point}/{rule}", self.prefix)
     }
+    /// `qis/<site>/stats/storage`: the state database's health (retained).
+    pub fn storage_stats(&self) -> String {
+        format!("{}/stats/storage", self.prefix)
+    }
     /// `qis/<site>/stats/<device>`: a device's poll statistics.
     pub fn stats(&self, device: &str) -> String {
         format!("{}/stats/{device}", self.prefix)

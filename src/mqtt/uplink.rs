@@ -13,7 +13,6 @@ use crate::backoff::Backoff;
 use crate::config::MqttConfig;
 use crate::outcomes::outbox::Outbox;
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, Packet, QoS};
-use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -103,6 +102,9 @@ pub fn start_with(
         connected: false,
         in_flight: None,
         unacknowledged_subscriptions: 0,
+        storage_retry: None,
+        storage_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+        storage_log: crate::intake::LogLimiter::new(STORAGE_LOG_INTERVAL),
     };
     Ok(Uplink {
         task: tokio::spawn(driver.run(shutdown)),
@@ -113,10 +115,12 @@ pub fn start_with(
 /// The packet published and not yet acknowledged.
 struct InFlight {
     seq: u64,
-    path: PathBuf,
     /// Its packet id, once the event loop has sent it.
     pkid: Option<u16>,
 }
+
+/// At most one outbox storage ERROR line per this interval.
+const STORAGE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 struct Driver {
     client: AsyncClient,
@@ -132,6 +136,10 @@ struct Driver {
     in_flight: Option<InFlight>,
     /// SUBACKs still owed since the last CONNACK.
     unacknowledged_subscriptions: usize,
+    /// When to read the outbox again after a storage error, and how long to wait next time.
+    storage_retry: Option<tokio::time::Instant>,
+    storage_backoff: Backoff,
+    storage_log: crate::intake::LogLimiter,
 }
 
 impl Driver {
@@ -140,6 +148,13 @@ impl Driver {
             let event = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(()) = self.parts.wake.recv() => {
+                    if self.connected && self.in_flight.is_none() && self.storage_retry.is_none() {
+                        self.send_next();
+                    }
+                    continue;
+                }
+                _ = sleep_until(self.storage_retry), if self.storage_retry.is_some() => {
+                    self.storage_retry = None;
                     if self.connected && self.in_flight.is_none() {
                         self.send_next();
                     }
@@ -174,7 +189,8 @@ impl Driver {
     fn on_packet(&mut self, packet: Packet) {
         match packet {
             Packet::ConnAck(ack) if ack.code == ConnectReturnCode::Success => {
-                info!(broker = %self.broker, waiting = self.parts.outbox.pending().len(), "Uplink connected.");
+                let waiting = self.parts.outbox.pending().unwrap_or_default();
+                info!(broker = %self.broker, waiting, "Uplink connected.");
                 self.connected = true;
                 self.backoff.reset();
                 self.unacknowledged_subscriptions = self.parts.subscriptions.len();
@@ -211,9 +227,14 @@ impl Driver {
                 let Some(f) = self.in_flight.take_if(|f| f.pkid == Some(ack.pkid)) else {
                     return;
                 };
-                self.parts.outbox.remove(&f.path);
                 debug!(seq = f.seq, "Outcome packet acknowledged by the uplink.");
-                self.send_next();
+                match self.parts.outbox.remove(f.seq) {
+                    Ok(()) => self.send_next(),
+                    Err(e) => {
+                        // Retired: not sent again; the next packet goes after the backoff.
+                        self.storage_failed("delete an acknowledged packet", &e);
+                    }
+                }
             }
             _ => {}
         }
@@ -227,11 +248,28 @@ impl Driver {
         }
     }
 
+    /// A storage error: read the outbox again after the backoff, not sooner; log (limited).
+    fn storage_failed(&mut self, what: &str, e: &crate::db::StorageError) {
+        let delay = self.storage_backoff.next_delay();
+        self.storage_retry = Some(tokio::time::Instant::now() + delay);
+        if let Some(held_back) = self.storage_log.allow(std::time::Instant::now()) {
+            warn!(what, error = %e, retry_in_ms = delay.as_millis() as u64, held_back, "Outbox storage error; retrying with backoff (an acknowledged packet is not sent again).");
+        }
+    }
+
     /// Publishes the oldest waiting packet on its context's topic.
     fn send_next(&mut self) {
         self.in_flight = None;
-        let Some(w) = self.parts.outbox.next() else {
-            return;
+        let w = match self.parts.outbox.oldest() {
+            Ok(Some(w)) => {
+                self.storage_backoff.reset();
+                w
+            }
+            Ok(None) => {
+                self.storage_backoff.reset();
+                return;
+            }
+            Err(e) => return self.storage_failed("read the outbox", &e),
         };
         if self
             .client
@@ -240,9 +278,16 @@ impl Driver {
         {
             self.in_flight = Some(InFlight {
                 seq: w.seq,
-                path: w.path,
                 pkid: None,
             });
         }
+    }
+}
+
+/// Sleeps until `at`; forever when None (the branch is disabled then anyway).
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

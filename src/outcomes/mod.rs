@@ -3,7 +3,8 @@
 //! pattern's alarms were confirmed and refuted and with what lead time: the evidence that
 //! outcome packets will carry to other plants.
 //!
-//! Pure bookkeeping, persisted by the caller through [`crate::store`] as `outcomes.json`.
+//! [`OutcomeState`] is the pure bookkeeping; [`Answers`] keeps it in the state database
+//! ([`crate::db`]), one transaction per change.
 
 pub mod answers;
 pub mod outbox;
@@ -130,10 +131,22 @@ pub enum AnswerError {
 }
 
 impl OutcomeState {
-    /// Records a new raise. Returns the alarm id's occurrence number.
+    /// Records a new raise, keeping at most [`MAX_ALARMS`].
     pub fn raised(&mut self, alarm_id: String, record: AlarmRecord) {
+        self.raised_within(alarm_id, record, MAX_ALARMS);
+    }
+
+    /// Records a new raise, keeping at most `max` alarms: the oldest go first. Returns the ids
+    /// of those forgotten.
+    pub fn raised_within(
+        &mut self,
+        alarm_id: String,
+        record: AlarmRecord,
+        max: usize,
+    ) -> Vec<String> {
         self.alarms.insert(alarm_id, record);
-        while self.alarms.len() > MAX_ALARMS {
+        let mut forgotten = Vec::new();
+        while self.alarms.len() > max.max(1) {
             let oldest = self
                 .alarms
                 .iter()
@@ -142,21 +155,35 @@ impl OutcomeState {
             match oldest {
                 Some(k) => {
                     self.alarms.remove(&k);
+                    forgotten.push(k);
                 }
                 None => break,
             }
         }
+        forgotten
     }
 
-    /// Applies an answer; returns the updated ledger entry and the lead time (confirmations).
     pub fn answer(
         &mut self,
         alarm_id: &str,
         answer: Answer,
     ) -> Result<(LedgerEntry, Option<u64>), AnswerError> {
+        let planned = self.plan_answer(alarm_id, answer)?;
+        let result = (planned.entry.clone(), planned.lead_time_s);
+        self.apply_answer(planned);
+        Ok(result)
+    }
+
+    /// What answering `alarm_id` would change, without changing anything (so it can be
+    /// committed first and applied only once stored).
+    pub fn plan_answer(
+        &self,
+        alarm_id: &str,
+        answer: Answer,
+    ) -> Result<PlannedAnswer, AnswerError> {
         let record = self
             .alarms
-            .get_mut(alarm_id)
+            .get(alarm_id)
             .ok_or_else(|| AnswerError::Unknown(alarm_id.to_string()))?;
         if let Some(previous) = &record.answer {
             return Err(AnswerError::Answered(
@@ -166,8 +193,8 @@ impl OutcomeState {
         }
         let key = ledger_key(record.fingerprint.as_deref(), &record.pattern);
         let lead = answer.at_ms.saturating_sub(record.raised_at_ms) / 1000;
-        let entry = self.ledger.entry(key).or_default();
-        let lead_time = match answer.outcome {
+        let mut entry = self.ledger.get(&key).cloned().unwrap_or_default();
+        let lead_time_s = match answer.outcome {
             Outcome::Confirmed => {
                 entry.validations = entry.validations.saturating_add(1);
                 entry.lead_times_s.push(lead);
@@ -181,16 +208,39 @@ impl OutcomeState {
                 None
             }
         };
-        let snapshot = entry.clone();
+        let mut record = record.clone();
         record.answer = Some(answer);
-        Ok((snapshot, lead_time))
+        Ok(PlannedAnswer {
+            alarm_id: alarm_id.to_string(),
+            record,
+            key,
+            entry,
+            lead_time_s,
+        })
+    }
+
+    /// Applies a planned answer.
+    pub fn apply_answer(&mut self, planned: PlannedAnswer) {
+        self.ledger.insert(planned.key, planned.entry);
+        self.alarms.insert(planned.alarm_id, planned.record);
     }
 }
 
-/// The outcome packet body for an answered alarm, or None when its point has no context.
-///
-/// Confidence is the ledger's Laplace estimate (validations + 1) / (validations + refutations
-/// + 2); only the pattern, threshold, counts and lead time travel: no value, no name.
+/// An answer's changes: the alarm's record with its answer and the ledger entry after it.
+#[derive(Debug, Clone)]
+pub struct PlannedAnswer {
+    /// The alarm.
+    pub alarm_id: String,
+    /// Its record, answered.
+    pub record: AlarmRecord,
+    /// The ledger key of its context and pattern.
+    pub key: String,
+    /// The ledger entry with this answer counted.
+    pub entry: LedgerEntry,
+    /// Seconds from the raise to a confirmation.
+    pub lead_time_s: Option<u64>,
+}
+
 #[allow(
     clippy::too_many_arguments,
     reason = "the packet's fields, each from its own source"

@@ -1,66 +1,63 @@
-//! The durable outbox, a file store: a packet is on disk (fsynced) before it is published and
-//! is deleted only when the uplink broker acknowledges it (PUBACK; the uplink task in
-//! [`crate::mqtt::uplink`] does the sending). A broker outage, a crash or a power cut loses
-//! none; after one, the remaining packets go out oldest first. Duplicates are harmless:
-//! receivers drop a source's repeated sequence numbers.
+//! The durable outbox, a table of the state database: a packet is committed with its answer
+//! (see [`super::answers`]) before it is published, and its row is deleted only when the uplink
+//! broker acknowledges it (PUBACK; the uplink task in [`crate::mqtt::uplink`] does the sending,
+//! on its own connection). A broker outage, a crash or a power cut loses none; after one, the
+//! remaining packets go out oldest first. Duplicates are harmless: receivers drop a source's
+//! repeated sequence numbers.
+//!
+//! A packet whose row cannot be deleted (a read-only disk) is remembered as retired and not
+//! sent again by this process: a sick gateway must not flood the fleet with one packet.
 
+use crate::db::{Db, StorageError};
 use crate::packet::guard::decode;
+use rusqlite::{params, OptionalExtension, Transaction};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use tracing::error;
 
-/// Packets waiting for their PUBACK, one file each, named by sequence number.
-#[derive(Debug, Clone)]
-pub struct Outbox {
-    dir: PathBuf,
-    max: usize,
+/// A packet to queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queued {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The alarm it answers.
+    pub alarm_id: String,
+    /// Its context's topic on the uplink.
+    pub topic: String,
+    /// The signed packet.
+    pub bytes: Vec<u8>,
+    /// When it was queued, Unix milliseconds.
+    pub at_ms: u64,
 }
 
-impl Outbox {
-    /// The outbox in `dir`, keeping at most `max` packets.
-    pub fn open(dir: &Path, max: usize) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            max: max.max(1),
-        })
+/// Inserts a packet in the caller's transaction. Beyond `max` packets the oldest are dropped
+/// (they are the closest to expiry), with an ERROR line: data loss an operator should know of.
+pub fn insert(tx: &Transaction<'_>, q: &Queued, max: usize) -> Result<(), StorageError> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO outbox(seq, alarm_id, topic, packet, queued_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        q.seq as i64,
+        q.alarm_id,
+        q.topic,
+        q.bytes,
+        q.at_ms as i64
+    ])?;
+    let n: i64 = tx.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
+    let over = n.saturating_sub(i64::try_from(max).unwrap_or(i64::MAX));
+    if over > 0 {
+        tx.execute(
+            "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?1)",
+            [over],
+        )?;
+        error!(
+            dropped = over,
+            outbox_max = max,
+            "Outbox full: the oldest outcome packets were dropped unsent."
+        );
     }
-
-    /// Stores a packet durably. When the outbox is full the oldest packet is dropped (it is the
-    /// closest to expiry), with an ERROR log line: data loss an operator should know about.
-    pub fn push(&self, seq: u64, bytes: &[u8]) -> std::io::Result<()> {
-        crate::store::write_atomic(&self.dir.join(format!("{seq:020}.pkt")), bytes, 0o600)?;
-        let pending = self.pending();
-        if pending.len() > self.max {
-            for (old, path) in pending.iter().take(pending.len() - self.max) {
-                if std::fs::remove_file(path).is_ok() {
-                    error!(
-                        seq = old,
-                        outbox_max = self.max,
-                        "Outbox full: the oldest outcome packet was dropped unsent."
-                    );
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Packets waiting, oldest first.
-    pub fn pending(&self) -> Vec<(u64, PathBuf)> {
-        let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(&self.dir)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok())
-                    .filter_map(|e| {
-                        let name = e.file_name().to_string_lossy().to_string();
-                        let seq = name.strip_suffix(".pkt")?.parse::<u64>().ok()?;
-                        Some((seq, e.path()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort();
-        out
-    }
+    Ok(())
 }
 
 /// A packet read back from the outbox, ready to publish.
@@ -68,42 +65,104 @@ impl Outbox {
 pub struct Waiting {
     /// Its sequence number.
     pub seq: u64,
-    /// Its file.
-    pub path: PathBuf,
     /// The packet.
     pub bytes: Vec<u8>,
     /// Its context's topic on the uplink.
     pub topic: String,
 }
 
+/// The uplink's view of the outbox: its own connection, opened on first use.
+#[derive(Debug)]
+pub struct Outbox {
+    dir: PathBuf,
+    db: Option<Db>,
+    /// Acknowledged packets whose rows could not be deleted yet.
+    retired: BTreeSet<u64>,
+}
+
 impl Outbox {
-    /// The oldest packet that can be read and decoded; an undecodable one is moved aside
-    /// (`.bad`) with an ERROR line.
-    pub fn next(&self) -> Option<Waiting> {
-        for (seq, path) in self.pending() {
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
+    /// The outbox of the state database in `dir` (which [`Db::open`] has created).
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            db: None,
+            retired: BTreeSet::new(),
+        }
+    }
+
+    fn db(&mut self) -> Result<&mut Db, StorageError> {
+        if self.db.is_none() {
+            self.db = Some(Db::connect(&self.dir).map_err(|e| StorageError(e.to_string()))?);
+        }
+        Ok(self.db.as_mut().expect("just opened"))
+    }
+
+    /// Packets waiting (retired ones not counted).
+    pub fn pending(&mut self) -> Result<usize, StorageError> {
+        let retired = self.retired.len();
+        let n: i64 = self
+            .db()?
+            .conn()
+            .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
+        Ok((n.max(0) as usize).saturating_sub(retired))
+    }
+
+    /// The oldest packet not yet acknowledged; first retries deleting the retired ones (a
+    /// failure there does not hold back the packets after them). A row that does not decode as
+    /// a packet is deleted with an ERROR line.
+    pub fn oldest(&mut self) -> Result<Option<Waiting>, StorageError> {
+        let _ = self.retry_retired();
+        let after = self.retired.last().map(|s| *s as i64).unwrap_or(-1);
+        loop {
+            let row: Option<(i64, Vec<u8>)> = self
+                .db()?
+                .conn()
+                .query_row(
+                    "SELECT seq, packet FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT 1",
+                    [after],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((seq, bytes)) = row else {
+                return Ok(None);
             };
             match decode(&bytes) {
                 Ok(packet) => {
-                    return Some(Waiting {
-                        seq,
-                        path,
-                        bytes,
+                    return Ok(Some(Waiting {
+                        seq: seq as u64,
                         topic: packet.topic(),
-                    })
+                        bytes,
+                    }))
                 }
                 Err(r) => {
-                    error!(file = %path.display(), reason = %r, "Unreadable packet in the outbox; moved aside.");
-                    let _ = std::fs::rename(&path, path.with_extension("bad"));
+                    error!(seq, reason = %r, "Unreadable packet in the outbox; deleted.");
+                    self.db()?
+                        .conn()
+                        .execute("DELETE FROM outbox WHERE seq = ?1", [seq])?;
                 }
             }
         }
-        None
     }
 
-    /// Deletes a packet the uplink acknowledged.
-    pub fn remove(&self, path: &Path) {
-        let _ = std::fs::remove_file(path);
+    /// Deletes a packet the uplink acknowledged. When that fails it is retired: not sent again,
+    /// its deletion retried before the next packet goes.
+    pub fn remove(&mut self, seq: u64) -> Result<(), StorageError> {
+        self.retired.insert(seq);
+        self.retry_retired()
+    }
+
+    fn retry_retired(&mut self) -> Result<(), StorageError> {
+        if self.retired.is_empty() {
+            return Ok(());
+        }
+        let retired: Vec<u64> = self.retired.iter().copied().collect();
+        let db = self.db()?;
+        let tx = db.conn().transaction()?;
+        for seq in &retired {
+            tx.execute("DELETE FROM outbox WHERE seq = ?1", [*seq as i64])?;
+        }
+        tx.commit()?;
+        self.retired.clear();
+        Ok(())
     }
 }

@@ -241,6 +241,10 @@ impl RejectionCounts {
 /// oldest one remembered; a repeated one, or one older than the window, is a replay.
 pub const REPLAY_WINDOW: usize = 64;
 
+/// A source's public key, its accepted sequence numbers (ascending) and when it was last heard
+/// from (the guard's own ordering).
+pub type SourceMemory = ([u8; 32], Vec<u64>, u64);
+
 /// Accepted sequence numbers per source, for at most `capacity` sources (the least recently
 /// heard from is forgotten first; its old packets then still fail on expiry).
 #[derive(Debug, Clone)]
@@ -249,6 +253,9 @@ pub struct ReplayGuard {
     seen: HashMap<[u8; 32], (std::collections::BTreeSet<u64>, u64)>,
     clock: u64,
     counts: RejectionCounts,
+    /// Sources changed, and sources forgotten, since [`ReplayGuard::saved`].
+    changed: std::collections::HashSet<[u8; 32]>,
+    forgotten: std::collections::HashSet<[u8; 32]>,
 }
 
 impl ReplayGuard {
@@ -259,6 +266,8 @@ impl ReplayGuard {
             seen: HashMap::new(),
             clock: 0,
             counts: RejectionCounts::default(),
+            changed: Default::default(),
+            forgotten: Default::default(),
         }
     }
 
@@ -302,6 +311,38 @@ impl ReplayGuard {
         self.record(source, seq);
     }
 
+    /// Restores a saved source: its sequence numbers and when it was last heard from (the
+    /// guard's own ordering, from [`ReplayGuard::changes`]). Not a change to save.
+    pub fn restore(&mut self, source: [u8; 32], seqs: &[u64], used: u64) {
+        let entry = self.seen.entry(source).or_default();
+        entry.0.extend(seqs.iter().copied());
+        while entry.0.len() > REPLAY_WINDOW {
+            entry.0.pop_first();
+        }
+        entry.1 = used;
+        self.clock = self.clock.max(used);
+    }
+
+    /// What changed since [`ReplayGuard::saved`]: each changed source with its sequence
+    /// numbers (ascending) and last use, and the sources forgotten.
+    pub fn changes(&self) -> (Vec<SourceMemory>, Vec<[u8; 32]>) {
+        let changed = self
+            .changed
+            .iter()
+            .filter_map(|s| {
+                let (seqs, used) = self.seen.get(s)?;
+                Some((*s, seqs.iter().copied().collect(), *used))
+            })
+            .collect();
+        (changed, self.forgotten.iter().copied().collect())
+    }
+
+    /// The changes are saved.
+    pub fn saved(&mut self) {
+        self.changed.clear();
+        self.forgotten.clear();
+    }
+
     fn check(&self, source: &[u8; 32], seq: u64) -> Result<(), Rejection> {
         let Some((seqs, _)) = self.seen.get(source) else {
             return Ok(());
@@ -323,6 +364,8 @@ impl ReplayGuard {
             entry.0.pop_first();
         }
         entry.1 = self.clock;
+        self.changed.insert(source);
+        self.forgotten.remove(&source);
         if self.seen.len() > self.capacity {
             if let Some(oldest) = self
                 .seen
@@ -331,6 +374,8 @@ impl ReplayGuard {
                 .map(|(k, _)| *k)
             {
                 self.seen.remove(&oldest);
+                self.changed.remove(&oldest);
+                self.forgotten.insert(oldest);
             }
         }
     }

@@ -2,12 +2,13 @@
 //! task, and a shutdown with a deadline that names the tasks still running.
 
 mod core_task;
+mod state;
 
 use crate::config::Config;
 use crate::core::{Core, Now, Parts};
-use crate::intake::{state::IntakeStore, Intake};
+use crate::intake::Intake;
 use crate::mqtt::{self, uplink::UplinkParts, MqttSetupError};
-use crate::outcomes::{answers::OUTCOMES_FILE, outbox::Outbox, Answers, Sharing};
+use crate::outcomes::{outbox::Outbox, Sharing};
 use crate::packet::keys;
 use std::future::Future;
 use std::time::Duration;
@@ -33,6 +34,10 @@ pub enum RunError {
     /// The state directory is unusable.
     #[error("state: {0}")]
     State(String),
+    /// The state database cannot be used and a restart will not change that (a newer schema,
+    /// no permission): the command line exits with [`crate::cli::EXIT_STATE`].
+    #[error("state: {0}")]
+    StateIncurable(String),
 }
 
 /// Runs the gateway until `shutdown` completes, then stops every task within
@@ -40,6 +45,7 @@ pub enum RunError {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let key = keys::load_or_create(&config.site.state_dir)?;
     info!(source = %keys::public_hex(&key), "Outcome signing key loaded.");
+    let state = core_parts(&config, key)?;
     let cancel = CancellationToken::new();
     let (commands, commands_rx) = mpsc::channel(64);
     let local = mqtt::local::start(&config.mqtt, &config.site.id, commands, cancel.clone())?;
@@ -49,13 +55,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         info!(device, point, fingerprint = %f, topic = %f.topic(), "Context.");
     }
     info!(site = %config.site.id, devices = config.devices.len(), broker = %mqtt::options::broker(&config.mqtt), "Gateway started.");
-    let dir = &config.site.state_dir;
-    let outbox = Outbox::open(&dir.join("outbox"), config.outcomes.outbox_max)
-        .map_err(|e| RunError::State(format!("outbox in {}: {e}", dir.display())))?;
     let (wake, wake_rx) = mpsc::channel(16);
     let (peers, peers_rx) = mpsc::channel(256);
     let parts = UplinkParts {
-        outbox: outbox.clone(),
+        outbox: Outbox::new(&config.site.state_dir),
         wake: wake_rx,
         subscriptions: config.context_topics(),
         incoming: peers,
@@ -66,7 +69,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         parts,
         cancel.clone(),
     )?;
-    let core = Core::new(&config, core_parts(&config, key, outbox), Now::current());
+    let core = Core::new(&config, state, Now::current());
     let channels = core_task::Channels {
         events: events_rx,
         commands: commands_rx,
@@ -91,9 +94,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
-/// The core's state, loaded from the state directory.
-fn core_parts(config: &Config, key: ed25519_dalek::SigningKey, outbox: Outbox) -> Parts {
-    let dir = &config.site.state_dir;
+/// The core's state, loaded from the state database.
+fn core_parts(config: &Config, key: ed25519_dalek::SigningKey) -> Result<Parts, RunError> {
     let policy = crate::packet::TrustPolicy {
         strict: config.outcomes.strict,
         allowlist: config
@@ -105,24 +107,22 @@ fn core_parts(config: &Config, key: ed25519_dalek::SigningKey, outbox: Outbox) -
         clock_skew_s: config.outcomes.clock_skew_s,
     };
     let mut intake = Intake::new(policy, key.verifying_key().to_bytes());
-    let store = IntakeStore::new(dir.join(crate::intake::state::INTAKE_FILE));
-    let synthesis = store.load(intake.guard_mut());
+    let loaded = state::load(config, intake.guard_mut())?;
     let sharing = config.outcomes.share.then(|| Sharing {
         key,
-        outbox,
         ttl_s: config.outcomes.ttl_days.saturating_mul(86_400),
         equipment: config
             .point_contexts()
             .map(|(_, _, c, f)| (f.to_string(), c.equipment_class.trim().to_string()))
             .collect(),
     });
-    Parts {
-        answers: Answers::load(dir.join(OUTCOMES_FILE)),
+    Ok(Parts {
+        answers: loaded.answers,
         sharing,
         intake,
-        intake_store: Some(store),
-        synthesis,
-    }
+        intake_store: Some(loaded.intake),
+        synthesis: loaded.synthesis,
+    })
 }
 
 /// Waits for every task until the shutdown deadline; aborts, naming them, those still running.

@@ -18,6 +18,7 @@ mod net;
 mod observer;
 mod opcua;
 mod peer;
+mod state;
 
 pub use fixtures::*;
 pub use gateway::*;
@@ -27,6 +28,7 @@ pub use net::*;
 pub use observer::*;
 pub use opcua::*;
 pub use peer::*;
+pub use state::*;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;

@@ -54,6 +54,7 @@ impl<'t> Loader<'t> {
             validate_synthesis,
             SynthesisConfig::default,
         );
+        let storage = self.section(&root, "storage", validate_storage, StorageConfig::default);
         let devices = match root.get("devices") {
             Some(v) => self.devices(v),
             None => Some(Vec::new()),
@@ -66,12 +67,13 @@ impl<'t> Loader<'t> {
             uplink: uplink?,
             outcomes: outcomes?,
             synthesis: synthesis?,
+            storage: storage?,
         })
     }
 
     /// Reports every top-level key that is not a known section.
     fn check_sections(&mut self, root: &DeTable<'t>) {
-        const SECTIONS: [&str; 7] = [
+        const SECTIONS: [&str; 8] = [
             "site",
             "mqtt",
             "metrics",
@@ -79,6 +81,7 @@ impl<'t> Loader<'t> {
             "uplink",
             "outcomes",
             "synthesis",
+            "storage",
         ];
         for (key, _) in root.iter() {
             if !SECTIONS.contains(&key.get_ref().as_ref()) {
@@ -86,7 +89,7 @@ impl<'t> Loader<'t> {
                     key.span(),
                     "config",
                     format!(
-                        "unknown section `{}`, expected one of `site`, `mqtt`, `metrics`, `devices`, `uplink`, `outcomes`, `synthesis`",
+                        "unknown section `{}`, expected one of `site`, `mqtt`, `metrics`, `devices`, `uplink`, `outcomes`, `synthesis`, `storage`",
                         key.get_ref()
                     ),
                 );
@@ -120,6 +123,19 @@ impl<'t> Loader<'t> {
             let component = component_name("device", item, index);
             match self.device(item, &component) {
                 Some(d) => {
+                    if RESERVED_DEVICE_NAMES.contains(&d.name()) {
+                        let span = key_span(item, &["name"]);
+                        self.report(
+                            span,
+                            &component,
+                            format!(
+                                "device name `{}` is reserved: `qis/<site>/stats/{}` carries the gateway's own statistics",
+                                d.name(),
+                                d.name()
+                            ),
+                        );
+                        ok = false;
+                    }
                     if !names.insert(d.name().to_string()) {
                         let span = key_span(item, &["name"]);
                         self.report(
@@ -265,3 +281,6 @@ fn shared_line_problems(devices: &[DeviceConfig]) -> Vec<(String, String)> {
     }
     problems
 }
+
+/// Names a device may not have: its statistics topic would be the gateway's own.
+pub const RESERVED_DEVICE_NAMES: [&str; 2] = ["intake", "storage"];

@@ -250,6 +250,15 @@ pub(in crate::config) fn validate_modbus_rtu(d: &ModbusRtuConfig) -> Vec<Finding
     out
 }
 
+pub(in crate::config) fn validate_storage(s: &StorageConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    check_range("alarms_max", s.alarms_max, 100..=1_000_000, "", &mut out);
+    check_range("events_max", s.events_max, 100..=10_000_000, "", &mut out);
+    check_range("history_days", s.history_days, 1..=3650, "", &mut out);
+    check_range("retry_max_s", s.retry_max_s, 1..=3600, "", &mut out);
+    out
+}
+
 pub(in crate::config) fn validate_outcomes(o: &OutcomesConfig) -> Vec<Finding> {
     let mut out = Vec::new();
     check_range("ttl_days", o.ttl_days, 1..=366, "", &mut out);
