@@ -203,7 +203,10 @@ fn pending(state: &std::path::Path) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_travel_as_signed_packets_through_a_durable_outbox() {
     let broker = mosquitto();
-    let mut cloud = mosquitto();
+    // The fleet broker keeps sessions across its restart, so the peer (the uplink observer)
+    // is sent what arrives while it reconnects, however fast the gateway is back.
+    let cloud_dir = tempfile::tempdir().unwrap();
+    let mut cloud = mosquitto_persistent(cloud_dir.path());
     let cloud_port = cloud.port;
     let plc = modbus_server(
         &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]}),
@@ -217,7 +220,7 @@ async fn answers_travel_as_signed_packets_through_a_durable_outbox() {
         .unwrap();
 
     let mut observer = Observer::connect(broker.port).await;
-    let mut uplink = Observer::connect_filter(cloud_port, "#").await;
+    let mut uplink = Observer::connect_persistent(cloud_port, "#").await;
     let gateway = start(&text);
     let first = raise(&mut observer, plc.port).await;
     observer
@@ -264,7 +267,7 @@ async fn answers_travel_as_signed_packets_through_a_durable_outbox() {
     .await;
 
     // The uplink goes away: answers wait in the outbox, on disk, then all go out in order.
-    cloud.kill();
+    cloud.terminate();
     let second = raise(&mut observer, plc.port).await;
     let third = raise(&mut observer, plc.port).await;
     observer
@@ -280,8 +283,7 @@ async fn answers_travel_as_signed_packets_through_a_durable_outbox() {
         )
         .await;
     wait_until(|| pending(state.path()) == 2, "two packets wait on disk").await;
-    let _cloud = mosquitto_on(cloud_port);
-    let mut uplink = Observer::connect_filter(cloud_port, "#").await;
+    let _cloud = mosquitto_persistent_on(cloud_port, cloud_dir.path());
     let later = uplink_packets(&mut uplink, 2).await;
     let bodies: Vec<_> = later
         .iter()
@@ -331,14 +333,6 @@ async fn uplink_packets(uplink: &mut Observer, n: usize) -> Vec<(String, Vec<u8>
         out.push(m);
     }
     out
-}
-
-async fn wait_until(check: impl Fn() -> bool, what: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn peer_packet(
@@ -530,4 +524,153 @@ async fn a_plc_fault_code_confirms_the_alarms_that_predicted_it() {
     let again = observer.collect(Duration::from_millis(600)).await;
     assert!(!again.iter().any(|m| m.json["type"] == "outcome"));
     stop(gateway).await;
+}
+
+/// Copies `from` into `to`, recursively.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The JSON state of the version before the state database (`tests/vectors/state-v0`, made by
+/// that version) is imported on the first start, in one go, and kept aside: alarms, answers,
+/// ledger and sequence number, trust, applied count and replay memory, and the packet that was
+/// waiting in the outbox, which then goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_json_state_of_the_earlier_version_is_imported_once_and_kept_aside() {
+    let broker = mosquitto();
+    let cloud = mosquitto();
+    let plc = modbus_server(
+        &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]}),
+    );
+    let state = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("tests/vectors/state-v0"), state.path());
+    std::fs::remove_file(state.path().join("README.md")).unwrap();
+    std::fs::remove_file(state.path().join("made-with.toml")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = state.path().join("outcome-key.pem");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let text = Plant::new("imp", state.path(), broker.port, plc.port)
+        .extra(&format!(
+            "[uplink]\nport = {}\nkeep_alive_s = 5\n",
+            cloud.port
+        ))
+        .adapt("[devices.points.alarms.adapt]\nfloor = 60.0\nceiling = 80.0\n")
+        .toml();
+    let mut observer = Observer::connect(broker.port).await;
+    let mut uplink = Observer::connect_filter(cloud.port, "qis/v1/ctx/#").await;
+    let gateway = start(&text);
+
+    // The packet that waited in the old outbox goes out: the refutation, sequence as named.
+    let own = "ebfaae62d7f7cd077d077918efc3791fc1d6864eb5672c9927c0c73955250a65";
+    let waiting = uplink
+        .wait_for("the imported packet", Duration::from_secs(20), |m| {
+            qis_edge::packet::guard::decode(&m.raw).is_ok_and(|p| hex::encode(p.body.source) == own)
+        })
+        .await;
+    let body = qis_edge::packet::guard::decode(&waiting.raw).unwrap().body;
+    assert_eq!(body.seq, 1_796_172_444_126);
+    assert_eq!(body.outcome.kind, qis_edge::packet::OutcomeKind::FalseAlarm);
+    assert_eq!(
+        std::fs::read_to_string(state.path().join("outcome-key.pub"))
+            .unwrap()
+            .trim(),
+        own,
+        "the same signing key"
+    );
+
+    // Imported: the files are kept aside, the database holds what they held.
+    for name in ["outcomes.json", "intake.json", "outbox"] {
+        assert!(!state.path().join(name).exists(), "{name} moved aside");
+        assert!(
+            state.path().join(format!("{name}.imported")).exists(),
+            "{name}.imported"
+        );
+    }
+    let fingerprint = "66739cb8176782c9b63b70788d464486";
+    assert_eq!(
+        ledger_counts(state.path(), &format!("{fingerprint}/process_value:high")),
+        Some((1, 1))
+    );
+    assert_eq!(state_counter(state.path(), "applied"), 1);
+    assert_eq!(table_rows(state.path(), "replay"), 2);
+    assert_eq!(table_rows(state.path(), "alarms"), 3);
+    let peer = "a999f862df0a3572e3bdbf88fd8ce6736e546d2e6e2fba4a10ab481acb73575c";
+    let trust: f64 = state_db(state.path())
+        .query_row("SELECT trust FROM trust WHERE source = ?1", [peer], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!((trust - 0.45).abs() < 1e-9, "{trust}");
+
+    // The unanswered alarm can be answered: the ledger goes on from the imported counts, the
+    // peer whose advice had moved it gains trust, and alarm ids continue.
+    observer
+        .publish(
+            "qis/imp/cmd/confirm",
+            &json!({"alarm_id": "pump/bearing_temp/high/3", "failure_mode": "lubrication"})
+                .to_string(),
+        )
+        .await;
+    let outcome = observer
+        .wait_for("the outcome", Duration::from_secs(10), |m| {
+            m.json["type"] == "outcome"
+        })
+        .await;
+    assert_eq!(
+        (
+            outcome.json["validations"].as_u64(),
+            outcome.json["refutations"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    let moved = observer
+        .saw_or_wait_for("the trust event", Duration::from_secs(10), |m| {
+            m.json["type"] == "trust"
+        })
+        .await;
+    assert!((moved.json["from"].as_f64().unwrap() - 0.45).abs() < 1e-9);
+    let next = raise_and_clear(
+        &mut observer,
+        "qis/imp/events",
+        plc.port,
+        (90, 20),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(next, "pump/bearing_temp/high/4");
+    let confirmed = uplink
+        .wait_for("the new packet", Duration::from_secs(20), |m| {
+            qis_edge::packet::guard::decode(&m.raw)
+                .is_ok_and(|p| hex::encode(p.body.source) == own && p.body.seq > 1_796_172_444_126)
+        })
+        .await;
+    assert_eq!(
+        qis_edge::packet::guard::decode(&confirmed.raw)
+            .unwrap()
+            .body
+            .validations,
+        2
+    );
+    stop(gateway).await;
+
+    // A second start imports nothing again (the files are aside) and keeps the state.
+    let gateway = start(&text);
+    observer
+        .wait_for("online again", Duration::from_secs(10), |m| {
+            m.topic == "qis/imp/status" && m.json["status"] == "online" && !m.retained
+        })
+        .await;
+    stop(gateway).await;
+    assert_eq!(table_rows(state.path(), "alarms"), 4);
 }

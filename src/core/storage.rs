@@ -65,6 +65,11 @@ impl Storage {
         self.fault.as_ref().map(|f| f.error.as_str())
     }
 
+    /// Failed writes since the fault began (None while healthy).
+    pub fn failed_writes(&self) -> Option<u64> {
+        self.fault.as_ref().map(|f| f.failures)
+    }
+
     /// Whether a write may be tried at `now`: always when healthy, after the backoff when not.
     pub fn retry_due(&self, now: Instant) -> bool {
         self.retry_at.is_none_or(|at| now >= at)

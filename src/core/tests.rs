@@ -276,3 +276,77 @@ fn its_own_packet_back_from_the_broker_is_acknowledged_at_once_and_a_peers_waits
     core.handle(Input::Tick, t0);
     assert!(core.drain().release_acks, "the tick saves and releases it");
 }
+
+/// A database that takes no writes (as a read-only card): alarms go on, the answer is refused
+/// with the reason and nothing changes, the fault is published; the disk is probed after the
+/// backoff and not before; once writable the fault clears by itself and the answer is taken.
+#[test]
+fn a_storage_fault_refuses_answers_retries_with_backoff_and_clears_by_itself() {
+    let t0 = Now::current();
+    let mut core = core(CONFIG, t0);
+    core.handle(good(25.0, t0), t0);
+    let events = on(&core.drain().publications, "/events");
+    let id = events[0]["alarm_id"].as_str().unwrap().to_string();
+    let read_only = |core: &mut Core, on: bool| {
+        core.answers
+            .db()
+            .conn()
+            .pragma_update(None, "query_only", on)
+            .unwrap()
+    };
+    read_only(&mut core, true);
+    let confirm = |id: &str| Input::Command {
+        topic: "qis/t/cmd/confirm".into(),
+        payload: Bytes::from(format!(
+            r#"{{"alarm_id": "{id}", "failure_mode": "lubrication"}}"#
+        )),
+    };
+    let t1 = t0.after(Duration::from_millis(10));
+    core.handle(confirm(&id), t1);
+    let out = core.drain().publications;
+    let rejected = on(&out, "/events");
+    assert_eq!(rejected[0]["type"], "command_rejected");
+    let reason = rejected[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("not recorded") && reason.contains("read-only"),
+        "{reason}"
+    );
+    assert_eq!(on(&out, "/stats/storage")[0]["state"], "fault");
+    assert_eq!(
+        on(&out, "/status")[0]["faults"],
+        serde_json::json!(["storage"])
+    );
+    assert!(
+        core.answers.record(&id).unwrap().answer.is_none(),
+        "nothing changed"
+    );
+    let failures = |core: &Core| core.storage.failed_writes();
+    assert_eq!(failures(&core), Some(1));
+
+    // Alarms go on during the fault.
+    let t2 = t0.after(Duration::from_millis(400));
+    core.handle(good(0.0, t2), t2);
+    assert!(on(&core.drain().publications, "/events")
+        .iter()
+        .any(|e| e["to"] == "cleared"));
+
+    // Not probed before the backoff (at most 1 s at first); probed after it.
+    core.handle(Input::Tick, t0.after(Duration::from_millis(490)));
+    assert_eq!(failures(&core), Some(1), "no retry before the backoff");
+    core.handle(Input::Tick, t0.after(Duration::from_millis(1020)));
+    assert_eq!(failures(&core), Some(2), "retried after it");
+    core.handle(Input::Tick, t0.after(Duration::from_millis(1100)));
+    assert_eq!(failures(&core), Some(2), "the next delay is longer");
+    core.drain();
+
+    read_only(&mut core, false);
+    let t3 = t0.after(Duration::from_secs(120));
+    core.handle(Input::Tick, t3);
+    let out = core.drain().publications;
+    assert_eq!(on(&out, "/stats/storage")[0]["state"], "ok");
+    assert!(on(&out, "/status")[0].get("faults").is_none());
+    assert!(core.storage_fault().is_none());
+    core.handle(confirm(&id), t3);
+    let events = on(&core.drain().publications, "/events");
+    assert_eq!(events[0]["type"], "outcome", "{events:?}");
+}

@@ -166,3 +166,84 @@ impl Outbox {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(db: &mut Db, seqs: &[u64]) {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let tx = db.conn().transaction().unwrap();
+        for &seq in seqs {
+            let mut body = crate::packet::tests::largest_body();
+            body.version = crate::packet::VERSION;
+            body.seq = seq;
+            let q = Queued {
+                seq,
+                alarm_id: format!("d/p/high/{seq}"),
+                topic: body.fingerprint.topic(),
+                bytes: body.sign(&key).unwrap().to_bytes().unwrap(),
+                at_ms: 0,
+            };
+            insert(&tx, &q, 2).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn a_full_outbox_drops_its_oldest_and_packets_go_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut db, _) = Db::open(dir.path()).unwrap();
+        queue(&mut db, &[5, 6, 7]);
+        let mut outbox = Outbox::new(dir.path());
+        assert_eq!(
+            outbox.pending().unwrap(),
+            2,
+            "outbox_max 2: the oldest dropped"
+        );
+        assert_eq!(outbox.oldest().unwrap().unwrap().seq, 6);
+        outbox.remove(6).unwrap();
+        assert_eq!(outbox.oldest().unwrap().unwrap().seq, 7);
+        outbox.remove(7).unwrap();
+        assert!(outbox.oldest().unwrap().is_none());
+    }
+
+    /// On a read-only database an acknowledged packet cannot be deleted: it is retired (never
+    /// returned again, so never resent), the next one still goes, and the deletion is done once
+    /// the database takes writes again.
+    #[test]
+    fn a_packet_that_cannot_be_deleted_is_retired_not_resent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut db, _) = Db::open(dir.path()).unwrap();
+        queue(&mut db, &[1, 2]);
+        let mut outbox = Outbox::new(dir.path());
+        assert_eq!(outbox.oldest().unwrap().unwrap().seq, 1);
+        let read_only = |outbox: &mut Outbox, on: bool| {
+            outbox
+                .db()
+                .unwrap()
+                .conn()
+                .pragma_update(None, "query_only", on)
+                .unwrap()
+        };
+        read_only(&mut outbox, true);
+        let e = outbox.remove(1).unwrap_err();
+        assert!(e.to_string().contains("read-only"), "{e}");
+        for _ in 0..3 {
+            assert_eq!(
+                outbox.oldest().unwrap().unwrap().seq,
+                2,
+                "1 is not sent again"
+            );
+        }
+        assert_eq!(outbox.pending().unwrap(), 1);
+        read_only(&mut outbox, false);
+        outbox.remove(2).unwrap();
+        assert!(outbox.oldest().unwrap().is_none());
+        let rows: i64 = db
+            .conn()
+            .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0, "both deleted once writable");
+    }
+}

@@ -30,9 +30,21 @@ impl Observer {
     /// would otherwise have lost the subscription. Returns once the broker has acknowledged
     /// the first subscription, so nothing published after this call can be missed.
     pub async fn connect_filter(port: u16, filter: &str) -> Self {
+        Self::connect_with(port, filter, false).await
+    }
+
+    /// [`Observer::connect_filter`] with a persistent session (clean session off): a broker that
+    /// keeps sessions across a restart queues what arrives while the observer is cut off, as it
+    /// would for a peer gateway.
+    pub async fn connect_persistent(port: u16, filter: &str) -> Self {
+        Self::connect_with(port, filter, true).await
+    }
+
+    async fn connect_with(port: u16, filter: &str, persistent: bool) -> Self {
         let id = format!("observer-{}", rand_suffix());
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(5));
+        options.set_clean_session(!persistent);
         let (client, mut eventloop) = AsyncClient::new(options, 100);
         let (tx, rx) = mpsc::unbounded_channel();
         let link = std::sync::Arc::new(std::sync::Mutex::new("not connected yet".to_string()));

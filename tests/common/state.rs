@@ -85,3 +85,13 @@ pub fn files_starting(dir: &Path, prefix: &str) -> Vec<String> {
         .filter(|n| n.starts_with(prefix))
         .collect()
 }
+
+/// Polls `check` (a file or database condition, which sends no event) until it holds; fails
+/// after 20 s.
+pub async fn wait_until(check: impl Fn() -> bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
