@@ -379,3 +379,33 @@ async fn a_peer_packet_crashing_before_its_commit_is_applied_exactly_once() {
     assert_eq!(proposals.len(), 1);
     assert_eq!(proposals[0].2["seq"], ROUNDS as u64);
 }
+
+/// A database written by a newer version cannot be cured by a restart: `run` refuses it with
+/// exit 73, which the systemd unit does not restart on, and leaves the file as it is.
+#[test]
+fn a_database_of_a_newer_version_is_refused_with_the_exit_code_the_unit_does_not_restart_on() {
+    let state = tempfile::tempdir().unwrap();
+    let db = rusqlite::Connection::open(state.path().join("state.db")).unwrap();
+    db.execute_batch(&format!(
+        "PRAGMA application_id = {}; PRAGMA user_version = 99; CREATE TABLE future(x);",
+        qis_edge::db::APPLICATION_ID
+    ))
+    .unwrap();
+    drop(db);
+    let text = Plant::new(SITE, state.path(), free_port(), free_port()).toml();
+    let (_dir, config) = write_config(&text);
+    let out = Command::new(gateway_binary())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(73), "{stderr}");
+    assert!(stderr.contains("newer qis-edge"), "{stderr}");
+    let unit = std::fs::read_to_string(repo().join("systemd/qis-edge.service")).unwrap();
+    assert!(unit.contains("RestartPreventExitStatus=78 73"));
+    let version: i64 = state_db(state.path())
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 99, "left as it is");
+}

@@ -159,14 +159,24 @@ impl Core {
             }
         }
         for cmd in answers {
-            let alarm_id = cmd.alarm_id.clone();
-            match self.answer_alarm(cmd, Outcome::Confirmed, now) {
-                Ok(()) => {
-                    info!(alarm_id = %alarm_id, device = %device, point = %fault_point, value, "Alarm confirmed by a PLC fault.")
-                }
-                Err(e) => {
-                    warn!(alarm_id = %alarm_id, error = %e, "PLC fault confirmation refused.")
-                }
+            self.confirm_by_plc(cmd, now);
+        }
+    }
+
+    /// Gives a PLC fault's confirmation; one that cannot be stored (a storage fault) is kept
+    /// and given again once storage recovers (see [`super::storage`]).
+    pub(super) fn confirm_by_plc(&mut self, cmd: AnswerCommand, now: Now) {
+        let alarm_id = cmd.alarm_id.clone();
+        match self.answer_alarm(cmd.clone(), Outcome::Confirmed, now) {
+            Ok(()) => {
+                info!(alarm_id = %alarm_id, by = ?cmd.by, "Alarm confirmed by a PLC fault.")
+            }
+            Err(e) if self.storage.fault().is_some() => {
+                warn!(alarm_id = %alarm_id, error = %e, "PLC fault confirmation kept until storage recovers.");
+                self.storage.keep(cmd);
+            }
+            Err(e) => {
+                warn!(alarm_id = %alarm_id, error = %e, "PLC fault confirmation refused.")
             }
         }
     }

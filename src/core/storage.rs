@@ -9,13 +9,15 @@ use super::{Core, Now};
 use crate::backoff::Backoff;
 use crate::db::StorageError;
 use crate::intake::LogLimiter;
-use crate::mqtt::payload::timestamp;
+use crate::mqtt::payload::{timestamp, AnswerCommand};
 use crate::mqtt::Qos;
 use std::time::{Duration, Instant, SystemTime};
 use tracing::{error, info};
 
 /// At most one storage ERROR line per this interval while a fault lasts.
 pub const STORAGE_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// PLC fault confirmations kept during a storage fault.
+pub const MAX_KEPT: usize = 1024;
 /// The first retry after a failed write.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
@@ -35,6 +37,8 @@ pub struct Storage {
     backoff: Backoff,
     retry_at: Option<Instant>,
     log: LogLimiter,
+    /// PLC fault confirmations refused by the fault, given again once it ends.
+    kept: Vec<AnswerCommand>,
 }
 
 /// `qis/<site>/stats/storage` (retained).
@@ -57,6 +61,14 @@ impl Storage {
             backoff: Backoff::new(FIRST_RETRY, retry_max),
             retry_at: None,
             log: LogLimiter::new(STORAGE_LOG_INTERVAL),
+            kept: Vec::new(),
+        }
+    }
+
+    /// Keeps a PLC fault's confirmation until storage recovers (at most [`MAX_KEPT`]).
+    pub fn keep(&mut self, cmd: AnswerCommand) {
+        if self.kept.len() < MAX_KEPT && !self.kept.iter().any(|k| k.alarm_id == cmd.alarm_id) {
+            self.kept.push(cmd);
         }
     }
 
@@ -171,7 +183,12 @@ impl Core {
         if self.answers.flush_due() {
             match self.answers.flush(now.unix_ms()) {
                 Ok(()) => self.storage_ok(now),
-                Err(e) => self.storage_failed("alarm history", &e, now),
+                Err(e) => return self.storage_failed("alarm history", &e, now),
+            }
+        }
+        if self.storage.fault.is_none() {
+            for cmd in std::mem::take(&mut self.storage.kept) {
+                self.confirm_by_plc(cmd, now);
             }
         }
     }

@@ -350,3 +350,59 @@ fn a_storage_fault_refuses_answers_retries_with_backoff_and_clears_by_itself() {
     let events = on(&core.drain().publications, "/events");
     assert_eq!(events[0]["type"], "outcome", "{events:?}");
 }
+
+/// A PLC fault code that arrives during a storage fault confirms its alarm once storage
+/// recovers, not never.
+#[test]
+fn a_plc_fault_confirmation_refused_by_a_storage_fault_is_given_once_it_clears() {
+    let text = format!(
+        "{CONFIG}[devices.points.alarms.confirmed_by]\npoint = \"fault\"\nequals = 17\n\
+         within_days = 14\nfailure_mode = \"lubrication\"\n\n\
+         [[devices.points]]\nname = \"fault\"\nregister = \"holding\"\naddress = 1\n"
+    );
+    let t0 = Now::current();
+    let mut core = core(&text, t0);
+    core.handle(good(25.0, t0), t0);
+    let id = on(&core.drain().publications, "/events")[0]["alarm_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    core.answers
+        .db()
+        .conn()
+        .pragma_update(None, "query_only", true)
+        .unwrap();
+    let fault = |value: f64, at: Now| {
+        Input::Source(SourceEvent::Sample(Sample {
+            device: 0,
+            point: 1,
+            value: Some(value),
+            text: None,
+            quality: Quality::Good,
+            error: None,
+            at: at.wall,
+        }))
+    };
+    core.handle(fault(0.0, t0), t0);
+    let t1 = t0.after(Duration::from_millis(100));
+    core.handle(fault(17.0, t1), t1);
+    assert!(core.storage_fault().is_some());
+    assert!(core.answers.record(&id).unwrap().answer.is_none());
+    core.answers
+        .db()
+        .conn()
+        .pragma_update(None, "query_only", false)
+        .unwrap();
+    core.drain();
+    let t2 = t0.after(Duration::from_secs(120));
+    core.handle(Input::Tick, t2);
+    let events = on(&core.drain().publications, "/events");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "outcome" && e["alarm_id"] == id.as_str()),
+        "{events:?}"
+    );
+    let answer = core.answers.record(&id).unwrap().answer.clone().unwrap();
+    assert_eq!(answer.failure_mode.as_deref(), Some("lubrication"));
+}

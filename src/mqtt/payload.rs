@@ -348,7 +348,7 @@ pub enum Event {
 }
 
 /// Payload of `qis/<site>/cmd/confirm` and `qis/<site>/cmd/refute`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerCommand {
     /// The alarm answered, as in its events.

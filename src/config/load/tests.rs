@@ -351,6 +351,24 @@ fn allowlist_entries_must_be_public_keys() {
 }
 
 #[test]
+fn storage_limits_are_checked_and_reserved_device_names_refused() {
+    let errs = errors("[site]\nid = \"p\"\n[storage]\nalarms_max = 5\nretry_max_s = 0\nkeep = 1\n");
+    let messages: Vec<&str> = errs.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(errs.len(), 3, "{messages:?}");
+    assert!(messages.iter().any(|m| m.contains("unknown field `keep`")));
+    assert!(messages.iter().any(|m| m.contains("alarms_max")));
+    assert!(messages.iter().any(|m| m.contains("retry_max_s")));
+    let device = "[site]\nid = \"p\"\n[[devices]]\ntype = \"modbus_tcp\"\nname = \"storage\"\nhost = \"127.0.0.1\"\n\
+                  [[devices.points]]\nname = \"x\"\nregister = \"holding\"\naddress = 0\n";
+    let errs = errors(device);
+    assert!(
+        errs.iter().any(|d| d.message.contains("reserved")),
+        "{:?}",
+        errs.iter().map(|d| &d.message).collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn arbitrary_garbage_never_panics() {
     for text in [
         "\u{0}\u{1}",
