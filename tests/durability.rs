@@ -88,18 +88,6 @@ async fn wait_online(observer: &mut Observer) {
         .await;
 }
 
-/// Raises and clears the rule once; returns the alarm id.
-async fn raise(observer: &mut Observer, plc: u16) -> String {
-    raise_and_clear(
-        observer,
-        &format!("qis/{SITE}/events"),
-        plc,
-        (90, 20),
-        Duration::from_secs(20),
-    )
-    .await
-}
-
 async fn confirm(observer: &Observer, alarm_id: &str) {
     observer
         .publish(
@@ -259,7 +247,7 @@ async fn a_gateway_killed_at_random_moments_loses_and_doubles_no_answer() {
                 acknowledged.insert(id.clone());
             }
         }
-        let id = raise(&mut s.observer, s.plc.port).await;
+        let id = raise_at(&mut s.observer, SITE, s.plc.port).await;
         alarms.push(id.clone());
         confirm(&s.observer, &id).await;
         // Every other round waits for the engineer's acknowledgement before the kill.
@@ -309,7 +297,7 @@ async fn an_answer_crashing_at_its_commit_is_stored_once_or_not_at_all() {
         };
         let gateway = Gateway::start(&s.config, &s.log, Some(point));
         wait_online(&mut s.observer).await;
-        let id = raise(&mut s.observer, s.plc.port).await;
+        let id = raise_at(&mut s.observer, SITE, s.plc.port).await;
         confirm(&s.observer, &id).await;
         gateway.aborted().await;
         assert_eq!(

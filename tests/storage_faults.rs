@@ -70,17 +70,6 @@ fn fill(dir: &Path) {
     let _ = f.sync_all();
 }
 
-async fn raise(observer: &mut Observer, plc: u16) -> String {
-    raise_and_clear(
-        observer,
-        &format!("qis/{SITE}/events"),
-        plc,
-        (90, 20),
-        Duration::from_secs(20),
-    )
-    .await
-}
-
 /// Confirms `alarm_id`; returns Ok on its outcome event, Err(reason) on its rejection.
 async fn confirm(observer: &mut Observer, alarm_id: &str) -> Result<(), String> {
     observer
@@ -150,14 +139,14 @@ async fn a_full_disk_is_a_fault_state_that_loses_nothing_and_clears_by_itself() 
     // Answered while all is well; then one more while the fleet broker is away, which waits
     // in the outbox.
     let mut acknowledged = Vec::new();
-    let a1 = raise(&mut observer, plc.port).await;
+    let a1 = raise_at(&mut observer, SITE, plc.port).await;
     confirm(&mut observer, &a1).await.unwrap();
     acknowledged.push(a1);
     uplink
         .wait_for("the first packet", Duration::from_secs(20), |_| true)
         .await;
     cloud.terminate();
-    let a2 = raise(&mut observer, plc.port).await;
+    let a2 = raise_at(&mut observer, SITE, plc.port).await;
     confirm(&mut observer, &a2).await.unwrap();
     acknowledged.push(a2);
     let waiting_seq = state_counter(&state, "last_seq");
@@ -167,7 +156,7 @@ async fn a_full_disk_is_a_fault_state_that_loses_nothing_and_clears_by_itself() 
     fill(tmpfs.path());
     let mut refused = None;
     for _ in 0..10 {
-        let id = raise(&mut observer, plc.port).await;
+        let id = raise_at(&mut observer, SITE, plc.port).await;
         match confirm(&mut observer, &id).await {
             Ok(()) => acknowledged.push(id),
             Err(reason) => {

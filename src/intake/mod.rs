@@ -2,7 +2,7 @@
 //! signature, allowlist, clock, replay memory); this gateway's own packets coming back and valid
 //! packets on another context's topic are counted and dropped; the rest go on to synthesis.
 //!
-//! The replay memory, with synthesis's proposals and trust, is saved in one atomic file before
+//! The replay memory, with synthesis's proposals and trust, is committed in one transaction before
 //! the packets it accounts for are acknowledged to the broker ([`state`]).
 
 pub mod state;
@@ -219,7 +219,7 @@ pub struct IntakeCounts {
     pub own: u64,
     /// Valid packets on another context's topic.
     pub wrong_topic: u64,
-    /// Packets that set or withdrew a proposal, ever (saved in `intake.json`).
+    /// Packets that set or withdrew a proposal, ever (kept in the state database).
     pub applied: u64,
     /// Packets no adaptable rule here matches.
     pub unmatched: u64,

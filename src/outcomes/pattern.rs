@@ -1,6 +1,6 @@
 //! What an alarm watched, as a type: the point's signal and the rule's direction, or the SPC
 //! chart of a signal. Saved and shown as text (`process_value:high`, `band_rms:0:high`,
-//! `spc:kurtosis`), the form `outcomes.json` and the `outcome` event have always used.
+//! `spc:kurtosis`), the form the stored alarm records and the `outcome` event have always used.
 
 use crate::config::VibrationFeature;
 use crate::packet::{self as pk, Direction, Feature};

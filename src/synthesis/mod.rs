@@ -18,7 +18,7 @@
 //!   `trust_loss`, clamped to [0, 1].
 //!
 //! Pure and synchronous: the caller passes the time in and persists [`SynthesisState`]
-//! through [`crate::store`] in `intake.json`, with the replay memory.
+//! in the state database (`crate::intake::state`), with the replay memory.
 
 pub mod adapt;
 
@@ -81,7 +81,7 @@ impl Target {
 }
 
 /// A [`Target`]'s stable text key, `<fingerprint>/<feature>/<direction>/<unit>`, as saved in
-/// `intake.json`; a band feature reads `band_amplitude@<lo>-<hi>Hz`.
+/// the state database's `proposals` table; a band feature reads `band_amplitude@<lo>-<hi>Hz`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TargetKey(String);

@@ -94,3 +94,15 @@ pub async fn raise_and_clear(
         .await;
     id
 }
+
+/// [`raise_and_clear`] of the test plants' rule at site `site`: 90 °C, then 20 °C.
+pub async fn raise_at(observer: &mut Observer, site: &str, plc: u16) -> String {
+    raise_and_clear(
+        observer,
+        &format!("qis/{site}/events"),
+        plc,
+        (90, 20),
+        Duration::from_secs(20),
+    )
+    .await
+}
