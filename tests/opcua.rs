@@ -293,6 +293,18 @@ async fn basic256sha256_sign_and_encrypt_with_user_and_certificate_identities() 
         state.join("pki/own/cert.der").is_file(),
         "the client certificate is created in the state directory"
     );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(state.join("pki/private/private.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the private key is the gateway's alone: {mode:o}"
+        );
+    }
     assert!(observer
         .seen
         .iter()

@@ -25,6 +25,9 @@ pub struct AckTarget {
     pub point: String,
     /// Rule name; every rule of the point when absent.
     pub rule: Option<String>,
+    /// The alarm's occurrence number when acknowledged by alarm id: it must be the rule's
+    /// current alarm (a stale id acknowledges nothing).
+    pub occurrence: Option<u64>,
     /// Who acknowledges.
     pub by: Option<String>,
 }
@@ -56,6 +59,7 @@ fn ack(payload: &[u8]) -> Result<AckTarget, String> {
                 device: id.device,
                 point: id.point,
                 rule: Some(id.rule),
+                occurrence: Some(id.occurrence),
                 by: cmd.by,
             })
         }
@@ -63,6 +67,7 @@ fn ack(payload: &[u8]) -> Result<AckTarget, String> {
             device,
             point,
             rule: cmd.rule,
+            occurrence: None,
             by: cmd.by,
         }),
         _ => Err("give either `alarm_id`, or `device` and `point` (and optionally `rule`)".into()),
@@ -103,6 +108,7 @@ mod tests {
                 device: "d".into(),
                 point: "p".into(),
                 rule: Some("high".into()),
+                occurrence: Some(2),
                 by: Some("me".into())
             }
         );

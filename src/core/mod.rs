@@ -402,6 +402,15 @@ impl Core {
             {
                 continue;
             }
+            if let Some(n) = target.occurrence.filter(|n| *n != r.occurrence()) {
+                return Err(format!(
+                    "alarm `{}/{}/{}/{n}` is not the current alarm of that rule (the current one is occurrence {}); nothing acknowledged",
+                    target.device,
+                    target.point,
+                    r.config().name(),
+                    r.occurrence()
+                ));
+            }
             if let Some(t) = r.acknowledge(now.wall) {
                 transitions.push((i, t));
             }

@@ -406,3 +406,36 @@ fn a_plc_fault_confirmation_refused_by_a_storage_fault_is_given_once_it_clears()
     let answer = core.answers.record(&id).unwrap().answer.clone().unwrap();
     assert_eq!(answer.failure_mode.as_deref(), Some("lubrication"));
 }
+
+/// An acknowledgement by a stale alarm id acknowledges nothing: the occurrence must be the
+/// rule's current alarm.
+#[test]
+fn a_stale_alarm_id_acknowledges_nothing() {
+    let t0 = Now::current();
+    let mut core = core(CONFIG, t0);
+    core.handle(good(25.0, t0), t0);
+    let id = on(&core.drain().publications, "/events")[0]["alarm_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(id, "d/p/high/1");
+    let ack = |id: &str| Input::Command {
+        topic: "qis/t/cmd/ack".into(),
+        payload: Bytes::from(format!(r#"{{"alarm_id": "{id}"}}"#)),
+    };
+    core.handle(ack("d/p/high/999"), t0);
+    let events = on(&core.drain().publications, "/events");
+    assert_eq!(events[0]["type"], "command_rejected");
+    assert!(
+        events[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not the current alarm"),
+        "{events:?}"
+    );
+    assert!(!core.view().alarms[0].rules[0].acknowledged);
+    core.handle(ack("d/p/high/1"), t0);
+    let events = on(&core.drain().publications, "/events");
+    assert_eq!(events[0]["type"], "alarm", "{events:?}");
+    assert!(core.view().alarms[0].rules[0].acknowledged);
+}

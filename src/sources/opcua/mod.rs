@@ -234,7 +234,9 @@ async fn client(
     tokio::task::spawn_blocking(move || {
         let _guard = PKI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         set_aside_unusable_own_certificate(&pki_dir);
-        builder.client()
+        let client = builder.client();
+        restrict_private_key(&pki_dir);
+        client
     })
     .await
     .map_err(|e| OpenError::Other(format!("OPC UA client: {e}")))?
@@ -319,6 +321,25 @@ async fn drive<T: opcua::client::transport::Connector + Send + Sync + 'static>(
 /// Moves the gateway's own certificate and key aside when either is unreadable or one is
 /// missing, so that a new pair is created (async-opcua would otherwise fail on every secure
 /// connection).
+/// The client library writes the key pair it creates readable by everyone: the private key
+/// becomes the gateway's alone (0600, its directory 0700).
+fn restrict_private_key(pki: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = pki.join("private");
+    let key = dir.join("private.pem");
+    for (path, mode) in [(&dir, 0o700), (&key, 0o600)] {
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o777 != mode {
+                if let Err(e) =
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                {
+                    warn!(file = %path.display(), error = %e, "Cannot restrict the OPC UA private key to the gateway's user.");
+                }
+            }
+        }
+    }
+}
+
 fn set_aside_unusable_own_certificate(pki: &Path) {
     let cert = own_certificate(pki);
     let key = pki.join("private").join("private.pem");
