@@ -72,6 +72,7 @@ async fn drain(port: u16, nodelay: bool, hold_own: bool, round: usize) -> f64 {
         wake: wake_rx,
         subscriptions: vec![fingerprint.topic()],
         incoming,
+        puback_timeout: Duration::from_secs(30),
     };
     let mut network = rumqttc::NetworkOptions::new();
     network.set_tcp_nodelay(nodelay);

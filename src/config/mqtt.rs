@@ -27,6 +27,13 @@ pub struct MqttConfig {
     /// 500 ms and double, with random jitter. Default 30 000.
     #[serde(default = "default_reconnect_max_ms")]
     pub reconnect_max_ms: u64,
+    /// The largest MQTT packet sent or accepted on this connection, bytes (4 096 to
+    /// 268 435 455). Inside it, oversize commands and packets are rejected and counted without
+    /// dropping the connection; a larger one makes the client reconnect, so configure the
+    /// broker's own limit (mosquitto: `message_size_limit`) at or below it. Everything the
+    /// gateway publishes is bounded far below the default by construction. Default 262 144.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
     /// `[mqtt.tls]`: present to connect with TLS.
     pub tls: Option<TlsConfig>,
 }
@@ -58,6 +65,9 @@ pub(super) fn default_keep_alive_s() -> u64 {
 pub(super) fn default_reconnect_max_ms() -> u64 {
     30_000
 }
+pub(super) fn default_max_message_bytes() -> usize {
+    256 * 1024
+}
 
 /// `[mqtt.tls]`: TLS for the broker connection (rustls; TLS 1.2 and 1.3).
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +91,7 @@ impl Default for MqttConfig {
             password: None,
             keep_alive_s: default_keep_alive_s(),
             reconnect_max_ms: default_reconnect_max_ms(),
+            max_message_bytes: default_max_message_bytes(),
             tls: None,
         }
     }

@@ -22,10 +22,18 @@ pub struct OutcomesConfig {
     /// Public keys (64 hex digits, as in a peer's `outcome-key.pub`) accepted in strict mode.
     #[serde(default)]
     pub allowlist: Vec<String>,
-    /// Clock difference tolerated when checking a packet's issue time and expiry, seconds.
-    /// Default 300.
+    /// Clock difference tolerated when checking a packet's issue time and expiry, seconds
+    /// (at most 86 400). Default 300.
     #[serde(default = "default_clock_skew_s")]
     pub clock_skew_s: u64,
+    /// How long the packet in flight waits for the fleet broker's PUBACK before the uplink
+    /// reconnects and sends it again, seconds (1-3600). Default 30.
+    #[serde(default = "default_puback_timeout_s")]
+    pub puback_timeout_s: u64,
+}
+
+pub(super) fn default_puback_timeout_s() -> u64 {
+    30
 }
 
 pub(super) fn default_clock_skew_s() -> u64 {
@@ -41,6 +49,7 @@ impl Default for OutcomesConfig {
             strict: false,
             allowlist: Vec::new(),
             clock_skew_s: default_clock_skew_s(),
+            puback_timeout_s: default_puback_timeout_s(),
         }
     }
 }

@@ -7,6 +7,9 @@ use crate::mqtt::payload::{AckCommand, AnswerCommand};
 use crate::mqtt::Topics;
 use crate::outcomes::Outcome;
 
+/// The largest command payload accepted, bytes: a command is a few fields and a note.
+pub const MAX_COMMAND_BYTES: usize = 4096;
+
 /// A command.
 #[derive(Debug)]
 pub enum Command {
@@ -35,6 +38,12 @@ pub struct AckTarget {
 impl Command {
     /// The command a message on `topic` carries, or why it is none.
     pub fn parse(topics: &Topics, topic: &str, payload: &[u8]) -> Result<Self, String> {
+        if payload.len() > MAX_COMMAND_BYTES {
+            return Err(format!(
+                "{} bytes is more than a command may have ({MAX_COMMAND_BYTES}); nothing done",
+                payload.len()
+            ));
+        }
         match topics.command_name(topic) {
             Some("ack") => ack(payload).map(Command::Ack),
             Some("confirm") => answer(payload, Outcome::Confirmed),
@@ -121,5 +130,10 @@ mod tests {
         );
         assert!(reason("qis/s/cmd/reboot", b"{}").contains("unknown command `reboot`"));
         assert!(reason("qis/s/cmd/ack", b"\xff").contains("not valid JSON"));
+        let big = format!(
+            r#"{{"alarm_id":"d/p/high/1","note":"{}"}}"#,
+            "x".repeat(5000)
+        );
+        assert!(reason("qis/s/cmd/refute", big.as_bytes()).contains("more than a command"));
     }
 }

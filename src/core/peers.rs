@@ -6,7 +6,7 @@ use super::points::Points;
 use super::{Core, Now};
 use crate::alarms::RuleId;
 use crate::config::AlarmKind;
-use crate::mqtt::payload::{timestamp, Event, Threshold};
+use crate::mqtt::payload::{timestamp, Event, Threshold, PROVENANCE_SHOWN};
 use crate::mqtt::Qos;
 use crate::outcomes::Pattern;
 use crate::packet::{self as pk, Direction};
@@ -130,6 +130,7 @@ impl Core {
             let a = &self.adapt.rules()[i];
             let point = &self.points[a.rule.point];
             let rule = point.rules[a.rule.rule].config().name();
+            let (summary, proposals) = a.effective.summary(PROVENANCE_SHOWN);
             let payload = Threshold {
                 site: self.out.site.clone(),
                 device: point.view.device.clone(),
@@ -140,7 +141,8 @@ impl Core {
                     crate::alarms::Severity::Alarm => "alarm",
                 },
                 unit: point.view.unit.clone(),
-                effective: a.effective.clone(),
+                effective: summary,
+                proposals,
                 ts: timestamp(now.wall),
             };
             let topic = self

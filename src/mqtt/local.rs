@@ -9,7 +9,7 @@
 //! retained `online` status and bumps a generation counter that tells the core to republish.
 
 use super::options::{self, MqttSetupError};
-use super::payload::status_payload;
+use super::payload::{status_payload, timestamp, Event as GatewayEvent};
 use super::{Publication, Qos, Topics};
 use crate::backoff::Backoff;
 use crate::config::MqttConfig;
@@ -122,6 +122,8 @@ pub fn start(
             Duration::from_millis(500),
             Duration::from_millis(config.reconnect_max_ms),
         ),
+        busy_refusals: 0,
+        busy_log: None,
     };
     let task = tokio::spawn(driver.run(shutdown));
     Ok(MqttLink {
@@ -143,7 +145,13 @@ struct Driver {
     inbound: mpsc::Sender<Inbound>,
     generation: watch::Sender<u64>,
     backoff: Backoff,
+    /// Commands refused because the core's queue was full, and when that was last logged.
+    busy_refusals: u64,
+    busy_log: Option<Instant>,
 }
+
+/// Commands waiting for the core at most; one more is refused with a `command_rejected` event.
+pub const COMMAND_CAPACITY: usize = 64;
 
 impl Driver {
     async fn run(mut self, shutdown: CancellationToken) {
@@ -191,10 +199,17 @@ impl Driver {
                         payload: p.payload,
                     };
                     if self.inbound.try_send(message).is_err() {
-                        warn!(topic = %p.topic, "Command queue full; command dropped.");
+                        self.refuse_busy(&p.topic);
                     }
                 }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                    // rumqttc reports the DISCONNECT before it is surely on the wire: poll on
+                    // until the broker closes the connection, or a moment has passed, so the
+                    // broker does not publish the last will over a clean stop.
+                    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                        while self.eventloop.poll().await.is_ok() {}
+                    })
+                    .await;
                     debug!("Disconnect sent.");
                     break;
                 }
@@ -226,5 +241,36 @@ async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    /// A command arrived while the core's command queue is full (a flood): it is refused with a
+    /// `command_rejected` event saying so, never dropped silently, and logged once a minute.
+    fn refuse_busy(&mut self, topic: &str) {
+        let event = GatewayEvent::CommandRejected {
+            site: self.site.clone(),
+            topic: topic.to_string(),
+            reason: format!(
+                "the gateway is busy: {COMMAND_CAPACITY} commands wait already; nothing done, send it again"
+            ),
+            ts: timestamp(SystemTime::now()),
+        };
+        let payload = serde_json::to_vec(&event).unwrap_or_default();
+        let _ = self
+            .client
+            .try_publish(self.topics.events(), QoS::AtLeastOnce, false, payload);
+        self.busy_refusals += 1;
+        if self
+            .busy_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            self.busy_log = Some(Instant::now());
+            warn!(
+                topic,
+                refused = self.busy_refusals,
+                "Command queue full; commands refused with a command_rejected event."
+            );
+        }
     }
 }

@@ -19,6 +19,7 @@ pub enum MqttSetupError {
 pub fn options(config: &MqttConfig, client_id: String) -> Result<MqttOptions, MqttSetupError> {
     let mut options = MqttOptions::new(client_id, config.host.clone(), config.port);
     options.set_keep_alive(Duration::from_secs(config.keep_alive_s));
+    options.set_max_packet_size(config.max_message_bytes, config.max_message_bytes);
     if let Some(user) = &config.username {
         options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
     }

@@ -347,6 +347,10 @@ pub enum Event {
     },
 }
 
+/// Contributions a threshold message lists: the heaviest, so the message stays far below any
+/// broker's limit however many peers propose (about 300 bytes each).
+pub const PROVENANCE_SHOWN: usize = 10;
+
 /// Payload of `qis/<site>/cmd/confirm` and `qis/<site>/cmd/refute`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -393,9 +397,12 @@ pub struct Threshold {
     pub level: &'static str,
     /// Engineering unit.
     pub unit: String,
-    /// The level in use, its configured baseline, rails and provenance.
+    /// The level in use, its configured baseline, rails and provenance: the
+    /// [`PROVENANCE_SHOWN`] heaviest contributions.
     #[serde(flatten)]
     pub effective: crate::synthesis::Effective,
+    /// How many live proposals there are in all (the provenance shows the heaviest).
+    pub proposals: usize,
     /// When it was last computed.
     pub ts: String,
 }

@@ -30,20 +30,12 @@ pub struct Incoming {
     pub ack: Option<Ack>,
 }
 
-/// The PUBACK owed for an incoming packet.
-#[derive(Debug)]
-pub struct Ack {
-    client: AsyncClient,
-    publish: rumqttc::Publish,
-}
+pub use super::acks::Ack;
 
-impl Ack {
-    /// Sends the PUBACK (dropped quietly when the connection is gone: the broker then delivers
-    /// the packet again, and the replay memory makes that harmless).
-    pub fn send(self) {
-        let _ = self.client.try_ack(&self.publish);
-    }
-}
+/// Requests (publishes, acknowledgements) queued for the uplink's connection: more than the
+/// acknowledgements the core can release at once (the broker's in-flight window, mosquitto's
+/// default 20, or an intake batch), so an acknowledgement is not refused for lack of room.
+const REQUEST_CAPACITY: usize = 1024;
 
 /// The running uplink.
 pub struct Uplink {
@@ -61,8 +53,12 @@ pub struct UplinkParts {
     pub wake: mpsc::Receiver<()>,
     /// Context topics to subscribe to.
     pub subscriptions: Vec<String>,
-    /// Where peers' packets go.
+    /// Where peers' packets go. When it is full the uplink stops reading from the broker
+    /// until there is room (flow control: nothing is dropped).
     pub incoming: mpsc::Sender<Incoming>,
+    /// How long the packet in flight may wait for its PUBACK before the connection is
+    /// dropped and the packet sent again.
+    pub puback_timeout: Duration,
 }
 
 /// Starts the uplink to the broker in `config` as `client_id`.
@@ -86,9 +82,10 @@ pub fn start_with(
     let mut options = options::options(config, client_id)?;
     options.set_clean_session(false);
     options.set_manual_acks(true);
-    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
     eventloop.set_network_options(network);
     let (state_tx, state) = watch::channel(UplinkState::Disconnected);
+    let acks = super::acks::Acks::start(client.clone());
     let driver = Driver {
         client,
         eventloop,
@@ -105,6 +102,7 @@ pub fn start_with(
         storage_retry: None,
         storage_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
         storage_log: crate::intake::LogLimiter::new(STORAGE_LOG_INTERVAL),
+        acks,
     };
     Ok(Uplink {
         task: tokio::spawn(driver.run(shutdown)),
@@ -117,6 +115,8 @@ struct InFlight {
     seq: u64,
     /// Its packet id, once the event loop has sent it.
     pkid: Option<u16>,
+    /// When it was handed to the event loop.
+    since: tokio::time::Instant,
 }
 
 /// At most one outbox storage ERROR line per this interval.
@@ -140,20 +140,63 @@ struct Driver {
     storage_retry: Option<tokio::time::Instant>,
     storage_backoff: Backoff,
     storage_log: crate::intake::LogLimiter,
+    /// Where the core's acknowledgements go.
+    acks: super::acks::Acks,
 }
+
+/// How long the uplink waits at shutdown for the core's last acknowledgements to reach the
+/// broker.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 impl Driver {
     async fn run(mut self, shutdown: CancellationToken) {
+        tokio::select! {
+            _ = self.serve(&shutdown) => {}
+            _ = shutdown.cancelled() => {}
+        }
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.flush_acks()).await;
+    }
+
+    /// At shutdown: once the core has stopped (it closes the intake queue after releasing its
+    /// last acknowledgements) and every acknowledgement is with the connection, disconnects,
+    /// polling the connection until the DISCONNECT is out, so those acknowledgements are on
+    /// the wire. Packets arriving meanwhile are not taken (the broker delivers them again).
+    async fn flush_acks(&mut self) {
+        if !self.connected {
+            return;
+        }
+        let mut disconnecting = false;
         loop {
+            if !disconnecting && self.parts.incoming.is_closed() && self.acks.pending() == 0 {
+                disconnecting = self.client.try_disconnect().is_ok();
+            }
             let event = tokio::select! {
-                _ = shutdown.cancelled() => break,
+                e = self.eventloop.poll() => e,
+                _ = tokio::time::sleep(Duration::from_millis(10)) => continue,
+            };
+            match event {
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => return,
+                _ => {}
+            }
+        }
+    }
+
+    async fn serve(&mut self, shutdown: &CancellationToken) {
+        loop {
+            let puback_deadline = self.puback_deadline();
+            let storage_retry = self.storage_retry;
+            let event = tokio::select! {
                 Some(()) = self.parts.wake.recv() => {
                     if self.connected && self.in_flight.is_none() && self.storage_retry.is_none() {
                         self.send_next();
                     }
                     continue;
                 }
-                _ = sleep_until(self.storage_retry), if self.storage_retry.is_some() => {
+                _ = sleep_until(puback_deadline), if puback_deadline.is_some() => {
+                    self.puback_timed_out();
+                    continue;
+                }
+                _ = sleep_until(storage_retry), if storage_retry.is_some() => {
                     self.storage_retry = None;
                     if self.connected && self.in_flight.is_none() {
                         self.send_next();
@@ -163,6 +206,11 @@ impl Driver {
                 event = self.eventloop.poll() => event,
             };
             match event {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if !self.deliver(p).await {
+                        break;
+                    }
+                }
                 Ok(Event::Incoming(packet)) => self.on_packet(packet),
                 Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => {
                     if let Some(f) = self.in_flight.as_mut() {
@@ -210,19 +258,6 @@ impl Driver {
                     self.state.send_replace(UplinkState::Subscribed);
                 }
             }
-            Packet::Publish(p) => {
-                let item = Incoming {
-                    topic: p.topic.clone(),
-                    payload: p.payload.clone(),
-                    ack: Some(Ack {
-                        client: self.client.clone(),
-                        publish: p,
-                    }),
-                };
-                if self.parts.incoming.try_send(item).is_err() {
-                    warn!("Intake queue full; a peer packet was left unacknowledged (the broker delivers it again on reconnect).");
-                }
-            }
             Packet::PubAck(ack) => {
                 let Some(f) = self.in_flight.take_if(|f| f.pkid == Some(ack.pkid)) else {
                     return;
@@ -238,6 +273,37 @@ impl Driver {
             }
             _ => {}
         }
+    }
+
+    /// Hands a peer's packet to the core, waiting while the intake queue is full: the broker
+    /// then holds what follows (its in-flight window, TCP) instead of it being dropped. False
+    /// on shutdown.
+    async fn deliver(&mut self, p: rumqttc::Publish) -> bool {
+        let qos = p.qos;
+        let item = Incoming {
+            topic: p.topic.clone(),
+            payload: p.payload.clone(),
+            ack: (qos != QoS::AtMostOnce).then(|| self.acks.ack_for(p)),
+        };
+        self.parts.incoming.send(item).await.is_ok()
+    }
+
+    /// When the packet in flight stops waiting for its PUBACK.
+    fn puback_deadline(&self) -> Option<tokio::time::Instant> {
+        self.in_flight
+            .as_ref()
+            .map(|f| f.since + self.parts.puback_timeout)
+    }
+
+    /// No PUBACK in time (a broker that withholds it stalls the outbox forever otherwise):
+    /// drop the connection; the packet goes again on the next one.
+    fn puback_timed_out(&mut self) {
+        if let Some(f) = self.in_flight.take() {
+            warn!(broker = %self.broker, seq = f.seq, timeout_s = self.parts.puback_timeout.as_secs(), "No PUBACK from the uplink broker in time; reconnecting to send the packet again.");
+        }
+        self.eventloop.clean();
+        self.connected = false;
+        self.state.send_replace(UplinkState::Disconnected);
     }
 
     fn subscription_state(&self) -> UplinkState {
@@ -279,6 +345,7 @@ impl Driver {
             self.in_flight = Some(InFlight {
                 seq: w.seq,
                 pkid: None,
+                since: tokio::time::Instant::now(),
             });
         }
     }

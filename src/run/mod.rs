@@ -47,7 +47,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     info!(source = %keys::public_hex(&key), "Outcome signing key loaded.");
     let state = core_parts(&config, key)?;
     let cancel = CancellationToken::new();
-    let (commands, commands_rx) = mpsc::channel(64);
+    let (commands, commands_rx) = mpsc::channel(mqtt::local::COMMAND_CAPACITY);
     let local = mqtt::local::start(&config.mqtt, &config.site.id, commands, cancel.clone())?;
     let (events, events_rx) = mpsc::channel(SAMPLE_CAPACITY);
     let mut tasks = crate::sources::spawn(&config.devices, &config.site.state_dir, events, &cancel);
@@ -62,6 +62,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         wake: wake_rx,
         subscriptions: config.context_topics(),
         incoming: peers,
+        puback_timeout: Duration::from_secs(config.outcomes.puback_timeout_s),
     };
     let uplink = mqtt::uplink::start(
         config.uplink_broker(),

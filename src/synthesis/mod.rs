@@ -213,6 +213,27 @@ impl Effective {
         }
     }
 
+    /// This level with its provenance cut to the `n` heaviest contributions (applied before
+    /// others, then by weight), and how many there are in all: what a message of bounded size
+    /// carries, however many peers propose.
+    pub fn summary(&self, n: usize) -> (Self, usize) {
+        let mut provenance = self.provenance.clone();
+        provenance.sort_by(|a, b| {
+            (b.status == Status::Applied)
+                .cmp(&(a.status == Status::Applied))
+                .then(b.weight.total_cmp(&a.weight))
+        });
+        let total = provenance.len();
+        provenance.truncate(n);
+        (
+            Self {
+                provenance,
+                ..self.clone()
+            },
+            total,
+        )
+    }
+
     /// Sources whose proposals moved the level.
     pub fn applied_sources(&self) -> Vec<String> {
         self.provenance

@@ -45,6 +45,8 @@ impl Observer {
         let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(5));
         options.set_clean_session(!persistent);
+        // Large enough to send the oversize messages the limit tests need.
+        options.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut eventloop) = AsyncClient::new(options, 100);
         let (tx, rx) = mpsc::unbounded_channel();
         let link = std::sync::Arc::new(std::sync::Mutex::new("not connected yet".to_string()));

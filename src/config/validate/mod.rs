@@ -72,6 +72,13 @@ pub(in crate::config) fn validate_mqtt(mqtt: &MqttConfig) -> Vec<Finding> {
         out.push((vec!["port"], "port 0 is not a valid broker port".into()));
     }
     check_range("keep_alive_s", mqtt.keep_alive_s, 5..=3600, "", &mut out);
+    check_range(
+        "max_message_bytes",
+        mqtt.max_message_bytes,
+        4096..=268_435_455,
+        " (MQTT's largest packet is 268 435 455 bytes)",
+        &mut out,
+    );
     if mqtt.reconnect_max_ms < 500 {
         out.push((
             vec!["reconnect_max_ms"],
@@ -263,6 +270,20 @@ pub(in crate::config) fn validate_outcomes(o: &OutcomesConfig) -> Vec<Finding> {
     let mut out = Vec::new();
     check_range("ttl_days", o.ttl_days, 1..=366, "", &mut out);
     check_at_least_one("outbox_max", o.outbox_max as u64, &mut out);
+    check_range(
+        "clock_skew_s",
+        o.clock_skew_s,
+        0..=86_400,
+        " (a day)",
+        &mut out,
+    );
+    check_range(
+        "puback_timeout_s",
+        o.puback_timeout_s,
+        1..=3600,
+        "",
+        &mut out,
+    );
     for key in &o.allowlist {
         if crate::packet::keys::parse_public_hex(key).is_none() {
             out.push((

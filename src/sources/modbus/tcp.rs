@@ -1,6 +1,7 @@
 //! Modbus TCP polling: one task per device, so a dead or slow device never delays another. A
 //! transport error or timeout drops the connection: every point turns bad and the task
-//! reconnects with exponential backoff and jitter.
+//! reconnects with exponential backoff and jitter. The link counts as up, and the backoff
+//! starts over, only after a good poll, and each change of the link is reported once.
 
 use super::unit::UnitPoller;
 use crate::backoff::Backoff;
@@ -78,14 +79,25 @@ impl ModbusTcpPoller {
                 stats_sent = Instant::now();
                 self.unit.send_stats().await;
             }
+            if result.is_ok() && link.up != Some(true) {
+                // Up, and the backoff back to its start, only once a poll succeeded: a device
+                // that accepts connections and then fails is retried with growing delays.
+                link.up = Some(true);
+                link.backoff.reset();
+                self.unit.link(true, None).await;
+            }
             if let Err(failure) = result {
                 let reason = failure.message;
-                warn!(device = %self.config.name, error = %reason, "Poll failed; reconnecting.");
                 ctx = None;
-                link.up = Some(false);
-                self.unit.link(false, Some(reason.clone())).await;
-                self.unit.all_bad(&reason).await;
                 let delay = link.backoff.next_delay();
+                if link.up != Some(false) {
+                    warn!(device = %self.config.name, error = %reason, retry_in_ms = delay.as_millis() as u64, "Poll failed; reconnecting with backoff.");
+                    link.up = Some(false);
+                    self.unit.link(false, Some(reason.clone())).await;
+                    self.unit.all_bad(&reason).await;
+                } else {
+                    debug!(device = %self.config.name, error = %reason, "Poll failed again.");
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(delay) => {}
@@ -98,8 +110,8 @@ impl ModbusTcpPoller {
         debug!(device = %self.config.name, "Poller stopped.");
     }
 
-    /// One connection attempt: the context, or how long to wait before the next attempt. The
-    /// link's changes are reported once each.
+    /// One connection attempt: the context, or how long to wait before the next attempt. A
+    /// failure is reported once until the link is up again (after a good poll).
     async fn open(&mut self, link: &mut Link) -> Result<Context, Duration> {
         let c = &self.config;
         match connect(&c.host, c.port, c.unit_id, c.timeout_ms).await {
@@ -108,11 +120,10 @@ impl ModbusTcpPoller {
                 if link.connections > 1 {
                     self.unit.stats_mut().reconnects += 1;
                 }
-                info!(device = %c.name, host = %c.host, port = c.port, "Connected.");
-                link.backoff.reset();
-                if link.up != Some(true) {
-                    link.up = Some(true);
-                    self.unit.link(true, None).await;
+                if link.up == Some(false) {
+                    debug!(device = %c.name, host = %c.host, port = c.port, "Connected again.");
+                } else {
+                    info!(device = %c.name, host = %c.host, port = c.port, "Connected.");
                 }
                 Ok(ctx)
             }

@@ -416,7 +416,7 @@ pub async fn request(
             true,
         )),
         Ok(Err(e)) => Err(transport(
-            e.to_string(),
+            describe(&e),
             matches!(e, tokio_modbus::Error::Protocol(_)),
             false,
         )),
@@ -428,6 +428,61 @@ pub async fn request(
             code: u8::from(code),
             name: exception_name(code),
         }),
+    }
+}
+
+/// A transport error as an engineer should read it: short and true. tokio-modbus reports a
+/// mismatched answer with a debug dump of it, a connection closed mid-answer as "bytes
+/// remaining on stream", and a closed connection with a stale errno ("Success (os error 0)").
+pub fn describe(e: &tokio_modbus::Error) -> String {
+    use std::io::ErrorKind;
+    use tokio_modbus::ProtocolError;
+    match e {
+        tokio_modbus::Error::Protocol(ProtocolError::HeaderMismatch { message, .. }) => {
+            format!(
+                "the answer does not match the request ({})",
+                fit(message, 80)
+            )
+        }
+        tokio_modbus::Error::Protocol(ProtocolError::FunctionCodeMismatch { request, result }) => {
+            let got = match result {
+                Ok(r) => format!("function {}", r.function_code().value()),
+                Err(x) => format!("exception to function {}", x.function.value()),
+            };
+            format!(
+                "the device answered {got} to a request with function {}",
+                request.value()
+            )
+        }
+        tokio_modbus::Error::Transport(io) => {
+            let text = io.to_string();
+            if io.raw_os_error() == Some(0) || text.contains("os error 0") {
+                "the device closed the connection".into()
+            } else if text.contains("bytes remaining on stream")
+                || io.kind() == ErrorKind::UnexpectedEof
+            {
+                "the device closed the connection in the middle of an answer".into()
+            } else if io.kind() == ErrorKind::ConnectionReset {
+                "the device reset the connection".into()
+            } else if io.kind() == ErrorKind::BrokenPipe {
+                "the connection to the device is broken".into()
+            } else if io.kind() == ErrorKind::InvalidData {
+                format!(
+                    "the device sent a frame that is not Modbus ({})",
+                    fit(&text, 80)
+                )
+            } else {
+                fit(&text, 120)
+            }
+        }
+    }
+}
+
+/// `text` cut to at most `max` characters, with an ellipsis when cut.
+fn fit(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
     }
 }
 
