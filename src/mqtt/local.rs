@@ -203,14 +203,7 @@ impl Driver {
                     }
                 }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => {
-                    // rumqttc reports the DISCONNECT before it is surely on the wire: poll on
-                    // until the broker closes the connection, or a moment has passed, so the
-                    // broker does not publish the last will over a clean stop.
-                    let _ = tokio::time::timeout(Duration::from_millis(500), async {
-                        while self.eventloop.poll().await.is_ok() {}
-                    })
-                    .await;
-                    debug!("Disconnect sent.");
+                    self.finish_disconnect().await;
                     break;
                 }
                 Ok(_) => {}
@@ -245,6 +238,17 @@ async fn sleep_until_opt(at: Option<Instant>) {
 }
 
 impl Driver {
+    /// rumqttc reports the DISCONNECT before it is surely on the wire: polls on until the
+    /// broker closes the connection, or a moment has passed, so the broker does not publish
+    /// the last will over a clean stop.
+    async fn finish_disconnect(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while self.eventloop.poll().await.is_ok() {}
+        })
+        .await;
+        debug!("Disconnect sent.");
+    }
+
     /// A command arrived while the core's command queue is full (a flood): it is refused with a
     /// `command_rejected` event saying so, never dropped silently, and logged once a minute.
     fn refuse_busy(&mut self, topic: &str) {
