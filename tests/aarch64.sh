@@ -36,7 +36,7 @@ run() { qemu-aarch64 -cpu cortex-a72 "$bin" "$@"; }
 run --version
 run check --config config/example.toml
 sed -e 's/{MQTT_PORT}/1883/; s/{PRESS_PORT}/5020/; s/{PUMP_PORT}/5021/; s#{STATE_DIR}#/tmp/qis-edge-demo#' \
-    config/demo.toml > "$cargo_config.demo.toml"
+    config/demo.toml.in > "$cargo_config.demo.toml"
 run check --config "$cargo_config.demo.toml"
 rm -f "$cargo_config.demo.toml"
 

@@ -121,7 +121,82 @@ fn check_on_a_missing_or_binary_file_fails_cleanly() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"));
+    assert!(
+        stderr.contains(":1:1: config: byte 0xff is not UTF-8 text"),
+        "the position of the first bad byte: {stderr}"
+    );
+
+    // A value with a newline cannot start a line of its own that reads like a diagnostic.
+    let (_dir, path) = write_config("[site]\nid = \"x\\nother.toml:1:1: mqtt: forged\"\n");
+    let out = Command::new(gateway_binary())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("other.toml")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("\\nother.toml"), "{stderr}");
+}
+
+/// `check` loads TLS files as `run` does: an empty CA file and a client key that does not fit
+/// its certificate are refused with exit 78, by `check` and by `run`.
+#[test]
+fn check_refuses_tls_files_that_run_could_not_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+import sys, datetime
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+out = sys.argv[1]
+def pem_key(k):
+    return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+key, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gw")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256()))
+open(out + "/cert.pem", "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+open(out + "/other.key", "wb").write(pem_key(other))
+open(out + "/empty.pem", "wb").write(b"")
+"#;
+    let status = Command::new(python())
+        .args(["-c", script])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let d = dir.path().display();
+    for (tls, says) in [
+        (format!("ca_file = \"{d}/empty.pem\""), "no certificate in ca_file"),
+        (
+            format!(
+                "ca_file = \"{d}/cert.pem\"\nclient_cert_file = \"{d}/cert.pem\"\nclient_key_file = \"{d}/other.key\""
+            ),
+            "do not fit",
+        ),
+    ] {
+        let (_cfg, path) = write_config(&format!(
+            "[site]\nid = \"t\"\nstate_dir = \"{d}/state\"\n[mqtt]\nport = 1\n[mqtt.tls]\n{tls}\n"
+        ));
+        for command in ["check", "run"] {
+            let out = Command::new(gateway_binary())
+                .args([command, "--config"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
+            assert!(stderr.contains(says), "{command}: {stderr}");
+        }
+    }
 }
 
 fn run_config(state: &std::path::Path, mqtt_port: u16, plc_port: u16) -> String {

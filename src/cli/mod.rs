@@ -70,6 +70,11 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match config::load_file(&config) {
             Ok(c) => {
+                if let Err(problem) = tls_usable(&c) {
+                    eprintln!("{}: {problem}", config.display());
+                    eprintln!("1 error(s); nothing was started.");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
                 let points: usize = c.devices.iter().map(|d| d.points().len()).sum();
                 println!(
                     "{}: OK (site \"{}\", {} devices, {} points)",
@@ -93,6 +98,12 @@ pub fn main() -> ExitCode {
             };
             match runtime.block_on(crate::run::run(config, shutdown_signal(None))) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e @ crate::run::RunError::Mqtt(_)) => {
+                    eprintln!(
+                        "qis-edge: {e}; fix the configuration (exit {EXIT_CONFIG}, not restarted)."
+                    );
+                    ExitCode::from(EXIT_CONFIG)
+                }
                 Err(e @ crate::run::RunError::StateIncurable(_)) => {
                     eprintln!("qis-edge: {e}; not starting (exit {EXIT_STATE}, not restarted).");
                     ExitCode::from(EXIT_STATE)
@@ -111,6 +122,19 @@ pub fn main() -> ExitCode {
         Command::Keygen(args) => packet::keygen(args),
         Command::Packet { command } => packet::packet(command),
     }
+}
+
+/// Loads the TLS files of both broker connections as `run` does, so `check` refuses what `run`
+/// could not use (an empty CA file, a key that does not fit its certificate).
+fn tls_usable(c: &config::Config) -> Result<(), String> {
+    let links = [("mqtt", Some(&c.mqtt)), ("uplink", c.uplink.as_ref())];
+    for (section, link) in links {
+        if let Some(m) = link.filter(|m| m.tls.is_some()) {
+            crate::mqtt::options::options(m, "check".into())
+                .map_err(|e| format!("[{section}.tls]: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn config_failure(e: &ConfigError) -> ExitCode {

@@ -1,6 +1,6 @@
 //! `qis-edge demo`: two plants on one machine, sharing what they learn. An embedded MQTT
-//! broker; simulated Modbus devices; and two gateways, "phoenix" (`config/demo.toml`: a press
-//! and a pump) and "stuttgart" (`config/demo-stuttgart.toml`: a pump of the same class).
+//! broker; simulated Modbus devices; and two gateways, "phoenix" (`config/demo.toml.in`: a press
+//! and a pump) and "stuttgart" (`config/demo-stuttgart.toml.in`: a pump of the same class).
 //!
 //! A bearing fault develops at phoenix first; a simulated engineer confirms phoenix's alarm;
 //! its outcome packet tightens stuttgart's adaptable warning level; stuttgart's own developing
@@ -19,9 +19,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// The first plant's configuration; `{...}` placeholders are filled in at start.
-pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml.in");
 /// The second plant's configuration.
-pub const DEMO_STUTTGART_CONFIG: &str = include_str!("../../config/demo-stuttgart.toml");
+pub const DEMO_STUTTGART_CONFIG: &str = include_str!("../../config/demo-stuttgart.toml.in");
 
 /// Starts broker and plants, then runs both gateways until `shutdown`.
 pub async fn run(mqtt_port: u16, shutdown: impl Future<Output = ()>) -> Result<(), String> {
@@ -102,7 +102,7 @@ pub fn demo_config(
     let text = fill(DEMO_CONFIG, mqtt_port, state_dir)
         .replace("{PRESS_PORT}", &press_port.to_string())
         .replace("{PUMP_PORT}", &pump_port.to_string());
-    config::parse_str(&text, "config/demo.toml").map_err(|e| e.to_string())
+    config::parse_str(&text, "config/demo.toml.in").map_err(|e| e.to_string())
 }
 
 /// Stuttgart's configuration for the given ports.
@@ -113,7 +113,7 @@ pub fn stuttgart_config(
 ) -> Result<Config, String> {
     let text = fill(DEMO_STUTTGART_CONFIG, mqtt_port, state_dir)
         .replace("{PUMP_PORT}", &pump_port.to_string());
-    config::parse_str(&text, "config/demo-stuttgart.toml").map_err(|e| e.to_string())
+    config::parse_str(&text, "config/demo-stuttgart.toml.in").map_err(|e| e.to_string())
 }
 
 /// How long the simulated engineer takes to inspect and confirm phoenix's bearing alarm.

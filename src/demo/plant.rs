@@ -39,11 +39,22 @@ struct Service {
     image: Arc<Mutex<Image>>,
 }
 
+/// The quantity limits of the Modbus specification (1–125 registers, 1–2 000 coils): outside
+/// them a server answers exception 03 (illegal data value), before looking at addresses.
+fn check_quantity(count: u16, max: u16) -> Result<(), ExceptionCode> {
+    if (1..=max).contains(&count) {
+        Ok(())
+    } else {
+        Err(ExceptionCode::IllegalDataValue)
+    }
+}
+
 fn read_words(
     table: &HashMap<u16, u16>,
     address: u16,
     count: u16,
 ) -> Result<Vec<u16>, ExceptionCode> {
+    check_quantity(count, 125)?;
     (0..count)
         .map(|i| {
             address
@@ -72,14 +83,16 @@ impl tokio_modbus::server::Service for Service {
             Request::ReadInputRegisters(a, n) => {
                 read_words(&image.input, a, n).map(Response::ReadInputRegisters)
             }
-            Request::ReadCoils(a, n) => (0..n)
-                .map(|i| {
-                    a.checked_add(i)
-                        .and_then(|a| image.coils.get(&a).copied())
-                        .ok_or(ExceptionCode::IllegalDataAddress)
-                })
-                .collect::<Result<Vec<bool>, _>>()
-                .map(Response::ReadCoils),
+            Request::ReadCoils(a, n) => check_quantity(n, 2000).and_then(|()| {
+                (0..n)
+                    .map(|i| {
+                        a.checked_add(i)
+                            .and_then(|a| image.coils.get(&a).copied())
+                            .ok_or(ExceptionCode::IllegalDataAddress)
+                    })
+                    .collect::<Result<Vec<bool>, _>>()
+                    .map(Response::ReadCoils)
+            }),
             _ => Err(ExceptionCode::IllegalFunction),
         };
         std::future::ready(result)
@@ -192,4 +205,31 @@ async fn serve(image: Arc<Mutex<Image>>, cancel: CancellationToken) -> std::io::
             .await;
     });
     Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_outside_the_specification_are_exception_03() {
+        let table: HashMap<u16, u16> = (0..200).map(|a| (a, a)).collect();
+        assert_eq!(
+            read_words(&table, 0, 0),
+            Err(ExceptionCode::IllegalDataValue)
+        );
+        assert_eq!(
+            read_words(&table, 0, 126),
+            Err(ExceptionCode::IllegalDataValue)
+        );
+        assert_eq!(read_words(&table, 0, 125).map(|w| w.len()), Ok(125));
+        assert_eq!(
+            read_words(&table, 150, 100),
+            Err(ExceptionCode::IllegalDataAddress)
+        );
+        assert_eq!(
+            check_quantity(2001, 2000),
+            Err(ExceptionCode::IllegalDataValue)
+        );
+    }
 }

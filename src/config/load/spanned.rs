@@ -128,6 +128,13 @@ impl<'t> Loader<'t> {
                 }
             }
         }
+        self.report(
+            value.span(),
+            component,
+            format!(
+                "more problems here were not checked (stopped after {MAX_ROUNDS}); fix these first"
+            ),
+        );
         None
     }
 }
