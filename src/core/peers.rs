@@ -155,7 +155,8 @@ impl Core {
 
     /// Queues `stats/intake` when the counts changed.
     pub(super) fn publish_intake_stats(&mut self) {
-        if let Some(counts) = self.intake.take_counts(self.adapt.applied()) {
+        if let Some(mut counts) = self.intake.take_counts(self.adapt.applied()) {
+            counts.ack_failures = crate::mqtt::acks::failed();
             let topic = self.out.topics.intake_stats();
             self.out.json(topic, &counts, Qos::AtMostOnce, false);
         }

@@ -202,6 +202,7 @@ impl Intake {
             wrong_topic: self.dropped.wrong_topic,
             applied,
             unmatched: self.dropped.unmatched,
+            ack_failures: 0,
             rejected: counts
                 .iter()
                 .map(|(kind, n)| (kind.name().to_string(), serde_json::Value::from(n)))
@@ -223,6 +224,9 @@ pub struct IntakeCounts {
     pub applied: u64,
     /// Packets no adaptable rule here matches.
     pub unmatched: u64,
+    /// PUBACKs that could not be sent because the connection was gone (the broker delivers
+    /// those packets again; filled in by the core from the uplink's count).
+    pub ack_failures: u64,
     /// Rejected packets by reason.
     pub rejected: serde_json::Map<String, serde_json::Value>,
 }
