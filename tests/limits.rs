@@ -38,8 +38,18 @@ fn connections(observer: &Observer) -> (usize, usize) {
     (of("online"), of("offline"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hundred_peers_keep_the_threshold_message_bounded_and_the_connection_up() {
+/// A plant on its own mosquitto, running, with its uplink subscribed.
+struct Setup {
+    _broker: Peer,
+    plc: Peer,
+    _state: tempfile::TempDir,
+    text: String,
+    fp: qis_edge::packet::Fingerprint,
+    observer: Observer,
+    gateway: Running,
+}
+
+async fn setup() -> Setup {
     let broker = mosquitto();
     let plc = modbus_server(
         &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]}),
@@ -50,6 +60,28 @@ async fn a_hundred_peers_keep_the_threshold_message_bounded_and_the_connection_u
     let mut observer = Observer::connect(broker.port).await;
     let gateway = start(&text);
     observer.wait_uplink_subscribed(SITE).await;
+    Setup {
+        _broker: broker,
+        plc,
+        _state: state,
+        text,
+        fp,
+        observer,
+        gateway,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_peers_keep_the_threshold_message_bounded_and_the_connection_up() {
+    let Setup {
+        _broker,
+        _state,
+        fp,
+        mut observer,
+        gateway,
+        plc: _plc,
+        text: _text,
+    } = setup().await;
     for seed in 1..=100u8 {
         let mut body = peer_body(fp, 1);
         body.validations = u32::from(seed);
@@ -91,16 +123,15 @@ async fn a_hundred_peers_keep_the_threshold_message_bounded_and_the_connection_u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_commands_and_packets_are_rejected_without_dropping_a_connection() {
-    let broker = mosquitto();
-    let plc = modbus_server(
-        &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]}),
-    );
-    let state = tempfile::tempdir().unwrap();
-    let text = plant(state.path(), broker.port, plc.port);
-    let fp = fingerprint(&text);
-    let mut observer = Observer::connect(broker.port).await;
-    let gateway = start(&text);
-    observer.wait_uplink_subscribed(SITE).await;
+    let Setup {
+        _broker,
+        plc,
+        _state,
+        text,
+        fp,
+        mut observer,
+        gateway,
+    } = setup().await;
 
     // A retained 20 kB command: rejected, the connection stays.
     let big =
