@@ -119,7 +119,7 @@ async fn a_withheld_puback_times_out_and_the_packet_goes_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_queued_packets_is_taken_whole_by_flow_control() {
     const SOURCES: u8 = 20;
-    const PER_SOURCE: u64 = 50;
+    const PER_SOURCE: u64 = 30;
     let total = u64::from(SOURCES) * PER_SOURCE;
     // No in-flight window: the broker sends the whole backlog at once.
     let cloud = spawn_peer_on_free_port("mosquitto (no in-flight limit)", |port, dir| {

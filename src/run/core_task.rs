@@ -10,6 +10,9 @@ use crate::sources::SourceEvent;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+/// Peers' packets handled and not yet acknowledged, at most.
+pub const MAX_HELD_ACKS: usize = 1024;
+
 /// Where the core's inputs come from and its outputs go.
 pub struct Channels {
     /// Samples and device reports.
@@ -42,7 +45,9 @@ pub async fn run(mut core: Core, mut ch: Channels, cancel: CancellationToken) {
             _ = cancel.cancelled() => break,
             Some(event) = ch.events.recv() => Input::Source(event),
             Some(m) = ch.commands.recv() => Input::Command { topic: m.topic, payload: m.payload },
-            Some(p) = ch.peers.recv() => {
+            // While acknowledgements cannot be released (storage fault), stop taking peers'
+            // packets beyond a bound: the uplink then stops reading and the broker keeps them.
+            Some(p) = ch.peers.recv(), if acks.len() < MAX_HELD_ACKS => {
                 last = p.ack;
                 Input::Peer { topic: p.topic, payload: p.payload }
             }
