@@ -8,7 +8,7 @@
 use crate::db::{Db, StorageError};
 use crate::packet::ReplayGuard;
 use crate::synthesis::{Proposal, SynthesisState, TargetKey};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 use tracing::{info, warn};
 
 /// The file intake's state lived in before the state database.
@@ -136,21 +136,6 @@ impl IntakeStore {
         guard.saved();
         self.written = synthesis.clone();
         Ok(())
-    }
-
-    /// Whether a write can commit now.
-    pub fn probe(&mut self) -> Result<(), StorageError> {
-        self.db.probe()
-    }
-
-    /// Whether the replay table has any row (for the one-time import).
-    pub fn is_empty(&mut self) -> Result<bool, StorageError> {
-        let any: Option<i64> = self
-            .db
-            .conn()
-            .query_row("SELECT 1 FROM replay UNION SELECT 1 FROM trust UNION SELECT 1 FROM proposals LIMIT 1", [], |r| r.get(0))
-            .optional()?;
-        Ok(any.is_none())
     }
 }
 
