@@ -583,3 +583,93 @@ async fn a_corrupt_client_certificate_is_set_aside_and_replaced() {
     );
     stop(gateway).await;
 }
+
+/// node-opcua's default certificate lists its application URI after its host names, and names
+/// only the machine's host names and external addresses. Trusted, it is accepted by a device
+/// that allows a host mismatch and refused, with what to do, by one that does not; with the
+/// gateway as its own process, a clean stop with a live subscription logs no ERROR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_opcua_default_certificates_are_checked_by_any_alternative_name() {
+    use common::{gateway_binary, signal, NodeOpcUaServer};
+    let broker = mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let server = NodeOpcUaServer::start(&dir.path().join("server"));
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(state.join("pki/trusted")).unwrap();
+    std::fs::copy(
+        server.certificate(),
+        state.join("pki/trusted/node-opcua.pem"),
+    )
+    .unwrap();
+    // 127.0.0.1 is never among the certificate's names: node-opcua lists external addresses.
+    let endpoint = format!("opc.tcp://127.0.0.1:{}/", server.port);
+    let keys = "security_policy = \"basic256sha256\"\nsecurity_mode = \"sign_and_encrypt\"\n";
+    let device = |name: &str, extra: &str| {
+        format!(
+            "[[devices]]\ntype = \"opcua\"\nname = \"{name}\"\nendpoint = \"{endpoint}\"\n{keys}{extra}\
+             interval_ms = 200\nbackoff_initial_ms = 200\nbackoff_max_ms = 1000\n\n\
+             [[devices.points]]\nname = \"temperature\"\nnode = \"ns=1;s=Temperature\"\n\n\
+             [[devices.points]]\nname = \"count\"\nnode = \"ns=1;s=Count\"\n\n"
+        )
+    };
+    let text = header("node", broker.port, &state)
+        + &device("lenient", "accept_host_mismatch = true\n")
+        + &device("polled", "accept_host_mismatch = true\nread = \"poll\"\n")
+        + &device("strict", "");
+    let (_config_dir, config) = common::write_config(&text);
+    let log = dir.path().join("gateway.log");
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = std::process::Command::new(gateway_binary())
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(std::fs::File::create(dir.path().join("gateway.out")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    for device in ["lenient", "polled"] {
+        for (point, value) in [("temperature", 21.5), ("count", -42.0)] {
+            observer
+                .saw_or_wait_for(
+                    &format!("{device}/{point} from node-opcua"),
+                    Duration::from_secs(40),
+                    |m| good_value(m, "node", device, point, value),
+                )
+                .await;
+        }
+    }
+    let refused = observer
+        .saw_or_wait_for("the host mismatch refused", Duration::from_secs(20), |m| {
+            error_contains(m, "node", "strict", "temperature", "does not name the host")
+        })
+        .await;
+    let error = refused.json["error"].as_str().unwrap();
+    assert!(
+        error.contains("(127.0.0.1)") && error.contains("accept_host_mismatch = true"),
+        "{error}"
+    );
+    let named = error
+        .split_once("it names ")
+        .and_then(|(_, rest)| rest.split_once(". Use one"))
+        .map(|(names, _)| names)
+        .unwrap_or_else(|| panic!("the message lists the certificate's names: {error}"));
+    assert!(!named.split(", ").any(|n| n == "127.0.0.1"), "{error}");
+    signal(&gateway, "TERM");
+    let mut gateway = gateway;
+    let status = tokio::task::spawn_blocking(move || gateway.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status}\n{log}");
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(
+        errors.is_empty(),
+        "a clean stop logs no ERROR:\n{}",
+        errors.join("\n")
+    );
+    assert!(
+        !state.join("pki/rejected").read_dir().unwrap().any(|_| true),
+        "a trusted certificate is not put in the rejected folder"
+    );
+}

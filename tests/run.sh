@@ -4,6 +4,8 @@
 #     line), systemd (systemd-analyze), python3-venv;
 #     installed with apt-get when missing (as root, or through sudo);
 #   - the Python test peers (pymodbus, asyncua, pinned in tests/requirements.txt) in ./.venv;
+#   - the node-opcua test server (pinned in tests/peers/node-opcua/package-lock.json) with npm,
+#     from Debian's nodejs and npm when node is missing;
 #   - then `cargo test` (unit, integration and CLI tests). Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +17,8 @@ command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v socat >/dev/null || missing+=(socat)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "run.sh: installing ${missing[*]}"
     sudo=""
@@ -31,5 +35,12 @@ if ! "$venv/bin/python" -c 'import pymodbus, sys; import cryptography, serial, a
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
 fi
 export QIS_TEST_PYTHON="$PWD/$venv/bin/python"
+
+node_peer=tests/peers/node-opcua
+if ! cmp -s "$node_peer/package-lock.json" "$node_peer/node_modules/.installed-from"; then
+    echo "run.sh: installing the node-opcua test server"
+    (cd "$node_peer" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$node_peer/package-lock.json" "$node_peer/node_modules/.installed-from"
+fi
 
 cargo test --locked "$@"

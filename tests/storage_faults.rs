@@ -4,7 +4,8 @@
 //! answered); the fault shows in `stats/storage` and the status; a packet the uplink acknowledged
 //! but cannot delete is not sent again; once space returns the fault clears by itself, the
 //! refused answer is taken, every acknowledged answer reaches peers exactly once, and no
-//! temporary file is left behind.
+//! temporary file is left behind. And while peers' packets cannot be saved, the core holds at
+//! most 1 024 of them; the rest wait on the broker, and all are taken once space returns.
 //!
 //! Mounting the tmpfs needs root (CI runs as root); without it the test fails and says so.
 
@@ -253,4 +254,147 @@ async fn a_full_disk_is_a_fault_state_that_loses_nothing_and_clears_by_itself() 
         .filter(|n| n.ends_with(".tmp") || n.starts_with('.'))
         .collect();
     assert!(temp.is_empty(), "temporary files left: {temp:?}");
+}
+
+/// The latest `stats/intake` `accepted` count seen, waiting for one if none was.
+async fn accepted(
+    observer: &mut Observer,
+    site: &str,
+    what: &str,
+    want: impl Fn(u64) -> bool,
+) -> u64 {
+    let topic = format!("qis/{site}/stats/intake");
+    observer
+        .latest_or_wait_for(what, Duration::from_secs(60), &topic, |m| {
+            m.json["accepted"].as_u64().is_some_and(&want)
+        })
+        .await
+        .json["accepted"]
+        .as_u64()
+        .unwrap()
+}
+
+/// While peers' packets cannot be saved, the core takes at most 1 024 of them (their
+/// acknowledgements held); the rest wait on a fleet broker with no in-flight window. Once space
+/// returns, every packet is taken and acknowledged: after a restart none comes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_fault_peers_packets_beyond_the_held_bound_wait_on_the_broker() {
+    const SITE: &str = "held";
+    const HELD: u64 = 1024;
+    const SOURCES: u8 = 40;
+    const PER_SOURCE: u64 = 40;
+    let flood = u64::from(SOURCES) * PER_SOURCE;
+    let tmpfs = Tmpfs::mount("1m");
+    let state = tmpfs.path().join("state");
+    let cloud = spawn_peer_on_free_port("mosquitto (no in-flight limit)", |port, dir| {
+        mosquitto_configured(
+            dir,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 max_inflight_messages 0\nmax_queued_messages 0\n"
+            ),
+        )
+    });
+    let broker = mosquitto();
+    let plc = modbus_server(
+        &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]}),
+    );
+    let text = Plant::new(SITE, &state, broker.port, plc.port)
+        .extra(&format!(
+            "[uplink]\nport = {}\nkeep_alive_s = 60\n[metrics]\nmin_interval_ms = 100\n\
+             [storage]\nretry_max_s = 1\n",
+            cloud.port
+        ))
+        .adapt("[devices.points.alarms.adapt]\nfloor = 60.0\nceiling = 80.0\n")
+        .poll_ms(20)
+        .toml();
+    let fp = qis_edge::config::parse_str(&text, "t").unwrap().devices[0]
+        .context()
+        .unwrap()
+        .fingerprint()
+        .unwrap();
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = start(&text);
+    observer.wait_uplink_subscribed(SITE).await;
+    let peer = Observer::connect(cloud.port).await;
+
+    // The disk fills; packets from one source, one at a time, until saving them fails.
+    fill(tmpfs.path());
+    let stats = format!("qis/{SITE}/stats/storage");
+    let mut seq = 0;
+    while !observer
+        .seen
+        .iter()
+        .any(|m| m.topic == stats && m.json["state"] == "fault")
+    {
+        seq += 1;
+        assert!(
+            seq < 200,
+            "saving peers' packets never failed on a full disk"
+        );
+        peer.publish_raw(&fp.topic(), signed_by(SOURCES + 1, peer_body(fp, seq)))
+            .await;
+        accepted(&mut observer, SITE, "the next packet", |n| n == seq).await;
+    }
+
+    for seed in 1..=SOURCES {
+        for seq in 1..=PER_SOURCE {
+            peer.publish_raw(&fp.topic(), signed_by(seed, peer_body(fp, seq)))
+                .await;
+        }
+    }
+    accepted(&mut observer, SITE, "the bound reached", |n| n >= HELD).await;
+    // Twenty metrics later (at least 100 ms apart) the core has taken no more.
+    let metric = format!("qis/{SITE}/metrics/pump/bearing_temp");
+    for v in 0..20u16 {
+        let value = 21 - v % 2;
+        write_holding(plc.port, 0, value).await;
+        observer
+            .wait_for("the next metric", Duration::from_secs(10), |m| {
+                m.topic == metric && m.json["value"] == f64::from(value)
+            })
+            .await;
+    }
+    // Those saved before the fault were acknowledged; every one since is held.
+    let first = ed25519_dalek::SigningKey::from_bytes(&[SOURCES + 1; 32])
+        .verifying_key()
+        .to_bytes();
+    let saved: Vec<u64> = state_db(&state)
+        .query_row(
+            "SELECT seqs FROM replay WHERE source = ?1",
+            [first.as_slice()],
+            |r| r.get::<_, String>(0),
+        )
+        .map(|seqs| serde_json::from_str(&seqs).unwrap())
+        .unwrap_or_default();
+    assert!(
+        saved.len() < seq as usize,
+        "the packet that met the fault is not saved"
+    );
+    assert_eq!(
+        accepted(&mut observer, SITE, "the count", |_| true).await,
+        saved.len() as u64 + HELD,
+        "at most {HELD} packets held"
+    );
+
+    // Space returns: the rest are taken, and every one is acknowledged.
+    std::fs::remove_file(tmpfs.path().join("filler")).unwrap();
+    let total = seq + flood;
+    accepted(&mut observer, SITE, "every packet", |n| n == total).await;
+    stop(gateway).await;
+    let gateway = start(&text);
+    observer.wait_uplink_subscribed(SITE).await;
+    peer.publish_raw(&fp.topic(), signed_by(1, peer_body(fp, PER_SOURCE + 1)))
+        .await;
+    let after = observer
+        .wait_for("the marker packet", Duration::from_secs(20), |m| {
+            m.topic == format!("qis/{SITE}/stats/intake") && m.json["accepted"] == 1
+        })
+        .await;
+    assert_eq!(
+        after.json["rejected"]["replayed"], 0,
+        "nothing redelivered: {}",
+        after.json
+    );
+    stop(gateway).await;
 }

@@ -12,8 +12,8 @@ pub struct OpcUaConfig {
     /// unique among devices.
     pub name: String,
     /// The server and how to reach it: `endpoint`, `security_policy`, `security_mode`,
-    /// `[devices.identity]`, `trust_server_on_first_use`, `timeout_ms`, `backoff_initial_ms`,
-    /// `backoff_max_ms` (keys of the device's own table).
+    /// `[devices.identity]`, `trust_server_on_first_use`, `accept_host_mismatch`, `timeout_ms`,
+    /// `backoff_initial_ms`, `backoff_max_ms` (keys of the device's own table).
     #[serde(skip)]
     pub connection: OpcUaConnection,
     /// `subscribe` (default): monitored items; the server samples each node every
@@ -90,6 +90,12 @@ pub struct OpcUaConnection {
     /// any unknown one. Default false: only certificates already in the trusted folder.
     #[serde(default)]
     pub trust_server_on_first_use: bool,
+    /// Accept a server certificate that does not name the endpoint's host among its DNS and IP
+    /// names (OPC UA Part 4 lets a client suppress that check: a server reached through an
+    /// address its certificate does not list). The certificate must still be trusted, valid and
+    /// carry the server's application URI. Default false.
+    #[serde(default)]
+    pub accept_host_mismatch: bool,
     /// Timeout for connecting and for each request, ms. Default 5 000.
     #[serde(default = "default_opcua_timeout_ms")]
     pub timeout_ms: u64,
@@ -110,6 +116,7 @@ impl OpcUaConnection {
         "security_mode",
         "identity",
         "trust_server_on_first_use",
+        "accept_host_mismatch",
         "timeout_ms",
         "backoff_initial_ms",
         "backoff_max_ms",

@@ -19,7 +19,8 @@ pub struct VibrationConfig {
     /// integers) holding the latest window, read every `interval_ms`. Keys: `node`, `scale`
     /// (default one) and the connection keys of an OPC UA device (`endpoint`,
     /// `security_policy`, `security_mode`, `[devices.opcua.identity]`,
-    /// `trust_server_on_first_use`, `timeout_ms`, `backoff_initial_ms`, `backoff_max_ms`).
+    /// `trust_server_on_first_use`, `accept_host_mismatch`, `timeout_ms`, `backoff_initial_ms`,
+    /// `backoff_max_ms`).
     #[serde(skip)]
     pub opcua: Option<Box<OpcUaWaveformConfig>>,
     /// `f32` (raw little-endian), `csv` or `wav`; default from the file's extension.

@@ -75,3 +75,43 @@ impl OpcUaServer {
         stdin.flush().expect("command to the OPC UA server");
     }
 }
+
+/// A node-opcua OPC UA server (tests/peers/node-opcua/server.js) on loopback, with the
+/// certificate node-opcua creates by default (its application URI is the last alternative name).
+pub struct NodeOpcUaServer {
+    _peer: Peer,
+    pub port: u16,
+    /// Holds the server's PKI; its certificate is `pki/own/certs/certificate.pem`.
+    pub dir: PathBuf,
+}
+
+impl NodeOpcUaServer {
+    /// Starts a server on a free port, keeping its PKI in `dir`.
+    pub fn start(dir: &Path) -> Self {
+        let script = repo().join("tests/peers/node-opcua/server.js");
+        assert!(
+            repo().join("tests/peers/node-opcua/node_modules").is_dir(),
+            "node-opcua is not installed: run ./tests/run.sh, which installs it with npm"
+        );
+        let peer = spawn_peer_on_free_port("node-opcua server", |port, _| {
+            let mut command = Command::new("node");
+            command
+                .arg(&script)
+                .arg("--port")
+                .arg(port.to_string())
+                .arg("--dir")
+                .arg(dir);
+            command
+        });
+        Self {
+            port: peer.port,
+            _peer: peer,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The server's certificate (PEM), as an engineer would copy it to the trusted folder.
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.join("pki/own/certs/certificate.pem")
+    }
+}

@@ -121,7 +121,15 @@ impl OpcUaSource {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
+                    // The subscription first: closing a session with publish requests
+                    // outstanding makes the server fail each of them, and the client library
+                    // logs every such answer as an ERROR.
+                    super::closing();
+                    if let Some(id) = session.subscription {
+                        let _ = timeout(Duration::from_secs(1), connection.session.delete_subscription(id)).await;
+                    }
                     let _ = timeout(Duration::from_secs(1), connection.session.disconnect()).await;
+                    info!(device = %self.config.name, "OPC UA session closed.");
                     return Ended::Shutdown;
                 }
                 event = connection.events.recv() => {
@@ -180,14 +188,14 @@ impl OpcUaSource {
                 self.connected_before = true;
                 self.link(true, None).await;
                 if self.config.read == OpcUaRead::Subscribe {
-                    if session.subscribed {
+                    if session.subscription.is_some() {
                         // The session re-created or transferred the subscription while
                         // reconnecting; async-opcua 0.19 starts publishing for it only when
                         // asked.
                         connection.session.trigger_publish_now();
                     } else {
                         match self.subscribe(connection, values.clone()).await {
-                            Ok(()) => session.subscribed = true,
+                            Ok(id) => session.subscription = Some(id),
                             Err(reason) => return Some(Ended::Reopen(reason)),
                         }
                     }
@@ -220,7 +228,7 @@ impl OpcUaSource {
         &mut self,
         connection: &Connection,
         values: mpsc::Sender<(u32, DataValue)>,
-    ) -> Result<(), String> {
+    ) -> Result<u32, String> {
         let interval = Duration::from_millis(self.config.interval_ms);
         let session = &connection.session;
         let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -266,7 +274,7 @@ impl OpcUaSource {
             let _ = self.events.send(SourceEvent::Samples(refused)).await;
         }
         info!(device = %self.config.name, items = results.len(), interval_ms = self.config.interval_ms, "OPC UA subscription created.");
-        Ok(())
+        Ok(id)
     }
 
     /// A monitored item per point, by client handle (point index + 1), with its deadband.
@@ -415,8 +423,8 @@ const VALUE_CAPACITY: usize = 4096;
 /// Where one session stands.
 #[derive(Default)]
 struct SessionState {
-    /// The subscription exists (it survives reconnections of the session).
-    subscribed: bool,
+    /// The subscription, once created (it survives reconnections of the session).
+    subscription: Option<u32>,
     /// The session is connected.
     connected: bool,
     /// The last reconnection failure logged, so a repeated one is not.

@@ -14,6 +14,7 @@
 //! so a server that changed its endpoints or its certificate is seen as it now is.
 
 mod device;
+mod trust;
 
 pub use device::OpcUaSource;
 
@@ -22,7 +23,7 @@ use futures::StreamExt;
 use opcua::client::{
     ClientBuilder, IdentityToken, Password, Session, SessionEventLoop, SessionPollResult,
 };
-use opcua::crypto::{CertificateStore, SecurityPolicy, X509};
+use opcua::crypto::{CertificateStore, SecurityPolicy};
 use opcua::types::{EndpointDescription, MessageSecurityMode, StatusCode, Variant};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tracing::{error, info, warn};
+use tracing::{error, warn};
 
 /// The application URI of the gateway's client certificate.
 const APPLICATION_URI: &str = "urn:qis-edge";
@@ -40,6 +41,19 @@ const MAX_MESSAGE_SIZE: usize = 4 << 20;
 
 /// Failed reconnections after which a session starts again from discovery.
 const REDISCOVER_AFTER: u32 = 3;
+
+/// Set when the devices begin closing their sessions for a shutdown.
+static CLOSING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a log event is the client library complaining, during a shutdown, about the
+/// answers to requests the gateway itself cancelled: closing a session makes the server fail
+/// the publish requests it still holds, and async-opcua logs each as an ERROR. The gateway's own
+/// log line says that the session was closed.
+pub fn is_closing_noise(meta: &tracing::Metadata<'_>) -> bool {
+    CLOSING.load(std::sync::atomic::Ordering::Relaxed)
+        && meta.target().starts_with("opcua_")
+        && *meta.level() <= tracing::Level::WARN
+}
 
 /// Serialises creation of the client certificate: devices start together on first start.
 static PKI_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -55,6 +69,11 @@ pub enum LinkEvent {
     Retrying(String),
     /// The event loop stopped (a certificate problem or a closed session): open anew.
     Ended(String),
+}
+
+/// Marks the start of the orderly close of every session (see [`is_closing_noise`]).
+pub(crate) fn closing() {
+    CLOSING.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// An open session and the task that drives it.
@@ -183,7 +202,7 @@ pub async fn open(
     let chosen = choose_endpoint(conn, &endpoints)?;
     let wanted_policy = policy(conn.security_policy);
     if wanted_policy != SecurityPolicy::None {
-        trust_server(conn, pki, device, &chosen)?;
+        trust::trust_server(conn, pki, device, &chosen, std::time::SystemTime::now())?;
     }
     let identity = identity(conn)?;
     // Connect to the configured address: servers often advertise a host name the gateway
@@ -221,6 +240,9 @@ async fn client(
         .pki_dir(pki)
         .create_sample_keypair(true)
         .trust_server_certs(false)
+        // The library's own name checks are wrong for certificates that list their URI after
+        // their host names; `trust` makes them. Trust, key length and signatures stay its own.
+        .verify_server_certs(false)
         .session_retry_limit(-1)
         .session_retry_initial(Duration::from_millis(conn.backoff_initial_ms))
         .session_retry_max(Duration::from_millis(conn.backoff_max_ms))
@@ -389,84 +411,6 @@ fn identity(conn: &OpcUaConnection) -> Result<IdentityToken, OpenError> {
         }),
         _ => Ok(IdentityToken::Anonymous),
     }
-}
-
-/// Makes sure the server's certificate is in the trusted folder, trusting it on first use when
-/// allowed; otherwise saves it in the rejected folder and says what to do.
-fn trust_server(
-    conn: &OpcUaConnection,
-    pki: &Path,
-    device: &str,
-    endpoint: &EndpointDescription,
-) -> Result<(), OpenError> {
-    let cert = X509::from_byte_string(&endpoint.server_certificate).map_err(|e| {
-        OpenError::Other(format!(
-            "{} sent an unreadable certificate: {e}",
-            conn.endpoint
-        ))
-    })?;
-    let der = cert
-        .to_der()
-        .map_err(|e| OpenError::Other(format!("server certificate: {e}")))?;
-    let name = CertificateStore::cert_file_name(&cert);
-    let trusted_dir = pki.join("trusted");
-    let rejected_dir = pki.join("rejected");
-    let pins = pki.join("first-use");
-    for dir in [&trusted_dir, &rejected_dir, &pins] {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| OpenError::Other(format!("cannot create {}: {e}", dir.display())))?;
-    }
-    let trusted = trusted_dir.join(&name);
-    let rejected = rejected_dir.join(&name);
-    let pin = pins.join(device);
-    if !trusted.exists() && holds_certificate(&trusted_dir, &der) {
-        // Dropped in under another name (`plc.der`): the library looks for its own name.
-        crate::store::write_atomic(&trusted, &der, 0o644)
-            .map_err(|e| OpenError::Other(format!("cannot write {}: {e}", trusted.display())))?;
-    }
-    if !trusted.exists() && conn.trust_server_on_first_use && !pin.exists() {
-        crate::store::write_atomic(&trusted, &der, 0o644)
-            .map_err(|e| OpenError::Other(format!("cannot write {}: {e}", trusted.display())))?;
-        crate::store::write_atomic(&pin, name.as_bytes(), 0o644)
-            .map_err(|e| OpenError::Other(format!("cannot write {}: {e}", pin.display())))?;
-        info!(device, endpoint = %conn.endpoint, certificate = %trusted.display(), "Trusted the OPC UA server's certificate on first use; a different certificate later will be refused.");
-    }
-    if trusted.exists() {
-        // The library refuses a certificate that is also in the rejected folder.
-        if rejected.exists() {
-            let _ = std::fs::remove_file(&rejected);
-        }
-        return Ok(());
-    }
-    if !rejected.exists() {
-        crate::store::write_atomic(&rejected, &der, 0o644)
-            .map_err(|e| OpenError::Other(format!("cannot write {}: {e}", rejected.display())))?;
-    }
-    if pin.exists() {
-        warn!(device, endpoint = %conn.endpoint, "The server presents a different certificate from the one trusted on first use.");
-    }
-    Err(OpenError::Untrusted {
-        endpoint: conn.endpoint.clone(),
-        rejected: rejected.display().to_string(),
-        trusted_dir: trusted_dir.display().to_string(),
-    })
-}
-
-/// Whether a folder holds a certificate (DER or PEM, any file name) equal to `der`.
-fn holds_certificate(dir: &Path, der: &[u8]) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    entries.flatten().any(|entry| {
-        let Ok(bytes) = std::fs::read(entry.path()) else {
-            return false;
-        };
-        X509::from_der(&bytes)
-            .or_else(|_| X509::from_pem(&bytes))
-            .ok()
-            .and_then(|c| c.to_der().ok())
-            .is_some_and(|d| d == der)
-    })
 }
 
 /// A scalar value as a number or text; `Err` says why it is neither.
