@@ -28,7 +28,10 @@
 //! - [`packet`]: outcome packets: wire format, context fingerprints, keys, verification.
 //! - [`config`]: the TOML file: typed, documented, every error reported with its position; data
 //!   only.
-//! - [`run`]: wiring: key and state, both MQTT links, sources, the core task, shutdown.
+//! - [`web`]: the dashboard (pages, live updates, commands through the core's command path)
+//!   and `/metrics`, from the read model.
+//! - [`run`]: wiring: key and state, both MQTT links, the dashboard, sources, the core task,
+//!   shutdown.
 //! - [`db`], [`store`], [`backoff`], [`watchdog`]: the state database (SQLite: open,
 //!   migrations, damaged files, storage errors); atomic files (keys, certificates, the import
 //!   of earlier JSON state); reconnect delays with jitter; systemd notification.
@@ -53,6 +56,7 @@
 //! | `sources` | `config`, `analysis`, `backoff`, `store` |
 //! | `mqtt` | `sources` (its `Quality` and `DeviceStats`), `outcomes`, `synthesis`, `intake`, `alarms`, `config`, `packet`, `analysis`, `backoff` |
 //! | `core` | all of the above, but not `mqtt::local` or `mqtt::uplink` (it owns no connection) |
+//! | `web` | `core`, `mqtt` (not its connections), `sources`, `alarms`, `config`, `intake`, `synthesis` |
 //! | `run` | all of the above |
 //! | `cli`, `demo` | everything |
 
@@ -73,5 +77,6 @@ pub mod sources;
 pub mod store;
 pub mod synthesis;
 pub mod watchdog;
+pub mod web;
 
 pub use run::run;

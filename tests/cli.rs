@@ -299,8 +299,17 @@ async fn sigterm_publishes_offline_and_exits_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_shows_alarms_and_one_plant_warning_the_other_earlier() {
     let port = free_port();
+    let web = free_port();
     let mut demo = Command::new(gateway_binary())
-        .args(["demo", "--mqtt-port", &port.to_string(), "--duration", "58"])
+        .args([
+            "demo",
+            "--mqtt-port",
+            &port.to_string(),
+            "--web-port",
+            &web.to_string(),
+            "--duration",
+            "58",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -373,6 +382,87 @@ async fn the_demo_shows_alarms_and_one_plant_warning_the_other_earlier() {
         "{story}"
     );
     assert!(story.contains("peers' advice caught the fault"), "{story}");
+    assert!(
+        story.contains(&format!(
+            "dashboards:  http://127.0.0.1:{web}/ (phoenix) and http://127.0.0.1:{}/ (stuttgart); user \"demo\", password \"",
+            web + 1
+        )),
+        "{story}"
+    );
+}
+
+/// `passwd` prints an Argon2 hash `check` accepts; `check` refuses a dashboard without users
+/// and a hash that is not one.
+#[test]
+fn passwd_prints_a_hash_and_check_guards_the_web_section() {
+    use std::io::Write;
+    let passwd = |input: &str| {
+        let mut child = Command::new(gateway_binary())
+            .arg("passwd")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = passwd("correct horse battery\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(qis_edge::web::verify_password(
+        &hash,
+        "correct horse battery"
+    ));
+    assert!(!qis_edge::web::verify_password(
+        &hash,
+        "correct horse battery\n"
+    ));
+    let short = passwd("short\n");
+    assert_eq!(short.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 8 characters"));
+
+    let site = "[site]\nid = \"w\"\nstate_dir = \"/tmp/w\"\n";
+    let check = |text: &str| {
+        let (_dir, path) = write_config(text);
+        let out = Command::new(gateway_binary())
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let good = format!(
+        "{site}[web]\nenabled = true\n[[web.users]]\nname = \"ana\"\nrole = \"engineer\"\npassword_hash = \"{hash}\"\n"
+    );
+    assert_eq!(check(&good).0, Some(0), "{}", check(&good).1);
+    let (code, err) = check(&format!("{site}[web]\nenabled = true\n"));
+    assert_eq!(code, Some(78));
+    assert!(
+        err.contains("no [[web.users]]") && err.contains("qis-edge passwd"),
+        "{err}"
+    );
+    let (code, err) = check(&good.replace(&hash, "secret"));
+    assert_eq!(code, Some(78));
+    assert!(
+        err.contains("password_hash is not a password hash"),
+        "{err}"
+    );
+    let (code, err) = check(&good.replace("engineer", "admin"));
+    assert_eq!(code, Some(78));
+    assert!(err.contains("admin"), "{err}");
 }
 
 fn qis(args: &[&str], dir: &std::path::Path) -> std::process::Output {

@@ -51,8 +51,21 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "web",
+        &[
+            "core",
+            "mqtt",
+            "sources",
+            "alarms",
+            "config",
+            "intake",
+            "synthesis",
+        ],
+    ),
+    (
         "run",
         &[
+            "web",
             "core",
             "mqtt",
             "sources",

@@ -3,7 +3,8 @@
 #   - Debian packages: mosquitto (a real broker), socat (a pseudo-terminal pair as an RS-485
 #     line), systemd (systemd-analyze), python3-venv;
 #     installed with apt-get when missing (as root, or through sudo);
-#   - the Python test peers (pymodbus, asyncua, pinned in tests/requirements.txt) in ./.venv;
+#   - the Python test peers (pymodbus, asyncua, prometheus-client, pinned in
+#     tests/requirements.txt) in ./.venv;
 #   - the node-opcua test server (pinned in tests/peers/node-opcua/package-lock.json) with npm,
 #     from Debian's nodejs and npm when node is missing;
 #   - then `cargo test` (unit, integration and CLI tests). Extra arguments go to cargo test.
@@ -28,7 +29,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 venv=.venv
-if ! "$venv/bin/python" -c 'import pymodbus, sys; import cryptography, serial, asyncua; from importlib.metadata import version; sys.exit(pymodbus.__version__ != "3.8.6" or cryptography.__version__ != "46.0.3" or serial.__version__ != "3.5" or version("asyncua") != "2.1.0")' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import pymodbus, sys; import cryptography, serial, asyncua; from importlib.metadata import version; sys.exit(pymodbus.__version__ != "3.8.6" or cryptography.__version__ != "46.0.3" or serial.__version__ != "3.5" or version("asyncua") != "2.1.0" or version("prometheus-client") != "0.26.0")' 2>/dev/null; then
     echo "run.sh: creating $venv with the Python test peers"
     rm -rf "$venv"
     python3 -m venv "$venv"

@@ -45,6 +45,9 @@ enum Command {
         /// TCP port of the embedded MQTT broker on 127.0.0.1.
         #[arg(long, default_value_t = 1883, value_parser = clap::value_parser!(u16).range(1..))]
         mqtt_port: u16,
+        /// TCP port of phoenix's dashboard on 127.0.0.1; stuttgart's is the next one.
+        #[arg(long, default_value_t = 8080, value_parser = clap::value_parser!(u16).range(1..65535))]
+        web_port: u16,
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         duration: Option<u64>,
@@ -61,6 +64,9 @@ enum Command {
         #[command(subcommand)]
         command: packet::PacketCommand,
     },
+    /// Print the Argon2 hash of a dashboard password, for `password_hash` in `[[web.users]]`.
+    /// On a terminal it asks twice without echo; otherwise it reads one line from standard input.
+    Passwd,
 }
 
 /// Parses the command line and runs the command.
@@ -116,11 +122,60 @@ pub fn main() -> ExitCode {
         }
         Command::Demo {
             mqtt_port,
+            web_port,
             duration,
-        } => block_on(crate::demo::run(mqtt_port, shutdown_signal(duration))),
+        } => block_on(crate::demo::run(
+            mqtt_port,
+            web_port,
+            shutdown_signal(duration),
+        )),
         Command::Analyze { command } => analyze::analyze(command),
         Command::Keygen(args) => packet::keygen(args),
         Command::Packet { command } => packet::packet(command),
+        Command::Passwd => passwd(),
+    }
+}
+
+/// Shortest dashboard password accepted, characters.
+const MIN_PASSWORD_CHARS: usize = 8;
+
+fn passwd() -> ExitCode {
+    use std::io::IsTerminal;
+    let read = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Password: ").and_then(|first| {
+            let again = rpassword::prompt_password("Again: ")?;
+            Ok((first == again).then_some(first))
+        })
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map(|_| Some(line.trim_end_matches(['\r', '\n']).to_string()))
+    };
+    let password = match read {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            eprintln!("qis-edge passwd: the two passwords differ; nothing printed.");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+        Err(e) => {
+            eprintln!("qis-edge passwd: cannot read the password: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        eprintln!("qis-edge passwd: a password needs at least {MIN_PASSWORD_CHARS} characters; nothing printed.");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    match crate::web::hash_password(&password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("qis-edge passwd: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod storage;
 mod synthesis;
 mod validate;
 mod vibration;
+mod web;
 
 pub use alarm::*;
 pub use device::*;
@@ -31,6 +32,7 @@ pub use site::*;
 pub use storage::*;
 pub use synthesis::SynthesisConfig;
 pub use vibration::*;
+pub use web::*;
 
 pub use load::{load_file, parse_str, ConfigError, Diagnostic};
 
@@ -58,6 +60,8 @@ pub struct Config {
     pub synthesis: SynthesisConfig,
     /// `[storage]`: history limits of the state database, and storage fault retries.
     pub storage: StorageConfig,
+    /// `[web]`: the dashboard and the metrics endpoint.
+    pub web: WebConfig,
 }
 
 impl Config {

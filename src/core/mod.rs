@@ -374,16 +374,17 @@ impl Core {
                 commands::Command::Ack(target) => self.acknowledge(target, now),
                 commands::Command::Answer(cmd, outcome) => self.answer_alarm(cmd, outcome, now),
             });
-        if let Err(reason) = result {
+        if let Err(reason) = &result {
             warn!(topic = %topic, reason = %reason, "Command rejected.");
             let event = Event::CommandRejected {
                 site: self.out.site.clone(),
                 topic: topic.to_string(),
-                reason,
+                reason: reason.clone(),
                 ts: timestamp(now.wall),
             };
             self.out.event(&event);
         }
+        self.out.command_done(result);
     }
 
     fn acknowledge(&mut self, target: commands::AckTarget, now: Now) -> Result<(), String> {

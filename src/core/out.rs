@@ -16,6 +16,7 @@ pub struct Out {
     release_acks: bool,
     ack_last: bool,
     wake_uplink: bool,
+    command: Option<Result<(), String>>,
 }
 
 /// One drain of [`Out`].
@@ -29,6 +30,8 @@ pub struct Drained {
     pub ack_last: bool,
     /// A packet waits in the outbox.
     pub wake_uplink: bool,
+    /// What became of the command just handled: `Ok` when carried out, or why not.
+    pub command: Option<Result<(), String>>,
 }
 
 impl Out {
@@ -41,6 +44,7 @@ impl Out {
             release_acks: false,
             ack_last: false,
             wake_uplink: false,
+            command: None,
         }
     }
 
@@ -81,6 +85,11 @@ impl Out {
         self.wake_uplink = true;
     }
 
+    /// Records what became of the command just handled.
+    pub fn command_done(&mut self, result: Result<(), String>) {
+        self.command = Some(result);
+    }
+
     /// Takes everything queued.
     pub fn drain(&mut self) -> Drained {
         Drained {
@@ -88,6 +97,7 @@ impl Out {
             release_acks: std::mem::take(&mut self.release_acks),
             ack_last: std::mem::take(&mut self.ack_last),
             wake_uplink: std::mem::take(&mut self.wake_uplink),
+            command: self.command.take(),
         }
     }
 }

@@ -24,8 +24,13 @@ pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml.in");
 pub const DEMO_STUTTGART_CONFIG: &str = include_str!("../../config/demo-stuttgart.toml.in");
 
 /// Starts broker and plants, then runs both gateways until `shutdown`.
-pub async fn run(mqtt_port: u16, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+pub async fn run(
+    mqtt_port: u16,
+    web_port: u16,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
     broker::start(mqtt_port)?;
+    let web = Web::new(web_port)?;
     let cancel = CancellationToken::new();
     let plant = plant::start(cancel.clone())
         .await
@@ -38,16 +43,24 @@ pub async fn run(mqtt_port: u16, shutdown: impl Future<Output = ()>) -> Result<(
         plant.press.port(),
         plant.pump.port(),
         &state.join("phoenix"),
+        &web,
     )?;
     let stuttgart = stuttgart_config(
         mqtt_port,
         plant.stuttgart_pump.port(),
         &state.join("stuttgart"),
+        &web.next(),
     )?;
     println!("qis-edge demo: sites \"phoenix\" and \"stuttgart\", embedded MQTT broker on 127.0.0.1:{mqtt_port}");
     println!(
         "  phoenix: press1 on {}, pump1 on {}; stuttgart: pump1 on {} (Modbus TCP)",
         plant.press, plant.pump, plant.stuttgart_pump
+    );
+    println!(
+        "  dashboards:  http://127.0.0.1:{}/ (phoenix) and http://127.0.0.1:{}/ (stuttgart); user \"demo\", password \"{}\"",
+        web.port,
+        web.next().port,
+        web.password
     );
     println!("  watch:       mosquitto_sub -h 127.0.0.1 -p {mqtt_port} -t 'qis/#' -v");
     println!(
@@ -85,11 +98,51 @@ pub async fn run(mqtt_port: u16, shutdown: impl Future<Output = ()>) -> Result<(
     result
 }
 
-fn fill(text: &str, mqtt_port: u16, state_dir: &Path) -> String {
-    text.replace("{MQTT_PORT}", &mqtt_port.to_string()).replace(
-        "{STATE_DIR}",
-        &state_dir.display().to_string().replace('\\', "/"),
-    )
+/// The demo's dashboards: phoenix's port (stuttgart's is the next), and the demo engineer's
+/// password, new each run.
+#[derive(Debug, Clone)]
+pub struct Web {
+    /// Phoenix's dashboard port.
+    pub port: u16,
+    /// The password of user `demo`.
+    pub password: String,
+    hash: String,
+}
+
+impl Web {
+    /// A fresh password for dashboards from `port` on.
+    pub fn new(port: u16) -> Result<Self, String> {
+        use rand::Rng;
+        let password: String = rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(12)
+            .map(char::from)
+            .collect();
+        let hash = crate::web::hash_password(&password)?;
+        Ok(Self {
+            port,
+            password,
+            hash,
+        })
+    }
+
+    /// The same login on the next port.
+    pub fn next(&self) -> Self {
+        Self {
+            port: self.port.wrapping_add(1),
+            ..self.clone()
+        }
+    }
+}
+
+fn fill(text: &str, mqtt_port: u16, state_dir: &Path, web: &Web) -> String {
+    text.replace("{MQTT_PORT}", &mqtt_port.to_string())
+        .replace(
+            "{STATE_DIR}",
+            &state_dir.display().to_string().replace('\\', "/"),
+        )
+        .replace("{WEB_PORT}", &web.port.to_string())
+        .replace("{PASSWORD_HASH}", &web.hash)
 }
 
 /// Phoenix's configuration for the given ports.
@@ -98,8 +151,9 @@ pub fn demo_config(
     press_port: u16,
     pump_port: u16,
     state_dir: &Path,
+    web: &Web,
 ) -> Result<Config, String> {
-    let text = fill(DEMO_CONFIG, mqtt_port, state_dir)
+    let text = fill(DEMO_CONFIG, mqtt_port, state_dir, web)
         .replace("{PRESS_PORT}", &press_port.to_string())
         .replace("{PUMP_PORT}", &pump_port.to_string());
     config::parse_str(&text, "config/demo.toml.in").map_err(|e| e.to_string())
@@ -110,8 +164,9 @@ pub fn stuttgart_config(
     mqtt_port: u16,
     pump_port: u16,
     state_dir: &Path,
+    web: &Web,
 ) -> Result<Config, String> {
-    let text = fill(DEMO_STUTTGART_CONFIG, mqtt_port, state_dir)
+    let text = fill(DEMO_STUTTGART_CONFIG, mqtt_port, state_dir, web)
         .replace("{PUMP_PORT}", &pump_port.to_string());
     config::parse_str(&text, "config/demo-stuttgart.toml.in").map_err(|e| e.to_string())
 }
@@ -274,9 +329,17 @@ mod tests {
     #[test]
     fn the_embedded_demo_configs_are_valid() {
         let dir = std::path::Path::new("/tmp/x");
-        let c = super::demo_config(1883, 5020, 5021, dir).expect("valid phoenix config");
+        let web = super::Web::new(8080).unwrap();
+        let c = super::demo_config(1883, 5020, 5021, dir, &web).expect("valid phoenix config");
         assert_eq!(c.devices.len(), 2);
-        let s = super::stuttgart_config(1883, 5022, dir).expect("valid stuttgart config");
+        let s =
+            super::stuttgart_config(1883, 5022, dir, &web.next()).expect("valid stuttgart config");
+        assert_eq!(c.web.bind.port(), 8080);
+        assert_eq!(s.web.bind.port(), 8081);
+        assert!(crate::web::verify_password(
+            &c.web.users[0].password_hash,
+            &web.password
+        ));
         assert_eq!(
             c.devices[1].context().unwrap().fingerprint().unwrap(),
             s.devices[0].context().unwrap().fingerprint().unwrap(),

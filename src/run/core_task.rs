@@ -7,7 +7,9 @@ use crate::mqtt::local::{Inbound, Publisher};
 use crate::mqtt::uplink::{Ack, Incoming};
 use crate::mqtt::UplinkState;
 use crate::sources::SourceEvent;
-use tokio::sync::{mpsc, watch};
+use crate::web::{Live, WebCommand};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Peers' packets handled and not yet acknowledged, at most.
@@ -29,6 +31,42 @@ pub struct Channels {
     pub publisher: Publisher,
     /// Tells the uplink a packet waits in the outbox.
     pub wake: mpsc::Sender<()>,
+    /// The dashboard, when enabled.
+    pub web: Option<Dashboard>,
+}
+
+/// The dashboard's side of the core task: its commands, and the live state it shows.
+pub struct Dashboard {
+    /// Commands from the page.
+    pub commands: mpsc::Receiver<WebCommand>,
+    /// The read model, replaced at the next tick after anything changed.
+    pub live: watch::Sender<Arc<Live>>,
+}
+
+impl Dashboard {
+    /// The channels for a dashboard: this side, and the receiver and sender its server uses.
+    pub fn new(initial: Live) -> (Self, watch::Receiver<Arc<Live>>, mpsc::Sender<WebCommand>) {
+        let (tx, commands) = mpsc::channel(crate::web::COMMAND_CAPACITY);
+        let (live, rx) = watch::channel(Arc::new(initial));
+        (Self { commands, live }, rx, tx)
+    }
+}
+
+/// What the dashboard shows of `core` now.
+pub fn snapshot(core: &Core) -> Live {
+    Live {
+        view: core.view(),
+        storage_fault: core.storage_fault().map(str::to_string),
+        at: std::time::SystemTime::now(),
+    }
+}
+
+/// The next command from the dashboard; never, without one.
+async fn web_command(web: &mut Option<Dashboard>) -> Option<WebCommand> {
+    match web {
+        Some(w) => w.commands.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs the core until cancelled; then saves, publishes `offline` and disconnects.
@@ -38,13 +76,21 @@ pub async fn run(mut core: Core, mut ch: Channels, cancel: CancellationToken) {
     // Peers' packets handed to the core and not yet acknowledged.
     let mut acks: Vec<Ack> = Vec::new();
     deliver(core.drain(), &ch, &mut acks, None);
+    // Whether anything changed since the dashboard's last snapshot.
+    let mut changed = false;
     loop {
         // The acknowledgement owed for the packet this input carries, if it is one.
         let mut last: Option<Ack> = None;
+        // Where to say what became of a command from the dashboard.
+        let mut reply: Option<oneshot::Sender<Result<(), String>>> = None;
         let input = tokio::select! {
             _ = cancel.cancelled() => break,
             Some(event) = ch.events.recv() => Input::Source(event),
             Some(m) = ch.commands.recv() => Input::Command { topic: m.topic, payload: m.payload },
+            Some(c) = web_command(&mut ch.web) => {
+                reply = Some(c.reply);
+                Input::Command { topic: c.topic, payload: c.payload.into() }
+            }
             // While acknowledgements cannot be released (storage fault), stop taking peers'
             // packets beyond a bound: the uplink then stops reading and the broker keeps them.
             Some(p) = ch.peers.recv(), if acks.len() < MAX_HELD_ACKS => {
@@ -58,8 +104,18 @@ pub async fn run(mut core: Core, mut ch: Channels, cancel: CancellationToken) {
                 Input::Tick
             }
         };
+        let tick = matches!(input, Input::Tick);
         core.handle(input, Now::current());
-        deliver(core.drain(), &ch, &mut acks, last);
+        let mut out = core.drain();
+        if let (Some(reply), Some(result)) = (reply, out.command.take()) {
+            let _ = reply.send(result);
+        }
+        changed |= !out.publications.is_empty();
+        deliver(out, &ch, &mut acks, last);
+        if let Some(web) = ch.web.as_ref().filter(|_| tick && changed) {
+            web.live.send_replace(Arc::new(snapshot(&core)));
+            changed = false;
+        }
     }
     core.handle(Input::Shutdown, Now::current());
     deliver(core.drain(), &ch, &mut acks, None);

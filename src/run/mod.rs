@@ -38,11 +38,15 @@ pub enum RunError {
     /// no permission): the command line exits with [`crate::cli::EXIT_STATE`].
     #[error("state: {0}")]
     StateIncurable(String),
+    /// The dashboard cannot listen on its address.
+    #[error(transparent)]
+    Web(#[from] crate::web::WebError),
 }
 
 /// Runs the gateway until `shutdown` completes, then stops every task within
 /// [`SHUTDOWN_DEADLINE`], publishing the `offline` status first.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let listener = crate::web::bind(&config.web).await?;
     let key = keys::load_or_create(&config.site.state_dir)?;
     info!(source = %keys::public_hex(&key), "Outcome signing key loaded.");
     let state = core_parts(&config, key)?;
@@ -71,6 +75,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         cancel.clone(),
     )?;
     let core = Core::new(&config, state, Now::current());
+    let web = listener.map(|l| dashboard(l, &config, &core, &cancel, &mut tasks));
     let channels = core_task::Channels {
         events: events_rx,
         commands: commands_rx,
@@ -79,6 +84,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         uplink: uplink.state,
         publisher: local.publisher,
         wake,
+        web,
     };
     tasks.push(("uplink".into(), uplink.task));
     tasks.push((
@@ -93,6 +99,28 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     stop(tasks).await;
     info!("Stopped.");
     Ok(())
+}
+
+/// Starts the dashboard on `listener`: its server task joins `tasks`, and its side of the core
+/// task is returned.
+fn dashboard(
+    listener: tokio::net::TcpListener,
+    config: &Config,
+    core: &Core,
+    cancel: &CancellationToken,
+    tasks: &mut Vec<(String, JoinHandle<()>)>,
+) -> core_task::Dashboard {
+    let (side, live, commands) = core_task::Dashboard::new(core_task::snapshot(core));
+    let server = crate::web::start(
+        listener,
+        &config.web,
+        &config.site.id,
+        live,
+        commands,
+        cancel.clone(),
+    );
+    tasks.push(("web".into(), server));
+    side
 }
 
 /// The core's state, loaded from the state database.

@@ -12,6 +12,7 @@
 
 mod fixtures;
 mod gateway;
+mod http;
 mod modbus;
 mod mosquitto;
 mod net;
@@ -22,6 +23,7 @@ mod state;
 
 pub use fixtures::*;
 pub use gateway::*;
+pub use http::*;
 pub use modbus::*;
 pub use mosquitto::*;
 pub use net::*;

@@ -55,6 +55,7 @@ impl<'t> Loader<'t> {
             SynthesisConfig::default,
         );
         let storage = self.section(&root, "storage", validate_storage, StorageConfig::default);
+        let web = self.section(&root, "web", validate_web, WebConfig::default);
         let devices = match root.get("devices") {
             Some(v) => self.devices(v),
             None => Some(Vec::new()),
@@ -68,12 +69,13 @@ impl<'t> Loader<'t> {
             outcomes: outcomes?,
             synthesis: synthesis?,
             storage: storage?,
+            web: web?,
         })
     }
 
     /// Reports every top-level key that is not a known section.
     fn check_sections(&mut self, root: &DeTable<'t>) {
-        const SECTIONS: [&str; 8] = [
+        const SECTIONS: [&str; 9] = [
             "site",
             "mqtt",
             "metrics",
@@ -82,6 +84,7 @@ impl<'t> Loader<'t> {
             "outcomes",
             "synthesis",
             "storage",
+            "web",
         ];
         for (key, _) in root.iter() {
             if !SECTIONS.contains(&key.get_ref().as_ref()) {
@@ -89,7 +92,7 @@ impl<'t> Loader<'t> {
                     key.span(),
                     "config",
                     format!(
-                        "unknown section `{}`, expected one of `site`, `mqtt`, `metrics`, `devices`, `uplink`, `outcomes`, `synthesis`, `storage`",
+                        "unknown section `{}`, expected one of `site`, `mqtt`, `metrics`, `devices`, `uplink`, `outcomes`, `synthesis`, `storage`, `web`",
                         key.get_ref()
                     ),
                 );

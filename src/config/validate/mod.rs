@@ -266,6 +266,57 @@ pub(in crate::config) fn validate_storage(s: &StorageConfig) -> Vec<Finding> {
     out
 }
 
+pub(in crate::config) fn validate_web(w: &WebConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    check_range(
+        "session_idle_min",
+        w.session_idle_min,
+        1..=43_200,
+        " (30 days)",
+        &mut out,
+    );
+    if w.enabled && w.users.is_empty() {
+        out.push((
+            vec!["users"],
+            "the dashboard is enabled but has no [[web.users]]: there is no default password; \
+             add a user with the hash `qis-edge passwd` prints"
+                .into(),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for user in &w.users {
+        let ok = (1..=64).contains(&user.name.len())
+            && user
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+        if !ok {
+            out.push((
+                vec!["users"],
+                format!(
+                    "user name `{}` must be 1–64 letters, digits, `.`, `-`, `_` or `@`",
+                    user.name
+                ),
+            ));
+        } else if !seen.insert(user.name.as_str()) {
+            out.push((
+                vec!["users"],
+                format!("user `{}` is listed twice", user.name),
+            ));
+        }
+        if let Err(e) = crate::config::web::check_hash(&user.password_hash) {
+            out.push((
+                vec!["users"],
+                format!(
+                    "user `{}`: password_hash {e}; make one with `qis-edge passwd`",
+                    user.name
+                ),
+            ));
+        }
+    }
+    out
+}
+
 pub(in crate::config) fn validate_outcomes(o: &OutcomesConfig) -> Vec<Finding> {
     let mut out = Vec::new();
     check_range("ttl_days", o.ttl_days, 1..=366, "", &mut out);

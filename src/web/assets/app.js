@@ -1,0 +1,62 @@
+// qis-edge dashboard: replaces the page's live part with each fragment the gateway sends
+// (rendered and escaped by the gateway), and sends the alarm commands with the CSRF token.
+"use strict";
+(function () {
+  const live = document.getElementById("live");
+  const badge = document.getElementById("connection");
+  const csrf = document.querySelector('meta[name="csrf"]').content;
+  const dialog = document.getElementById("confirm");
+
+  function connect() {
+    const source = new EventSource("/live/" + live.dataset.page);
+    source.addEventListener("fragment", (e) => {
+      live.innerHTML = e.data;
+      badge.dataset.state = "live";
+      badge.textContent = "live";
+    });
+    source.onerror = () => {
+      badge.dataset.state = "lost";
+      badge.textContent = "connection to the gateway lost; retrying";
+    };
+  }
+
+  async function send(command, body) {
+    const response = await fetch("/api/" + command, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(body),
+    });
+    const answer = await response.json().catch(() => ({ ok: false, error: response.statusText }));
+    return answer.ok ? null : answer.error || response.statusText;
+  }
+
+  function confirmAlarm(alarm) {
+    const form = dialog.querySelector("form");
+    form.reset();
+    dialog.querySelector(".alarm").textContent = alarm;
+    dialog.querySelector(".error").textContent = "";
+    dialog.onclose = async () => {
+      if (dialog.returnValue !== "ok") return;
+      const error = await send("confirm", {
+        alarm_id: alarm,
+        failure_mode: form.failure_mode.value,
+        note: form.note.value || undefined,
+      });
+      if (error) alert(error);
+    };
+    dialog.showModal();
+  }
+
+  live.addEventListener("click", async (e) => {
+    const button = e.target.closest("button[data-command]");
+    if (!button) return;
+    const { command, alarm } = button.dataset;
+    if (command === "confirm") return confirmAlarm(alarm);
+    button.disabled = true;
+    const error = await send(command, { alarm_id: alarm });
+    button.disabled = false;
+    if (error) alert(error);
+  });
+
+  connect();
+})();

@@ -1,0 +1,96 @@
+//! The dashboard: a web page served by the gateway where engineers watch devices and alarms and
+//! answer them, and `GET /metrics` for Prometheus.
+//!
+//! It reads only the core's read model ([`Live`], published by the core task on change) and
+//! sends commands through the same path as `qis/<site>/cmd/*` ([`WebCommand`]), so it keeps
+//! working while the local broker is down, and a command from the page is validated and answered
+//! exactly as one from MQTT. Pages are rendered here with every value escaped; the page's script
+//! replaces a page's live part with the fragment the server sends on change (Server-Sent Events),
+//! so nothing is rendered twice. Assets are embedded: no CDN, no internet.
+
+mod auth;
+mod metrics;
+mod pages;
+mod routes;
+
+pub use auth::{hash_password, verify_password};
+
+use crate::config::WebConfig;
+use crate::core::View;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// What the dashboard shows: the core's read model and what it knows of its own health.
+#[derive(Debug, Clone)]
+pub struct Live {
+    /// The read model.
+    pub view: View,
+    /// The storage fault, while there is one.
+    pub storage_fault: Option<String>,
+    /// When this snapshot was taken.
+    pub at: SystemTime,
+}
+
+/// A command from the page, for the core: the topic and payload it would have on MQTT, and
+/// where to say whether it was carried out.
+#[derive(Debug)]
+pub struct WebCommand {
+    /// `qis/<site>/cmd/<name>`.
+    pub topic: String,
+    /// The JSON payload, with `by` the logged-in user.
+    pub payload: Vec<u8>,
+    /// `Ok` once carried out, or the reason it was not (the `command_rejected` text).
+    pub reply: oneshot::Sender<Result<(), String>>,
+}
+
+/// Commands from the page waiting for the core, at most.
+pub const COMMAND_CAPACITY: usize = 16;
+
+/// Why the dashboard could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("dashboard: cannot listen on {bind}: {source}")]
+pub struct WebError {
+    bind: std::net::SocketAddr,
+    source: std::io::Error,
+}
+
+/// Binds `[web] bind` when the dashboard is enabled (before anything else starts, so a taken
+/// port stops the gateway at once).
+pub async fn bind(config: &WebConfig) -> Result<Option<tokio::net::TcpListener>, WebError> {
+    if !config.enabled {
+        return Ok(None);
+    }
+    tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map(Some)
+        .map_err(|source| WebError {
+            bind: config.bind,
+            source,
+        })
+}
+
+/// Serves the dashboard on `listener` until `cancel`.
+pub fn start(
+    listener: tokio::net::TcpListener,
+    config: &WebConfig,
+    site: &str,
+    live: watch::Receiver<Arc<Live>>,
+    commands: mpsc::Sender<WebCommand>,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let state = routes::AppState::new(config, site, live, commands);
+    let app = routes::router(state);
+    info!(address = %config.bind, users = config.users.len(), "Dashboard listening.");
+    tokio::spawn(async move {
+        let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let served = axum::serve(listener, service)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            warn!(error = %e, "The dashboard stopped.");
+        }
+    })
+}

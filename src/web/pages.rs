@@ -1,0 +1,356 @@
+//! The pages, rendered here with every value escaped: a layout, and per page the live part the
+//! script replaces on each update (the same function renders both, so they cannot differ).
+
+use super::auth::Session;
+use super::Live;
+use crate::config::WebRole;
+use crate::core::view::{AlarmsView, PointView};
+use crate::mqtt::payload::RuleStatus;
+use std::fmt::Write;
+
+/// The page script: live updates, the command buttons and the confirm dialog.
+pub const APP_JS: &str = include_str!("assets/app.js");
+/// The style sheet.
+pub const STYLE_CSS: &str = include_str!("assets/style.css");
+
+/// A page of the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// Site, links, devices, counters.
+    Overview,
+    /// Active and recent alarms, with their commands.
+    Alarms,
+}
+
+impl Page {
+    /// The page at `path` (the overview for anything but `/alarms`).
+    pub fn from_path(path: &str) -> Self {
+        Self::from_name(path.trim_start_matches('/')).unwrap_or(Self::Overview)
+    }
+
+    /// The page named `name` in `/live/<name>`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "" | "overview" => Some(Self::Overview),
+            "alarms" => Some(Self::Alarms),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Overview => "overview",
+            Self::Alarms => "alarms",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Self::Overview => "Overview",
+            Self::Alarms => "Alarms",
+        }
+    }
+}
+
+/// Text made safe for HTML content and quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // Line breaks as references: a live fragment travels as one SSE field.
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The snake_case name serde gives a unit variant (`active`, `warning`, `good`).
+fn label<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn number(value: Option<f64>) -> String {
+    value.map_or_else(
+        || "–".into(),
+        |v| {
+            format!("{v:.6}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+        },
+    )
+}
+
+/// A whole page for a logged-in user.
+pub fn page(which: Page, live: &Live, session: &Session) -> String {
+    let mut nav = String::new();
+    for p in [Page::Overview, Page::Alarms] {
+        let current = if p == which {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        let href = if p == Page::Overview {
+            "/".into()
+        } else {
+            format!("/{}", p.name())
+        };
+        let _ = write!(nav, "<a href=\"{href}\"{current}>{}</a>", p.title());
+    }
+    let role = match session.role {
+        WebRole::Engineer => "engineer",
+        WebRole::Viewer => "viewer",
+    };
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"csrf\" content=\"{csrf}\"><title>{title} · {site} · qis-edge</title>\
+         <link rel=\"stylesheet\" href=\"/assets/style.css\"></head><body>\
+         <header><strong>qis-edge</strong> <span class=\"site\">{site}</span><nav>{nav}</nav>\
+         <span id=\"connection\" class=\"connection\" data-state=\"live\">live</span>\
+         <form method=\"post\" action=\"/logout\" class=\"logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <span class=\"user\">{user} ({role})</span> <button type=\"submit\">Log out</button></form></header>\
+         <main id=\"live\" data-page=\"{name}\">{fragment}</main>\
+         <dialog id=\"confirm\"><form method=\"dialog\"><h2>Confirm <span class=\"alarm\"></span></h2>\
+         <label>Failure mode (what was found) <input name=\"failure_mode\" required maxlength=\"200\"></label>\
+         <label>Note <textarea name=\"note\" maxlength=\"1000\"></textarea></label>\
+         <p class=\"error\" role=\"alert\"></p>\
+         <menu><button value=\"cancel\" formnovalidate>Cancel</button><button value=\"ok\" class=\"primary\">Confirm</button></menu></form></dialog>\
+         <script src=\"/assets/app.js\"></script></body></html>",
+        csrf = escape(&session.csrf),
+        title = which.title(),
+        site = escape(&live.view.site),
+        user = escape(&session.user),
+        name = which.name(),
+        fragment = fragment(which, live, session),
+    )
+}
+
+/// The login page, with an error when the last attempt failed.
+pub fn login(error: Option<&str>) -> String {
+    let error = error.map_or_else(String::new, |e| {
+        format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))
+    });
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Log in · qis-edge</title><link rel=\"stylesheet\" href=\"/assets/style.css\"></head>\
+         <body class=\"login\"><form method=\"post\" action=\"/login\"><h1>qis-edge</h1>{error}\
+         <label>User <input name=\"user\" autocomplete=\"username\" required maxlength=\"64\" autofocus></label>\
+         <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required maxlength=\"200\"></label>\
+         <button type=\"submit\" class=\"primary\">Log in</button></form></body></html>"
+    )
+}
+
+/// The live part of a page.
+pub fn fragment(which: Page, live: &Live, session: &Session) -> String {
+    match which {
+        Page::Overview => overview(live),
+        Page::Alarms => alarms(live, session),
+    }
+}
+
+fn overview(live: &Live) -> String {
+    let v = &live.view;
+    let mut out = String::new();
+    let storage = live.storage_fault.as_deref().map_or_else(
+        || "<td class=\"ok\">ok</td>".to_string(),
+        |f| format!("<td class=\"bad\">fault: {}</td>", escape(f)),
+    );
+    let _ = write!(
+        out,
+        "<section><h2>Gateway</h2><table class=\"facts\">\
+         <tr><th>Site</th><td>{}</td></tr><tr><th>Fleet link</th><td data-uplink=\"{uplink}\">{uplink}</td></tr>\
+         <tr><th>State database</th>{storage}</tr>\
+         <tr><th>Peers' packets</th><td>{} accepted, {} applied, {} unmatched, {} rejected</td></tr>\
+         <tr><th>Updated</th><td>{}</td></tr></table></section>",
+        escape(&v.site),
+        v.intake.accepted,
+        v.intake.applied,
+        v.intake.unmatched,
+        v.intake.rejected.values().filter_map(|n| n.as_u64()).sum::<u64>(),
+        humantime::format_rfc3339_seconds(live.at),
+        uplink = label(&v.uplink),
+    );
+    out.push_str(
+        "<section><h2>Devices</h2><table><thead><tr><th>Device</th><th>Link</th><th>Polls</th>\
+         <th>Requests</th><th>Timeouts</th><th>Exceptions</th><th>Transport errors</th>\
+         <th>Latency ms (mean / max)</th><th>Last error</th></tr></thead><tbody>",
+    );
+    for d in &v.devices {
+        let link = match d.link_up {
+            Some(true) => "<td class=\"ok\">up</td>",
+            Some(false) => "<td class=\"bad\">down</td>",
+            None => "<td>–</td>",
+        };
+        let s = d.stats.clone().unwrap_or_default();
+        let _ = write!(
+            out,
+            "<tr data-device=\"{name}\"><td>{name}</td>{link}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{:.1} / {:.1}</td><td class=\"error\">{}</td></tr>",
+            s.polls,
+            s.requests,
+            s.timeouts,
+            s.exceptions,
+            s.transport_errors,
+            s.latency_ms_avg,
+            s.latency_ms_max,
+            escape(d.last_error.as_deref().unwrap_or("")),
+            name = escape(&d.name),
+        );
+    }
+    out.push_str("</tbody></table></section>");
+    out
+}
+
+fn alarms(live: &Live, session: &Session) -> String {
+    let v = &live.view;
+    let mut rows: Vec<(&AlarmsView, &PointView, &RuleStatus)> = Vec::new();
+    for a in &v.alarms {
+        let Some(point) = v.points.iter().find(|p| p.id == a.point) else {
+            continue;
+        };
+        for r in a.rules.iter().filter(|r| r.alarm_id.is_some()) {
+            rows.push((a, point, r));
+        }
+    }
+    // Those needing attention first: unacknowledged, then acknowledged, then cleared; newest first.
+    rows.sort_by(|x, y| {
+        rank(x.2)
+            .cmp(&rank(y.2))
+            .then_with(|| y.2.raised_at.cmp(&x.2.raised_at))
+    });
+    let mut out = format!(
+        "<section><h2>Alarms</h2><p class=\"count\">{} active, {} acknowledged, {} cleared</p>\
+         <table><thead><tr><th>Point</th><th>Rule</th><th>Severity</th><th>State</th><th>Value</th>\
+         <th>Level</th><th>Raised</th><th>Alarm</th><th></th></tr></thead><tbody>",
+        rows.iter().filter(|r| rank(r.2) == 0).count(),
+        rows.iter().filter(|r| rank(r.2) == 1).count(),
+        rows.iter().filter(|r| rank(r.2) == 2).count(),
+    );
+    for (_, point, rule) in &rows {
+        let id = rule.alarm_id.as_deref().unwrap_or_default();
+        let actions = if session.role == WebRole::Engineer {
+            actions(rule, id)
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            out,
+            "<tr data-alarm=\"{id}\" data-state=\"{state}\"><td>{}/{}</td><td>{}</td><td class=\"{severity}\">{severity}</td>\
+             <td>{state}</td><td>{} {}</td><td>{}</td><td>{}</td><td><code>{id}</code></td><td class=\"actions\">{actions}</td></tr>",
+            escape(&point.device),
+            escape(&point.name),
+            escape(&rule.rule),
+            number(point.value),
+            escape(&point.unit),
+            number(rule.threshold),
+            escape(rule.raised_at.as_deref().unwrap_or("")),
+            id = escape(id),
+            state = label(&rule.state),
+            severity = rule.severity.as_ref().map(label).unwrap_or_default(),
+        );
+    }
+    if rows.is_empty() {
+        out.push_str(
+            "<tr><td colspan=\"9\">No alarm has been raised since the gateway started.</td></tr>",
+        );
+    }
+    out.push_str("</tbody></table></section>");
+    out
+}
+
+/// 0 needs attention (raised, not acknowledged), 1 acknowledged, 2 cleared.
+fn rank(rule: &RuleStatus) -> u8 {
+    match label(&rule.state).as_str() {
+        "active" => 0,
+        "acknowledged" => 1,
+        _ => 2,
+    }
+}
+
+fn actions(rule: &RuleStatus, id: &str) -> String {
+    let id = escape(id);
+    let mut out = String::new();
+    if rank(rule) == 0 {
+        let _ = write!(
+            out,
+            "<button data-command=\"ack\" data-alarm=\"{id}\">Ack</button>"
+        );
+    }
+    let _ = write!(
+        out,
+        "<button data-command=\"confirm\" data-alarm=\"{id}\">Confirm…</button>\
+         <button data-command=\"refute\" data-alarm=\"{id}\">Refute</button>"
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::view::DeviceView;
+    use crate::core::View;
+    use crate::intake::IntakeCounts;
+    use crate::mqtt::UplinkState;
+
+    fn live(error: &str) -> Live {
+        Live {
+            view: View {
+                site: "a&b".into(),
+                devices: vec![DeviceView {
+                    name: "press1".into(),
+                    link_up: Some(false),
+                    last_error: Some(error.into()),
+                    stats: None,
+                }],
+                points: Vec::new(),
+                alarms: Vec::new(),
+                thresholds: Vec::new(),
+                trust: Vec::new(),
+                intake: IntakeCounts {
+                    accepted: 0,
+                    own: 0,
+                    wrong_topic: 0,
+                    applied: 0,
+                    unmatched: 0,
+                    ack_failures: 0,
+                    rejected: serde_json::Map::new(),
+                },
+                uplink: UplinkState::Disconnected,
+            },
+            storage_fault: Some("<i>disk</i>".into()),
+            at: std::time::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn what_devices_and_peers_say_is_escaped_and_stays_on_one_line() {
+        let html = overview(&live("<script>alert('x')</script>\r\nforged: line"));
+        assert!(
+            html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&#13;&#10;forged: line")
+        );
+        assert!(html.contains("fault: &lt;i&gt;disk&lt;/i&gt;"));
+        assert!(html.contains("<td>a&amp;b</td>"));
+        assert!(!html.contains("<script>") && !html.contains('\n') && !html.contains('\r'));
+        assert_eq!(escape("\"'<>&"), "&quot;&#39;&lt;&gt;&amp;");
+    }
+
+    #[test]
+    fn pages_are_found_by_path_and_name_only() {
+        assert_eq!(Page::from_path("/"), Page::Overview);
+        assert_eq!(Page::from_path("/alarms"), Page::Alarms);
+        assert_eq!(Page::from_name("alarms"), Some(Page::Alarms));
+        assert_eq!(Page::from_name("../alarms"), None);
+    }
+}

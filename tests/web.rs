@@ -1,0 +1,380 @@
+//! The dashboard against a real gateway, mosquitto and a pymodbus PLC, over HTTP: logins and
+//! their limits, sessions and CSRF, an alarm raised by the PLC reaching the page live, the page's
+//! acknowledgement and confirmation going through the command path (the retained alert and the
+//! outcome packet on MQTT), a viewer's limits, hostile requests, `/metrics` parsed by
+//! prometheus_client, and the page staying live while the local broker is down.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const SITE: &str = "dash";
+
+/// The CSRF token in a page.
+fn csrf(page: &str) -> String {
+    let start = page
+        .find("name=\"csrf\" content=\"")
+        .expect("the page carries a CSRF token")
+        + 21;
+    page[start..start + 64].to_string()
+}
+
+/// Logs in; returns the `Cookie` header value.
+async fn login(port: u16, user: &str, password: &str) -> Result<String, HttpResponse> {
+    let body = format!("user={user}&password={password}");
+    let r = http(
+        port,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    )
+    .await;
+    if r.status != 303 {
+        return Err(r);
+    }
+    let set = r
+        .header("set-cookie")
+        .expect("a session cookie")
+        .to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    Ok(set.split(';').next().unwrap().to_string())
+}
+
+async fn command(port: u16, cookie: &str, token: &str, name: &str, body: &Value) -> HttpResponse {
+    http(
+        port,
+        "POST",
+        &format!("/api/{name}"),
+        &[
+            ("Cookie", cookie),
+            ("X-CSRF-Token", token),
+            ("Content-Type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+    .await
+}
+
+/// `/metrics` through prometheus_client's parser: (name, labels, value) of every sample.
+fn parse_metrics(text: &str) -> Vec<(String, Value, f64)> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(python())
+        .arg(repo().join("tests/peers/openmetrics_parse.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["labels"].clone(),
+                v["value"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engineers_watch_and_answer_alarms_in_the_dashboard() {
+    let mut broker = mosquitto();
+    let plc = modbus_server(
+        &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]}),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let web = free_port();
+    let eng = qis_edge::web::hash_password("engineer-pass").unwrap();
+    let view = qis_edge::web::hash_password("viewer-pass").unwrap();
+    let text = Plant::new(SITE, state.path(), broker.port, plc.port)
+        .extra(&format!(
+            "[web]\nenabled = true\nbind = \"127.0.0.1:{web}\"\n\
+             [[web.users]]\nname = \"ana\"\nrole = \"engineer\"\npassword_hash = \"{eng}\"\n\
+             [[web.users]]\nname = \"vic\"\nrole = \"viewer\"\npassword_hash = \"{view}\"\n"
+        ))
+        .toml();
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = start(&text);
+    wait_http(web).await;
+
+    // Nothing without a login.
+    let r = http(web, "GET", "/alarms", &[], b"").await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+    assert_eq!(http(web, "GET", "/metrics", &[], b"").await.status, 401);
+    let cookie = login(web, "ana", "engineer-pass").await.unwrap();
+    let page = http(web, "GET", "/alarms", &[("Cookie", &cookie)], b"").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("ana (engineer)"), "{}", page.body);
+    assert!(page
+        .header("content-security-policy")
+        .is_some_and(|p| p.starts_with("default-src 'self'")));
+    let token = csrf(&page.body);
+
+    // An alarm raised by the PLC reaches the open page without a reload.
+    let mut live = EventStream::open(web, "/live/alarms", &[("Cookie", &cookie)]).await;
+    live.wait_for(
+        "the first fragment",
+        "fragment",
+        Duration::from_secs(10),
+        |_| true,
+    )
+    .await;
+    write_holding(plc.port, 0, 90).await;
+    let raised = observer
+        .wait_for("the raise on MQTT", Duration::from_secs(20), |m| {
+            m.json["type"] == "alarm" && m.json["to"] == "active"
+        })
+        .await;
+    let id = raised.json["alarm_id"].as_str().unwrap().to_string();
+    let fragment = live
+        .wait_for(
+            "the raise on the page",
+            "fragment",
+            Duration::from_secs(10),
+            |d| d.contains(&format!("data-alarm=\"{id}\" data-state=\"active\"")),
+        )
+        .await;
+    assert!(fragment.contains(&format!("data-command=\"ack\" data-alarm=\"{id}\"")));
+
+    // Acknowledged from the page: refused without the CSRF token, then done, by ana.
+    let ack = json!({"alarm_id": id});
+    assert_eq!(
+        command(web, &cookie, "wrong", "ack", &ack).await.status,
+        403
+    );
+    let r = http(
+        web,
+        "POST",
+        "/api/ack",
+        &[("Cookie", &cookie), ("Content-Type", "application/json")],
+        ack.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 403, "no token");
+    let r = command(web, &cookie, &token, "ack", &ack).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "{\"ok\":true}"));
+    let alert = observer
+        .latest_or_wait_for(
+            "the retained alert acknowledged",
+            Duration::from_secs(10),
+            &format!("qis/{SITE}/alerts/pump/bearing_temp"),
+            |m| m.json["state"] == "acknowledged",
+        )
+        .await;
+    assert_eq!(alert.json["acknowledged"], true);
+    observer
+        .saw_or_wait_for("the ack event by ana", Duration::from_secs(10), |m| {
+            m.json["alarm_id"] == id.as_str()
+                && m.json["to"] == "acknowledged"
+                && m.json["by"] == "ana"
+        })
+        .await;
+
+    // Confirmed with a failure mode: the outcome leaves as a packet; a second answer is refused
+    // with the command path's own words.
+    let r = command(web, &cookie, &token, "confirm", &json!({"alarm_id": id})).await;
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("failure_mode"), "{}", r.body);
+    let answer = json!({"alarm_id": id, "failure_mode": "outer race <b>spall</b>", "note": "found on inspection"});
+    let r = command(web, &cookie, &token, "confirm", &answer).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let outcome = observer
+        .saw_or_wait_for("the outcome event", Duration::from_secs(10), |m| {
+            m.json["type"] == "outcome" && m.json["alarm_id"] == id.as_str()
+        })
+        .await;
+    assert_eq!(outcome.json["by"], "ana");
+    observer
+        .saw_or_wait_for("the outcome packet", Duration::from_secs(10), |m| {
+            m.topic.starts_with("qis/v1/ctx/")
+        })
+        .await;
+    let again = command(web, &cookie, &token, "refute", &json!({"alarm_id": id})).await;
+    assert_eq!(again.status, 422, "{}", again.body);
+
+    viewer_and_hostile_requests(web, &cookie, &token).await;
+    metrics(web, &cookie).await;
+
+    // The local broker goes away: the page stays live from the gateway's own state.
+    broker.kill();
+    write_holding(plc.port, 0, 21).await;
+    live.wait_for(
+        "the new value with the broker down",
+        "fragment",
+        Duration::from_secs(10),
+        |d| d.contains("<td>21 °C</td>"),
+    )
+    .await;
+    let r = http(web, "GET", "/", &[("Cookie", &cookie)], b"").await;
+    assert!(
+        r.body.contains("<td>pump</td><td class=\"ok\">up</td>"),
+        "{}",
+        r.body
+    );
+
+    wrong_passwords(web).await;
+    stop(gateway).await;
+}
+
+async fn viewer_and_hostile_requests(web: u16, engineer: &str, engineer_token: &str) {
+    let cookie = login(web, "vic", "viewer-pass").await.unwrap();
+    let page = http(web, "GET", "/alarms", &[("Cookie", &cookie)], b"").await;
+    assert!(page.body.contains("vic (viewer)"));
+    assert!(
+        !page.body.contains("data-command"),
+        "a viewer gets no buttons"
+    );
+    let token = csrf(&page.body);
+    assert_ne!(token, engineer_token);
+    let r = command(
+        web,
+        &cookie,
+        &token,
+        "ack",
+        &json!({"device": "pump", "point": "bearing_temp"}),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("viewer"), "{}", r.body);
+    // Another session's token is refused.
+    let r = command(web, &cookie, engineer_token, "ack", &json!({})).await;
+    assert_eq!(r.status, 403);
+    // Another site's page posting with the engineer's cookie.
+    let r = http(
+        web,
+        "POST",
+        "/api/ack",
+        &[
+            ("Cookie", engineer),
+            ("X-CSRF-Token", engineer_token),
+            ("Origin", "http://evil.example"),
+        ],
+        b"{}",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    // Oversize, malformed and unknown.
+    let big = format!("{{\"alarm_id\":\"{}\"}}", "x".repeat(20_000));
+    assert_eq!(
+        command(
+            web,
+            engineer,
+            engineer_token,
+            "ack",
+            &serde_json::from_str(&big).unwrap()
+        )
+        .await
+        .status,
+        413
+    );
+    let r = http(
+        web,
+        "POST",
+        "/api/ack",
+        &[("Cookie", engineer), ("X-CSRF-Token", engineer_token)],
+        b"{not json",
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        command(web, engineer, engineer_token, "reboot", &json!({}))
+            .await
+            .status,
+        404
+    );
+    for path in [
+        "/assets/../Cargo.toml",
+        "/assets/..%2f..%2fCargo.toml",
+        "/assets/%2e%2e/%2e%2e/etc/passwd",
+        "/assets/app.js/../../src/lib.rs",
+        "/../../etc/passwd",
+    ] {
+        let r = http(web, "GET", path, &[], b"").await;
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+        assert!(
+            !r.body.contains("[package]") && !r.body.contains("root:"),
+            "{path}"
+        );
+    }
+    assert!(http(web, "GET", "/assets/app.js", &[], b"")
+        .await
+        .body
+        .contains("EventSource"));
+    // Logged out: the session is gone.
+    let r = http(
+        web,
+        "POST",
+        "/logout",
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        format!("csrf={token}").as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        http(web, "GET", "/alarms", &[("Cookie", &cookie)], b"")
+            .await
+            .status,
+        303
+    );
+}
+
+async fn metrics(web: u16, cookie: &str) {
+    let r = http(web, "GET", "/metrics", &[("Cookie", cookie)], b"").await;
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let samples = parse_metrics(&r.body);
+    let find = |name: &str, key: &str, value: &str| {
+        samples
+            .iter()
+            .find(|(n, l, _)| n == name && l[key] == value)
+            .map(|(_, _, v)| *v)
+            .unwrap_or_else(|| panic!("{name}{{{key}={value}}} in:\n{}", r.body))
+    };
+    assert_eq!(find("qis_edge_point_value", "point", "bearing_temp"), 90.0);
+    assert_eq!(
+        find("qis_edge_point_quality", "qis_edge_point_quality", "good"),
+        1.0
+    );
+    assert_eq!(find("qis_edge_device_link_up", "device", "pump"), 1.0);
+    assert_eq!(find("qis_edge_alarm_rules", "state", "acknowledged"), 1.0);
+    assert_eq!(find("qis_edge_build_info", "site", SITE), 1.0);
+}
+
+async fn wrong_passwords(web: u16) {
+    for _ in 0..5 {
+        let r = login(web, "ana", "guess").await.unwrap_err();
+        assert_eq!(r.status, 401);
+        assert!(r.body.contains("Wrong user name or password"));
+    }
+    let r = login(web, "ana", "engineer-pass").await.unwrap_err();
+    assert_eq!(r.status, 429, "the right password waits too");
+    assert!(r.body.contains("Too many failed logins"), "{}", r.body);
+    let r = login(web, "nobody", "x").await.unwrap_err();
+    assert_eq!(r.status, 429);
+}
