@@ -5,8 +5,10 @@
 #     installed with apt-get when missing (as root, or through sudo);
 #   - the Python test peers (pymodbus, asyncua, prometheus-client, pinned in
 #     tests/requirements.txt) in ./.venv;
-#   - the node-opcua test server (pinned in tests/peers/node-opcua/package-lock.json) with npm,
-#     from Debian's nodejs and npm when node is missing;
+#   - Debian's chromium (the dashboard's browser tests; never a downloaded browser);
+#   - the node test peers with npm, from Debian's nodejs and npm when node is missing: the
+#     node-opcua server (tests/peers/node-opcua) and playwright-core driving chromium
+#     (tests/peers/browser), each pinned in its package-lock.json;
 #   - then `cargo test` (unit, integration and CLI tests). Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,7 @@ command -v socat >/dev/null || missing+=(socat)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "run.sh: installing ${missing[*]}"
     sudo=""
@@ -37,11 +40,12 @@ if ! "$venv/bin/python" -c 'import pymodbus, sys; import cryptography, serial, a
 fi
 export QIS_TEST_PYTHON="$PWD/$venv/bin/python"
 
-node_peer=tests/peers/node-opcua
-if ! cmp -s "$node_peer/package-lock.json" "$node_peer/node_modules/.installed-from"; then
-    echo "run.sh: installing the node-opcua test server"
-    (cd "$node_peer" && npm ci --no-audit --no-fund --loglevel=error)
-    cp "$node_peer/package-lock.json" "$node_peer/node_modules/.installed-from"
-fi
+for node_peer in tests/peers/node-opcua tests/peers/browser; do
+    if ! cmp -s "$node_peer/package-lock.json" "$node_peer/node_modules/.installed-from"; then
+        echo "run.sh: installing $node_peer"
+        (cd "$node_peer" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+        cp "$node_peer/package-lock.json" "$node_peer/node_modules/.installed-from"
+    fi
+done
 
 cargo test --locked "$@"

@@ -219,10 +219,10 @@ async fn engineers_watch_and_answer_alarms_in_the_dashboard() {
     broker.kill();
     write_holding(plc.port, 0, 21).await;
     live.wait_for(
-        "the new value with the broker down",
+        "the new value with the broker down, and the page saying it is",
         "fragment",
-        Duration::from_secs(10),
-        |d| d.contains("<td>21 °C</td>"),
+        Duration::from_secs(20),
+        |d| d.contains("<td>21 °C</td>") && d.contains("id=\"broker-down\""),
     )
     .await;
     let r = http(web, "GET", "/", &[("Cookie", &cookie)], b"").await;
@@ -364,6 +364,9 @@ async fn metrics(web: u16, cookie: &str) {
     assert_eq!(find("qis_edge_device_link_up", "device", "pump"), 1.0);
     assert_eq!(find("qis_edge_alarm_rules", "state", "acknowledged"), 1.0);
     assert_eq!(find("qis_edge_build_info", "site", SITE), 1.0);
+    assert!(samples
+        .iter()
+        .any(|(n, _, v)| n == "qis_edge_local_broker_connected" && *v == 1.0));
 }
 
 async fn wrong_passwords(web: u16) {

@@ -86,6 +86,8 @@ pub struct MqttLink {
     pub publisher: Publisher,
     /// Incremented on every successful (re)connection.
     pub connections: watch::Receiver<u64>,
+    /// Whether the broker is connected now.
+    pub up: watch::Receiver<bool>,
     /// The connection task; ends after a clean disconnect or the shutdown grace period.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -110,7 +112,9 @@ pub fn start(
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
     eventloop.set_network_options(options::network());
     let (generation_tx, generation_rx) = watch::channel(0u64);
+    let (up_tx, up_rx) = watch::channel(false);
     let driver = Driver {
+        up: up_tx,
         eventloop,
         client: client.clone(),
         topics,
@@ -132,6 +136,7 @@ pub fn start(
             dropped: Arc::new(AtomicU64::new(0)),
         },
         connections: generation_rx,
+        up: up_rx,
         task,
     })
 }
@@ -144,6 +149,7 @@ struct Driver {
     broker: String,
     inbound: mpsc::Sender<Inbound>,
     generation: watch::Sender<u64>,
+    up: watch::Sender<bool>,
     backoff: Backoff,
     /// Commands refused because the core's queue was full, and when that was last logged.
     busy_refusals: u64,
@@ -192,6 +198,7 @@ impl Driver {
                         );
                     }
                     self.generation.send_modify(|g| *g += 1);
+                    self.up.send_replace(true);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let message = Inbound {
@@ -219,6 +226,7 @@ impl Driver {
                         warn!(broker = %self.broker, error = %e, attempts = failures, retry_in_ms = delay.as_millis() as u64, "Cannot reach the local broker; polling and alarms go on.");
                     }
                     connected = false;
+                    self.up.send_if_modified(|up| std::mem::replace(up, false));
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = shutdown.cancelled() => break,

@@ -25,6 +25,8 @@ pub struct Channels {
     pub peers: mpsc::Receiver<Incoming>,
     /// Bumped on every connection to the local broker.
     pub connections: watch::Receiver<u64>,
+    /// Whether the local broker is connected (for the dashboard).
+    pub local_up: watch::Receiver<bool>,
     /// The uplink's state.
     pub uplink: watch::Receiver<UplinkState>,
     /// The local broker.
@@ -53,10 +55,11 @@ impl Dashboard {
 }
 
 /// What the dashboard shows of `core` now.
-pub fn snapshot(core: &Core) -> Live {
+pub fn snapshot(core: &Core, local_broker: bool) -> Live {
     Live {
         view: core.view(),
         storage_fault: core.storage_fault().map(str::to_string),
+        local_broker,
         at: std::time::SystemTime::now(),
     }
 }
@@ -99,6 +102,13 @@ pub async fn run(mut core: Core, mut ch: Channels, cancel: CancellationToken) {
             }
             Ok(()) = ch.connections.changed() => Input::Reconnected,
             Ok(()) = ch.uplink.changed() => Input::Uplink(*ch.uplink.borrow_and_update()),
+            Ok(()) = ch.local_up.changed() => {
+                let up = *ch.local_up.borrow_and_update();
+                if let Some(web) = &ch.web {
+                    web.live.send_replace(Arc::new(snapshot(&core, up)));
+                }
+                continue;
+            }
             _ = tick.tick() => {
                 watchdog.ping();
                 Input::Tick
@@ -113,7 +123,8 @@ pub async fn run(mut core: Core, mut ch: Channels, cancel: CancellationToken) {
         changed |= !out.publications.is_empty();
         deliver(out, &ch, &mut acks, last);
         if let Some(web) = ch.web.as_ref().filter(|_| tick && changed) {
-            web.live.send_replace(Arc::new(snapshot(&core)));
+            web.live
+                .send_replace(Arc::new(snapshot(&core, *ch.local_up.borrow())));
             changed = false;
         }
     }

@@ -75,12 +75,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         cancel.clone(),
     )?;
     let core = Core::new(&config, state, Now::current());
-    let web = listener.map(|l| dashboard(l, &config, &core, &cancel, &mut tasks));
+    let local_up = *local.up.borrow();
+    let web = listener.map(|l| {
+        dashboard(
+            l,
+            &config,
+            core_task::snapshot(&core, local_up),
+            &cancel,
+            &mut tasks,
+        )
+    });
     let channels = core_task::Channels {
         events: events_rx,
         commands: commands_rx,
         peers: peers_rx,
         connections: local.connections,
+        local_up: local.up.clone(),
         uplink: uplink.state,
         publisher: local.publisher,
         wake,
@@ -106,11 +116,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 fn dashboard(
     listener: tokio::net::TcpListener,
     config: &Config,
-    core: &Core,
+    initial: crate::web::Live,
     cancel: &CancellationToken,
     tasks: &mut Vec<(String, JoinHandle<()>)>,
 ) -> core_task::Dashboard {
-    let (side, live, commands) = core_task::Dashboard::new(core_task::snapshot(core));
+    let (side, live, commands) = core_task::Dashboard::new(initial);
     let server = crate::web::start(
         listener,
         &config.web,

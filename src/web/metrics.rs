@@ -80,6 +80,12 @@ pub fn render(live: &Live) -> String {
     let _ = writeln!(out, "# TYPE qis_edge_uplink_subscribed gauge\n# HELP qis_edge_uplink_subscribed 1 when the fleet link is up and subscribed.");
     let up = u8::from(label(&v.uplink) == "subscribed");
     let _ = writeln!(out, "qis_edge_uplink_subscribed {up}");
+    let _ = writeln!(out, "# TYPE qis_edge_local_broker_connected gauge\n# HELP qis_edge_local_broker_connected 1 while the local MQTT broker is connected.");
+    let _ = writeln!(
+        out,
+        "qis_edge_local_broker_connected {}",
+        u8::from(live.local_broker)
+    );
     let _ = writeln!(out, "# TYPE qis_edge_storage_fault gauge\n# HELP qis_edge_storage_fault 1 while the state database cannot be written.");
     let _ = writeln!(
         out,

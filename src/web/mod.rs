@@ -30,6 +30,8 @@ pub struct Live {
     pub view: View,
     /// The storage fault, while there is one.
     pub storage_fault: Option<String>,
+    /// Whether the local broker is connected.
+    pub local_broker: bool,
     /// When this snapshot was taken.
     pub at: SystemTime,
 }

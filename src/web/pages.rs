@@ -152,12 +152,20 @@ pub fn login(error: Option<&str>) -> String {
     )
 }
 
-/// The live part of a page.
+/// The live part of a page, under a warning while the local broker is unreachable.
 pub fn fragment(which: Page, live: &Live, session: &Session) -> String {
-    match which {
+    let banner = if live.local_broker {
+        ""
+    } else {
+        "<p class=\"banner\" role=\"alert\" id=\"broker-down\">The local MQTT broker is unreachable: \
+         this page shows the gateway's own state, but MQTT clients (SCADA, mosquitto_sub) see \
+         nothing until it returns.</p>"
+    };
+    let body = match which {
         Page::Overview => overview(live),
         Page::Alarms => alarms(live, session),
-    }
+    };
+    format!("{banner}{body}")
 }
 
 fn overview(live: &Live) -> String {
@@ -170,7 +178,7 @@ fn overview(live: &Live) -> String {
     let _ = write!(
         out,
         "<section><h2>Gateway</h2><table class=\"facts\">\
-         <tr><th>Site</th><td>{}</td></tr><tr><th>Fleet link</th><td data-uplink=\"{uplink}\">{uplink}</td></tr>\
+         <tr><th>Site</th><td>{}</td></tr><tr><th>Local broker</th>{local}</tr><tr><th>Fleet link</th><td data-uplink=\"{uplink}\">{uplink}</td></tr>\
          <tr><th>State database</th>{storage}</tr>\
          <tr><th>Peers' packets</th><td>{} accepted, {} applied, {} unmatched, {} rejected</td></tr>\
          <tr><th>Updated</th><td>{}</td></tr></table></section>",
@@ -181,6 +189,11 @@ fn overview(live: &Live) -> String {
         v.intake.rejected.values().filter_map(|n| n.as_u64()).sum::<u64>(),
         humantime::format_rfc3339_seconds(live.at),
         uplink = label(&v.uplink),
+        local = if live.local_broker {
+            "<td class=\"ok\">connected</td>"
+        } else {
+            "<td class=\"bad\">unreachable</td>"
+        },
     );
     out.push_str(
         "<section><h2>Devices</h2><table><thead><tr><th>Device</th><th>Link</th><th>Polls</th>\
@@ -193,18 +206,24 @@ fn overview(live: &Live) -> String {
             Some(false) => "<td class=\"bad\">down</td>",
             None => "<td>–</td>",
         };
-        let s = d.stats.clone().unwrap_or_default();
+        let stats = d.stats.as_ref().map_or_else(
+            || "<td colspan=\"6\">no statistics yet</td>".to_string(),
+            |s| {
+                format!(
+                    "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1} / {:.1}</td>",
+                    s.polls,
+                    s.requests,
+                    s.timeouts,
+                    s.exceptions,
+                    s.transport_errors,
+                    s.latency_ms_avg,
+                    s.latency_ms_max
+                )
+            },
+        );
         let _ = write!(
             out,
-            "<tr data-device=\"{name}\"><td>{name}</td>{link}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{:.1} / {:.1}</td><td class=\"error\">{}</td></tr>",
-            s.polls,
-            s.requests,
-            s.timeouts,
-            s.exceptions,
-            s.transport_errors,
-            s.latency_ms_avg,
-            s.latency_ms_max,
+            "<tr data-device=\"{name}\"><td>{name}</td>{link}{stats}<td class=\"error\">{}</td></tr>",
             escape(d.last_error.as_deref().unwrap_or("")),
             name = escape(&d.name),
         );
@@ -330,6 +349,7 @@ mod tests {
                 uplink: UplinkState::Disconnected,
             },
             storage_fault: Some("<i>disk</i>".into()),
+            local_broker: true,
             at: std::time::UNIX_EPOCH,
         }
     }

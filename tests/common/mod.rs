@@ -10,6 +10,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+mod browser;
 mod fixtures;
 mod gateway;
 mod http;
@@ -21,6 +22,7 @@ mod opcua;
 mod peer;
 mod state;
 
+pub use browser::*;
 pub use fixtures::*;
 pub use gateway::*;
 pub use http::*;

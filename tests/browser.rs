@@ -1,0 +1,212 @@
+//! The dashboard in a real browser (Debian's Chromium, headless, driven by playwright-core)
+//! against a real gateway, mosquitto and a pymodbus PLC: an engineer logs in, sees an alarm the
+//! PLC raised appear without a reload, acknowledges it (the retained MQTT alert changes) and
+//! confirms it with a failure mode (the outcome packet leaves); a viewer gets no buttons; with
+//! the local broker stopped the page stays live and says so. Screenshots of each page go to
+//! `target/screenshots/`.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+
+const SITE: &str = "browser";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engineer_answers_an_alarm_in_the_browser() {
+    let mut broker = mosquitto();
+    let plc = modbus_server(
+        &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]}),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let web = free_port();
+    let eng = qis_edge::web::hash_password("engineer-pass").unwrap();
+    let view = qis_edge::web::hash_password("viewer-pass").unwrap();
+    let text = Plant::new(SITE, state.path(), broker.port, plc.port)
+        .extra(&format!(
+            "[web]\nenabled = true\nbind = \"127.0.0.1:{web}\"\n\
+             [[web.users]]\nname = \"ana\"\nrole = \"engineer\"\npassword_hash = \"{eng}\"\n\
+             [[web.users]]\nname = \"vic\"\nrole = \"viewer\"\npassword_hash = \"{view}\"\n"
+        ))
+        .toml();
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = start(&text);
+    wait_http(web).await;
+    let base = format!("http://127.0.0.1:{web}");
+    let mut b = Browser::start().await;
+
+    // Log in as the engineer.
+    b.call("a page", json!({"cmd": "page", "name": "ana"}))
+        .await;
+    b.call(
+        "the login page",
+        json!({"cmd": "goto", "url": format!("{base}/alarms")}),
+    )
+    .await;
+    b.call(
+        "the user",
+        json!({"cmd": "fill", "selector": "input[name=user]", "value": "ana"}),
+    )
+    .await;
+    b.call(
+        "the password",
+        json!({"cmd": "fill", "selector": "input[name=password]", "value": "engineer-pass"}),
+    )
+    .await;
+    let url = b
+        .call(
+            "log in",
+            json!({"cmd": "submit", "selector": "button[type=submit]"}),
+        )
+        .await;
+    assert_eq!(url, json!(format!("{base}/")));
+    b.call(
+        "the devices",
+        json!({"cmd": "wait", "selector": "tr[data-device=pump]"}),
+    )
+    .await;
+    b.screenshot("overview").await;
+
+    // The alarm page is open when the PLC raises the alarm: it appears without a reload.
+    b.call(
+        "the alarms page",
+        json!({"cmd": "goto", "url": format!("{base}/alarms")}),
+    )
+    .await;
+    b.call(
+        "live",
+        json!({"cmd": "wait", "selector": "#connection[data-state=live]"}),
+    )
+    .await;
+    write_holding(plc.port, 0, 90).await;
+    let raised = observer
+        .wait_for("the raise on MQTT", Duration::from_secs(20), |m| {
+            m.json["type"] == "alarm" && m.json["to"] == "active"
+        })
+        .await;
+    let id = raised.json["alarm_id"].as_str().unwrap().to_string();
+    let row = format!("tr[data-alarm=\"{id}\"]");
+    b.call(
+        "the raised alarm on the open page",
+        json!({"cmd": "wait", "selector": format!("{row}[data-state=active]")}),
+    )
+    .await;
+    b.screenshot("alarms-active").await;
+
+    // Acknowledge from the page: the retained alert on MQTT changes.
+    b.call(
+        "ack",
+        json!({"cmd": "click", "selector": format!("{row} button[data-command=ack]")}),
+    )
+    .await;
+    observer
+        .latest_or_wait_for(
+            "the retained alert acknowledged",
+            Duration::from_secs(10),
+            &format!("qis/{SITE}/alerts/pump/bearing_temp"),
+            |m| m.json["state"] == "acknowledged",
+        )
+        .await;
+    b.call(
+        "the row acknowledged",
+        json!({"cmd": "wait", "selector": format!("{row}[data-state=acknowledged]")}),
+    )
+    .await;
+
+    // Confirm with a failure mode: the outcome packet leaves for peers.
+    b.call(
+        "confirm",
+        json!({"cmd": "click", "selector": format!("{row} button[data-command=confirm]")}),
+    )
+    .await;
+    b.call(
+        "the dialog",
+        json!({"cmd": "wait", "selector": "dialog#confirm"}),
+    )
+    .await;
+    b.call(
+        "the failure mode",
+        json!({"cmd": "fill", "selector": "dialog input[name=failure_mode]", "value": "outer race spall"}),
+    )
+    .await;
+    b.screenshot("alarms-confirm").await;
+    b.call(
+        "confirm it",
+        json!({"cmd": "click", "selector": "dialog button[value=ok]"}),
+    )
+    .await;
+    let outcome = observer
+        .saw_or_wait_for("the outcome", Duration::from_secs(10), |m| {
+            m.json["type"] == "outcome" && m.json["alarm_id"] == id.as_str()
+        })
+        .await;
+    assert_eq!(outcome.json["by"], "ana");
+    assert_eq!(outcome.json["failure_mode"], "outer race spall");
+    observer
+        .saw_or_wait_for("the outcome packet", Duration::from_secs(10), |m| {
+            m.topic.starts_with("qis/v1/ctx/")
+        })
+        .await;
+    let dialogs = b.call("no error boxes", json!({"cmd": "dialogs"})).await;
+    assert_eq!(dialogs, json!([]));
+
+    // A viewer sees the alarm and no buttons.
+    b.call("a viewer's page", json!({"cmd": "page", "name": "vic"}))
+        .await;
+    b.call(
+        "login",
+        json!({"cmd": "goto", "url": format!("{base}/login")}),
+    )
+    .await;
+    b.call(
+        "user",
+        json!({"cmd": "fill", "selector": "input[name=user]", "value": "vic"}),
+    )
+    .await;
+    b.call(
+        "password",
+        json!({"cmd": "fill", "selector": "input[name=password]", "value": "viewer-pass"}),
+    )
+    .await;
+    b.call(
+        "log in",
+        json!({"cmd": "submit", "selector": "button[type=submit]"}),
+    )
+    .await;
+    b.call(
+        "alarms",
+        json!({"cmd": "goto", "url": format!("{base}/alarms")}),
+    )
+    .await;
+    b.call("the alarm", json!({"cmd": "wait", "selector": row.clone()}))
+        .await;
+    let buttons = b
+        .call(
+            "buttons",
+            json!({"cmd": "count", "selector": "button[data-command]"}),
+        )
+        .await;
+    assert_eq!(buttons, json!(0), "a viewer gets no buttons");
+    b.screenshot("alarms-viewer").await;
+
+    // The local broker stops: the engineer's page stays live and says so.
+    b.call("back to ana", json!({"cmd": "use", "name": "ana"}))
+        .await;
+    broker.kill();
+    b.call(
+        "the broker warning",
+        json!({"cmd": "wait", "selector": "#broker-down"}),
+    )
+    .await;
+    write_holding(plc.port, 0, 21).await;
+    let value = b
+        .call(
+            "the new value with the broker down",
+            json!({"cmd": "wait", "selector": format!("{row} td:has-text(\"21 °C\")")}),
+        )
+        .await;
+    assert_eq!(value, json!(null));
+    b.screenshot("alarms-broker-down").await;
+    stop(gateway).await;
+}
