@@ -25,7 +25,7 @@ async fn an_engineer_answers_an_alarm_in_the_browser() {
     let view = qis_edge::web::hash_password("viewer-pass").unwrap();
     let text = Plant::new(SITE, state.path(), broker.port, plc.port)
         .extra(&format!(
-            "[web]\nenabled = true\nbind = \"127.0.0.1:{web}\"\n\
+            "[web]\nenabled = true\nbind = \"127.0.0.1:{web}\"\ntrend_minutes = 6\n\
              [[web.users]]\nname = \"ana\"\nrole = \"engineer\"\npassword_hash = \"{eng}\"\n\
              [[web.users]]\nname = \"vic\"\nrole = \"viewer\"\npassword_hash = \"{view}\"\n"
         ))
@@ -190,9 +190,34 @@ async fn an_engineer_answers_an_alarm_in_the_browser() {
     assert_eq!(buttons, json!(0), "a viewer gets no buttons");
     b.screenshot("alarms-viewer").await;
 
-    // The local broker stops: the engineer's page stays live and says so.
+    // The point page: its trend drawn, with the rule's alarm level.
     b.call("back to ana", json!({"cmd": "use", "name": "ana"}))
         .await;
+    b.call(
+        "the point page from the alarm",
+        json!({"cmd": "submit", "selector": format!("{row} a[href=\"/point/pump/bearing_temp\"]")}),
+    )
+    .await;
+    b.call(
+        "the chart",
+        json!({"cmd": "wait", "selector": "#trend .uplot canvas"}),
+    )
+    .await;
+    let legend = b
+        .call(
+            "the legend",
+            json!({"cmd": "text", "selector": "#trend .u-legend"}),
+        )
+        .await;
+    assert!(legend.as_str().unwrap().contains("high alarm"), "{legend}");
+    b.screenshot("point").await;
+    b.call(
+        "alarms again",
+        json!({"cmd": "goto", "url": format!("{base}/alarms")}),
+    )
+    .await;
+
+    // The local broker stops: the engineer's page stays live and says so.
     broker.kill();
     b.call(
         "the broker warning",

@@ -212,6 +212,47 @@ async fn engineers_watch_and_answer_alarms_in_the_dashboard() {
     let again = command(web, &cookie, &token, "refute", &json!({"alarm_id": id})).await;
     assert_eq!(again.status, 422, "{}", again.body);
 
+    let r = http(
+        web,
+        "GET",
+        "/point/pump/bearing_temp",
+        &[("Cookie", &cookie)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let marker = "id=\"trend-data\">";
+    let start = r.body.find(marker).unwrap() + marker.len();
+    let end = start + r.body[start..].find("</script>").unwrap();
+    let trend: Value = serde_json::from_str(&r.body[start..end]).unwrap();
+    assert_eq!(
+        trend["series"],
+        json!(["least", "greatest", "last", "high alarm"])
+    );
+    let last = trend["data"][3].as_array().unwrap();
+    assert_eq!(
+        last.last(),
+        Some(&json!(90.0)),
+        "the newest step's last value: {trend}"
+    );
+    assert!(trend["data"][4]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v == 80.0));
+    assert_eq!(
+        http(
+            web,
+            "GET",
+            "/point/pump/nothing",
+            &[("Cookie", &cookie)],
+            b""
+        )
+        .await
+        .status,
+        404
+    );
+
     viewer_and_hostile_requests(web, &cookie, &token).await;
     metrics(web, &cookie).await;
 

@@ -26,6 +26,10 @@ pub struct WebConfig {
     /// false: a scraper then needs a session cookie.
     #[serde(default)]
     pub metrics_public: bool,
+    /// Minutes of each point's trend kept in memory for the point pages (1–1 440), in 360 spans
+    /// of least, greatest and last value (about 5.8 KiB per point). Default 60.
+    #[serde(default = "default_trend_minutes")]
+    pub trend_minutes: u32,
 }
 
 impl Default for WebConfig {
@@ -36,6 +40,7 @@ impl Default for WebConfig {
             users: Vec::new(),
             session_idle_min: default_session_idle_min(),
             metrics_public: false,
+            trend_minutes: default_trend_minutes(),
         }
     }
 }
@@ -70,6 +75,10 @@ fn default_bind() -> SocketAddr {
 
 fn default_session_idle_min() -> u64 {
     720
+}
+
+fn default_trend_minutes() -> u32 {
+    60
 }
 
 /// Whether `hash` is an Argon2 password hash in PHC form; `Err` says what it is instead.

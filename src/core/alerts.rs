@@ -3,8 +3,8 @@
 
 use super::out::Out;
 use super::points::PointState;
-use super::view::AlarmsView;
-use crate::alarms::{AlarmId, Rule, Transition};
+use super::view::{AlarmsView, RuleLevels};
+use crate::alarms::{AlarmId, Rule, Severity, Transition};
 use crate::mqtt::payload::{timestamp, Alert, Event, RuleStatus, SpcDetail};
 use crate::mqtt::Qos;
 use crate::outcomes::answers::AlarmEvent;
@@ -59,6 +59,14 @@ pub fn view(point: &PointState) -> AlarmsView {
         point: point.view.id,
         rules: point.rules.iter().map(|r| rule_status(point, r)).collect(),
         spc: point.spc.as_ref().and_then(|s| s.last.clone()),
+        levels: point
+            .rules
+            .iter()
+            .map(|r| RuleLevels {
+                warning: r.level(Severity::Warning),
+                alarm: r.level(Severity::Alarm),
+            })
+            .collect(),
     }
 }
 

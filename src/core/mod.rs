@@ -147,7 +147,16 @@ pub struct Core {
 impl Core {
     /// The core for `config`, at `now`; thresholds restored from `parts` are queued.
     pub fn new(config: &Config, parts: Parts, now: Now) -> Self {
-        let points = Points::new(&config.devices, &parts.answers, now.wall);
+        let mut points = Points::new(&config.devices, &parts.answers, now.wall);
+        // Trends are kept for the dashboard only.
+        let minutes = if config.web.enabled {
+            config.web.trend_minutes
+        } else {
+            0
+        };
+        for p in points.devices.iter_mut().flatten() {
+            p.view.trend = view::Trend::new(minutes);
+        }
         let adapt = Adaptation::new(config.synthesis, peers::adaptive_rules(&points));
         let mut core = Self {
             metrics: config.metrics.clone(),

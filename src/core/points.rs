@@ -76,7 +76,7 @@ impl PointState {
                 quality: Quality::Bad,
                 error: Some("not read yet".into()),
                 read_at: wall,
-                history: Default::default(),
+                trend: Default::default(),
             },
             config: p.clone(),
             stale_after: device.stale_after(),
@@ -113,6 +113,9 @@ impl PointState {
         if let Some(value) = sample.value {
             v.value = Some(value);
             self.last_good = Some(now);
+            if sample.quality == Quality::Good {
+                v.trend.record(sample.at, value);
+            }
         }
         self.dirty |= value_changed || quality_changed;
         Update {
@@ -170,10 +173,6 @@ impl PointState {
             error: v.error.clone(),
             ts: timestamp(v.read_at),
         };
-        if let (Some(value), Quality::Good) = (v.value, v.quality) {
-            let at = v.read_at;
-            v.record(at, value);
-        }
         self.published_at = Some(now);
         self.dirty = false;
         let topic = out.topics.metric(&self.view.device, &self.view.name);

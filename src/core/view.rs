@@ -11,8 +11,9 @@ use crate::synthesis::Effective;
 use std::collections::VecDeque;
 use std::time::SystemTime;
 
-/// Values of a point's history ring.
-pub const HISTORY_LEN: usize = 64;
+/// Buckets of a point's trend: `[web] trend_minutes` divided into this many, each keeping the
+/// least, greatest and last good value read in its span.
+pub const TREND_BUCKETS: usize = 360;
 
 /// A point's live state.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,17 +36,78 @@ pub struct PointView {
     pub error: Option<String>,
     /// When it was last read.
     pub read_at: SystemTime,
-    /// The values published, oldest first, at most [`HISTORY_LEN`].
-    pub history: VecDeque<(SystemTime, f64)>,
+    /// Its good values over the last `[web] trend_minutes`.
+    pub trend: Trend,
 }
 
-impl PointView {
-    /// Remembers a published value.
-    pub fn record(&mut self, at: SystemTime, value: f64) {
-        if self.history.len() == HISTORY_LEN {
-            self.history.pop_front();
+/// One span of a trend.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    /// Start of the span, Unix seconds.
+    pub start: u32,
+    /// Least good value read in it.
+    pub min: f32,
+    /// Greatest good value read in it.
+    pub max: f32,
+    /// Last good value read in it.
+    pub last: f32,
+}
+
+/// A point's good values over a window, decimated on arrival into [`TREND_BUCKETS`] spans (about
+/// 5.8 KiB per point): spikes survive as the span's least and greatest value, and a span with no
+/// good read is missing (a gap).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Trend {
+    /// Span width, seconds; 0: not kept.
+    pub span_s: u32,
+    /// Oldest first.
+    pub buckets: VecDeque<Bucket>,
+}
+
+impl Trend {
+    /// A trend over `minutes` (0: none).
+    pub fn new(minutes: u32) -> Self {
+        Self {
+            span_s: (minutes.saturating_mul(60) / TREND_BUCKETS as u32).max(u32::from(minutes > 0)),
+            buckets: VecDeque::new(),
         }
-        self.history.push_back((at, value));
+    }
+
+    /// Takes a good value read at `at`.
+    pub fn record(&mut self, at: SystemTime, value: f64) {
+        if self.span_s == 0 || !value.is_finite() {
+            return;
+        }
+        let secs = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let start = u32::try_from(secs - secs % u64::from(self.span_s)).unwrap_or(u32::MAX);
+        let v = value as f32;
+        match self.buckets.back_mut() {
+            Some(b) if b.start == start => {
+                b.min = b.min.min(v);
+                b.max = b.max.max(v);
+                b.last = v;
+            }
+            // A clock set back: the newer spans are dropped rather than shown out of order.
+            Some(b) if b.start > start => {
+                while self.buckets.back().is_some_and(|b| b.start > start) {
+                    self.buckets.pop_back();
+                }
+                self.record(at, value);
+            }
+            _ => {
+                if self.buckets.len() == TREND_BUCKETS {
+                    self.buckets.pop_front();
+                }
+                self.buckets.push_back(Bucket {
+                    start,
+                    min: v,
+                    max: v,
+                    last: v,
+                });
+            }
+        }
     }
 }
 
@@ -58,6 +120,17 @@ pub struct AlarmsView {
     pub rules: Vec<RuleStatus>,
     /// The latest SPC finding that changed its `spc` rule.
     pub spc: Option<SpcDetail>,
+    /// Every rule's levels in use now (adapted ones included), in the order of `rules`.
+    pub levels: Vec<RuleLevels>,
+}
+
+/// A rule's levels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RuleLevels {
+    /// The warning level, if the rule has one.
+    pub warning: Option<f64>,
+    /// The alarm level, if the rule has one.
+    pub alarm: Option<f64>,
 }
 
 /// An adaptable rule's effective level.
@@ -101,4 +174,53 @@ pub struct View {
     pub intake: IntakeCounts,
     /// The fleet connection.
     pub uplink: UplinkState,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn at(s: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(s)
+    }
+
+    #[test]
+    fn a_trend_keeps_each_spans_extremes_and_last_value_and_only_its_window() {
+        let mut t = Trend::new(60);
+        assert_eq!(t.span_s, 10);
+        for (s, v) in [(1000, 5.0), (1003, 9.0), (1009, 1.0), (1010, 2.0)] {
+            t.record(at(s), v);
+        }
+        assert_eq!(t.buckets.len(), 2);
+        assert_eq!(
+            t.buckets[0],
+            Bucket {
+                start: 1000,
+                min: 1.0,
+                max: 9.0,
+                last: 1.0
+            }
+        );
+        assert_eq!(t.buckets[1].start, 1010);
+        t.record(at(1010), f64::NAN);
+        assert_eq!(t.buckets[1].last, 2.0, "not a value");
+        // A gap: nothing from 1020 to 1049.
+        t.record(at(1050), 3.0);
+        assert_eq!(
+            t.buckets.iter().map(|b| b.start).collect::<Vec<_>>(),
+            [1000, 1010, 1050]
+        );
+        for i in 0..TREND_BUCKETS as u64 * 2 {
+            t.record(at(2000 + i * 10), i as f64);
+        }
+        assert_eq!(t.buckets.len(), TREND_BUCKETS);
+        assert_eq!(t.buckets[0].start, 2000 + TREND_BUCKETS as u32 * 10);
+        // The clock set back: newer spans go.
+        t.record(at(2005), 7.0);
+        assert_eq!(t.buckets.back().unwrap().start, 2000);
+        let mut off = Trend::new(0);
+        off.record(at(1), 1.0);
+        assert!(off.buckets.is_empty());
+    }
 }

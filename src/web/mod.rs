@@ -11,6 +11,7 @@
 mod auth;
 mod metrics;
 mod pages;
+mod point;
 mod routes;
 
 pub use auth::{hash_password, verify_password};

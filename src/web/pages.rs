@@ -12,42 +12,65 @@ use std::fmt::Write;
 pub const APP_JS: &str = include_str!("assets/app.js");
 /// The style sheet.
 pub const STYLE_CSS: &str = include_str!("assets/style.css");
+/// uPlot 1.6.32 (MIT; `assets/vendor/uplot/`).
+pub const UPLOT_JS: &str = include_str!("assets/vendor/uplot/uPlot.iife.min.js");
+/// uPlot's style sheet.
+pub const UPLOT_CSS: &str = include_str!("assets/vendor/uplot/uPlot.min.css");
 
 /// A page of the dashboard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Page {
-    /// Site, links, devices, counters.
+    /// Site, links, devices, points, counters.
     Overview,
     /// Active and recent alarms, with their commands.
     Alarms,
+    /// One point: its value, rules and trend.
+    Point {
+        /// Device name.
+        device: String,
+        /// Point name.
+        point: String,
+    },
 }
 
 impl Page {
-    /// The page at `path` (the overview for anything but `/alarms`).
-    pub fn from_path(path: &str) -> Self {
-        Self::from_name(path.trim_start_matches('/')).unwrap_or(Self::Overview)
-    }
-
-    /// The page named `name` in `/live/<name>`.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "" | "overview" => Some(Self::Overview),
-            "alarms" => Some(Self::Alarms),
+    /// The page at `path` (`/`, `/alarms`, `/point/<device>/<point>`).
+    pub fn from_path(path: &str) -> Option<Self> {
+        match path.trim_start_matches('/').split('/').collect::<Vec<_>>()[..] {
+            [""] | ["overview"] => Some(Self::Overview),
+            ["alarms"] => Some(Self::Alarms),
+            ["point", device, point] if !device.is_empty() && !point.is_empty() => {
+                Some(Self::Point {
+                    device: device.to_string(),
+                    point: point.to_string(),
+                })
+            }
             _ => None,
         }
     }
 
-    fn name(self) -> &'static str {
+    /// Its address.
+    fn path(&self) -> String {
         match self {
-            Self::Overview => "overview",
-            Self::Alarms => "alarms",
+            Self::Overview => "/".into(),
+            Self::Alarms => "/alarms".into(),
+            Self::Point { device, point } => format!("/point/{device}/{point}"),
         }
     }
 
-    fn title(self) -> &'static str {
+    /// The address of its live part.
+    fn live_path(&self) -> String {
         match self {
-            Self::Overview => "Overview",
-            Self::Alarms => "Alarms",
+            Self::Overview => "/live/overview".into(),
+            other => format!("/live{}", other.path()),
+        }
+    }
+
+    fn title(&self) -> String {
+        match self {
+            Self::Overview => "Overview".into(),
+            Self::Alarms => "Alarms".into(),
+            Self::Point { device, point } => format!("{device}/{point}"),
         }
     }
 }
@@ -72,14 +95,14 @@ pub fn escape(text: &str) -> String {
 }
 
 /// The snake_case name serde gives a unit variant (`active`, `warning`, `good`).
-fn label<T: serde::Serialize>(value: &T) -> String {
+pub(super) fn label<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
 }
 
-fn number(value: Option<f64>) -> String {
+pub(super) fn number(value: Option<f64>) -> String {
     value.map_or_else(
         || "–".into(),
         |v| {
@@ -100,12 +123,7 @@ pub fn page(which: Page, live: &Live, session: &Session) -> String {
         } else {
             ""
         };
-        let href = if p == Page::Overview {
-            "/".into()
-        } else {
-            format!("/{}", p.name())
-        };
-        let _ = write!(nav, "<a href=\"{href}\"{current}>{}</a>", p.title());
+        let _ = write!(nav, "<a href=\"{}\"{current}>{}</a>", p.path(), p.title());
     }
     let role = match session.role {
         WebRole::Engineer => "engineer",
@@ -120,19 +138,25 @@ pub fn page(which: Page, live: &Live, session: &Session) -> String {
          <span id=\"connection\" class=\"connection\" data-state=\"live\">live</span>\
          <form method=\"post\" action=\"/logout\" class=\"logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <span class=\"user\">{user} ({role})</span> <button type=\"submit\">Log out</button></form></header>\
-         <main id=\"live\" data-page=\"{name}\">{fragment}</main>\
+         <main id=\"live\" data-live=\"{live_path}\">{fragment}</main>\
          <dialog id=\"confirm\"><form method=\"dialog\"><h2>Confirm <span class=\"alarm\"></span></h2>\
          <label>Failure mode (what was found) <input name=\"failure_mode\" required maxlength=\"200\"></label>\
          <label>Note <textarea name=\"note\" maxlength=\"1000\"></textarea></label>\
          <p class=\"error\" role=\"alert\"></p>\
          <menu><button value=\"cancel\" formnovalidate>Cancel</button><button value=\"ok\" class=\"primary\">Confirm</button></menu></form></dialog>\
-         <script src=\"/assets/app.js\"></script></body></html>",
+         {charts}<script src=\"/assets/app.js\"></script></body></html>",
         csrf = escape(&session.csrf),
-        title = which.title(),
+        title = escape(&which.title()),
         site = escape(&live.view.site),
         user = escape(&session.user),
-        name = which.name(),
-        fragment = fragment(which, live, session),
+        live_path = escape(&which.live_path()),
+        fragment = fragment(&which, live, session),
+        charts = if matches!(which, Page::Point { .. }) {
+            "<section class=\"chart\"><div id=\"trend\"></div></section>\
+             <link rel=\"stylesheet\" href=\"/assets/uplot.css\"><script src=\"/assets/uplot.js\"></script>"
+        } else {
+            ""
+        },
     )
 }
 
@@ -153,7 +177,7 @@ pub fn login(error: Option<&str>) -> String {
 }
 
 /// The live part of a page, under a warning while the local broker is unreachable.
-pub fn fragment(which: Page, live: &Live, session: &Session) -> String {
+pub fn fragment(which: &Page, live: &Live, session: &Session) -> String {
     let banner = if live.local_broker {
         ""
     } else {
@@ -164,6 +188,7 @@ pub fn fragment(which: Page, live: &Live, session: &Session) -> String {
     let body = match which {
         Page::Overview => overview(live),
         Page::Alarms => alarms(live, session),
+        Page::Point { device, point } => super::point::point(live, device, point),
     };
     format!("{banner}{body}")
 }
@@ -229,6 +254,25 @@ fn overview(live: &Live) -> String {
         );
     }
     out.push_str("</tbody></table></section>");
+    out.push_str(
+        "<section><h2>Points</h2><table><thead><tr><th>Point</th><th>Value</th><th>Quality</th>\
+         <th>Read</th><th>Error</th></tr></thead><tbody>",
+    );
+    for p in &v.points {
+        let shown = p.text.as_deref().map_or_else(|| number(p.value), escape);
+        let _ = write!(
+            out,
+            "<tr data-point=\"{device}/{name}\"><td><a href=\"/point/{device}/{name}\">{device}/{name}</a></td>\
+             <td>{shown} {}</td><td class=\"{quality}\">{quality}</td><td>{}</td><td class=\"error\">{}</td></tr>",
+            escape(&p.unit),
+            humantime::format_rfc3339_millis(p.read_at),
+            escape(p.error.as_deref().unwrap_or("")),
+            device = escape(&p.device),
+            name = escape(&p.name),
+            quality = label(&p.quality),
+        );
+    }
+    out.push_str("</tbody></table></section>");
     out
 }
 
@@ -266,16 +310,16 @@ fn alarms(live: &Live, session: &Session) -> String {
         };
         let _ = write!(
             out,
-            "<tr data-alarm=\"{id}\" data-state=\"{state}\"><td>{}/{}</td><td>{}</td><td class=\"{severity}\">{severity}</td>\
+            "<tr data-alarm=\"{id}\" data-state=\"{state}\"><td><a href=\"/point/{device}/{name}\">{device}/{name}</a></td><td>{}</td><td class=\"{severity}\">{severity}</td>\
              <td>{state}</td><td>{} {}</td><td>{}</td><td>{}</td><td><code>{id}</code></td><td class=\"actions\">{actions}</td></tr>",
-            escape(&point.device),
-            escape(&point.name),
             escape(&rule.rule),
             number(point.value),
             escape(&point.unit),
             number(rule.threshold),
             escape(rule.raised_at.as_deref().unwrap_or("")),
             id = escape(id),
+            device = escape(&point.device),
+            name = escape(&point.name),
             state = label(&rule.state),
             severity = rule.severity.as_ref().map(label).unwrap_or_default(),
         );
@@ -367,10 +411,24 @@ mod tests {
     }
 
     #[test]
-    fn pages_are_found_by_path_and_name_only() {
-        assert_eq!(Page::from_path("/"), Page::Overview);
-        assert_eq!(Page::from_path("/alarms"), Page::Alarms);
-        assert_eq!(Page::from_name("alarms"), Some(Page::Alarms));
-        assert_eq!(Page::from_name("../alarms"), None);
+    fn pages_are_found_by_path_only() {
+        assert_eq!(Page::from_path("/"), Some(Page::Overview));
+        assert_eq!(Page::from_path("/alarms"), Some(Page::Alarms));
+        assert_eq!(
+            Page::from_path("/point/pump/bearing_temp"),
+            Some(Page::Point {
+                device: "pump".into(),
+                point: "bearing_temp".into()
+            })
+        );
+        for bad in [
+            "/point/pump",
+            "/point//x",
+            "/alarms/x",
+            "/../alarms",
+            "/point/a/b/c",
+        ] {
+            assert_eq!(Page::from_path(bad), None, "{bad}");
+        }
     }
 }

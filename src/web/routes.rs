@@ -78,9 +78,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/alarms", get(page))
+        .route("/point/*rest", get(page))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
-        .route("/live/:page", get(live))
+        .route("/live/*page", get(live))
         .route("/api/:command", post(command))
         .route("/metrics", get(metrics))
         .route("/assets/:name", get(asset))
@@ -141,9 +142,24 @@ async fn page(
     let Some((_, session)) = state.session(&headers) else {
         return Redirect::to("/login").into_response();
     };
+    let Some(which) = pages::Page::from_path(uri.path()) else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
     let live = state.live.borrow().clone();
-    let which = pages::Page::from_path(uri.path());
-    Html(pages::page(which, &live, &session)).into_response()
+    let known = match &which {
+        pages::Page::Point { device, point } => live
+            .view
+            .points
+            .iter()
+            .any(|p| &p.device == device && &p.name == point),
+        _ => true,
+    };
+    let status = if known {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    (status, Html(pages::page(which, &live, &session))).into_response()
 }
 
 async fn login_page() -> Html<String> {
@@ -261,7 +277,7 @@ async fn live(
     let Some((_, session)) = state.session(&headers) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    let Some(which) = pages::Page::from_name(&name) else {
+    let Some(which) = pages::Page::from_path(&name) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     Sse::new(fragments(state.live.clone(), which, session))
@@ -277,13 +293,14 @@ fn fragments(
     live.mark_changed();
     futures::stream::unfold((live, true), move |(mut live, first)| {
         let session = session.clone();
+        let which = which.clone();
         async move {
             if !first {
                 tokio::time::sleep(UPDATE_EVERY).await;
             }
             live.changed().await.ok()?;
             let snapshot = live.borrow_and_update().clone();
-            let html = pages::fragment(which, &snapshot, &session);
+            let html = pages::fragment(&which, &snapshot, &session);
             Some((
                 Ok(Event::default().event("fragment").data(html)),
                 (live, false),
@@ -389,6 +406,8 @@ async fn asset(Path(name): Path<String>) -> Response {
     let (kind, body) = match name.as_str() {
         "app.js" => ("text/javascript; charset=utf-8", pages::APP_JS),
         "style.css" => ("text/css; charset=utf-8", pages::STYLE_CSS),
+        "uplot.js" => ("text/javascript; charset=utf-8", pages::UPLOT_JS),
+        "uplot.css" => ("text/css; charset=utf-8", pages::UPLOT_CSS),
         _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
     };
     (

@@ -275,6 +275,13 @@ pub(in crate::config) fn validate_web(w: &WebConfig) -> Vec<Finding> {
         " (30 days)",
         &mut out,
     );
+    check_range(
+        "trend_minutes",
+        w.trend_minutes,
+        1..=1440,
+        " (a day)",
+        &mut out,
+    );
     if w.enabled && w.users.is_empty() {
         out.push((
             vec!["users"],

@@ -7,12 +7,48 @@
   const csrf = document.querySelector('meta[name="csrf"]').content;
   const dialog = document.getElementById("confirm");
 
+  // The point page's trend: uPlot, fed from the JSON the fragment carries.
+  let chart = null;
+  const colours = ["#7aa7e0", "#7aa7e0", "#1f6feb", "#9a6700", "#b3261e", "#6e40c9", "#1b7f3b"];
+  function drawTrend() {
+    const source = document.getElementById("trend-data");
+    const target = document.getElementById("trend");
+    if (!source || !target || typeof uPlot === "undefined") return;
+    const trend = JSON.parse(source.textContent);
+    if (chart && chart.series.length === trend.data.length) {
+      chart.setData(trend.data);
+      return;
+    }
+    if (chart) chart.destroy();
+    const series = [{}].concat(
+      trend.series.map((label, i) => ({
+        label,
+        stroke: colours[i % colours.length],
+        width: i === 2 ? 2 : 1,
+        dash: i > 2 ? [6, 4] : undefined,
+        spanGaps: false,
+      }))
+    );
+    chart = new uPlot(
+      {
+        width: Math.max(target.clientWidth, 320),
+        height: 320,
+        series,
+        bands: [{ series: [2, 1], fill: "rgba(31, 111, 235, 0.12)" }],
+        axes: [{}, { label: trend.unit }],
+      },
+      trend.data,
+      target
+    );
+  }
+
   function connect() {
-    const source = new EventSource("/live/" + live.dataset.page);
+    const source = new EventSource(live.dataset.live);
     source.addEventListener("fragment", (e) => {
       live.innerHTML = e.data;
       badge.dataset.state = "live";
       badge.textContent = "live";
+      drawTrend();
     });
     source.onerror = () => {
       badge.dataset.state = "lost";
@@ -58,5 +94,6 @@
     if (error) alert(error);
   });
 
+  drawTrend();
   connect();
 })();
