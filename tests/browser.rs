@@ -29,10 +29,21 @@ async fn an_engineer_answers_an_alarm_in_the_browser() {
              [[web.users]]\nname = \"ana\"\nrole = \"engineer\"\npassword_hash = \"{eng}\"\n\
              [[web.users]]\nname = \"vic\"\nrole = \"viewer\"\npassword_hash = \"{view}\"\n"
         ))
+        .adapt("[devices.points.alarms.adapt]\nfloor = 60.0\nceiling = 80.0\n")
         .toml();
+    let fp = qis_edge::config::parse_str(&text, "t").unwrap().devices[0]
+        .context()
+        .unwrap()
+        .fingerprint()
+        .unwrap();
     let mut observer = Observer::connect(broker.port).await;
     let gateway = start(&text);
     wait_http(web).await;
+    // A peer's confirmed failure moves the alarm level before the story starts.
+    observer.wait_uplink_subscribed(SITE).await;
+    observer
+        .publish_raw(&fp.topic(), signed_by(7, peer_body(fp, 1)))
+        .await;
     let base = format!("http://127.0.0.1:{web}");
     let mut b = Browser::start().await;
 
@@ -211,6 +222,17 @@ async fn an_engineer_answers_an_alarm_in_the_browser() {
         .await;
     assert!(legend.as_str().unwrap().contains("high alarm"), "{legend}");
     b.screenshot("point").await;
+    b.call(
+        "thresholds",
+        json!({"cmd": "goto", "url": format!("{base}/thresholds")}),
+    )
+    .await;
+    b.call(
+        "the moved level",
+        json!({"cmd": "wait", "selector": "article[data-rule=\"pump/bearing_temp/high\"] td:has-text(\"moved from 80 by peers\")"}),
+    )
+    .await;
+    b.screenshot("thresholds").await;
     b.call(
         "alarms again",
         json!({"cmd": "goto", "url": format!("{base}/alarms")}),

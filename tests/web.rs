@@ -422,3 +422,82 @@ async fn wrong_passwords(web: u16) {
     let r = login(web, "nobody", "x").await.unwrap_err();
     assert_eq!(r.status, 429);
 }
+
+/// The thresholds page shows a level a peer moved, with the packet behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_thresholds_page_shows_where_a_level_came_from() {
+    const SITE: &str = "levels";
+    let broker = mosquitto();
+    let plc = modbus_server(
+        &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]}),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let web = free_port();
+    let hash = qis_edge::web::hash_password("viewer-pass").unwrap();
+    let text = Plant::new(SITE, state.path(), broker.port, plc.port)
+        .extra(&format!(
+            "[web]\nenabled = true\nbind = \"127.0.0.1:{web}\"\n\
+             [[web.users]]\nname = \"vic\"\nrole = \"viewer\"\npassword_hash = \"{hash}\"\n"
+        ))
+        .adapt("[devices.points.alarms.adapt]\nfloor = 60.0\nceiling = 80.0\n")
+        .toml();
+    let fp = qis_edge::config::parse_str(&text, "t").unwrap().devices[0]
+        .context()
+        .unwrap()
+        .fingerprint()
+        .unwrap();
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = start(&text);
+    observer.wait_uplink_subscribed(SITE).await;
+    wait_http(web).await;
+    let cookie = login(web, "vic", "viewer-pass").await.unwrap();
+    let page = http(web, "GET", "/thresholds", &[("Cookie", &cookie)], b"").await;
+    assert!(
+        page.body.contains("pump/bearing_temp/high"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("at its baseline") && page.body.contains("No live proposal"));
+
+    observer
+        .publish_raw(&fp.topic(), signed_by(7, peer_body(fp, 1)))
+        .await;
+    let moved = observer
+        .wait_for("the level moved", Duration::from_secs(20), |m| {
+            m.topic == format!("qis/{SITE}/thresholds/pump/bearing_temp/high")
+                && m.json["value"].as_f64().is_some_and(|v| v < 80.0)
+        })
+        .await;
+    let level = moved.json["value"].as_f64().unwrap();
+    let source = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+            .verifying_key()
+            .to_bytes(),
+    );
+    let mut live = EventStream::open(web, "/live/thresholds", &[("Cookie", &cookie)]).await;
+    let fragment = live
+        .wait_for(
+            "the moved level",
+            "fragment",
+            Duration::from_secs(10),
+            |d| d.contains("moved from 80 by peers"),
+        )
+        .await;
+    let shown = format!("{level:.6}");
+    assert!(
+        fragment.contains(&format!(
+            "<td class=\"level\">{} (moved",
+            shown.trim_end_matches('0')
+        )),
+        "{fragment}"
+    );
+    assert!(
+        fragment.contains(&format!("title=\"{source}\"")),
+        "{fragment}"
+    );
+    assert!(
+        fragment.contains("<td>72.5</td>") && fragment.contains("<td>applied</td>"),
+        "{fragment}"
+    );
+    stop(gateway).await;
+}

@@ -13,6 +13,7 @@ mod metrics;
 mod pages;
 mod point;
 mod routes;
+mod thresholds;
 
 pub use auth::{hash_password, verify_password};
 

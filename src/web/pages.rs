@@ -24,6 +24,8 @@ pub enum Page {
     Overview,
     /// Active and recent alarms, with their commands.
     Alarms,
+    /// Adaptable levels with their provenance, and peers' trust.
+    Thresholds,
     /// One point: its value, rules and trend.
     Point {
         /// Device name.
@@ -39,6 +41,7 @@ impl Page {
         match path.trim_start_matches('/').split('/').collect::<Vec<_>>()[..] {
             [""] | ["overview"] => Some(Self::Overview),
             ["alarms"] => Some(Self::Alarms),
+            ["thresholds"] => Some(Self::Thresholds),
             ["point", device, point] if !device.is_empty() && !point.is_empty() => {
                 Some(Self::Point {
                     device: device.to_string(),
@@ -54,6 +57,7 @@ impl Page {
         match self {
             Self::Overview => "/".into(),
             Self::Alarms => "/alarms".into(),
+            Self::Thresholds => "/thresholds".into(),
             Self::Point { device, point } => format!("/point/{device}/{point}"),
         }
     }
@@ -70,6 +74,7 @@ impl Page {
         match self {
             Self::Overview => "Overview".into(),
             Self::Alarms => "Alarms".into(),
+            Self::Thresholds => "Thresholds".into(),
             Self::Point { device, point } => format!("{device}/{point}"),
         }
     }
@@ -117,7 +122,7 @@ pub(super) fn number(value: Option<f64>) -> String {
 /// A whole page for a logged-in user.
 pub fn page(which: Page, live: &Live, session: &Session) -> String {
     let mut nav = String::new();
-    for p in [Page::Overview, Page::Alarms] {
+    for p in [Page::Overview, Page::Alarms, Page::Thresholds] {
         let current = if p == which {
             " aria-current=\"page\""
         } else {
@@ -188,6 +193,7 @@ pub fn fragment(which: &Page, live: &Live, session: &Session) -> String {
     let body = match which {
         Page::Overview => overview(live),
         Page::Alarms => alarms(live, session),
+        Page::Thresholds => super::thresholds::thresholds(live),
         Page::Point { device, point } => super::point::point(live, device, point),
     };
     format!("{banner}{body}")

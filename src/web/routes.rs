@@ -78,6 +78,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/alarms", get(page))
+        .route("/thresholds", get(page))
         .route("/point/*rest", get(page))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
