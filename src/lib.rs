@@ -56,7 +56,7 @@
 //! | `sources` | `config`, `analysis`, `backoff`, `store` |
 //! | `mqtt` | `sources` (its `Quality` and `DeviceStats`), `outcomes`, `synthesis`, `intake`, `alarms`, `config`, `packet`, `analysis`, `backoff` |
 //! | `core` | all of the above, but not `mqtt::local` or `mqtt::uplink` (it owns no connection) |
-//! | `web` | `core`, `mqtt` (not its connections), `sources`, `alarms`, `config`, `intake`, `synthesis` |
+//! | `web` | `core`, `mqtt` (not its connections), `outcomes`, `sources`, `alarms`, `config`, `intake`, `synthesis` |
 //! | `run` | all of the above |
 //! | `cli`, `demo` | everything |
 

@@ -201,6 +201,26 @@ async fn an_engineer_answers_an_alarm_in_the_browser() {
     assert_eq!(buttons, json!(0), "a viewer gets no buttons");
     b.screenshot("alarms-viewer").await;
 
+    // The history: the alarm's transitions, with who acknowledged.
+    b.call("back to ana", json!({"cmd": "use", "name": "ana"}))
+        .await;
+    b.call(
+        "history",
+        json!({"cmd": "goto", "url": format!("{base}/history")}),
+    )
+    .await;
+    b.call(
+        "the acknowledgement in the history",
+        json!({"cmd": "wait", "selector": "td:has-text(\"ana\")"}),
+    )
+    .await;
+    b.screenshot("history").await;
+    b.call(
+        "alarms",
+        json!({"cmd": "goto", "url": format!("{base}/alarms")}),
+    )
+    .await;
+
     // The point page: its trend drawn, with the rule's alarm level.
     b.call("back to ana", json!({"cmd": "use", "name": "ana"}))
         .await;

@@ -55,6 +55,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "core",
             "mqtt",
+            "outcomes",
             "sources",
             "alarms",
             "config",

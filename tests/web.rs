@@ -212,6 +212,8 @@ async fn engineers_watch_and_answer_alarms_in_the_dashboard() {
     let again = command(web, &cookie, &token, "refute", &json!({"alarm_id": id})).await;
     assert_eq!(again.status, 422, "{}", again.body);
 
+    history(web, &cookie, &id).await;
+
     let r = http(
         web,
         "GET",
@@ -275,6 +277,145 @@ async fn engineers_watch_and_answer_alarms_in_the_dashboard() {
 
     wrong_passwords(web).await;
     stop(gateway).await;
+}
+
+/// Fetches `path` until its body contains `want` (the history is written at the tick).
+async fn fetch_until(web: u16, cookie: &str, path: &str, want: &str) -> HttpResponse {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = http(web, "GET", path, &[("Cookie", cookie)], b"").await;
+        if r.body.contains(want) {
+            return r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} never showed {want}:\n{}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// CSV read by Python's csv module: the rows.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(python())
+        .args([
+            "-c",
+            "import csv, json, sys; print(json.dumps(list(csv.reader(sys.stdin))))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The alarm's transitions and its answer in the history, on the page and as CSV.
+async fn history(web: u16, cookie: &str, id: &str) {
+    let page = fetch_until(web, cookie, "/history", "<td>acknowledged</td>").await;
+    assert!(
+        page.body.contains(&format!("<td><code>{id}</code></td>")),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("<td>ana</td>"), "who acknowledged");
+    let page = fetch_until(
+        web,
+        cookie,
+        "/history?kind=outcomes&device=pump",
+        "<td>confirmed</td>",
+    )
+    .await;
+    assert!(
+        page.body.contains("outer race &lt;b&gt;spall&lt;/b&gt;"),
+        "escaped: {}",
+        page.body
+    );
+    let r = http(
+        web,
+        "GET",
+        "/history?kind=outcomes&format=csv",
+        &[("Cookie", cookie)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-disposition").unwrap().contains(".csv"));
+    let rows = parse_csv(&r.body);
+    assert_eq!(rows[0][..3], ["raised", "alarm_id", "device"]);
+    let row = rows
+        .iter()
+        .find(|r| r[1] == id)
+        .expect("the alarm in the CSV");
+    assert_eq!(
+        (row[7].as_str(), row[9].as_str(), row[11].as_str()),
+        ("confirmed", "outer race <b>spall</b>", "ana")
+    );
+    let r = http(
+        web,
+        "GET",
+        "/history?format=csv&device=pump",
+        &[("Cookie", cookie)],
+        b"",
+    )
+    .await;
+    let rows = parse_csv(&r.body);
+    let transitions: Vec<&str> = rows
+        .iter()
+        .filter(|r| r[1] == id)
+        .map(|r| r[6].as_str())
+        .collect();
+    assert!(
+        transitions.contains(&"active") && transitions.contains(&"acknowledged"),
+        "{rows:?}"
+    );
+    // Another device's history is empty; nonsense is refused with the reason.
+    let r = http(
+        web,
+        "GET",
+        "/history?device=press9",
+        &[("Cookie", cookie)],
+        b"",
+    )
+    .await;
+    assert!(r.body.contains("0 rows"), "{}", r.body);
+    for (query, why) in [
+        ("from=yesterday", "is not a date"),
+        ("kind=everything", "neither `events` nor `outcomes`"),
+        ("format=xml", "neither `html` nor `csv`"),
+    ] {
+        let r = http(
+            web,
+            "GET",
+            &format!("/history?{query}"),
+            &[("Cookie", cookie)],
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 400, "{query}");
+        assert!(r.body.contains(why), "{query}: {}", r.body);
+    }
+    assert_eq!(
+        http(
+            web,
+            "GET",
+            "/history?before=soon",
+            &[("Cookie", cookie)],
+            b""
+        )
+        .await
+        .status,
+        400
+    );
+    assert_eq!(http(web, "GET", "/history", &[], b"").await.status, 303);
 }
 
 async fn viewer_and_hostile_requests(web: u16, engineer: &str, engineer_token: &str) {

@@ -91,6 +91,16 @@ impl Db {
         Ok(Self { conn })
     }
 
+    /// A read-only connection to a database [`Db::open`] has opened (the dashboard's history).
+    pub fn reader(dir: &Path) -> Result<Self, OpenError> {
+        let path = dir.join(FILE);
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| OpenError::Storage(format!("{}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| OpenError::Storage(e.to_string()))?;
+        Ok(Self { conn })
+    }
+
     /// A database in memory, with the schema: for tests and for a gateway that keeps no state.
     pub fn memory() -> Self {
         let mut conn = Connection::open_in_memory().expect("SQLite in memory");

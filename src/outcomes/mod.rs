@@ -7,6 +7,7 @@
 //! ([`crate::db`]), one transaction per change.
 
 pub mod answers;
+pub mod history;
 pub mod outbox;
 pub mod pattern;
 pub mod share;

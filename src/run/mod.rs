@@ -125,6 +125,7 @@ fn dashboard(
         listener,
         &config.web,
         &config.site.id,
+        &config.site.state_dir,
         live,
         commands,
         cancel.clone(),

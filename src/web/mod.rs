@@ -9,6 +9,7 @@
 //! so nothing is rendered twice. Assets are embedded: no CDN, no internet.
 
 mod auth;
+mod history;
 mod metrics;
 mod pages;
 mod point;
@@ -81,11 +82,12 @@ pub fn start(
     listener: tokio::net::TcpListener,
     config: &WebConfig,
     site: &str,
+    state_dir: &std::path::Path,
     live: watch::Receiver<Arc<Live>>,
     commands: mpsc::Sender<WebCommand>,
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    let state = routes::AppState::new(config, site, live, commands);
+    let state = routes::AppState::new(config, site, state_dir, live, commands);
     let app = routes::router(state);
     info!(address = %config.bind, users = config.users.len(), "Dashboard listening.");
     tokio::spawn(async move {

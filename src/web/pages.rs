@@ -26,6 +26,8 @@ pub enum Page {
     Alarms,
     /// Adaptable levels with their provenance, and peers' trust.
     Thresholds,
+    /// The alarm and outcome history from the state database (not live).
+    History,
     /// One point: its value, rules and trend.
     Point {
         /// Device name.
@@ -42,6 +44,7 @@ impl Page {
             [""] | ["overview"] => Some(Self::Overview),
             ["alarms"] => Some(Self::Alarms),
             ["thresholds"] => Some(Self::Thresholds),
+            ["history"] => Some(Self::History),
             ["point", device, point] if !device.is_empty() && !point.is_empty() => {
                 Some(Self::Point {
                     device: device.to_string(),
@@ -58,6 +61,7 @@ impl Page {
             Self::Overview => "/".into(),
             Self::Alarms => "/alarms".into(),
             Self::Thresholds => "/thresholds".into(),
+            Self::History => "/history".into(),
             Self::Point { device, point } => format!("/point/{device}/{point}"),
         }
     }
@@ -66,6 +70,7 @@ impl Page {
     fn live_path(&self) -> String {
         match self {
             Self::Overview => "/live/overview".into(),
+            Self::History => String::new(),
             other => format!("/live{}", other.path()),
         }
     }
@@ -75,6 +80,7 @@ impl Page {
             Self::Overview => "Overview".into(),
             Self::Alarms => "Alarms".into(),
             Self::Thresholds => "Thresholds".into(),
+            Self::History => "History".into(),
             Self::Point { device, point } => format!("{device}/{point}"),
         }
     }
@@ -119,11 +125,26 @@ pub(super) fn number(value: Option<f64>) -> String {
     )
 }
 
-/// A whole page for a logged-in user.
+/// A whole live page for a logged-in user.
 pub fn page(which: Page, live: &Live, session: &Session) -> String {
+    shell(
+        &which,
+        &live.view.site,
+        session,
+        &fragment(&which, live, session),
+    )
+}
+
+/// The layout around `body`: header, navigation, the confirm dialog and the scripts.
+pub fn shell(which: &Page, site: &str, session: &Session, body: &str) -> String {
     let mut nav = String::new();
-    for p in [Page::Overview, Page::Alarms, Page::Thresholds] {
-        let current = if p == which {
+    for p in [
+        Page::Overview,
+        Page::Alarms,
+        Page::Thresholds,
+        Page::History,
+    ] {
+        let current = if &p == which {
             " aria-current=\"page\""
         } else {
             ""
@@ -152,10 +173,10 @@ pub fn page(which: Page, live: &Live, session: &Session) -> String {
          {charts}<script src=\"/assets/app.js\"></script></body></html>",
         csrf = escape(&session.csrf),
         title = escape(&which.title()),
-        site = escape(&live.view.site),
+        site = escape(site),
         user = escape(&session.user),
         live_path = escape(&which.live_path()),
-        fragment = fragment(&which, live, session),
+        fragment = body,
         charts = if matches!(which, Page::Point { .. }) {
             "<section class=\"chart\"><div id=\"trend\"></div></section>\
              <link rel=\"stylesheet\" href=\"/assets/uplot.css\"><script src=\"/assets/uplot.js\"></script>"
@@ -194,6 +215,7 @@ pub fn fragment(which: &Page, live: &Live, session: &Session) -> String {
         Page::Overview => overview(live),
         Page::Alarms => alarms(live, session),
         Page::Thresholds => super::thresholds::thresholds(live),
+        Page::History => String::new(),
         Page::Point { device, point } => super::point::point(live, device, point),
     };
     format!("{banner}{body}")

@@ -4,6 +4,7 @@
 //! CSRF token and, when the browser sends one, an `Origin` of this host.
 
 use super::auth::{self, Failures, Session, Sessions};
+use super::history::{self, HistoryDb, Refused, Rows};
 use super::{pages, Live, WebCommand};
 use crate::config::{WebConfig, WebRole, WebUser};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, Path, State};
@@ -38,6 +39,7 @@ pub struct AppState {
     checks: Semaphore,
     live: watch::Receiver<Arc<Live>>,
     commands: mpsc::Sender<WebCommand>,
+    history: Arc<HistoryDb>,
 }
 
 impl AppState {
@@ -45,6 +47,7 @@ impl AppState {
     pub fn new(
         config: &WebConfig,
         site: &str,
+        state_dir: &std::path::Path,
         live: watch::Receiver<Arc<Live>>,
         commands: mpsc::Sender<WebCommand>,
     ) -> Arc<Self> {
@@ -59,6 +62,7 @@ impl AppState {
             checks: Semaphore::new(2),
             live,
             commands,
+            history: HistoryDb::new(state_dir.to_path_buf()),
         })
     }
 
@@ -79,6 +83,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(page))
         .route("/alarms", get(page))
         .route("/thresholds", get(page))
+        .route("/history", get(history_page))
         .route("/point/*rest", get(page))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
@@ -278,7 +283,7 @@ async fn live(
     let Some((_, session)) = state.session(&headers) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    let Some(which) = pages::Page::from_path(&name) else {
+    let Some(which) = pages::Page::from_path(&name).filter(|p| *p != pages::Page::History) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     Sse::new(fragments(state.live.clone(), which, session))
@@ -400,6 +405,48 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         super::metrics::render(&live),
     )
         .into_response()
+}
+
+async fn history_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<history::Query>,
+) -> Response {
+    let Some((_, session)) = state.session(&headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    let (csv, rows, filter) = match state.history.read(&q).await {
+        Ok(read) => read,
+        Err(Refused::Bad(why)) => return (StatusCode::BAD_REQUEST, why).into_response(),
+        Err(Refused::Unavailable(why)) => {
+            warn!(error = %why, "The dashboard cannot read the history.");
+            return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+        }
+    };
+    if !csv {
+        return Html(history::page(&state.site, &session, &q, &rows, &filter)).into_response();
+    }
+    let name = match rows {
+        Rows::Events(_) => "alarm-transitions",
+        Rows::Outcomes(_) => "alarms-and-answers",
+    };
+    match history::csv(&rows) {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!(
+                        "attachment; filename=\"qis-edge-{}-{name}.csv\"",
+                        state.site
+                    ),
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+    }
 }
 
 /// The embedded assets, by exact name: nothing else is served, so no path can reach a file.

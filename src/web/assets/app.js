@@ -95,5 +95,6 @@
   });
 
   drawTrend();
-  connect();
+  if (live.dataset.live) connect();
+  else badge.hidden = true;
 })();
