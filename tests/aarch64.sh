@@ -35,7 +35,10 @@ run() { qemu-aarch64 -cpu cortex-a72 "$bin" "$@"; }
 
 run --version
 run check --config config/example.toml
+# The dashboard login's hash, made by the aarch64 binary itself.
+hash=$(printf 'demo-password\n' | run passwd)
 sed -e 's/{MQTT_PORT}/1883/; s/{PRESS_PORT}/5020/; s/{PUMP_PORT}/5021/; s#{STATE_DIR}#/tmp/qis-edge-demo#' \
+    -e 's/{WEB_PORT}/8080/' -e "s|{PASSWORD_HASH}|$hash|" \
     config/demo.toml.in > "$cargo_config.demo.toml"
 run check --config "$cargo_config.demo.toml"
 rm -f "$cargo_config.demo.toml"

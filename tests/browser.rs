@@ -162,6 +162,56 @@ async fn an_engineer_answers_an_alarm_in_the_browser() {
     let dialogs = b.call("no error boxes", json!({"cmd": "dialogs"})).await;
     assert_eq!(dialogs, json!([]));
 
+    // Shelved for two hours from the page: quiet, shown as shelved; then unshelved.
+    b.call(
+        "shelve",
+        json!({"cmd": "click", "selector": format!("{row} button[data-command=shelve]")}),
+    )
+    .await;
+    b.call(
+        "the hours",
+        json!({"cmd": "fill", "selector": "dialog#shelve input[name=hours]", "value": "2"}),
+    )
+    .await;
+    b.call(
+        "why",
+        json!({"cmd": "fill", "selector": "dialog#shelve input[name=note]", "value": "sensor swap"}),
+    )
+    .await;
+    b.call(
+        "shelve it",
+        json!({"cmd": "click", "selector": "dialog#shelve button[value=ok]"}),
+    )
+    .await;
+    let shelved = observer
+        .wait_for("the shelved event", Duration::from_secs(10), |m| {
+            m.json["type"] == "shelved"
+        })
+        .await;
+    assert_eq!(shelved.json["by"], "ana");
+    assert_eq!(shelved.json["note"], "sensor swap");
+    b.call(
+        "the row shelved",
+        json!({"cmd": "wait", "selector": format!("{row} .shelved")}),
+    )
+    .await;
+    b.screenshot("alarms-shelved").await;
+    b.call(
+        "unshelve",
+        json!({"cmd": "click", "selector": format!("{row} button[data-command=unshelve]")}),
+    )
+    .await;
+    observer
+        .wait_for("the unshelved event", Duration::from_secs(10), |m| {
+            m.json["type"] == "unshelved" && m.json["reason"] == "engineer"
+        })
+        .await;
+    b.call(
+        "the row quiet no more",
+        json!({"cmd": "gone", "selector": format!("{row} .shelved")}),
+    )
+    .await;
+
     // A viewer sees the alarm and no buttons.
     b.call("a viewer's page", json!({"cmd": "page", "name": "vic"}))
         .await;

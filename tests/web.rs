@@ -212,6 +212,19 @@ async fn engineers_watch_and_answer_alarms_in_the_dashboard() {
     let again = command(web, &cookie, &token, "refute", &json!({"alarm_id": id})).await;
     assert_eq!(again.status, 422, "{}", again.body);
 
+    let r = command(
+        web,
+        &cookie,
+        &token,
+        "shelve",
+        &json!({"alarm_id": id, "hours": 1000}),
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("outside 0"), "{}", r.body);
+    let r = command(web, &cookie, &token, "unshelve", &json!({"alarm_id": id})).await;
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("nothing is shelved"), "{}", r.body);
     history(web, &cookie, &id).await;
 
     let r = http(

@@ -40,7 +40,9 @@ pub fn evaluate(
 }
 
 /// A rule's state as alerts show it.
-pub fn rule_status(point: &PointState, rule: &Rule) -> RuleStatus {
+pub fn rule_status(point: &PointState, index: usize) -> RuleStatus {
+    let rule = &point.rules[index];
+    let shelf = point.shelves.get(index).and_then(Option::as_ref);
     RuleStatus {
         rule: rule.config().name().to_string(),
         alarm_id: (rule.occurrence() > 0).then(|| alarm_id(point, rule).to_string()),
@@ -50,6 +52,8 @@ pub fn rule_status(point: &PointState, rule: &Rule) -> RuleStatus {
         threshold: rule.threshold(),
         raised_at: rule.raised_at().map(timestamp),
         changed_at: rule.changed_at().map(timestamp),
+        shelved_until: shelf.map(|s| timestamp(s.until)),
+        shelved_by: shelf.and_then(|s| s.by.clone()),
     }
 }
 
@@ -57,7 +61,9 @@ pub fn rule_status(point: &PointState, rule: &Rule) -> RuleStatus {
 pub fn view(point: &PointState) -> AlarmsView {
     AlarmsView {
         point: point.view.id,
-        rules: point.rules.iter().map(|r| rule_status(point, r)).collect(),
+        rules: (0..point.rules.len())
+            .map(|i| rule_status(point, i))
+            .collect(),
         spc: point.spc.as_ref().and_then(|s| s.last.clone()),
         levels: point
             .rules
@@ -72,7 +78,7 @@ pub fn view(point: &PointState) -> AlarmsView {
 
 /// Queues the point's retained alert (points without rules have none).
 pub fn publish_alert(point: &PointState, out: &mut Out) {
-    let Some(headline) = point.rules.iter().max_by_key(|r| r.urgency()) else {
+    let Some(headline) = (0..point.rules.len()).max_by_key(|&i| point.rules[i].urgency()) else {
         return;
     };
     let alarms = view(point);
@@ -129,7 +135,10 @@ pub fn publish_transition(
         spc: spc.map(Box::new),
         ts: timestamp(t.at),
     };
-    out.event(&event);
+    // A shelved rule records its transitions but does not alert.
+    if point.shelves.get(rule).is_none_or(Option::is_none) {
+        out.event(&event);
+    }
     let name = |v: serde_json::Value| v.as_str().map(str::to_string);
     AlarmEvent {
         at_ms: super::unix_ms(t.at),

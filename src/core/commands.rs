@@ -3,12 +3,14 @@
 //! event saying why.
 
 use crate::alarms::AlarmId;
-use crate::mqtt::payload::{AckCommand, AnswerCommand};
+use crate::mqtt::payload::{AckCommand, AnswerCommand, ShelveCommand};
 use crate::mqtt::Topics;
 use crate::outcomes::Outcome;
 
 /// The largest command payload accepted, bytes: a command is a few fields and a note.
 pub const MAX_COMMAND_BYTES: usize = 4096;
+/// The longest a rule may be shelved, hours (30 days).
+pub const MAX_SHELVE_HOURS: f64 = 720.0;
 
 /// A command.
 #[derive(Debug)]
@@ -17,6 +19,17 @@ pub enum Command {
     Ack(AckTarget),
     /// `cmd/confirm` and `cmd/refute`: say whether an alarm came true.
     Answer(AnswerCommand, Outcome),
+    /// `cmd/shelve`: a rule evaluates and records but does not alert, for `hours`.
+    Shelve {
+        /// Which rules (`occurrence` and `by` as for an acknowledgement).
+        target: AckTarget,
+        /// For how long.
+        hours: f64,
+        /// Why.
+        note: Option<String>,
+    },
+    /// `cmd/unshelve`: alert again.
+    Unshelve(AckTarget),
 }
 
 /// What to acknowledge.
@@ -48,8 +61,10 @@ impl Command {
             Some("ack") => ack(payload).map(Command::Ack),
             Some("confirm") => answer(payload, Outcome::Confirmed),
             Some("refute") => answer(payload, Outcome::Refuted),
+            Some("shelve") => shelve(payload, true),
+            Some("unshelve") => shelve(payload, false),
             Some(other) => Err(format!(
-                "unknown command `{other}`; known: ack, confirm, refute"
+                "unknown command `{other}`; known: ack, confirm, refute, shelve, unshelve"
             )),
             None => Err("not a command topic".into()),
         }
@@ -59,6 +74,41 @@ impl Command {
 fn ack(payload: &[u8]) -> Result<AckTarget, String> {
     let cmd: AckCommand = serde_json::from_slice(payload)
         .map_err(|e| format!("ack payload is not valid JSON of the documented form: {e}"))?;
+    target(cmd)
+}
+
+fn shelve(payload: &[u8], on: bool) -> Result<Command, String> {
+    let name = if on { "shelve" } else { "unshelve" };
+    let cmd: ShelveCommand = serde_json::from_slice(payload)
+        .map_err(|e| format!("{name} payload is not valid JSON of the documented form: {e}"))?;
+    let (hours, note) = (cmd.hours, cmd.note.clone());
+    let target = target(AckCommand {
+        alarm_id: cmd.alarm_id,
+        device: cmd.device,
+        point: cmd.point,
+        rule: cmd.rule,
+        by: cmd.by,
+    })?;
+    if !on {
+        if hours.is_some() || note.is_some() {
+            return Err("unshelve takes no `hours` or `note`".into());
+        }
+        return Ok(Command::Unshelve(target));
+    }
+    match hours {
+        Some(h) if h > 0.0 && h <= MAX_SHELVE_HOURS => Ok(Command::Shelve {
+            target,
+            hours: h,
+            note,
+        }),
+        Some(h) => Err(format!(
+            "hours = {h} is outside 0–{MAX_SHELVE_HOURS} (more than 0, at most 30 days)"
+        )),
+        None => Err("a shelve needs `hours` (how long the rule stays quiet)".into()),
+    }
+}
+
+fn target(cmd: AckCommand) -> Result<AckTarget, String> {
     match (cmd.alarm_id, cmd.device, cmd.point) {
         (Some(id), None, None) => {
             let id: AlarmId = id
@@ -129,6 +179,48 @@ mod tests {
             reason("qis/s/cmd/confirm", br#"{"alarm_id":"d/p/high/1"}"#).contains("failure_mode")
         );
         assert!(reason("qis/s/cmd/reboot", b"{}").contains("unknown command `reboot`"));
+        let Ok(Command::Shelve {
+            target,
+            hours,
+            note,
+        }) = Command::parse(
+            &t,
+            "qis/s/cmd/shelve",
+            br#"{"alarm_id":"d/p/high/2","hours":8,"note":"sensor swap","by":"me"}"#,
+        )
+        else {
+            panic!("a shelve");
+        };
+        assert_eq!(
+            (target.occurrence, hours, note.as_deref()),
+            (Some(2), 8.0, Some("sensor swap"))
+        );
+        assert!(
+            reason("qis/s/cmd/shelve", br#"{"device":"d","point":"p"}"#).contains("needs `hours`")
+        );
+        assert!(reason(
+            "qis/s/cmd/shelve",
+            br#"{"device":"d","point":"p","hours":721}"#
+        )
+        .contains("outside"));
+        assert!(reason(
+            "qis/s/cmd/shelve",
+            br#"{"device":"d","point":"p","hours":-1}"#
+        )
+        .contains("outside"));
+        assert!(reason(
+            "qis/s/cmd/unshelve",
+            br#"{"device":"d","point":"p","hours":1}"#
+        )
+        .contains("no `hours`"));
+        assert!(matches!(
+            Command::parse(
+                &t,
+                "qis/s/cmd/unshelve",
+                br#"{"device":"d","point":"p","rule":"high"}"#
+            ),
+            Ok(Command::Unshelve(_))
+        ));
         assert!(reason("qis/s/cmd/ack", b"\xff").contains("not valid JSON"));
         let big = format!(
             r#"{{"alarm_id":"d/p/high/1","note":"{}"}}"#,

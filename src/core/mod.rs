@@ -18,6 +18,7 @@ pub mod commands;
 pub mod out;
 mod peers;
 pub mod points;
+pub mod shelving;
 pub mod spc;
 pub mod storage;
 pub mod view;
@@ -370,6 +371,7 @@ impl Core {
                 point.publish_metric(now.mono, &mut self.out);
             }
         }
+        self.expire_shelves(now);
         let expired = self.adapt.expire(now.unix_ms() / 1000);
         self.apply_levels(&expired, now);
         self.publish_intake_stats();
@@ -382,6 +384,12 @@ impl Core {
             commands::Command::parse(&self.out.topics, topic, payload).and_then(|c| match c {
                 commands::Command::Ack(target) => self.acknowledge(target, now),
                 commands::Command::Answer(cmd, outcome) => self.answer_alarm(cmd, outcome, now),
+                commands::Command::Shelve {
+                    target,
+                    hours,
+                    note,
+                } => self.shelve(target, hours, note, now),
+                commands::Command::Unshelve(target) => self.unshelve(target, now),
             });
         if let Err(reason) = &result {
             warn!(topic = %topic, reason = %reason, "Command rejected.");

@@ -27,6 +27,8 @@ pub struct PointState {
     dirty: bool,
     /// Its alarm rules; with SPC, the `spc` rule is the last.
     pub rules: Vec<Rule>,
+    /// Each rule's shelf, while an engineer has it shelved (in the order of `rules`).
+    pub shelves: Vec<Option<super::shelving::Shelf>>,
     /// Statistical process control, when configured.
     pub spc: Option<SpcState>,
     /// Context fingerprint (hex), when the point or its device has a context.
@@ -83,6 +85,7 @@ impl PointState {
             last_good: None,
             published_at: None,
             dirty: false,
+            shelves: vec![None; rules.len()],
             rules,
             spc,
             fingerprint: p

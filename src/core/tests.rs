@@ -442,3 +442,105 @@ fn a_stale_alarm_id_acknowledges_nothing() {
     assert_eq!(events[0]["type"], "alarm", "{events:?}");
     assert!(core.view().alarms[0].rules[0].acknowledged);
 }
+
+fn command(topic: &str, payload: &'static [u8]) -> Input {
+    Input::Command {
+        topic: topic.into(),
+        payload: Bytes::from_static(payload),
+    }
+}
+
+#[test]
+fn a_shelved_rule_records_but_does_not_alert_until_its_time_is_up() {
+    let t0 = Now::current();
+    let mut core = core(CONFIG, t0);
+    core.handle(good(1.0, t0), t0);
+    core.drain();
+    core.handle(
+        command(
+            "qis/t/cmd/shelve",
+            br#"{"device":"d","point":"p","hours":1,"note":"sensor swap","by":"ana"}"#,
+        ),
+        t0,
+    );
+    let out = core.drain();
+    assert_eq!(out.command, Some(Ok(())));
+    let events = on(&out.publications, "/events");
+    assert_eq!(events[0]["type"], "shelved");
+    assert_eq!(
+        (events[0]["rule"].as_str(), events[0]["by"].as_str()),
+        (Some("d/p/high"), Some("ana"))
+    );
+    let alert = &on(&out.publications, "alerts/d/p")[0];
+    assert_eq!(alert["rules"][0]["shelved_by"], "ana");
+    assert!(alert["rules"][0]["shelved_until"].is_string());
+
+    // Raised while shelved: the state changes and the history records it; no alarm event.
+    let t1 = t0.after(Duration::from_secs(60));
+    core.handle(good(25.0, t1), t1);
+    let out = core.drain().publications;
+    assert!(
+        on(&out, "/events").is_empty(),
+        "a shelved rule does not alert"
+    );
+    assert_eq!(on(&out, "alerts/d/p")[0]["state"], "active");
+    assert!(
+        core.answers.flush_due(),
+        "the transition waits for the history"
+    );
+
+    // An hour after shelving it alerts again, with its state.
+    let t2 = t0.after(Duration::from_secs(3600));
+    core.handle(Input::Tick, t2);
+    let out = core.drain().publications;
+    let events = on(&out, "/events");
+    assert_eq!(events[0]["type"], "unshelved");
+    assert_eq!(
+        (events[0]["reason"].as_str(), events[0]["state"].as_str()),
+        (Some("expired"), Some("active"))
+    );
+    let alerts = on(&out, "alerts/d/p");
+    assert!(alerts.last().unwrap()["rules"][0]
+        .get("shelved_until")
+        .is_none());
+}
+
+#[test]
+fn unshelving_by_hand_and_refusals() {
+    let t2 = Now::current();
+    let mut core = core(CONFIG, t2);
+    core.handle(good(25.0, t2), t2);
+    core.drain();
+    // Nothing shelved: unshelve says so; shelve, then unshelve by hand.
+    core.handle(
+        command("qis/t/cmd/unshelve", br#"{"device":"d","point":"p"}"#),
+        t2,
+    );
+    let out = core.drain();
+    assert_eq!(out.command, Some(Err("nothing is shelved on d/p".into())));
+    core.handle(
+        command(
+            "qis/t/cmd/shelve",
+            br#"{"alarm_id":"d/p/high/1","hours":2}"#,
+        ),
+        t2,
+    );
+    core.handle(
+        command(
+            "qis/t/cmd/unshelve",
+            br#"{"alarm_id":"d/p/high/1","by":"ana"}"#,
+        ),
+        t2,
+    );
+    let events = on(&core.drain().publications, "/events");
+    assert_eq!(events.last().unwrap()["reason"], "engineer");
+    core.handle(
+        command(
+            "qis/t/cmd/shelve",
+            br#"{"alarm_id":"d/p/high/9","hours":2}"#,
+        ),
+        t2,
+    );
+    let rejected = core.drain().command.unwrap().unwrap_err();
+    assert!(rejected.contains("not the current alarm"), "{rejected}");
+}

@@ -94,6 +94,13 @@ pub struct RuleStatus {
     /// When the state last changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub changed_at: Option<String>,
+    /// While an engineer has the rule shelved: until when. A shelved rule evaluates and
+    /// records, but its transitions are not published as `alarm` events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shelved_until: Option<String>,
+    /// Who shelved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shelved_by: Option<String>,
 }
 
 /// `qis/<site>/alerts/<device>/<point>` (retained): the point's alarm state. The top-level
@@ -231,6 +238,39 @@ pub enum Event {
         /// For the `spc` rule: what the chart found.
         #[serde(skip_serializing_if = "Option::is_none")]
         spc: Option<Box<SpcDetail>>,
+        /// When.
+        ts: String,
+    },
+    /// An engineer shelved a rule: it evaluates and records, but does not alert, until then.
+    Shelved {
+        /// Site id.
+        site: String,
+        /// `<device>/<point>/<rule>`.
+        rule: String,
+        /// Until when.
+        until: String,
+        /// Who.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// Why.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        /// When.
+        ts: String,
+    },
+    /// A shelved rule alerts again: unshelved by an engineer, or its time was up.
+    Unshelved {
+        /// Site id.
+        site: String,
+        /// `<device>/<point>/<rule>`.
+        rule: String,
+        /// `engineer` or `expired`.
+        reason: String,
+        /// Who (for `engineer`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        /// The rule's state now (an `active` rule alerts at once).
+        state: AlarmState,
         /// When.
         ts: String,
     },
@@ -378,6 +418,26 @@ pub struct AckCommand {
     /// Rule name; all rules of the point when absent.
     pub rule: Option<String>,
     /// Who acknowledges, recorded in the event.
+    pub by: Option<String>,
+}
+
+/// `qis/<site>/cmd/shelve` and `cmd/unshelve`: which rule, for how long, by whom.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ShelveCommand {
+    /// `<device>/<point>/<rule>/<occurrence>` as in the alert.
+    pub alarm_id: Option<String>,
+    /// Device name.
+    pub device: Option<String>,
+    /// Point name.
+    pub point: Option<String>,
+    /// Rule name; all rules of the point when absent.
+    pub rule: Option<String>,
+    /// Hours to shelve for (shelve only): more than 0, at most 720.
+    pub hours: Option<f64>,
+    /// Why (shelve only).
+    pub note: Option<String>,
+    /// Who.
     pub by: Option<String>,
 }
 

@@ -170,6 +170,11 @@ pub fn shell(which: &Page, site: &str, session: &Session, body: &str) -> String 
          <label>Note <textarea name=\"note\" maxlength=\"1000\"></textarea></label>\
          <p class=\"error\" role=\"alert\"></p>\
          <menu><button value=\"cancel\" formnovalidate>Cancel</button><button value=\"ok\" class=\"primary\">Confirm</button></menu></form></dialog>\
+         <dialog id=\"shelve\"><form method=\"dialog\"><h2>Shelve <span class=\"alarm\"></span></h2>\
+         <p>The rule still evaluates and records, but does not alert, until the time is up.</p>\
+         <label>Hours (at most 720) <input name=\"hours\" type=\"number\" min=\"0.25\" max=\"720\" step=\"0.25\" value=\"8\" required></label>\
+         <label>Why <input name=\"note\" maxlength=\"200\"></label>\
+         <menu><button value=\"cancel\" formnovalidate>Cancel</button><button value=\"ok\" class=\"primary\">Shelve</button></menu></form></dialog>\
          {charts}<script src=\"/assets/app.js\"></script></body></html>",
         csrf = escape(&session.csrf),
         title = escape(&which.title()),
@@ -282,6 +287,13 @@ fn overview(live: &Live) -> String {
         );
     }
     out.push_str("</tbody></table></section>");
+    points(live, &mut out);
+    out
+}
+
+/// Every point with its value, linked to its page.
+fn points(live: &Live, out: &mut String) {
+    let v = &live.view;
     out.push_str(
         "<section><h2>Points</h2><table><thead><tr><th>Point</th><th>Value</th><th>Quality</th>\
          <th>Read</th><th>Error</th></tr></thead><tbody>",
@@ -301,7 +313,6 @@ fn overview(live: &Live) -> String {
         );
     }
     out.push_str("</tbody></table></section>");
-    out
 }
 
 fn alarms(live: &Live, session: &Session) -> String {
@@ -322,12 +333,13 @@ fn alarms(live: &Live, session: &Session) -> String {
             .then_with(|| y.2.raised_at.cmp(&x.2.raised_at))
     });
     let mut out = format!(
-        "<section><h2>Alarms</h2><p class=\"count\">{} active, {} acknowledged, {} cleared</p>\
+        "<section><h2>Alarms</h2><p class=\"count\">{} active, {} acknowledged, {} cleared, {} shelved</p>\
          <table><thead><tr><th>Point</th><th>Rule</th><th>Severity</th><th>State</th><th>Value</th>\
          <th>Level</th><th>Raised</th><th>Alarm</th><th></th></tr></thead><tbody>",
         rows.iter().filter(|r| rank(r.2) == 0).count(),
         rows.iter().filter(|r| rank(r.2) == 1).count(),
         rows.iter().filter(|r| rank(r.2) == 2).count(),
+        rows.iter().filter(|r| rank(r.2) == 3).count(),
     );
     for (_, point, rule) in &rows {
         let id = rule.alarm_id.as_deref().unwrap_or_default();
@@ -339,7 +351,7 @@ fn alarms(live: &Live, session: &Session) -> String {
         let _ = write!(
             out,
             "<tr data-alarm=\"{id}\" data-state=\"{state}\"><td><a href=\"/point/{device}/{name}\">{device}/{name}</a></td><td>{}</td><td class=\"{severity}\">{severity}</td>\
-             <td>{state}</td><td>{} {}</td><td>{}</td><td>{}</td><td><code>{id}</code></td><td class=\"actions\">{actions}</td></tr>",
+             <td>{state}{shelved}</td><td>{} {}</td><td>{}</td><td>{}</td><td><code>{id}</code></td><td class=\"actions\">{actions}</td></tr>",
             escape(&rule.rule),
             number(point.value),
             escape(&point.unit),
@@ -349,6 +361,11 @@ fn alarms(live: &Live, session: &Session) -> String {
             device = escape(&point.device),
             name = escape(&point.name),
             state = label(&rule.state),
+            shelved = rule.shelved_until.as_deref().map_or_else(String::new, |until| format!(
+                "<br><span class=\"shelved\">shelved until {}{}</span>",
+                escape(until),
+                rule.shelved_by.as_deref().map_or_else(String::new, |by| format!(" by {}", escape(by)))
+            )),
             severity = rule.severity.as_ref().map(label).unwrap_or_default(),
         );
     }
@@ -361,8 +378,11 @@ fn alarms(live: &Live, session: &Session) -> String {
     out
 }
 
-/// 0 needs attention (raised, not acknowledged), 1 acknowledged, 2 cleared.
+/// 0 needs attention (raised, not acknowledged), 1 acknowledged, 2 cleared, 3 shelved.
 fn rank(rule: &RuleStatus) -> u8 {
+    if rule.shelved_until.is_some() {
+        return 3;
+    }
     match label(&rule.state).as_str() {
         "active" => 0,
         "acknowledged" => 1,
@@ -373,12 +393,21 @@ fn rank(rule: &RuleStatus) -> u8 {
 fn actions(rule: &RuleStatus, id: &str) -> String {
     let id = escape(id);
     let mut out = String::new();
-    if rank(rule) == 0 {
+    if !rule.acknowledged {
         let _ = write!(
             out,
             "<button data-command=\"ack\" data-alarm=\"{id}\">Ack</button>"
         );
     }
+    let (command, text) = if rule.shelved_until.is_some() {
+        ("unshelve", "Unshelve")
+    } else {
+        ("shelve", "Shelve…")
+    };
+    let _ = write!(
+        out,
+        "<button data-command=\"{command}\" data-alarm=\"{id}\">{text}</button>"
+    );
     let _ = write!(
         out,
         "<button data-command=\"confirm\" data-alarm=\"{id}\">Confirm…</button>\

@@ -334,13 +334,13 @@ async fn command(
     if session.role != WebRole::Engineer {
         return refusal(
             StatusCode::FORBIDDEN,
-            "a viewer cannot acknowledge or answer alarms",
+            "a viewer cannot acknowledge, answer or shelve alarms",
         );
     }
-    if !["ack", "confirm", "refute"].contains(&name.as_str()) {
+    if !["ack", "confirm", "refute", "shelve", "unshelve"].contains(&name.as_str()) {
         return refusal(
             StatusCode::NOT_FOUND,
-            "unknown command; known: ack, confirm, refute",
+            "unknown command; known: ack, confirm, refute, shelve, unshelve",
         );
     }
     let payload = match with_user(&body, &session.user) {

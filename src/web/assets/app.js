@@ -6,6 +6,7 @@
   const badge = document.getElementById("connection");
   const csrf = document.querySelector('meta[name="csrf"]').content;
   const dialog = document.getElementById("confirm");
+  const shelveDialog = document.getElementById("shelve");
 
   // The point page's trend: uPlot, fed from the JSON the fragment carries.
   let chart = null;
@@ -83,11 +84,28 @@
     dialog.showModal();
   }
 
+  function shelveAlarm(alarm) {
+    const form = shelveDialog.querySelector("form");
+    form.reset();
+    shelveDialog.querySelector(".alarm").textContent = alarm;
+    shelveDialog.onclose = async () => {
+      if (shelveDialog.returnValue !== "ok") return;
+      const error = await send("shelve", {
+        alarm_id: alarm,
+        hours: Number(form.hours.value),
+        note: form.note.value || undefined,
+      });
+      if (error) alert(error);
+    };
+    shelveDialog.showModal();
+  }
+
   live.addEventListener("click", async (e) => {
     const button = e.target.closest("button[data-command]");
     if (!button) return;
     const { command, alarm } = button.dataset;
     if (command === "confirm") return confirmAlarm(alarm);
+    if (command === "shelve") return shelveAlarm(alarm);
     button.disabled = true;
     const error = await send(command, { alarm_id: alarm });
     button.disabled = false;
