@@ -267,6 +267,14 @@ async fn engineers_watch_and_answer_alarms_in_the_dashboard() {
         .status,
         404
     );
+    let points = http(web, "GET", "/points", &[("Cookie", &cookie)], b"").await;
+    assert!(
+        points.body.contains(
+            "<a href=\"/point/pump/bearing_temp\">pump/bearing_temp</a></td><td>90 °C</td><td class=\"good\">good</td>"
+        ),
+        "{}",
+        points.body
+    );
 
     viewer_and_hostile_requests(web, &cookie, &token).await;
     metrics(web, &cookie).await;
@@ -285,6 +293,19 @@ async fn engineers_watch_and_answer_alarms_in_the_dashboard() {
     assert!(
         r.body.contains("<td>pump</td><td class=\"ok\">up</td>"),
         "{}",
+        r.body
+    );
+    assert!(r
+        .body
+        .contains("<th>Local broker</th><td class=\"bad\">unreachable</td>"));
+    // The host's health: the state directory's free space, as this machine reports it.
+    let disk = r.body.split("<td id=\"disk\">").nth(1).unwrap_or_default();
+    assert!(
+        disk.split(" of ")
+            .next()
+            .is_some_and(|free| free.parse::<f64>().is_ok())
+            && disk.contains(" MiB</td>"),
+        "the state directory's free space: {}",
         r.body
     );
 

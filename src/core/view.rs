@@ -69,7 +69,8 @@ impl Trend {
     pub fn new(minutes: u32) -> Self {
         Self {
             span_s: (minutes.saturating_mul(60) / TREND_BUCKETS as u32).max(u32::from(minutes > 0)),
-            buckets: VecDeque::new(),
+            // Exactly the steps kept: grown by doubling, 360 would take room for 512.
+            buckets: VecDeque::with_capacity(if minutes > 0 { TREND_BUCKETS } else { 0 }),
         }
     }
 

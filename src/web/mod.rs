@@ -10,6 +10,7 @@
 
 mod auth;
 mod history;
+mod host;
 mod metrics;
 mod pages;
 mod point;

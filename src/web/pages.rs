@@ -2,6 +2,7 @@
 //! script replaces on each update (the same function renders both, so they cannot differ).
 
 use super::auth::Session;
+use super::host::Health;
 use super::Live;
 use crate::config::WebRole;
 use crate::core::view::{AlarmsView, PointView};
@@ -24,6 +25,8 @@ pub enum Page {
     Overview,
     /// Active and recent alarms, with their commands.
     Alarms,
+    /// Every point with its value and quality, linked to its page.
+    Points,
     /// Adaptable levels with their provenance, and peers' trust.
     Thresholds,
     /// The alarm and outcome history from the state database (not live).
@@ -44,6 +47,7 @@ impl Page {
             [""] | ["overview"] => Some(Self::Overview),
             ["alarms"] => Some(Self::Alarms),
             ["thresholds"] => Some(Self::Thresholds),
+            ["points"] => Some(Self::Points),
             ["history"] => Some(Self::History),
             ["point", device, point] if !device.is_empty() && !point.is_empty() => {
                 Some(Self::Point {
@@ -61,6 +65,7 @@ impl Page {
             Self::Overview => "/".into(),
             Self::Alarms => "/alarms".into(),
             Self::Thresholds => "/thresholds".into(),
+            Self::Points => "/points".into(),
             Self::History => "/history".into(),
             Self::Point { device, point } => format!("/point/{device}/{point}"),
         }
@@ -80,6 +85,7 @@ impl Page {
             Self::Overview => "Overview".into(),
             Self::Alarms => "Alarms".into(),
             Self::Thresholds => "Thresholds".into(),
+            Self::Points => "Points".into(),
             Self::History => "History".into(),
             Self::Point { device, point } => format!("{device}/{point}"),
         }
@@ -126,12 +132,12 @@ pub(super) fn number(value: Option<f64>) -> String {
 }
 
 /// A whole live page for a logged-in user.
-pub fn page(which: Page, live: &Live, session: &Session) -> String {
+pub fn page(which: Page, live: &Live, session: &Session, host: &Health) -> String {
     shell(
         &which,
         &live.view.site,
         session,
-        &fragment(&which, live, session),
+        &fragment(&which, live, session, host),
     )
 }
 
@@ -140,6 +146,7 @@ pub fn shell(which: &Page, site: &str, session: &Session, body: &str) -> String 
     let mut nav = String::new();
     for p in [
         Page::Overview,
+        Page::Points,
         Page::Alarms,
         Page::Thresholds,
         Page::History,
@@ -208,7 +215,7 @@ pub fn login(error: Option<&str>) -> String {
 }
 
 /// The live part of a page, under a warning while the local broker is unreachable.
-pub fn fragment(which: &Page, live: &Live, session: &Session) -> String {
+pub fn fragment(which: &Page, live: &Live, session: &Session, host: &Health) -> String {
     let banner = if live.local_broker {
         ""
     } else {
@@ -217,9 +224,10 @@ pub fn fragment(which: &Page, live: &Live, session: &Session) -> String {
          nothing until it returns.</p>"
     };
     let body = match which {
-        Page::Overview => overview(live),
+        Page::Overview => overview(live) + &host_section(host),
         Page::Alarms => alarms(live, session),
         Page::Thresholds => super::thresholds::thresholds(live),
+        Page::Points => points(live),
         Page::History => String::new(),
         Page::Point { device, point } => super::point::point(live, device, point),
     };
@@ -287,13 +295,31 @@ fn overview(live: &Live) -> String {
         );
     }
     out.push_str("</tbody></table></section>");
-    points(live, &mut out);
     out
 }
 
+/// The machine's health, for the overview.
+fn host_section(h: &Health) -> String {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "–".into());
+    format!(
+        "<section><h2>Host</h2><table class=\"facts\">\
+         <tr><th>CPU</th><td id=\"cpu\">{}</td></tr><tr><th>Load (1 min)</th><td>{}</td></tr>\
+         <tr><th>Memory available</th><td>{}</td></tr><tr><th>Gateway memory</th><td>{}</td></tr>\
+         <tr><th>State directory free</th><td id=\"disk\">{}</td></tr><tr><th>SoC temperature</th><td>{}</td></tr></table></section>",
+        or_dash(h.cpu_percent.map(|c| format!("{c:.0} %"))),
+        or_dash(h.load_1m.map(|l| format!("{l:.2}"))),
+        or_dash(h.memory.map(|(a, t)| format!("{:.0} of {:.0} MiB", mib(a), mib(t)))),
+        or_dash(h.gateway_rss.map(|r| format!("{:.1} MiB", mib(r)))),
+        or_dash(h.disk.map(|(f, t)| format!("{:.0} of {:.0} MiB", mib(f), mib(t)))),
+        or_dash(h.temperature_c.map(|c| format!("{c:.1} °C"))),
+    )
+}
+
 /// Every point with its value, linked to its page.
-fn points(live: &Live, out: &mut String) {
+fn points(live: &Live) -> String {
     let v = &live.view;
+    let mut out = String::new();
     out.push_str(
         "<section><h2>Points</h2><table><thead><tr><th>Point</th><th>Value</th><th>Quality</th>\
          <th>Read</th><th>Error</th></tr></thead><tbody>",
@@ -313,6 +339,7 @@ fn points(live: &Live, out: &mut String) {
         );
     }
     out.push_str("</tbody></table></section>");
+    out
 }
 
 fn alarms(live: &Live, session: &Session) -> String {

@@ -40,6 +40,7 @@ pub struct AppState {
     live: watch::Receiver<Arc<Live>>,
     commands: mpsc::Sender<WebCommand>,
     history: Arc<HistoryDb>,
+    host: super::host::Host,
 }
 
 impl AppState {
@@ -63,6 +64,7 @@ impl AppState {
             live,
             commands,
             history: HistoryDb::new(state_dir.to_path_buf()),
+            host: super::host::Host::new(state_dir),
         })
     }
 
@@ -83,6 +85,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(page))
         .route("/alarms", get(page))
         .route("/thresholds", get(page))
+        .route("/points", get(page))
         .route("/history", get(history_page))
         .route("/point/*rest", get(page))
         .route("/login", get(login_page).post(login))
@@ -165,7 +168,11 @@ async fn page(
     } else {
         StatusCode::NOT_FOUND
     };
-    (status, Html(pages::page(which, &live, &session))).into_response()
+    (
+        status,
+        Html(pages::page(which, &live, &session, &state.host.health())),
+    )
+        .into_response()
 }
 
 async fn login_page() -> Html<String> {
@@ -286,27 +293,29 @@ async fn live(
     let Some(which) = pages::Page::from_path(&name).filter(|p| *p != pages::Page::History) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    Sse::new(fragments(state.live.clone(), which, session))
+    Sse::new(fragments(Arc::clone(&state), which, session))
         .keep_alive(KeepAlive::default())
         .into_response()
 }
 
 fn fragments(
-    mut live: watch::Receiver<Arc<Live>>,
+    state: Arc<AppState>,
     which: pages::Page,
     session: Session,
 ) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
+    let mut live = state.live.clone();
     live.mark_changed();
     futures::stream::unfold((live, true), move |(mut live, first)| {
         let session = session.clone();
         let which = which.clone();
+        let state = Arc::clone(&state);
         async move {
             if !first {
                 tokio::time::sleep(UPDATE_EVERY).await;
             }
             live.changed().await.ok()?;
             let snapshot = live.borrow_and_update().clone();
-            let html = pages::fragment(&which, &snapshot, &session);
+            let html = pages::fragment(&which, &snapshot, &session, &state.host.health());
             Some((
                 Ok(Event::default().event("fragment").data(html)),
                 (live, false),

@@ -1,0 +1,146 @@
+//! The dashboard's weight and memory: the gzipped bytes a browser loads for each page (the
+//! HTML of a gateway with 1 000 points, and the embedded assets), and the resident memory of
+//! 1 000 full point trends. Run: `cargo bench --bench dashboard`.
+
+use qis_edge::core::view::{Trend, TREND_BUCKETS};
+use std::io::{Read, Write};
+use std::time::{Duration, SystemTime};
+
+const POINTS: usize = 1000;
+
+fn gzipped(bytes: &[u8]) -> usize {
+    let mut child = std::process::Command::new("gzip")
+        .args(["-9", "-c"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    child.wait_with_output().unwrap().stdout.len()
+}
+
+/// One request over plain HTTP/1.1; the body.
+fn get(port: u16, method: &str, path: &str, cookie: &str, body: &str) -> (String, Vec<u8>) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nCookie: {cookie}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    (
+        String::from_utf8_lossy(&raw[..split]).to_string(),
+        raw[split + 4..].to_vec(),
+    )
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+fn config(dir: &std::path::Path, web: u16, hash: &str) -> String {
+    let mut text = format!(
+        "[site]\nid = \"bench\"\nstate_dir = \"{}\"\n[mqtt]\nport = 1\n\
+         [web]\nenabled = true\nbind = \"127.0.0.1:{web}\"\n\
+         [[web.users]]\nname = \"b\"\nrole = \"engineer\"\npassword_hash = \"{hash}\"\n\
+         [[devices]]\ntype = \"modbus_tcp\"\nname = \"d\"\nhost = \"127.0.0.1\"\nport = 1\n",
+        dir.display()
+    );
+    for i in 0..POINTS {
+        text += &format!(
+            "[[devices.points]]\nname = \"p{i}\"\nregister = \"holding\"\naddress = {}\nunit = \"°C\"\n\
+             [[devices.points.alarms]]\nkind = \"high\"\nwarning = 70.0\nalarm = 80.0\n",
+            i % 60000
+        );
+    }
+    text
+}
+
+fn page_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hash = qis_edge::web::hash_password("bench-password").unwrap();
+    let config =
+        qis_edge::config::parse_str(&config(dir.path(), web, &hash), "bench.toml").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway = runtime.spawn(qis_edge::run(config, async move {
+        let _ = stopped.await;
+    }));
+    while std::net::TcpStream::connect(("127.0.0.1", web)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (head, _) = get(web, "POST", "/login", "", "user=b&password=bench-password");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("a session")
+        .to_string();
+    let asset = |name: &str| gzipped(&get(web, "GET", &format!("/assets/{name}"), "", "").1);
+    let common = asset("app.js") + asset("style.css");
+    let charts = asset("uplot.js") + asset("uplot.css");
+    println!(
+        "dashboard page weight, gzip -9, a gateway with {POINTS} points (HTML + assets it loads):"
+    );
+    for (page, extra) in [
+        ("/", 0),
+        ("/alarms", 0),
+        ("/thresholds", 0),
+        ("/history", 0),
+        ("/point/d/p0", charts),
+    ] {
+        let (_, html) = get(web, "GET", page, &cookie, "");
+        let total = gzipped(&html) + common + extra;
+        println!(
+            "  {page:<12} {:>7.1} KiB (HTML {:.1} KiB raw, {:.1} KiB gzipped; goal 150 KiB)",
+            total as f64 / 1024.0,
+            html.len() as f64 / 1024.0,
+            gzipped(&html) as f64 / 1024.0
+        );
+    }
+    let _ = stop.send(());
+    let _ = runtime.block_on(gateway);
+}
+
+fn trend_memory() {
+    let before = rss_kib();
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let mut trends: Vec<Trend> = (0..POINTS).map(|_| Trend::new(60)).collect();
+    for (i, t) in trends.iter_mut().enumerate() {
+        for s in 0..TREND_BUCKETS as u64 * 10 {
+            t.record(
+                start + Duration::from_secs(s),
+                (i as f64) + (s as f64).sin(),
+            );
+        }
+    }
+    let after = rss_kib();
+    let full = trends
+        .iter()
+        .filter(|t| t.buckets.len() == TREND_BUCKETS)
+        .count();
+    println!(
+        "trends: {POINTS} points × {TREND_BUCKETS} steps ({full} full): +{:.1} MiB resident (goal with the web server: ≤ 8 MiB)",
+        after.saturating_sub(before) as f64 / 1024.0
+    );
+    drop(trends);
+}
+
+fn main() {
+    trend_memory();
+    page_weight();
+}
