@@ -43,14 +43,41 @@ pub struct Dashboard {
     pub commands: mpsc::Receiver<WebCommand>,
     /// The read model, replaced at the next tick after anything changed.
     pub live: watch::Sender<Arc<Live>>,
+    /// When it was last replaced.
+    replaced: std::cell::Cell<std::time::Instant>,
 }
+
+/// How often the read model is replaced while no page is open (a page then loads a snapshot
+/// at most this old; an open page gets every tick's).
+const IDLE_SNAPSHOT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Dashboard {
     /// The channels for a dashboard: this side, and the receiver and sender its server uses.
     pub fn new(initial: Live) -> (Self, watch::Receiver<Arc<Live>>, mpsc::Sender<WebCommand>) {
         let (tx, commands) = mpsc::channel(crate::web::COMMAND_CAPACITY);
         let (live, rx) = watch::channel(Arc::new(initial));
-        (Self { commands, live }, rx, tx)
+        let replaced = std::cell::Cell::new(std::time::Instant::now());
+        (
+            Self {
+                commands,
+                live,
+                replaced,
+            },
+            rx,
+            tx,
+        )
+    }
+
+    /// Whether to replace the read model now: at every tick while a page watches it (the
+    /// server itself holds one receiver), otherwise every [`IDLE_SNAPSHOT`].
+    fn due(&self) -> bool {
+        let now = std::time::Instant::now();
+        let due = self.live.receiver_count() > 1
+            || now.duration_since(self.replaced.get()) >= IDLE_SNAPSHOT;
+        if due {
+            self.replaced.set(now);
+        }
+        due
     }
 }
 
@@ -115,6 +142,8 @@ pub async fn run(mut core: Core, mut ch: Channels, cancel: CancellationToken) {
             }
         };
         let tick = matches!(input, Input::Tick);
+        // A sample changes the read model even when its metric waits for the rate limit.
+        changed |= matches!(input, Input::Source(_));
         core.handle(input, Now::current());
         let mut out = core.drain();
         if let (Some(reply), Some(result)) = (reply, out.command.take()) {
@@ -122,7 +151,7 @@ pub async fn run(mut core: Core, mut ch: Channels, cancel: CancellationToken) {
         }
         changed |= !out.publications.is_empty();
         deliver(out, &ch, &mut acks, last);
-        if let Some(web) = ch.web.as_ref().filter(|_| tick && changed) {
+        if let Some(web) = ch.web.as_ref().filter(|w| tick && changed && w.due()) {
             web.live
                 .send_replace(Arc::new(snapshot(&core, *ch.local_up.borrow())));
             changed = false;
