@@ -100,6 +100,7 @@ fn page_weight() {
     );
     for (page, extra) in [
         ("/", 0),
+        ("/points", 0),
         ("/alarms", 0),
         ("/thresholds", 0),
         ("/history", 0),
