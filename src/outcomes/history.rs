@@ -1,6 +1,7 @@
 //! Reading the alarm history (`alarm_events`) and the outcome history (`alarms`) back, newest
 //! first, a page at a time, for the dashboard and its CSV export.
 
+use super::answers::AlarmEvent;
 use crate::db::{Db, StorageError};
 use rusqlite::types::Value;
 
@@ -49,33 +50,6 @@ impl Filter {
     }
 }
 
-/// One alarm transition.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventRow {
-    /// When, Unix milliseconds.
-    pub at_ms: i64,
-    /// The alarm's id.
-    pub alarm_id: Option<String>,
-    /// Device name.
-    pub device: String,
-    /// Point name.
-    pub point: String,
-    /// Rule name.
-    pub rule: String,
-    /// State before.
-    pub from: String,
-    /// State after.
-    pub to: String,
-    /// `warning` or `alarm`.
-    pub severity: Option<String>,
-    /// The value at the transition.
-    pub value: Option<f64>,
-    /// The level at the transition.
-    pub threshold: Option<f64>,
-    /// Who acknowledged.
-    pub by: Option<String>,
-}
-
 /// One alarm with its answer, if given.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutcomeRow {
@@ -106,7 +80,7 @@ pub struct OutcomeRow {
 }
 
 /// Alarm transitions matching `filter`, newest first.
-pub fn events(db: &mut Db, filter: &Filter) -> Result<Vec<EventRow>, StorageError> {
+pub fn events(db: &mut Db, filter: &Filter) -> Result<Vec<AlarmEvent>, StorageError> {
     let (clause, mut params) = filter.clause("at_ms");
     params.push(Value::Integer(filter.limit as i64));
     let sql = format!(
@@ -116,8 +90,8 @@ pub fn events(db: &mut Db, filter: &Filter) -> Result<Vec<EventRow>, StorageErro
     let conn = db.conn();
     let mut statement = conn.prepare(&sql)?;
     let rows = statement.query_map(rusqlite::params_from_iter(params), |r| {
-        Ok(EventRow {
-            at_ms: r.get(0)?,
+        Ok(AlarmEvent {
+            at_ms: r.get::<_, i64>(0)?.max(0) as u64,
             alarm_id: r.get(1)?,
             device: r.get(2)?,
             point: r.get(3)?,

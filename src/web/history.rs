@@ -5,7 +5,8 @@
 use super::auth::Session;
 use super::pages::{escape, number, shell, Page};
 use crate::db::Db;
-use crate::outcomes::history::{self, EventRow, Filter, OutcomeRow};
+use crate::outcomes::answers::AlarmEvent;
+use crate::outcomes::history::{self, Filter, OutcomeRow};
 use serde::Deserialize;
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -112,7 +113,7 @@ fn asked(q: &Query) -> Result<Asked, String> {
 /// The rows asked for.
 pub enum Rows {
     /// Alarm transitions.
-    Events(Vec<EventRow>),
+    Events(Vec<AlarmEvent>),
     /// Alarms with their answers.
     Outcomes(Vec<OutcomeRow>),
 }
@@ -199,7 +200,7 @@ pub fn page(site: &str, session: &Session, q: &Query, rows: &Rows, filter: &Filt
         oc = if outcomes { " selected" } else { "" },
     );
     let (count, oldest) = match rows {
-        Rows::Events(r) => (r.len(), r.last().map(|e| e.at_ms)),
+        Rows::Events(r) => (r.len(), r.last().map(|e| e.at_ms as i64)),
         Rows::Outcomes(r) => (r.len(), r.last().map(|o| o.raised_at_ms)),
     };
     let csv = query_string(q, None, true);
@@ -257,7 +258,7 @@ fn percent(text: &str) -> String {
         .collect()
 }
 
-fn events_table(out: &mut String, rows: &[EventRow]) {
+fn events_table(out: &mut String, rows: &[AlarmEvent]) {
     out.push_str(
         "<table><thead><tr><th>When</th><th>Point</th><th>Rule</th><th>From</th><th>To</th>\
          <th>Severity</th><th>Value</th><th>Level</th><th>By</th><th>Alarm</th></tr></thead><tbody>",
@@ -266,7 +267,7 @@ fn events_table(out: &mut String, rows: &[EventRow]) {
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            time(e.at_ms),
+            time(e.at_ms as i64),
             escape(&e.device),
             escape(&e.point),
             escape(&e.rule),
@@ -331,7 +332,7 @@ pub fn csv(rows: &Rows) -> Result<Vec<u8>, String> {
             w.write_record(header).and_then(|()| {
                 r.iter().try_for_each(|e| {
                     w.write_record([
-                        time(e.at_ms),
+                        time(e.at_ms as i64),
                         cell(text(&e.alarm_id)),
                         cell(&e.device),
                         cell(&e.point),
