@@ -67,17 +67,17 @@ fn config(dir: &std::path::Path, web: u16, hash: &str) -> String {
     text
 }
 
-fn page_weight() {
-    let dir = tempfile::tempdir().unwrap();
-    let web = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let hash = qis_edge::web::hash_password("bench-password").unwrap();
-    let config =
-        qis_edge::config::parse_str(&config(dir.path(), web, &hash), "bench.toml").unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+/// The gateway started on `runtime`, once its dashboard on `web` answers, and the session
+/// cookie of user `b`; send on the first to stop it.
+fn start(
+    runtime: &tokio::runtime::Runtime,
+    config: qis_edge::config::Config,
+    web: u16,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), qis_edge::run::RunError>>,
+    String,
+) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let gateway = runtime.spawn(qis_edge::run(config, async move {
         let _ = stopped.await;
@@ -92,6 +92,21 @@ fn page_weight() {
         .and_then(|c| c.split(';').next())
         .expect("a session")
         .to_string();
+    (stop, gateway, cookie)
+}
+
+fn page_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hash = qis_edge::web::hash_password("bench-password").unwrap();
+    let config =
+        qis_edge::config::parse_str(&config(dir.path(), web, &hash), "bench.toml").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stop, gateway, cookie) = start(&runtime, config, web);
     let asset = |name: &str| gzipped(&get(web, "GET", &format!("/assets/{name}"), "", "").1);
     let common = asset("app.js") + asset("style.css");
     let charts = asset("uplot.js") + asset("uplot.css");
@@ -240,20 +255,7 @@ fn latency() {
         dir.path().display()
     );
     let config = qis_edge::config::parse_str(&text, "bench.toml").unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let gateway = runtime.spawn(qis_edge::run(config, async move {
-        let _ = stopped.await;
-    }));
-    while std::net::TcpStream::connect(("127.0.0.1", web)).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let (head, _) = get(web, "POST", "/login", "", "user=b&password=bench-password");
-    let cookie = head
-        .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: "))
-        .and_then(|c| c.split(';').next())
-        .unwrap()
-        .to_string();
+    let (stop, gateway, cookie) = start(&runtime, config, web);
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", web)).unwrap();
     write!(
         stream,

@@ -21,14 +21,8 @@ async fn an_engineer_answers_an_alarm_in_the_browser() {
     );
     let state = tempfile::tempdir().unwrap();
     let web = free_port();
-    let eng = qis_edge::web::hash_password("engineer-pass").unwrap();
-    let view = qis_edge::web::hash_password("viewer-pass").unwrap();
     let text = Plant::new(SITE, state.path(), broker.port, plc.port)
-        .extra(&format!(
-            "[web]\nenabled = true\nbind = \"127.0.0.1:{web}\"\ntrend_minutes = 6\n\
-             [[web.users]]\nname = \"ana\"\nrole = \"engineer\"\npassword_hash = \"{eng}\"\n\
-             [[web.users]]\nname = \"vic\"\nrole = \"viewer\"\npassword_hash = \"{view}\"\n"
-        ))
+        .extra(&dashboard_section(web, "trend_minutes = 6\n"))
         .adapt("[devices.points.alarms.adapt]\nfloor = 60.0\nceiling = 80.0\n")
         .toml();
     let fp = qis_edge::config::parse_str(&text, "t").unwrap().devices[0]

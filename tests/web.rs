@@ -104,14 +104,8 @@ async fn engineers_watch_and_answer_alarms_in_the_dashboard() {
     );
     let state = tempfile::tempdir().unwrap();
     let web = free_port();
-    let eng = qis_edge::web::hash_password("engineer-pass").unwrap();
-    let view = qis_edge::web::hash_password("viewer-pass").unwrap();
     let text = Plant::new(SITE, state.path(), broker.port, plc.port)
-        .extra(&format!(
-            "[web]\nenabled = true\nbind = \"127.0.0.1:{web}\"\n\
-             [[web.users]]\nname = \"ana\"\nrole = \"engineer\"\npassword_hash = \"{eng}\"\n\
-             [[web.users]]\nname = \"vic\"\nrole = \"viewer\"\npassword_hash = \"{view}\"\n"
-        ))
+        .extra(&dashboard_section(web, ""))
         .toml();
     let mut observer = Observer::connect(broker.port).await;
     let gateway = start(&text);

@@ -217,3 +217,15 @@ impl EventStream {
             .unwrap_or_else(|_| panic!("timed out waiting for {what} on the event stream"))
     }
 }
+
+/// `[web]` on 127.0.0.1:`port` with `extra` keys, an engineer `ana` (password `engineer-pass`)
+/// and a viewer `vic` (`viewer-pass`).
+pub fn dashboard_section(port: u16, extra: &str) -> String {
+    let eng = qis_edge::web::hash_password("engineer-pass").unwrap();
+    let view = qis_edge::web::hash_password("viewer-pass").unwrap();
+    format!(
+        "[web]\nenabled = true\nbind = \"127.0.0.1:{port}\"\n{extra}\
+         [[web.users]]\nname = \"ana\"\nrole = \"engineer\"\npassword_hash = \"{eng}\"\n\
+         [[web.users]]\nname = \"vic\"\nrole = \"viewer\"\npassword_hash = \"{view}\"\n"
+    )
+}
