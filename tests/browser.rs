@@ -16,14 +16,16 @@ const SITE: &str = "browser";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engineer_answers_an_alarm_in_the_browser() {
     let mut broker = mosquitto();
-    let plc = modbus_server(
-        &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]}),
-    );
+    let plc = modbus_server(&json!({"registers": [
+        {"table": "holding", "address": 0, "type": "u16", "value": 20},
+        {"table": "holding", "address": 1, "type": "u16", "value": 50}
+    ]}));
     let state = tempfile::tempdir().unwrap();
     let web = free_port();
     let text = Plant::new(SITE, state.path(), broker.port, plc.port)
         .extra(&dashboard_section(web, "trend_minutes = 6\n"))
         .adapt("[devices.points.alarms.adapt]\nfloor = 60.0\nceiling = 80.0\n")
+        .then(&charted_and_vibration(500))
         .toml();
     let fp = qis_edge::config::parse_str(&text, "t").unwrap().devices[0]
         .context()
@@ -87,7 +89,9 @@ async fn an_engineer_answers_an_alarm_in_the_browser() {
     write_holding(plc.port, 0, 90).await;
     let raised = observer
         .wait_for("the raise on MQTT", Duration::from_secs(20), |m| {
-            m.json["type"] == "alarm" && m.json["to"] == "active"
+            m.json["type"] == "alarm"
+                && m.json["point"] == "bearing_temp"
+                && m.json["to"] == "active"
         })
         .await;
     let id = raised.json["alarm_id"].as_str().unwrap().to_string();
@@ -286,6 +290,51 @@ async fn an_engineer_answers_an_alarm_in_the_browser() {
         .await;
     assert!(legend.as_str().unwrap().contains("high alarm"), "{legend}");
     b.screenshot("point").await;
+
+    // A vibration point: both spectra drawn with their cursors; a charted point: its charts,
+    // with the value the PLC pushes beyond the limits marked.
+    b.call(
+        "the vibration point",
+        json!({"cmd": "goto", "url": format!("{base}/point/fan/bpfo")}),
+    )
+    .await;
+    for chart in ["#spectrum", "#envelope"] {
+        b.call(
+            "a spectrum",
+            json!({"cmd": "wait", "selector": format!("{chart} .uplot canvas")}),
+        )
+        .await;
+    }
+    let legend = b
+        .call(
+            "the envelope's legend",
+            json!({"cmd": "text", "selector": "#envelope .u-legend"}),
+        )
+        .await;
+    assert!(legend.as_str().unwrap().contains("envelope"), "{legend}");
+    b.screenshot("point-vibration").await;
+    b.call(
+        "the charted point",
+        json!({"cmd": "goto", "url": format!("{base}/point/pump/diameter")}),
+    )
+    .await;
+    b.call(
+        "its control chart",
+        json!({"cmd": "wait", "selector": "#spc .uplot canvas"}),
+    )
+    .await;
+    write_holding(plc.port, 1, 60).await;
+    b.call(
+        "the violation counted",
+        json!({"cmd": "wait", "selector": "p.note[data-violations]:not([data-violations=\"0\"])"}),
+    )
+    .await;
+    b.call(
+        "the dispersion chart",
+        json!({"cmd": "wait", "selector": "#spc-dispersion .uplot canvas"}),
+    )
+    .await;
+    b.screenshot("point-spc").await;
     b.call(
         "thresholds",
         json!({"cmd": "goto", "url": format!("{base}/thresholds")}),

@@ -393,6 +393,16 @@ async fn vibration_features_alarm_like_registers_and_publish_a_spectrum() {
     assert!(spectrum.json["amplitudes"].as_array().unwrap().len() <= 128);
     assert!(spectrum.json["resolution_hz"].as_f64().unwrap() > 0.0);
     assert_eq!(spectrum.json["bearing_verdict"], "outer_race");
+    assert_eq!(
+        spectrum.json["iso10816_boundaries_mm_s"],
+        serde_json::json!([1.4, 2.8, 4.5])
+    );
+    assert!((spectrum.json["shaft_hz"].as_f64().unwrap() - 1796.0 / 60.0).abs() < 1e-9);
+    let envelope = &spectrum.json["envelope"];
+    let bpfo = 9.0 / 2.0 * 1796.0 / 60.0 * (1.0 - 0.3126 / 1.537);
+    assert!((envelope["bpfo_hz"].as_f64().unwrap() - bpfo).abs() < 1e-9);
+    assert!(envelope["amplitudes"].as_array().unwrap().len() <= 128);
+    assert_eq!(envelope["diagnosis"][0]["defect"], "outer_race");
     let _ = stop.send(());
     tokio::time::timeout(std::time::Duration::from_secs(10), gateway)
         .await

@@ -230,14 +230,14 @@ async fn engineers_watch_and_answer_alarms_in_the_dashboard() {
     )
     .await;
     assert_eq!(r.status, 200);
-    let marker = "id=\"trend-data\">";
-    let start = r.body.find(marker).unwrap() + marker.len();
-    let end = start + r.body[start..].find("</script>").unwrap();
-    let trend: Value = serde_json::from_str(&r.body[start..end]).unwrap();
-    assert_eq!(
-        trend["series"],
-        json!(["least", "greatest", "last", "high alarm"])
-    );
+    let trend = chart_data(&r.body, "trend").expect("the trend");
+    let labels: Vec<&Value> = trend["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["label"])
+        .collect();
+    assert_eq!(labels, ["least", "greatest", "last", "high alarm"]);
     let last = trend["data"][3].as_array().unwrap();
     assert_eq!(
         last.last(),
@@ -667,6 +667,135 @@ async fn the_thresholds_page_shows_where_a_level_came_from() {
     assert!(
         fragment.contains("<td>72.5</td>") && fragment.contains("<td>applied</td>"),
         "{fragment}"
+    );
+    stop(gateway).await;
+}
+
+/// A vibration point's page shows the latest amplitude and envelope spectra of a real
+/// outer-race fault with the shaft orders and defect frequencies (computed here from the
+/// bearing's geometry) as cursors, and the envelope's strongest line sits on BPFO or a
+/// harmonic; a charted point's page shows its individuals and moving-range charts with the
+/// limits of the configured centre and sigma and the rule a value beyond them broke.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn point_pages_show_spectra_with_defect_cursors_and_control_charts() {
+    const SITE: &str = "charts";
+    let broker = mosquitto();
+    let plc = modbus_server(&json!({"registers": [
+        {"table": "holding", "address": 0, "type": "u16", "value": 20},
+        {"table": "holding", "address": 1, "type": "u16", "value": 50}
+    ]}));
+    let state = tempfile::tempdir().unwrap();
+    let web = free_port();
+    let text = Plant::new(SITE, state.path(), broker.port, plc.port)
+        .extra(&dashboard_section(web, ""))
+        .then(&charted_and_vibration(200))
+        .toml();
+    let gateway = start(&text);
+    wait_http(web).await;
+    let cookie = login(web, "vic", "viewer-pass").await.unwrap();
+
+    // The vibration point.
+    let shaft = 1796.0 / 60.0;
+    let bpfo = 9.0 / 2.0 * shaft * (1.0 - 0.3126 / 1.537);
+    let bpfi = 9.0 / 2.0 * shaft * (1.0 + 0.3126 / 1.537);
+    let mut live = EventStream::open(web, "/live/point/fan/bpfo", &[("Cookie", &cookie)]).await;
+    let fragment = live
+        .wait_for("the spectra", "fragment", Duration::from_secs(30), |d| {
+            d.contains("id=\"envelope-data\"")
+        })
+        .await;
+    assert!(
+        fragment.contains("ISO 10816 zone") && fragment.contains("outer_race"),
+        "{fragment}"
+    );
+    let envelope = chart_data(&fragment, "envelope").unwrap();
+    let cursor = |chart: &Value, label: &str| {
+        chart["cursors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["label"] == label)
+            .unwrap_or_else(|| panic!("no cursor {label}: {chart}"))["x"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!((cursor(&envelope, "BPFO") - bpfo).abs() < 1e-9);
+    assert!((cursor(&envelope, "2×BPFO") - 2.0 * bpfo).abs() < 1e-9);
+    assert!((cursor(&envelope, "BPFI") - bpfi).abs() < 1e-9);
+    let hz = envelope["data"][0].as_array().unwrap();
+    let amplitude = envelope["data"][1].as_array().unwrap();
+    assert_eq!(hz.len(), amplitude.len());
+    let step = hz[1].as_f64().unwrap() - hz[0].as_f64().unwrap();
+    let (strongest, _) = hz
+        .iter()
+        .zip(amplitude)
+        .map(|(f, a)| (f.as_f64().unwrap(), a.as_f64().unwrap()))
+        .filter(|(f, _)| *f > 0.5 * shaft)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    assert!(
+        (1..=3).any(|k| (strongest - f64::from(k) * bpfo).abs() <= 2.0 * step),
+        "the strongest envelope line, {strongest} Hz, is not on BPFO ({bpfo} Hz) or a harmonic"
+    );
+    let spectrum = chart_data(&fragment, "spectrum").unwrap();
+    assert!((cursor(&spectrum, "1×") - shaft).abs() < 1e-9);
+    assert!((cursor(&spectrum, "3×") - 3.0 * shaft).abs() < 1e-9);
+    let band = spectrum["region"].as_array().unwrap();
+    assert!(band[0].as_f64().unwrap() < band[1].as_f64().unwrap());
+
+    // The charted point: 50 is on the centre line; 60 breaks rule 1 on both charts.
+    let mut live =
+        EventStream::open(web, "/live/point/pump/diameter", &[("Cookie", &cookie)]).await;
+    live.wait_for("the chart", "fragment", Duration::from_secs(20), |d| {
+        chart_data(d, "spc").is_some_and(|c| !c["data"][0].as_array().unwrap().is_empty())
+    })
+    .await;
+    write_holding(plc.port, 1, 60).await;
+    let beyond =
+        |c: &Value| {
+            c["marks"].as_array().unwrap().iter().any(|m| {
+                m["y"] == 60.0 && m["label"].as_str().unwrap().split(',').any(|r| r == "1")
+            })
+        };
+    let fragment = live
+        .wait_for("rule 1 marked", "fragment", Duration::from_secs(20), |d| {
+            chart_data(d, "spc").is_some_and(|c| beyond(&c))
+        })
+        .await;
+    let chart = chart_data(&fragment, "spc").unwrap();
+    let labels: Vec<&Value> = chart["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["label"])
+        .collect();
+    assert_eq!(labels, ["Individuals", "centre", "LCL", "UCL"]);
+    for (series, want) in [(2, 50.0), (3, 47.0), (4, 53.0)] {
+        assert!(
+            chart["data"][series]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| (v.as_f64().unwrap() - want).abs() < 1e-9),
+            "series {series} is not {want}: {chart}"
+        );
+    }
+    assert!(chart["marks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["y"] == 60.0));
+    let dispersion = chart_data(&fragment, "spc-dispersion").unwrap();
+    // Moving range limits for a known sigma: centre d2·σ, upper D4·d2·σ (d2 1.128, D4 3.267).
+    let ucl = dispersion["data"][4][0].as_f64().unwrap();
+    assert!((ucl - 3.267 * 1.128).abs() < 2e-3, "{dispersion}");
+    assert!(
+        dispersion["marks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["y"] == 10.0 && m["label"] == "1"),
+        "{dispersion}"
     );
     stop(gateway).await;
 }

@@ -73,6 +73,7 @@ pub fn view(point: &PointState) -> AlarmsView {
                 alarm: r.level(Severity::Alarm),
             })
             .collect(),
+        answers: Vec::new(),
     }
 }
 

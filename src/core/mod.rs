@@ -214,7 +214,22 @@ impl Core {
             site: self.out.site.clone(),
             devices: self.devices.clone(),
             points: self.points.iter().map(|p| p.view.clone()).collect(),
-            alarms: self.points.iter().map(alerts::view).collect(),
+            alarms: self
+                .points
+                .iter()
+                .map(|p| {
+                    let mut a = alerts::view(p);
+                    a.answers = a
+                        .rules
+                        .iter()
+                        .map(|r| {
+                            let id = r.alarm_id.as_deref()?;
+                            self.answers.record(id)?.answer.clone()
+                        })
+                        .collect();
+                    a
+                })
+                .collect(),
             thresholds: self
                 .adapt
                 .rules()
@@ -255,13 +270,14 @@ impl Core {
                 snapshot,
                 at,
             } => {
-                let Some(d) = self.devices.get(device) else {
+                let Some(d) = self.devices.get_mut(device) else {
                     return;
                 };
                 let mut json = serde_json::to_value(&*snapshot).unwrap_or_default();
                 json["ts"] = serde_json::Value::from(timestamp(at));
                 let topic = self.out.topics.spectrum(&d.name);
                 self.out.json(topic, &json, Qos::AtMostOnce, false);
+                d.spectrum = Some((at, std::sync::Arc::from(snapshot)));
             }
             SourceEvent::Link { device, up, error } => {
                 let Some(d) = self.devices.get_mut(device) else {

@@ -4,7 +4,7 @@
 
 use super::out::Out;
 use super::spc::SpcState;
-use super::view::PointView;
+use super::view::{PointView, SpcChart};
 use crate::alarms::{PointId, Rule, RuleId};
 use crate::config::{DeviceConfig, MetricsConfig, PointConfig};
 use crate::mqtt::payload::{timestamp, Metric};
@@ -79,6 +79,7 @@ impl PointState {
                 error: Some("not read yet".into()),
                 read_at: wall,
                 trend: Default::default(),
+                spc_chart: spc.as_ref().map(|s| SpcChart::new(s.kind())),
             },
             config: p.clone(),
             stale_after: device.stale_after(),

@@ -3,8 +3,9 @@
 
 use super::out::Out;
 use super::points::PointState;
+use super::view::ChartPoint;
 use crate::alarms::{Severity, Transition};
-use crate::analysis::spc::{self, SpcEngine, SpcPoint};
+use crate::analysis::spc::{self, ChartKind, SpcEngine, SpcPoint};
 use crate::config::{AlarmKind, AlarmRuleConfig, PointConfig, SpcPointConfig, SPC_RULE_NAME};
 use crate::mqtt::payload::{timestamp, SpcDetail, SpcMetric};
 use crate::mqtt::Qos;
@@ -40,6 +41,11 @@ pub fn spc_rule() -> AlarmRuleConfig {
 }
 
 impl SpcState {
+    /// Which chart it keeps.
+    pub fn kind(&self) -> ChartKind {
+        self.config.chart
+    }
+
     /// The chart of a point configured with `config` on a device with `points`; `rule` is the
     /// index of its `spc` rule.
     pub fn new(config: &SpcPointConfig, points: &[PointConfig], rule: usize) -> Option<Self> {
@@ -121,6 +127,24 @@ pub fn observe(
             ts: timestamp(wall),
         };
         out.json(topic.clone(), &metric, Qos::AtMostOnce, false);
+        if let Some(chart) = point.view.spc_chart.as_mut() {
+            chart.push(ChartPoint {
+                index: c.index,
+                calibration: c.calibration,
+                statistic: c.statistic,
+                center: metric.center,
+                lcl: metric.lcl,
+                ucl: metric.ucl,
+                dispersion: c.dispersion,
+                dispersion_limits: [
+                    metric.dispersion_center,
+                    metric.dispersion_lcl,
+                    metric.dispersion_ucl,
+                ],
+                violations: c.violations,
+                dispersion_violations: c.dispersion_violations,
+            });
+        }
         let detail = finding(state, c, &metric);
         let violated = !c.violations.is_empty()
             || !c.dispersion_violations.is_empty()

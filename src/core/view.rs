@@ -3,12 +3,16 @@
 //! state (a dashboard, a SCADA bridge, a metrics endpoint) without reaching into the core.
 
 use crate::alarms::PointId;
+use crate::analysis::spc::{ChartKind, Violations};
 use crate::intake::IntakeCounts;
 use crate::mqtt::payload::{RuleStatus, SpcDetail};
 use crate::mqtt::UplinkState;
+use crate::outcomes::Answer;
+use crate::sources::vibration::SpectrumSnapshot;
 use crate::sources::{DeviceStats, Quality};
 use crate::synthesis::Effective;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// Buckets of a point's trend: `[web] trend_minutes` divided into this many, each keeping the
@@ -38,6 +42,63 @@ pub struct PointView {
     pub read_at: SystemTime,
     /// Its good values over the last `[web] trend_minutes`.
     pub trend: Trend,
+    /// The last charted points of its control chart, when it has one.
+    pub spc_chart: Option<SpcChart>,
+}
+
+/// Charted points a control chart keeps for display.
+pub const SPC_CHART_POINTS: usize = 100;
+
+/// A control chart's last [`SPC_CHART_POINTS`] points, each with the limits it was judged by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpcChart {
+    /// `xbar-r`, `xbar-s` or `imr`.
+    pub kind: ChartKind,
+    /// Oldest first.
+    pub points: VecDeque<ChartPoint>,
+}
+
+/// One charted point (a subgroup's X̄ or an individual) and its dispersion (R, s or MR).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChartPoint {
+    /// 1-based index since start.
+    pub index: usize,
+    /// A calibration (phase I) point.
+    pub calibration: bool,
+    /// X̄ or the individual value.
+    pub statistic: f64,
+    /// Centre line and control limits of the location chart.
+    pub center: f64,
+    /// Lower control limit.
+    pub lcl: f64,
+    /// Upper control limit.
+    pub ucl: f64,
+    /// R, s or the moving range (None for the first individual).
+    pub dispersion: Option<f64>,
+    /// Centre line and limits of the dispersion chart: centre, lower, upper.
+    pub dispersion_limits: [f64; 3],
+    /// Rules violated on the location chart.
+    pub violations: Violations,
+    /// Rules violated on the dispersion chart.
+    pub dispersion_violations: Violations,
+}
+
+impl SpcChart {
+    /// An empty chart of `kind`.
+    pub fn new(kind: ChartKind) -> Self {
+        Self {
+            kind,
+            points: VecDeque::with_capacity(SPC_CHART_POINTS),
+        }
+    }
+
+    /// Adds a charted point, dropping the oldest beyond [`SPC_CHART_POINTS`].
+    pub fn push(&mut self, point: ChartPoint) {
+        if self.points.len() == SPC_CHART_POINTS {
+            self.points.pop_front();
+        }
+        self.points.push_back(point);
+    }
 }
 
 /// One span of a trend.
@@ -123,6 +184,8 @@ pub struct AlarmsView {
     pub spc: Option<SpcDetail>,
     /// Every rule's levels in use now (adapted ones included), in the order of `rules`.
     pub levels: Vec<RuleLevels>,
+    /// The engineer's answer to each rule's current or last raise, in the order of `rules`.
+    pub answers: Vec<Option<Answer>>,
 }
 
 /// A rule's levels.
@@ -154,6 +217,8 @@ pub struct DeviceView {
     pub last_error: Option<String>,
     /// Its latest poll statistics.
     pub stats: Option<DeviceStats>,
+    /// A vibration device's latest spectra, shared with every snapshot rather than copied.
+    pub spectrum: Option<(SystemTime, Arc<SpectrumSnapshot>)>,
 }
 
 /// The whole live state.

@@ -1,5 +1,6 @@
 //! `GET /metrics`: the live state in the OpenMetrics text format.
 
+use super::pages::label;
 use super::Live;
 use std::fmt::Write;
 
@@ -8,13 +9,6 @@ fn value(text: &str) -> String {
     text.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-fn label<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// The exposition of `live`, ending with `# EOF`.

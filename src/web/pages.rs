@@ -5,8 +5,9 @@ use super::auth::Session;
 use super::host::Health;
 use super::Live;
 use crate::config::WebRole;
-use crate::core::view::{AlarmsView, PointView};
+use crate::core::view::PointView;
 use crate::mqtt::payload::RuleStatus;
+use crate::outcomes::Answer;
 use std::fmt::Write;
 
 /// The page script: live updates, the command buttons and the confirm dialog.
@@ -120,7 +121,7 @@ pub(super) fn label<T: serde::Serialize>(value: &T) -> String {
 }
 
 pub(super) fn number(value: Option<f64>) -> String {
-    value.map_or_else(
+    value.filter(|v| v.is_finite()).map_or_else(
         || "–".into(),
         |v| {
             format!("{v:.6}")
@@ -190,7 +191,7 @@ pub fn shell(which: &Page, site: &str, session: &Session, body: &str) -> String 
         live_path = escape(&which.live_path()),
         fragment = body,
         charts = if matches!(which, Page::Point { .. }) {
-            "<section class=\"chart\"><div id=\"trend\"></div></section>\
+            "<div id=\"charts\"></div>\
              <link rel=\"stylesheet\" href=\"/assets/uplot.css\"><script src=\"/assets/uplot.js\"></script>"
         } else {
             ""
@@ -344,13 +345,15 @@ fn points(live: &Live) -> String {
 
 fn alarms(live: &Live, session: &Session) -> String {
     let v = &live.view;
-    let mut rows: Vec<(&AlarmsView, &PointView, &RuleStatus)> = Vec::new();
+    let mut rows: Vec<(Option<&Answer>, &PointView, &RuleStatus)> = Vec::new();
     for a in &v.alarms {
         let Some(point) = v.points.iter().find(|p| p.id == a.point) else {
             continue;
         };
-        for r in a.rules.iter().filter(|r| r.alarm_id.is_some()) {
-            rows.push((a, point, r));
+        for (i, r) in a.rules.iter().enumerate() {
+            if r.alarm_id.is_some() {
+                rows.push((a.answers.get(i).and_then(Option::as_ref), point, r));
+            }
         }
     }
     // Those needing attention first: unacknowledged, then acknowledged, then cleared; newest first.
@@ -368,17 +371,28 @@ fn alarms(live: &Live, session: &Session) -> String {
         rows.iter().filter(|r| rank(r.2) == 2).count(),
         rows.iter().filter(|r| rank(r.2) == 3).count(),
     );
-    for (_, point, rule) in &rows {
+    for (answer, point, rule) in &rows {
         let id = rule.alarm_id.as_deref().unwrap_or_default();
         let actions = if session.role == WebRole::Engineer {
-            actions(rule, id)
+            actions(rule, *answer, id)
         } else {
             String::new()
         };
+        let answered = answer.map_or_else(String::new, |a| {
+            format!(
+                "<br><span class=\"answer\">{}{}{}</span>",
+                label(&a.outcome),
+                a.failure_mode
+                    .as_deref()
+                    .map_or_else(String::new, |m| format!(" ({})", escape(m))),
+                a.by.as_deref()
+                    .map_or_else(String::new, |by| format!(" by {}", escape(by))),
+            )
+        });
         let _ = write!(
             out,
             "<tr data-alarm=\"{id}\" data-state=\"{state}\"><td><a href=\"/point/{device}/{name}\">{device}/{name}</a></td><td>{}</td><td class=\"{severity}\">{severity}</td>\
-             <td>{state}{shelved}</td><td>{} {}</td><td>{}</td><td>{}</td><td><code>{id}</code></td><td class=\"actions\">{actions}</td></tr>",
+             <td>{state}{answered}{shelved}</td><td>{} {}</td><td>{}</td><td>{}</td><td><code>{id}</code></td><td class=\"actions\">{actions}</td></tr>",
             escape(&rule.rule),
             number(point.value),
             escape(&point.unit),
@@ -417,7 +431,8 @@ fn rank(rule: &RuleStatus) -> u8 {
     }
 }
 
-fn actions(rule: &RuleStatus, id: &str) -> String {
+/// The commands an engineer may give on an alarm: an answered alarm takes no second answer.
+fn actions(rule: &RuleStatus, answer: Option<&Answer>, id: &str) -> String {
     let id = escape(id);
     let mut out = String::new();
     if !rule.acknowledged {
@@ -435,11 +450,13 @@ fn actions(rule: &RuleStatus, id: &str) -> String {
         out,
         "<button data-command=\"{command}\" data-alarm=\"{id}\">{text}</button>"
     );
-    let _ = write!(
-        out,
-        "<button data-command=\"confirm\" data-alarm=\"{id}\">Confirm…</button>\
-         <button data-command=\"refute\" data-alarm=\"{id}\">Refute</button>"
-    );
+    if answer.is_none() {
+        let _ = write!(
+            out,
+            "<button data-command=\"confirm\" data-alarm=\"{id}\">Confirm…</button>\
+             <button data-command=\"refute\" data-alarm=\"{id}\">Refute</button>"
+        );
+    }
     out
 }
 
@@ -459,7 +476,7 @@ mod tests {
                     name: "press1".into(),
                     link_up: Some(false),
                     last_error: Some(error.into()),
-                    stats: None,
+                    ..Default::default()
                 }],
                 points: Vec::new(),
                 alarms: Vec::new(),

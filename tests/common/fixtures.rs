@@ -16,6 +16,7 @@ pub struct Plant {
     alarm: f64,
     adapt: String,
     extra: String,
+    after: String,
 }
 
 impl Plant {
@@ -32,6 +33,7 @@ impl Plant {
             alarm: 80.0,
             adapt: String::new(),
             extra: String::new(),
+            after: String::new(),
         }
     }
 
@@ -62,6 +64,13 @@ impl Plant {
         self
     }
 
+    /// TOML after the pump's rule: more points of the pump, then more devices.
+    pub fn then(mut self, toml: &str) -> Self {
+        self.after.push_str(toml);
+        self.after.push('\n');
+        self
+    }
+
     /// The configuration text.
     pub fn toml(&self) -> String {
         let warning = self
@@ -72,7 +81,7 @@ impl Plant {
             "[site]\nid = \"{}\"\nstate_dir = \"{}\"\n[mqtt]\nport = {}\n{}\n\
              [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {}\npoll_interval_ms = {}\n\n{PUMP_CONTEXT}\
              [[devices.points]]\nname = \"bearing_temp\"\nregister = \"holding\"\naddress = 0\nunit = \"°C\"\n\n\
-             [[devices.points.alarms]]\nkind = \"high\"\n{warning}alarm = {:?}\n{}",
+             [[devices.points.alarms]]\nkind = \"high\"\n{warning}alarm = {:?}\n{}\n{}",
             self.site,
             self.state.display(),
             self.mqtt,
@@ -80,7 +89,8 @@ impl Plant {
             self.plc,
             self.poll_interval_ms,
             self.alarm,
-            self.adapt
+            self.adapt,
+            self.after
         )
     }
 }
@@ -134,4 +144,24 @@ pub fn signed_by(seed: u8, body: qis_edge::packet::PacketBody) -> Vec<u8> {
         .unwrap()
         .to_bytes()
         .unwrap()
+}
+
+/// A second point of the plant's pump, `diameter` (holding register 1, mm), on an individuals
+/// chart with a known centre 50 and sigma 1 (limits 47 and 53) judged by rule 1 only (a
+/// steady value breaks the run rules of the moving-range chart), and a vibration device `fan`
+/// replaying a real outer-race fault recording (CWRU 130, 12 kHz, 1 796 rpm, the drive-end
+/// bearing's geometry) one window every `interval_ms`, with its outer-race score as a point:
+/// for [`Plant::then`].
+pub fn charted_and_vibration(interval_ms: u64) -> String {
+    format!(
+        "[[devices.points]]\nname = \"diameter\"\nregister = \"holding\"\naddress = 1\nunit = \"mm\"\n\
+         [devices.points.spc]\nchart = \"imr\"\ncenter = 50.0\nsigma = 1.0\nenabled_rules = [1]\n\n\
+         [[devices]]\ntype = \"vibration\"\nname = \"fan\"\nfile = \"{}\"\nsample_rate = 12000.0\n\
+         window = 16384\nreplay = \"fast\"\ninterval_ms = {interval_ms}\nrpm = 1796\n\
+         bearing = {{ elements = 9, ball_diameter = 0.3126, pitch_diameter = 1.537, contact_angle_deg = 0.0 }}\n\n\
+         [[devices.points]]\nname = \"bpfo\"\nfeature = \"outer_race_score\"\n",
+        super::repo()
+            .join("../shared/data/bearings/cwru/cwru_130_DE.f32")
+            .display()
+    )
 }

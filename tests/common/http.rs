@@ -229,3 +229,12 @@ pub fn dashboard_section(port: u16, extra: &str) -> String {
          [[web.users]]\nname = \"vic\"\nrole = \"viewer\"\npassword_hash = \"{view}\"\n"
     )
 }
+
+/// The JSON of the dashboard chart `id` in a page or fragment, if it has one.
+pub fn chart_data(html: &str, id: &str) -> Option<serde_json::Value> {
+    let marker = format!("id=\"{id}-data\"");
+    let start = html.find(&marker)?;
+    let start = start + html[start..].find('>')? + 1;
+    let end = start + html[start..].find("</script>")?;
+    Some(serde_json::from_str(&html[start..end]).expect("a chart's data is JSON"))
+}

@@ -124,6 +124,13 @@ pub struct BearingReport {
     pub diagnosis: Vec<Diagnosis>,
     /// The defect with the strongest evidence above its threshold, or `none`.
     pub verdict: Verdict,
+    /// The squared envelope spectrum (bin k at k × the window's resolution) up to four times
+    /// the highest defect frequency, for dashboards.
+    #[serde(skip)]
+    pub envelope_spectrum: Vec<f64>,
+    /// Hz between the bins of `envelope_spectrum` (the whole window's resolution).
+    #[serde(skip)]
+    pub envelope_resolution_hz: f64,
 }
 
 /// The verdict of a diagnosis.
@@ -154,6 +161,8 @@ impl BearingReport {
             envelope_peaks: Vec::with_capacity(10),
             diagnosis: Vec::with_capacity(4),
             verdict: Verdict::None,
+            envelope_spectrum: Vec::new(),
+            envelope_resolution_hz: 0.0,
         }
     }
 }
@@ -232,6 +241,12 @@ impl VibrationAnalyzer {
         report.bsf_hz = d.bsf;
         report.ftf_hz = d.ftf;
         report.envelope_band_hz = [lo, hi];
+        let shown = ((4.0 * fmax / df).ceil() as usize + 1).min(self.envelope_bins);
+        report.envelope_resolution_hz = df;
+        report.envelope_spectrum.clear();
+        report
+            .envelope_spectrum
+            .extend_from_slice(&self.envelope_spectrum[..shown]);
     }
 
     /// The squared envelope spectrum of the window band-passed to [lo, hi) Hz, into

@@ -1,12 +1,12 @@
 //! What a window yields: each feature's value for its point, and a downsampled spectrum for
 //! dashboards.
 
-use crate::analysis::vibration::bearing::Verdict;
+use crate::analysis::vibration::bearing::{Diagnosis, Verdict};
 use crate::analysis::vibration::VibrationFeatures;
 use crate::config::VibrationFeature;
 
 /// A downsampled amplitude spectrum and the window's headline results, for dashboards.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SpectrumSnapshot {
     /// Hz between consecutive `amplitudes`.
     pub resolution_hz: f64,
@@ -22,6 +22,35 @@ pub struct SpectrumSnapshot {
     /// Envelope band used, Hz.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub envelope_band_hz: Option<[f64; 2]>,
+    /// Velocity RMS at the A/B, B/C and C/D zone boundaries of the configured machine class,
+    /// mm/s.
+    pub iso10816_boundaries_mm_s: [f64; 3],
+    /// Shaft speed, Hz, when `rpm` is configured (the orders of the spectrum).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shaft_hz: Option<f64>,
+    /// The squared envelope spectrum and the bearing's defect frequencies, when a bearing is
+    /// configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<EnvelopeSnapshot>,
+}
+
+/// A downsampled squared envelope spectrum with the frequencies a bearing defect shows at.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EnvelopeSnapshot {
+    /// Hz between consecutive `amplitudes`.
+    pub resolution_hz: f64,
+    /// Peak-hold downsampled squared envelope spectrum from 0 Hz, in the samples' unit squared.
+    pub amplitudes: Vec<f64>,
+    /// Ball pass frequency, outer race, Hz.
+    pub bpfo_hz: f64,
+    /// Ball pass frequency, inner race, Hz.
+    pub bpfi_hz: f64,
+    /// Ball spin frequency, Hz.
+    pub bsf_hz: f64,
+    /// Cage frequency, Hz.
+    pub ftf_hz: f64,
+    /// Evidence per defect: the line found near each frequency and its score, dB.
+    pub diagnosis: Vec<Diagnosis>,
 }
 
 /// Reads one feature out of an analysis.

@@ -9,7 +9,7 @@
 mod acquire;
 mod features;
 
-pub use features::{downsample, feature_value, SpectrumSnapshot};
+pub use features::{downsample, feature_value, EnvelopeSnapshot, SpectrumSnapshot};
 
 use crate::analysis::vibration::{VibrationAnalyzer, VibrationFeatures};
 use crate::backoff::Backoff;
@@ -238,6 +238,27 @@ impl VibrationSource {
                 iso10816_zone: features.iso10816_zone,
                 bearing_verdict: features.bearing.as_ref().map(|b| b.verdict),
                 envelope_band_hz: features.bearing.as_ref().map(|b| b.envelope_band_hz),
+                iso10816_boundaries_mm_s: crate::analysis::vibration::iso10816_boundaries(
+                    self.config.machine_group,
+                    self.config.foundation,
+                ),
+                shaft_hz: self.config.rpm.map(|rpm| rpm / 60.0),
+                envelope: features.bearing.as_ref().map(|b| {
+                    let (resolution_hz, amplitudes) = downsample(
+                        &b.envelope_spectrum,
+                        b.envelope_resolution_hz,
+                        self.config.spectrum_points,
+                    );
+                    EnvelopeSnapshot {
+                        resolution_hz,
+                        amplitudes,
+                        bpfo_hz: b.bpfo_hz,
+                        bpfi_hz: b.bpfi_hz,
+                        bsf_hz: b.bsf_hz,
+                        ftf_hz: b.ftf_hz,
+                        diagnosis: b.diagnosis.clone(),
+                    }
+                }),
             };
             let _ = self
                 .events
