@@ -799,3 +799,85 @@ async fn point_pages_show_spectra_with_defect_cursors_and_control_charts() {
     );
     stop(gateway).await;
 }
+
+/// With the fleet link down, a confirmation's packet waits in the outbox: the overview and
+/// `/metrics` count it; once the uplink broker comes and acknowledges it, they count none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_and_metrics_count_packets_waiting_for_the_fleet_link() {
+    const SITE: &str = "waiting";
+    let broker = mosquitto();
+    let plc = modbus_server(
+        &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]}),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let web = free_port();
+    let cloud = free_port();
+    let text = Plant::new(SITE, state.path(), broker.port, plc.port)
+        .extra(&format!(
+            "[uplink]\nport = {cloud}\nkeep_alive_s = 5\nreconnect_max_ms = 500\n"
+        ))
+        .extra(&dashboard_section(web, ""))
+        .toml();
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = start(&text);
+    wait_http(web).await;
+    let cookie = login(web, "ana", "engineer-pass").await.unwrap();
+    let token = csrf(
+        &http(web, "GET", "/", &[("Cookie", &cookie)], b"")
+            .await
+            .body,
+    );
+    let mut live = EventStream::open(web, "/live/overview", &[("Cookie", &cookie)]).await;
+    live.wait_for(
+        "an empty outbox",
+        "fragment",
+        Duration::from_secs(10),
+        |d| d.contains("id=\"outbox\">0 packets waiting"),
+    )
+    .await;
+
+    write_holding(plc.port, 0, 90).await;
+    let raised = observer
+        .wait_for("the raise", Duration::from_secs(20), |m| {
+            m.json["type"] == "alarm" && m.json["to"] == "active"
+        })
+        .await;
+    let id = raised.json["alarm_id"].as_str().unwrap().to_string();
+    let r = command(
+        web,
+        &cookie,
+        &token,
+        "confirm",
+        &json!({"alarm_id": id, "failure_mode": "bearing_outer_race"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    live.wait_for(
+        "one packet waiting",
+        "fragment",
+        Duration::from_secs(10),
+        |d| d.contains("id=\"outbox\">1 packet waiting"),
+    )
+    .await;
+    let waiting = |body: &str| {
+        parse_metrics(body)
+            .into_iter()
+            .find(|(n, _, _)| n == "qis_edge_outbox_packets")
+            .map(|(_, _, v)| v)
+    };
+    let r = http(web, "GET", "/metrics", &[("Cookie", &cookie)], b"").await;
+    assert_eq!(waiting(&r.body), Some(1.0), "{}", r.body);
+
+    // The fleet broker comes: the packet leaves and is acknowledged.
+    let _cloud = mosquitto_on(cloud);
+    live.wait_for(
+        "the outbox emptied",
+        "fragment",
+        Duration::from_secs(20),
+        |d| d.contains("id=\"outbox\">0 packets waiting"),
+    )
+    .await;
+    let r = http(web, "GET", "/metrics", &[("Cookie", &cookie)], b"").await;
+    assert_eq!(waiting(&r.body), Some(0.0), "{}", r.body);
+    stop(gateway).await;
+}

@@ -43,6 +43,8 @@ pub struct Uplink {
     pub task: tokio::task::JoinHandle<()>,
     /// Its connection state.
     pub state: watch::Receiver<UplinkState>,
+    /// Packets waiting in the outbox (None while it cannot be read).
+    pub outbox: watch::Receiver<Option<usize>>,
 }
 
 /// What the uplink needs besides its broker.
@@ -85,6 +87,7 @@ pub fn start_with(
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
     eventloop.set_network_options(network);
     let (state_tx, state) = watch::channel(UplinkState::Disconnected);
+    let (outbox_tx, outbox) = watch::channel(None);
     let acks = super::acks::Acks::start(client.clone());
     let driver = Driver {
         client,
@@ -96,6 +99,7 @@ pub fn start_with(
         ),
         parts,
         state: state_tx,
+        outbox: outbox_tx,
         connected: false,
         in_flight: None,
         unacknowledged_subscriptions: 0,
@@ -107,6 +111,7 @@ pub fn start_with(
     Ok(Uplink {
         task: tokio::spawn(driver.run(shutdown)),
         state,
+        outbox,
     })
 }
 
@@ -129,6 +134,8 @@ struct Driver {
     backoff: Backoff,
     parts: UplinkParts,
     state: watch::Sender<UplinkState>,
+    /// Packets waiting, counted again whenever one is queued or acknowledged.
+    outbox: watch::Sender<Option<usize>>,
     connected: bool,
     /// The packet published and not yet acknowledged, one at a time, with its packet id once
     /// the event loop has sent it: only the PUBACK with that id removes it (a PUBACK for an
@@ -182,11 +189,13 @@ impl Driver {
     }
 
     async fn serve(&mut self, shutdown: &CancellationToken) {
+        self.count_outbox();
         loop {
             let puback_deadline = self.puback_deadline();
             let storage_retry = self.storage_retry;
             let event = tokio::select! {
                 Some(()) = self.parts.wake.recv() => {
+                    self.count_outbox();
                     if self.connected && self.in_flight.is_none() && self.storage_retry.is_none() {
                         self.send_next();
                     }
@@ -237,7 +246,8 @@ impl Driver {
     fn on_packet(&mut self, packet: Packet) {
         match packet {
             Packet::ConnAck(ack) if ack.code == ConnectReturnCode::Success => {
-                let waiting = self.parts.outbox.pending().unwrap_or_default();
+                self.count_outbox();
+                let waiting = self.outbox.borrow().unwrap_or_default();
                 info!(broker = %self.broker, waiting, "Uplink connected.");
                 self.connected = true;
                 self.backoff.reset();
@@ -263,7 +273,9 @@ impl Driver {
                     return;
                 };
                 debug!(seq = f.seq, "Outcome packet acknowledged by the uplink.");
-                match self.parts.outbox.remove(f.seq) {
+                let removed = self.parts.outbox.remove(f.seq);
+                self.count_outbox();
+                match removed {
                     Ok(()) => self.send_next(),
                     Err(e) => {
                         // Retired: not sent again; the next packet goes after the backoff.
@@ -286,6 +298,13 @@ impl Driver {
             ack: (qos != QoS::AtMostOnce).then(|| self.acks.ack_for(p)),
         };
         self.parts.incoming.send(item).await.is_ok()
+    }
+
+    /// Counts the packets waiting (for the dashboard and `/metrics`).
+    fn count_outbox(&mut self) {
+        let n = self.parts.outbox.pending().ok();
+        self.outbox
+            .send_if_modified(|d| std::mem::replace(d, n) != n);
     }
 
     /// When the packet in flight stops waiting for its PUBACK.

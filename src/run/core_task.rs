@@ -29,6 +29,8 @@ pub struct Channels {
     pub local_up: watch::Receiver<bool>,
     /// The uplink's state.
     pub uplink: watch::Receiver<UplinkState>,
+    /// Packets waiting in the outbox (for the dashboard).
+    pub outbox: watch::Receiver<Option<usize>>,
     /// The local broker.
     pub publisher: Publisher,
     /// Tells the uplink a packet waits in the outbox.
@@ -81,12 +83,17 @@ impl Dashboard {
     }
 }
 
-/// What the dashboard shows of `core` now.
-pub fn snapshot(core: &Core, local_broker: bool) -> Live {
+/// What the dashboard shows of `core` now, with the local broker's and the outbox's state.
+pub fn snapshot(
+    core: &Core,
+    local_up: &watch::Receiver<bool>,
+    outbox: &watch::Receiver<Option<usize>>,
+) -> Live {
     Live {
         view: core.view(),
         storage_fault: core.storage_fault().map(str::to_string),
-        local_broker,
+        local_broker: *local_up.borrow(),
+        outbox: *outbox.borrow(),
         at: std::time::SystemTime::now(),
     }
 }
@@ -130,10 +137,15 @@ pub async fn run(mut core: Core, mut ch: Channels, cancel: CancellationToken) {
             Ok(()) = ch.connections.changed() => Input::Reconnected,
             Ok(()) = ch.uplink.changed() => Input::Uplink(*ch.uplink.borrow_and_update()),
             Ok(()) = ch.local_up.changed() => {
-                let up = *ch.local_up.borrow_and_update();
+                ch.local_up.borrow_and_update();
                 if let Some(web) = &ch.web {
-                    web.live.send_replace(Arc::new(snapshot(&core, up)));
+                    web.live.send_replace(Arc::new(snapshot(&core, &ch.local_up, &ch.outbox)));
                 }
+                continue;
+            }
+            Ok(()) = ch.outbox.changed() => {
+                ch.outbox.borrow_and_update();
+                changed = true;
                 continue;
             }
             _ = tick.tick() => {
@@ -153,7 +165,7 @@ pub async fn run(mut core: Core, mut ch: Channels, cancel: CancellationToken) {
         deliver(out, &ch, &mut acks, last);
         if let Some(web) = ch.web.as_ref().filter(|w| tick && changed && w.due()) {
             web.live
-                .send_replace(Arc::new(snapshot(&core, *ch.local_up.borrow())));
+                .send_replace(Arc::new(snapshot(&core, &ch.local_up, &ch.outbox)));
             changed = false;
         }
     }

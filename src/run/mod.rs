@@ -75,12 +75,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         cancel.clone(),
     )?;
     let core = Core::new(&config, state, Now::current());
-    let local_up = *local.up.borrow();
     let web = listener.map(|l| {
         dashboard(
             l,
             &config,
-            core_task::snapshot(&core, local_up),
+            core_task::snapshot(&core, &local.up, &uplink.outbox),
             &cancel,
             &mut tasks,
         )
@@ -92,6 +91,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         connections: local.connections,
         local_up: local.up.clone(),
         uplink: uplink.state,
+        outbox: uplink.outbox,
         publisher: local.publisher,
         wake,
         web,

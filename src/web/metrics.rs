@@ -74,6 +74,10 @@ pub fn render(live: &Live) -> String {
     let _ = writeln!(out, "# TYPE qis_edge_uplink_subscribed gauge\n# HELP qis_edge_uplink_subscribed 1 when the fleet link is up and subscribed.");
     let up = u8::from(label(&v.uplink) == "subscribed");
     let _ = writeln!(out, "qis_edge_uplink_subscribed {up}");
+    if let Some(n) = live.outbox {
+        let _ = writeln!(out, "# TYPE qis_edge_outbox_packets gauge\n# HELP qis_edge_outbox_packets Outcome packets waiting in the outbox for the uplink broker's acknowledgement.");
+        let _ = writeln!(out, "qis_edge_outbox_packets {n}");
+    }
     let _ = writeln!(out, "# TYPE qis_edge_local_broker_connected gauge\n# HELP qis_edge_local_broker_connected 1 while the local MQTT broker is connected.");
     let _ = writeln!(
         out,

@@ -36,6 +36,8 @@ pub struct Live {
     pub storage_fault: Option<String>,
     /// Whether the local broker is connected.
     pub local_broker: bool,
+    /// Outcome packets waiting in the outbox for the uplink (None while it cannot be read).
+    pub outbox: Option<usize>,
     /// When this snapshot was taken.
     pub at: SystemTime,
 }

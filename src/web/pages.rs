@@ -246,7 +246,7 @@ fn overview(live: &Live) -> String {
         out,
         "<section><h2>Gateway</h2><table class=\"facts\">\
          <tr><th>Site</th><td>{}</td></tr><tr><th>Local broker</th>{local}</tr><tr><th>Fleet link</th><td data-uplink=\"{uplink}\">{uplink}</td></tr>\
-         <tr><th>State database</th>{storage}</tr>\
+         <tr><th>Outbox</th><td id=\"outbox\">{outbox}</td></tr><tr><th>State database</th>{storage}</tr>\
          <tr><th>Peers' packets</th><td>{} accepted, {} applied, {} unmatched, {} rejected</td></tr>\
          <tr><th>Updated</th><td>{}</td></tr></table></section>",
         escape(&v.site),
@@ -256,6 +256,10 @@ fn overview(live: &Live) -> String {
         v.intake.rejected.values().filter_map(|n| n.as_u64()).sum::<u64>(),
         humantime::format_rfc3339_seconds(live.at),
         uplink = label(&v.uplink),
+        outbox = live.outbox.map_or_else(
+            || "not readable".to_string(),
+            |n| format!("{n} packet{} waiting for the fleet link", if n == 1 { "" } else { "s" })
+        ),
         local = if live.local_broker {
             "<td class=\"ok\">connected</td>"
         } else {
@@ -493,6 +497,7 @@ mod tests {
                 },
                 uplink: UplinkState::Disconnected,
             },
+            outbox: Some(0),
             storage_fault: Some("<i>disk</i>".into()),
             local_broker: true,
             at: std::time::UNIX_EPOCH,
