@@ -667,3 +667,44 @@ fn packet_make_refuses_values_peers_would_reject() {
     );
     assert!(!dir.path().join("p.bin").exists());
 }
+
+/// `[web.tls]` with a key that does not fit its certificate, or a missing file: `check` and
+/// `run` say which, and exit 78 (configuration; systemd does not restart).
+#[test]
+fn an_unusable_dashboard_certificate_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = Command::new(python())
+        .arg(repo().join("tests/peers/make_certificates.py"))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let d = dir.path().display();
+    let hash = qis_edge::web::hash_password("engineer-pass").unwrap();
+    for (tls, says) in [
+        (
+            format!("cert_file = \"{d}/server.pem\"\nkey_file = \"{d}/other.key\""),
+            "certificate and key do not fit",
+        ),
+        (
+            format!("cert_file = \"{d}/missing.pem\"\nkey_file = \"{d}/server.key\""),
+            "cert_file `",
+        ),
+    ] {
+        let (_cfg, path) = write_config(&format!(
+            "[site]\nid = \"t\"\nstate_dir = \"{d}/state\"\n[mqtt]\nport = 1\n\
+             [web]\nenabled = true\nbind = \"127.0.0.1:1\"\n[web.tls]\n{tls}\n\
+             [[web.users]]\nname = \"ana\"\nrole = \"engineer\"\npassword_hash = \"{hash}\"\n"
+        ));
+        for command in ["check", "run"] {
+            let out = Command::new(gateway_binary())
+                .args([command, "--config"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
+            assert!(stderr.contains(says), "{command}: {stderr}");
+        }
+    }
+}

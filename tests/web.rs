@@ -881,3 +881,91 @@ async fn the_overview_and_metrics_count_packets_waiting_for_the_fleet_link() {
     assert_eq!(waiting(&r.body), Some(0.0), "{}", r.body);
     stop(gateway).await;
 }
+
+/// A request by Python's HTTPS client, verifying the server against `ca`.
+fn https(ca: &std::path::Path, port: u16, method: &str, path: &str, body: Option<&str>) -> Value {
+    let out = std::process::Command::new(python())
+        .arg(repo().join("tests/peers/https_client.py"))
+        .arg(ca)
+        .arg(port.to_string())
+        .args([method, path])
+        .args(body)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// `[web.tls]`: the dashboard answers HTTPS with its certificate chain (verified by Python's
+/// ssl against the CA, for the name 127.0.0.1) and marks its session cookie `Secure`; a plain
+/// HTTP request on the port gets no page, and the server goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_serves_https_with_its_certificate() {
+    let broker = mosquitto();
+    let plc = modbus_server(
+        &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]}),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let made = std::process::Command::new(python())
+        .arg(repo().join("tests/peers/make_certificates.py"))
+        .arg(certs.path())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let ca = certs.path().join("ca.pem");
+    let web = free_port();
+    let tls = format!(
+        "[web.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        certs.path().join("server.pem").display(),
+        certs.path().join("server.key").display()
+    );
+    let text = Plant::new("secure", state.path(), broker.port, plc.port)
+        .extra(&dashboard_section(web, &tls))
+        .toml();
+    let gateway = start(&text);
+    wait_listening(web, "the dashboard");
+
+    let page = https(&ca, web, "GET", "/login", None);
+    assert_eq!(page["status"], 200, "{page}");
+    assert!(page["body"].as_str().unwrap().contains("Log in"));
+    assert!(page["tls"].as_str().unwrap().starts_with("TLSv1."));
+    let login = https(
+        &ca,
+        web,
+        "POST",
+        "/login",
+        Some("user=ana&password=engineer-pass"),
+    );
+    assert_eq!(login["status"], 303, "{login}");
+    let cookie = login["headers"]["set-cookie"].as_str().unwrap();
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Secure"),
+        "{cookie}"
+    );
+
+    // Plain HTTP on the HTTPS port: no page, and nothing breaks.
+    let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", web))
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    plain
+        .write_all(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut answer)).await;
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("Log in"),
+        "a page over plain HTTP"
+    );
+    assert_eq!(https(&ca, web, "GET", "/login", None)["status"], 200);
+    stop(gateway).await;
+}

@@ -104,7 +104,10 @@ pub fn main() -> ExitCode {
             };
             match runtime.block_on(crate::run::run(config, shutdown_signal(None))) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e @ crate::run::RunError::Mqtt(_)) => {
+                Err(
+                    e @ (crate::run::RunError::Mqtt(_)
+                    | crate::run::RunError::Web(crate::web::WebError::Tls(_))),
+                ) => {
                     eprintln!(
                         "qis-edge: {e}; fix the configuration (exit {EXIT_CONFIG}, not restarted)."
                     );
@@ -189,7 +192,7 @@ fn tls_usable(c: &config::Config) -> Result<(), String> {
                 .map_err(|e| format!("[{section}.tls]: {e}"))?;
         }
     }
-    Ok(())
+    crate::web::tls_usable(&c.web).map_err(|e| e.to_string())
 }
 
 fn config_failure(e: &ConfigError) -> ExitCode {

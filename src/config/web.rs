@@ -30,6 +30,18 @@ pub struct WebConfig {
     /// of least, greatest and last value (about 5.8 KiB per point). Default 60.
     #[serde(default = "default_trend_minutes")]
     pub trend_minutes: u32,
+    /// `[web.tls]`: serve HTTPS instead of HTTP, with this certificate and key.
+    pub tls: Option<WebTlsConfig>,
+}
+
+/// `[web.tls]`: the dashboard's certificate and key, PEM files read at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebTlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert_file: std::path::PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: std::path::PathBuf,
 }
 
 impl Default for WebConfig {
@@ -41,6 +53,7 @@ impl Default for WebConfig {
             session_idle_min: default_session_idle_min(),
             metrics_public: false,
             trend_minutes: default_trend_minutes(),
+            tls: None,
         }
     }
 }

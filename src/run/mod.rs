@@ -114,7 +114,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 /// Starts the dashboard on `listener`: its server task joins `tasks`, and its side of the core
 /// task is returned.
 fn dashboard(
-    listener: tokio::net::TcpListener,
+    listener: crate::web::Listener,
     config: &Config,
     initial: crate::web::Live,
     cancel: &CancellationToken,

@@ -16,6 +16,7 @@ mod pages;
 mod point;
 mod routes;
 mod thresholds;
+mod tls;
 
 pub use auth::{hash_password, verify_password};
 
@@ -59,30 +60,56 @@ pub const COMMAND_CAPACITY: usize = 16;
 
 /// Why the dashboard could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("dashboard: cannot listen on {bind}: {source}")]
-pub struct WebError {
-    bind: std::net::SocketAddr,
-    source: std::io::Error,
+pub enum WebError {
+    /// The address is taken or not this machine's.
+    #[error("dashboard: cannot listen on {bind}: {source}")]
+    Bind {
+        /// `[web] bind`.
+        bind: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `[web.tls]` cannot serve.
+    #[error("[web.tls]: {0}")]
+    Tls(String),
 }
 
-/// Binds `[web] bind` when the dashboard is enabled (before anything else starts, so a taken
-/// port stops the gateway at once).
-pub async fn bind(config: &WebConfig) -> Result<Option<tokio::net::TcpListener>, WebError> {
+/// The dashboard's socket, and its TLS configuration with `[web.tls]`.
+pub struct Listener {
+    tcp: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Whether `[web.tls]` can serve: its files read and fitting (for `check`).
+pub fn tls_usable(config: &WebConfig) -> Result<(), WebError> {
+    match &config.tls {
+        Some(t) if config.enabled => tls::server_config(t).map(drop).map_err(WebError::Tls),
+        _ => Ok(()),
+    }
+}
+
+/// Reads `[web.tls]` and binds `[web] bind` when the dashboard is enabled (before anything
+/// else starts, so a taken port or an unusable certificate stops the gateway at once).
+pub async fn bind(config: &WebConfig) -> Result<Option<Listener>, WebError> {
     if !config.enabled {
         return Ok(None);
     }
-    tokio::net::TcpListener::bind(config.bind)
+    let tls = match &config.tls {
+        Some(t) => Some(tls::server_config(t).map_err(WebError::Tls)?),
+        None => None,
+    };
+    let tcp = tokio::net::TcpListener::bind(config.bind)
         .await
-        .map(Some)
-        .map_err(|source| WebError {
+        .map_err(|source| WebError::Bind {
             bind: config.bind,
             source,
-        })
+        })?;
+    Ok(Some(Listener { tcp, tls }))
 }
 
 /// Serves the dashboard on `listener` until `cancel`.
 pub fn start(
-    listener: tokio::net::TcpListener,
+    listener: Listener,
     config: &WebConfig,
     site: &str,
     state_dir: &std::path::Path,
@@ -92,10 +119,18 @@ pub fn start(
 ) -> tokio::task::JoinHandle<()> {
     let state = routes::AppState::new(config, site, state_dir, live, commands);
     let app = routes::router(state);
-    info!(address = %config.bind, users = config.users.len(), "Dashboard listening.");
+    let scheme = if listener.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    info!(address = %config.bind, scheme, users = config.users.len(), "Dashboard listening.");
     tokio::spawn(async move {
+        if let Some(tls) = listener.tls {
+            return tls::serve(listener.tcp, tls, app, cancel).await;
+        }
         let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let served = axum::serve(listener, service)
+        let served = axum::serve(listener.tcp, service)
             .with_graceful_shutdown(async move { cancel.cancelled().await })
             .await;
         if let Err(e) = served {

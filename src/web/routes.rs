@@ -33,6 +33,8 @@ pub struct AppState {
     site: String,
     users: Vec<WebUser>,
     metrics_public: bool,
+    /// `; Secure` on the session cookie when serving HTTPS, else empty.
+    secure: &'static str,
     sessions: Mutex<Sessions>,
     failures: Mutex<Failures>,
     /// Password checks running at once, at most (each is tens of milliseconds of CPU).
@@ -56,6 +58,7 @@ impl AppState {
             site: site.to_string(),
             users: config.users.clone(),
             metrics_public: config.metrics_public,
+            secure: if config.tls.is_some() { "; Secure" } else { "" },
             sessions: Mutex::new(Sessions::new(Duration::from_secs(
                 config.session_idle_min.saturating_mul(60),
             ))),
@@ -225,8 +228,9 @@ async fn login(
             let token = lock(&state.sessions).open(&user, Instant::now());
             info!(user = %user.name, %address, "Dashboard login.");
             let cookie = format!(
-                "{}={token}; Path=/; HttpOnly; SameSite=Strict",
-                auth::COOKIE
+                "{}={token}; Path=/; HttpOnly; SameSite=Strict{}",
+                auth::COOKIE,
+                state.secure
             );
             let mut response = Redirect::to("/").into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -271,8 +275,9 @@ async fn logout(
     }
     let mut response = Redirect::to("/login").into_response();
     let expired = format!(
-        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
-        auth::COOKIE
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        auth::COOKIE,
+        state.secure
     );
     if let Ok(v) = HeaderValue::from_str(&expired) {
         response.headers_mut().insert(header::SET_COOKIE, v);

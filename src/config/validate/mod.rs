@@ -282,6 +282,16 @@ pub(in crate::config) fn validate_web(w: &WebConfig) -> Vec<Finding> {
         " (a day)",
         &mut out,
     );
+    if let Some(tls) = &w.tls {
+        for (key, path) in [("cert_file", &tls.cert_file), ("key_file", &tls.key_file)] {
+            if !path.is_file() {
+                out.push((
+                    vec!["tls", key],
+                    format!("{key} `{}` does not exist or is not a file", path.display()),
+                ));
+            }
+        }
+    }
     if w.enabled && w.users.is_empty() {
         out.push((
             vec!["users"],
