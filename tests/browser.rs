@@ -345,6 +345,11 @@ async fn an_engineer_answers_an_alarm_in_the_browser() {
         json!({"cmd": "wait", "selector": "article[data-rule=\"pump/bearing_temp/high\"] td:has-text(\"moved from 80 by peers\")"}),
     )
     .await;
+    b.call(
+        "the peer's trust raised by the confirmation, in its history",
+        json!({"cmd": "wait", "selector": "tr[data-source] li:has-text(\"confirmed\")"}),
+    )
+    .await;
     b.screenshot("thresholds").await;
     b.call(
         "alarms again",

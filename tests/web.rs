@@ -668,6 +668,24 @@ async fn the_thresholds_page_shows_where_a_level_came_from() {
         fragment.contains("<td>72.5</td>") && fragment.contains("<td>applied</td>"),
         "{fragment}"
     );
+    // The change is in the rule's history, once, and stays there across a restart (a level
+    // restored equal to the last recorded is not a change).
+    let change = format!("<td>{}</td><td>1</td></tr>", shown.trim_end_matches('0'));
+    let changes = |html: &str| {
+        let table = html
+            .split("<table class=\"changes\">")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no changes table: {html}"));
+        table[..table.find("</table>").unwrap()].matches(&change).count()
+    };
+    assert_eq!(changes(&fragment), 1, "{fragment}");
+    stop(gateway).await;
+    let gateway = start(&text);
+    wait_http(web).await;
+    let cookie = login(web, "vic", "viewer-pass").await.unwrap();
+    let page = http(web, "GET", "/thresholds", &[("Cookie", &cookie)], b"").await;
+    assert!(page.body.contains("moved from 80 by peers"), "{}", page.body);
+    assert_eq!(changes(&page.body), 1, "{}", page.body);
     stop(gateway).await;
 }
 

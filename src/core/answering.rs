@@ -191,6 +191,20 @@ impl Core {
         let changes = self.adapt.answered(&peers, outcome == Outcome::Confirmed);
         for (source, from, to) in changes {
             info!(source = %source, from, to, alarm_id, "Peer trust changed.");
+            let step = super::view::TrustStep {
+                at_ms: now.unix_ms(),
+                trust: to,
+                outcome,
+                alarm_id: alarm_id.into(),
+            };
+            super::view::push(self.history.trust.entry(source.clone()).or_default(), step);
+            self.answers.trust_changed(crate::outcomes::answers::TrustChange {
+                at_ms: now.unix_ms(),
+                source: source.clone(),
+                trust: to,
+                alarm_id: alarm_id.to_string(),
+                outcome,
+            });
             let event = Event::Trust {
                 site: self.out.site.clone(),
                 source,

@@ -140,6 +140,8 @@ pub struct Core {
     intake: Intake,
     intake_store: Option<IntakeStore>,
     adapt: Adaptation,
+    /// How the adaptable levels and peers' trust changed, for the dashboard.
+    history: view::History,
     uplink: UplinkState,
     storage: storage::Storage,
     out: Out,
@@ -159,6 +161,17 @@ impl Core {
             p.view.trend = view::Trend::new(minutes);
         }
         let adapt = Adaptation::new(config.synthesis, peers::adaptive_rules(&points));
+        let mut answers = parts.answers;
+        let history = match (
+            answers.recent_levels(view::HISTORY_STEPS),
+            answers.recent_trust(view::HISTORY_STEPS),
+        ) {
+            (Ok(levels), Ok(trust)) => view::History::from_changes(levels, trust),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "Cannot read the level and trust history; the dashboard shows changes from now on.");
+                view::History::default()
+            }
+        };
         let mut core = Self {
             metrics: config.metrics.clone(),
             points,
@@ -170,7 +183,8 @@ impl Core {
                     ..DeviceView::default()
                 })
                 .collect(),
-            answers: parts.answers,
+            answers,
+            history,
             sharing: parts.sharing,
             intake: parts.intake,
             intake_store: parts.intake_store,
@@ -236,7 +250,14 @@ impl Core {
                 .iter()
                 .map(|a| view::ThresholdView {
                     rule: a.name.clone(),
+                    severity: a.severity,
                     effective: a.effective.clone(),
+                    history: self
+                        .history
+                        .levels
+                        .get(&a.name)
+                        .map(|h| h.iter().copied().collect())
+                        .unwrap_or_default(),
                 })
                 .collect(),
             trust: self
@@ -245,6 +266,12 @@ impl Core {
                 .trust
                 .iter()
                 .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            trust_history: self
+                .history
+                .trust
+                .iter()
+                .map(|(k, steps)| (k.clone(), steps.iter().cloned().collect()))
                 .collect(),
             intake: self.intake.counts(self.adapt.applied()),
             uplink: self.uplink,

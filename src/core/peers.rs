@@ -3,7 +3,8 @@
 //! out. The acknowledgement is released once intake's tables are committed.
 
 use super::points::Points;
-use super::{Core, Now};
+use super::{view, Core, Now};
+use crate::outcomes::answers::LevelChange;
 use crate::alarms::RuleId;
 use crate::config::AlarmKind;
 use crate::mqtt::payload::{timestamp, Event, Threshold, PROVENANCE_SHOWN};
@@ -116,10 +117,31 @@ impl Core {
     }
 
     /// Sets the level of each recomputed adaptive rule and publishes its threshold.
+    ///
+    /// A level that differs from the last one recorded (the baseline, before any) is recorded
+    /// in the history: a level restored at start equal to the last recorded is not a change.
     pub(super) fn apply_levels(&mut self, changed: &[AdaptiveIndex], now: Now) {
         for &i in changed {
             let a = &self.adapt.rules()[i];
-            self.points[a.rule.point].rules[a.rule.rule].set_level(a.severity, a.effective.value);
+            let e = &a.effective;
+            self.points[a.rule.point].rules[a.rule.rule].set_level(a.severity, e.value);
+            let steps = self.history.levels.entry(a.name.clone()).or_default();
+            let last = steps.back().map_or(e.baseline, |s| s.value);
+            if last != e.value {
+                let step = view::LevelStep {
+                    at_ms: now.unix_ms(),
+                    value: e.value,
+                    proposals: e.provenance.len(),
+                };
+                view::push(steps, step);
+                self.answers.level_changed(LevelChange {
+                    at_ms: step.at_ms,
+                    rule: a.name.clone(),
+                    value: e.value,
+                    baseline: e.baseline,
+                    proposals: step.proposals,
+                });
+            }
         }
         self.publish_thresholds(changed, now);
     }

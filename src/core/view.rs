@@ -202,8 +202,84 @@ pub struct RuleLevels {
 pub struct ThresholdView {
     /// `<device>/<point>/<rule>`.
     pub rule: String,
+    /// Which of the rule's levels adapts.
+    pub severity: crate::alarms::Severity,
     /// The level in use, its baseline, rails and provenance.
     pub effective: Effective,
+    /// Its last changes, oldest first (from the state database across restarts).
+    pub history: Vec<LevelStep>,
+}
+
+/// Changes of a level or a trust kept for display, per rule or peer.
+pub const HISTORY_STEPS: usize = 100;
+
+/// An adaptable level from a time on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LevelStep {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    /// The level in use from then on.
+    pub value: f64,
+    /// Live proposals behind it.
+    pub proposals: usize,
+}
+
+/// A peer's trust from a time on, and the answer that moved it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrustStep {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    /// Its trust from then on.
+    pub trust: f64,
+    /// The answer.
+    pub outcome: crate::outcomes::Outcome,
+    /// The alarm answered.
+    pub alarm_id: Arc<str>,
+}
+
+/// The last [`HISTORY_STEPS`] changes of each adaptable level and each peer's trust.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// By rule name.
+    pub levels: std::collections::HashMap<String, VecDeque<LevelStep>>,
+    /// By peer (hex public key).
+    pub trust: std::collections::BTreeMap<String, VecDeque<TrustStep>>,
+}
+
+impl History {
+    /// Seeded with what the state database holds.
+    pub fn from_changes(
+        levels: Vec<crate::outcomes::answers::LevelChange>,
+        trust: Vec<crate::outcomes::answers::TrustChange>,
+    ) -> Self {
+        let mut h = Self::default();
+        for l in levels {
+            let step = LevelStep {
+                at_ms: l.at_ms,
+                value: l.value,
+                proposals: l.proposals,
+            };
+            push(h.levels.entry(l.rule).or_default(), step);
+        }
+        for t in trust {
+            let step = TrustStep {
+                at_ms: t.at_ms,
+                trust: t.trust,
+                outcome: t.outcome,
+                alarm_id: t.alarm_id.into(),
+            };
+            push(h.trust.entry(t.source).or_default(), step);
+        }
+        h
+    }
+}
+
+/// Adds a step, dropping the oldest beyond [`HISTORY_STEPS`].
+pub fn push<T>(steps: &mut VecDeque<T>, step: T) {
+    if steps.len() == HISTORY_STEPS {
+        steps.pop_front();
+    }
+    steps.push_back(step);
 }
 
 /// A device's link and poll statistics.
@@ -236,6 +312,8 @@ pub struct View {
     pub thresholds: Vec<ThresholdView>,
     /// Trust of the peers answered here (hex public key → trust).
     pub trust: Vec<(String, f64)>,
+    /// How each peer's trust changed, by peer, oldest first.
+    pub trust_history: Vec<(String, Vec<TrustStep>)>,
     /// Peers' packets, by what became of them.
     pub intake: IntakeCounts,
     /// The fleet connection.

@@ -31,7 +31,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const JOURNAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
 
 /// The schema, one step per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
-pub const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql")];
+pub const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
 
 /// The schema version this build writes.
 pub fn schema_version() -> i64 {
@@ -339,6 +339,39 @@ mod tests {
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_keeping_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join(FILE)).unwrap();
+            c.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute("INSERT INTO trust(source, trust) VALUES ('ab', 0.75)", [])
+                .unwrap();
+        }
+        let (mut db, new) = Db::open(dir.path()).unwrap();
+        assert!(!new);
+        let trust: f64 = db
+            .conn()
+            .query_row("SELECT trust FROM trust WHERE source = 'ab'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(trust, 0.75);
+        let levels: i64 = db
+            .conn()
+            .query_row("SELECT count(*) FROM level_events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(levels, 0);
+        let v: i64 = db
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 2);
     }
 
     fn damaged_files(dir: &Path) -> usize {

@@ -18,6 +18,36 @@ use tracing::warn;
 /// The file the state lived in before the state database: imported once, then kept aside.
 pub const OUTCOMES_FILE: &str = "outcomes.json";
 
+/// A change of an adaptable rule's level in use, for the thresholds page's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LevelChange {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    /// `<device>/<point>/<rule>`.
+    pub rule: String,
+    /// The level in use from then on.
+    pub value: f64,
+    /// Its baseline.
+    pub baseline: f64,
+    /// Live proposals behind it.
+    pub proposals: usize,
+}
+
+/// A change of a peer's trust, with the answer that moved it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrustChange {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    /// The peer's public key, hex.
+    pub source: String,
+    /// Its trust from then on.
+    pub trust: f64,
+    /// The alarm whose answer moved it.
+    pub alarm_id: String,
+    /// `confirmed` or `refuted`.
+    pub outcome: super::Outcome,
+}
+
 /// One alarm transition, for the alarm history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlarmEvent {
@@ -78,6 +108,10 @@ pub struct Answers {
     unsaved: Vec<String>,
     /// Alarm transitions waiting for the next flush.
     events: Vec<AlarmEvent>,
+    /// Level changes waiting for the next flush.
+    levels: Vec<LevelChange>,
+    /// Trust changes waiting for the next flush.
+    trusts: Vec<TrustChange>,
 }
 
 impl Answers {
@@ -95,6 +129,8 @@ impl Answers {
             outbox_max: outbox_max.max(1),
             unsaved: Vec::new(),
             events: Vec::new(),
+            levels: Vec::new(),
+            trusts: Vec::new(),
         })
     }
 
@@ -231,9 +267,84 @@ impl Answers {
         self.events.push(event);
     }
 
+    /// Keeps a level change for the history, written on the next [`Answers::flush`].
+    pub fn level_changed(&mut self, change: LevelChange) {
+        if self.levels.len() >= self.limits.events_max {
+            self.levels.remove(0);
+        }
+        self.levels.push(change);
+    }
+
+    /// Keeps a trust change for the history, written on the next [`Answers::flush`].
+    pub fn trust_changed(&mut self, change: TrustChange) {
+        if self.trusts.len() >= self.limits.events_max {
+            self.trusts.remove(0);
+        }
+        self.trusts.push(change);
+    }
+
+    /// The last `per_rule` level changes of each rule, oldest first.
+    pub fn recent_levels(&mut self, per_rule: usize) -> Result<Vec<LevelChange>, StorageError> {
+        let conn = self.db.conn();
+        let mut q = conn.prepare(
+            "SELECT at_ms, rule, value, baseline, proposals FROM (SELECT *, row_number() OVER
+             (PARTITION BY rule ORDER BY id DESC) AS n FROM level_events) WHERE n <= ?1 ORDER BY id",
+        )?;
+        let rows = q.query_map([per_rule as i64], |r| {
+            Ok(LevelChange {
+                at_ms: r.get::<_, i64>(0)?.max(0) as u64,
+                rule: r.get(1)?,
+                value: r.get(2)?,
+                baseline: r.get(3)?,
+                proposals: r.get::<_, i64>(4)?.max(0) as usize,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The last `per_source` trust changes of each peer, oldest first (a row whose outcome
+    /// does not read is skipped).
+    pub fn recent_trust(&mut self, per_source: usize) -> Result<Vec<TrustChange>, StorageError> {
+        let conn = self.db.conn();
+        let mut q = conn.prepare(
+            "SELECT at_ms, source, trust, alarm_id, outcome FROM (SELECT *, row_number() OVER
+             (PARTITION BY source ORDER BY id DESC) AS n FROM trust_events) WHERE n <= ?1 ORDER BY id",
+        )?;
+        let rows = q.query_map([per_source as i64], |r| {
+            let outcome: String = r.get(4)?;
+            Ok((
+                r.get::<_, i64>(0)?.max(0) as u64,
+                r.get::<_, String>(1)?,
+                r.get::<_, f64>(2)?,
+                r.get::<_, String>(3)?,
+                outcome,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (at_ms, source, trust, alarm_id, outcome) = row?;
+            let outcome = match outcome.as_str() {
+                "confirmed" => super::Outcome::Confirmed,
+                "refuted" => super::Outcome::Refuted,
+                _ => continue,
+            };
+            out.push(TrustChange {
+                at_ms,
+                source,
+                trust,
+                alarm_id,
+                outcome,
+            });
+        }
+        Ok(out)
+    }
+
     /// Whether a flush has work.
     pub fn flush_due(&self) -> bool {
-        !self.events.is_empty() || !self.unsaved.is_empty()
+        !self.events.is_empty()
+            || !self.unsaved.is_empty()
+            || !self.levels.is_empty()
+            || !self.trusts.is_empty()
     }
 
     /// Writes raises that could not be stored before and the buffered history, and prunes the
@@ -244,11 +355,45 @@ impl Answers {
             self.store_raises(&ids, &[])?;
             self.unsaved.clear();
         }
-        if self.events.is_empty() {
+        if self.events.is_empty() && self.levels.is_empty() && self.trusts.is_empty() {
             return Ok(());
         }
         let cutoff = now_ms.saturating_sub(u64::from(self.limits.history_days) * 86_400_000);
         let tx = self.db.conn().transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO level_events(at_ms, rule, value, baseline, proposals)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for l in &self.levels {
+                insert.execute(params![
+                    l.at_ms as i64,
+                    l.rule,
+                    l.value,
+                    l.baseline,
+                    l.proposals as i64
+                ])?;
+            }
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO trust_events(at_ms, source, trust, alarm_id, outcome)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for t in &self.trusts {
+                let outcome = match t.outcome {
+                    super::Outcome::Confirmed => "confirmed",
+                    super::Outcome::Refuted => "refuted",
+                };
+                insert.execute(params![t.at_ms as i64, t.source, t.trust, t.alarm_id, outcome])?;
+            }
+        }
+        for table in ["level_events", "trust_events"] {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE at_ms < ?1 OR id <= (SELECT max(id) FROM {table}) - ?2"
+                ),
+                params![cutoff as i64, self.limits.events_max as i64],
+            )?;
+        }
         {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO alarm_events(at_ms, alarm_id, device, point, rule, from_state,
@@ -282,6 +427,8 @@ impl Answers {
         )?;
         tx.commit()?;
         self.events.clear();
+        self.levels.clear();
+        self.trusts.clear();
         self.state.alarms.retain(|_, r| r.raised_at_ms >= cutoff);
         Ok(())
     }

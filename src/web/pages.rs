@@ -486,6 +486,7 @@ mod tests {
                 alarms: Vec::new(),
                 thresholds: Vec::new(),
                 trust: Vec::new(),
+                trust_history: Vec::new(),
                 intake: IntakeCounts {
                     accepted: 0,
                     own: 0,

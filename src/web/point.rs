@@ -8,7 +8,8 @@
 use super::pages::{escape, label, number};
 use super::Live;
 use crate::analysis::spc::ChartKind;
-use crate::core::view::{AlarmsView, PointView, SpcChart};
+use crate::alarms::Severity;
+use crate::core::view::{AlarmsView, PointView, SpcChart, ThresholdView};
 use crate::sources::vibration::SpectrumSnapshot;
 use serde_json::{json, Value};
 use std::fmt::Write;
@@ -67,7 +68,7 @@ pub fn point(live: &Live, device: &str, point: &str) -> String {
         p.trend.span_s as usize * crate::core::view::TREND_BUCKETS / 60,
         p.trend.span_s,
     );
-    out.push_str(&chart("trend", "Trend", &trend(p, alarms)));
+    out.push_str(&chart("trend", "Trend", &trend(p, alarms, &v.thresholds)));
     if let Some(c) = &p.spc_chart {
         out.push_str(&control_chart(c));
     }
@@ -86,7 +87,8 @@ pub fn point(live: &Live, device: &str, point: &str) -> String {
 /// A chart for the page script: its JSON in a `<script>` element, made safe there.
 ///
 /// The JSON: `title`; `x` (`time`, `hz` or `index`) and `xlabel`; `unit` of the y axis;
-/// `series` (`label`, `colour`, optional `width`, `dash`, `points` for markers only); `band` (the
+/// `series` (`label`, `colour`, optional `width`, `dash`, `stepped` for a level that holds until
+/// the next point); `band` (the
 /// indices of the upper and lower series of a shaded band); `data` (x, then one array per
 /// series); `cursors` (vertical lines: `x`, `label`, `colour`); `region` (`[from, to]`, shaded);
 /// `marks` (labelled points: `x`, `y`, `label`).
@@ -105,7 +107,7 @@ pub fn chart(id: &str, title: &str, spec: &Value) -> String {
 
 /// The trend as a chart: the band of each step's least and greatest value, its last value, and
 /// each rule's levels.
-fn trend(p: &PointView, alarms: Option<&AlarmsView>) -> Value {
+fn trend(p: &PointView, alarms: Option<&AlarmsView>, thresholds: &[ThresholdView]) -> Value {
     let span = p.trend.span_s.max(1);
     let mut x: Vec<f64> = Vec::new();
     let (mut min, mut max, mut last) = (Vec::new(), Vec::new(), Vec::new());
@@ -133,18 +135,38 @@ fn trend(p: &PointView, alarms: Option<&AlarmsView>) -> Value {
     let mut data = vec![json!(x), json!(min), json!(max), json!(last)];
     if let Some(a) = alarms {
         for (r, l) in a.rules.iter().zip(&a.levels) {
-            for (what, level, colour) in [
-                ("warning", l.warning, "#9a6700"),
-                ("alarm", l.alarm, "#b3261e"),
+            let name = format!("{}/{}/{}", p.device, p.name, r.rule);
+            let adaptive = thresholds.iter().find(|t| t.rule == name);
+            for (what, severity, level, colour) in [
+                ("warning", Severity::Warning, l.warning, "#9a6700"),
+                ("alarm", Severity::Alarm, l.alarm, "#b3261e"),
             ] {
-                if let Some(level) = level.filter(|v| v.is_finite()) {
-                    series.push(json!({"label": format!("{} {what}", r.rule), "colour": colour, "dash": [6, 4]}));
-                    data.push(json!(vec![level; x.len()]));
-                }
+                let Some(level) = level.filter(|v| v.is_finite()) else {
+                    continue;
+                };
+                series.push(json!({"label": format!("{} {what}", r.rule), "colour": colour, "dash": [6, 4], "stepped": true}));
+                // An adaptable level as it was at each step: where peers moved it shows.
+                let values: Vec<f64> = match adaptive.filter(|t| t.severity == severity) {
+                    Some(t) => x.iter().map(|&at| level_at(t, at, level)).collect(),
+                    None => vec![level; x.len()],
+                };
+                data.push(json!(values));
             }
         }
     }
     json!({"x": "time", "unit": p.unit, "series": series, "band": [2, 1], "data": data})
+}
+
+/// The adaptable level in use at `at` (Unix seconds): the last change before it, the baseline
+/// before the first, `now` after the last.
+fn level_at(t: &ThresholdView, at: f64, now: f64) -> f64 {
+    let ms = (at * 1000.0) as u64;
+    match t.history.iter().rposition(|s| s.at_ms <= ms) {
+        Some(i) if i + 1 == t.history.len() => now,
+        Some(i) => t.history[i].value,
+        None if t.history.is_empty() => now,
+        None => t.effective.baseline,
+    }
 }
 
 /// The control chart and its dispersion chart, each point with the limits it was judged by and

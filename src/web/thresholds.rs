@@ -35,6 +35,7 @@ pub fn thresholds(live: &Live) -> String {
             if e.tighten_only { ", toward earlier warning only" } else { "" },
             rule = escape(&t.rule),
         );
+        changes(&mut out, t);
         if e.provenance.is_empty() {
             out.push_str("<p>No live proposal.</p></article>");
             continue;
@@ -71,16 +72,65 @@ pub fn thresholds(live: &Live) -> String {
     if v.trust.is_empty() {
         out.push_str("<p>No peer's advice has been answered here yet; every peer starts at the configured trust.</p>");
     } else {
-        out.push_str("<table><thead><tr><th>Source</th><th>Trust</th></tr></thead><tbody>");
+        out.push_str(
+            "<table><thead><tr><th>Source</th><th>Trust</th><th>How it changed (newest first)</th></tr></thead><tbody>",
+        );
         for (source, trust) in &v.trust {
+            let steps = v
+                .trust_history
+                .iter()
+                .find(|(s, _)| s == source)
+                .map_or(&[][..], |(_, steps)| steps.as_slice());
+            let mut history = String::new();
+            for s in steps.iter().rev().take(SHOWN) {
+                let _ = write!(
+                    history,
+                    "<li>{} → {:.3} ({} <code>{}</code>)</li>",
+                    when(s.at_ms),
+                    s.trust,
+                    label(&s.outcome),
+                    escape(&s.alarm_id)
+                );
+            }
             let _ = write!(
                 out,
-                "<tr><td><code>{}</code></td><td>{trust:.3}</td></tr>",
-                escape(source)
+                "<tr data-source=\"{source}\"><td><code>{source}</code></td><td>{trust:.3}</td><td><ul class=\"steps\">{history}</ul></td></tr>",
+                source = escape(source)
             );
         }
         out.push_str("</tbody></table>");
     }
     out.push_str("</section>");
     out
+}
+
+/// Changes shown per rule and per peer (the gateway keeps up to 100 of each).
+const SHOWN: usize = 10;
+
+/// A Unix millisecond time, to the second.
+fn when(at_ms: u64) -> String {
+    humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_millis(at_ms))
+        .to_string()
+}
+
+/// The rule's last level changes, newest first.
+fn changes(out: &mut String, t: &crate::core::view::ThresholdView) {
+    if t.history.is_empty() {
+        out.push_str("<p class=\"note\">Its level has not changed since it was configured.</p>");
+        return;
+    }
+    let _ = write!(
+        out,
+        "<table class=\"changes\"><thead><tr><th>Changed</th><th>To</th><th>Live proposals</th></tr></thead><tbody>"
+    );
+    for s in t.history.iter().rev().take(SHOWN) {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            when(s.at_ms),
+            number(Some(s.value)),
+            s.proposals
+        );
+    }
+    out.push_str("</tbody></table>");
 }

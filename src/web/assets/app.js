@@ -69,6 +69,7 @@
         dash: s.dash,
         spanGaps: false,
         points: { show: spec.x !== "time" && s.width > 1 },
+        paths: s.stepped ? uPlot.paths.stepped({ align: 1 }) : undefined,
       }))
     );
     return {
