@@ -149,12 +149,27 @@ fn trend_memory() {
     let after = rss_kib();
     let full = trends
         .iter()
-        .filter(|t| t.buckets.len() == TREND_BUCKETS)
+        .filter(|t| t.buckets().count() == TREND_BUCKETS)
         .count();
     println!(
         "trends: {POINTS} points × {TREND_BUCKETS} steps ({full} full): +{:.1} MiB resident (goal with the web server: ≤ 8 MiB)",
         after.saturating_sub(before) as f64 / 1024.0
     );
+    // A dashboard snapshot shares the blocks; a value read afterwards copies one block.
+    let snapshot = trends.clone();
+    let shared = rss_kib();
+    let later = start + Duration::from_secs(TREND_BUCKETS as u64 * 10 + 5);
+    for t in trends.iter_mut() {
+        t.record(later, 1.0);
+    }
+    let written = rss_kib();
+    println!(
+        "  a snapshot of them: +{:.2} MiB; one new value in each afterwards: +{:.2} MiB (a whole copy would be {:.1} MiB)",
+        shared.saturating_sub(after) as f64 / 1024.0,
+        written.saturating_sub(shared) as f64 / 1024.0,
+        after.saturating_sub(before) as f64 / 1024.0
+    );
+    drop(snapshot);
     drop(trends);
 }
 
@@ -299,8 +314,230 @@ fn latency() {
     let _ = runtime.block_on(gateway);
 }
 
+/// A PLC of 100 holding registers whose values change on every read (each poll changes every
+/// point: the most updates a page can get), served on `count` ports.
+#[derive(Clone)]
+struct Changing(std::sync::Arc<std::sync::atomic::AtomicU16>);
+
+impl tokio_modbus::server::Service for Changing {
+    type Request = tokio_modbus::Request<'static>;
+    type Response = tokio_modbus::Response;
+    type Exception = tokio_modbus::ExceptionCode;
+    type Future = std::future::Ready<Result<Self::Response, Self::Exception>>;
+    fn call(&self, req: Self::Request) -> Self::Future {
+        let k = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::future::ready(match req {
+            tokio_modbus::Request::ReadHoldingRegisters(a, n) => {
+                Ok(tokio_modbus::Response::ReadHoldingRegisters(
+                    (0..n).map(|i| 20 + (a + i + k) % 40).collect(),
+                ))
+            }
+            _ => Err(tokio_modbus::ExceptionCode::IllegalFunction),
+        })
+    }
+}
+
+/// CPU seconds (user + system) and resident KiB of process `pid`.
+fn usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    // utime and stime are fields 14 and 15 of stat(5); here counted from field 3.
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    (ticks / hz, rss)
+}
+
+/// 20 open dashboards on a gateway of 1 000 points (10 devices × 100, polled every 100 ms,
+/// every value changing at every poll): the gateway (the release binary, a child process, so
+/// only its CPU counts) with 20 live streams of a page open against none, in alternating
+/// windows; and its resident memory with the dashboard on against off.
+fn open_dashboards() {
+    const DEVICES: usize = 10;
+    const STREAMS: usize = 20;
+    const WINDOW: Duration = Duration::from_secs(6);
+    const ROUNDS: usize = 3;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ports: Vec<u16> = runtime.block_on(async {
+        let mut ports = Vec::new();
+        for _ in 0..DEVICES {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .unwrap();
+            ports.push(listener.local_addr().unwrap().port());
+            let service = Changing(Default::default());
+            tokio::spawn(async move {
+                let server = tokio_modbus::server::tcp::Server::new(listener);
+                let on_connected = move |stream, peer| {
+                    let service = service.clone();
+                    let accepted =
+                        tokio_modbus::server::tcp::accept_tcp_connection(stream, peer, move |_| {
+                            Ok(Some(service.clone()))
+                        });
+                    async move { accepted }
+                };
+                let _ = server.serve(&on_connected, |_| {}).await;
+            });
+        }
+        ports
+    });
+    let hash = qis_edge::web::hash_password("bench-password").unwrap();
+    let gateway = |web: Option<u16>| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = format!(
+            "[site]\nid = \"bench\"\nstate_dir = \"{}\"\n[mqtt]\nport = 1\n",
+            dir.path().join("state").display()
+        );
+        if let Some(web) = web {
+            text += &format!(
+                "[web]\nenabled = true\nbind = \"127.0.0.1:{web}\"\n\
+                 [[web.users]]\nname = \"b\"\nrole = \"viewer\"\npassword_hash = \"{hash}\"\n"
+            );
+        }
+        for (d, port) in ports.iter().enumerate() {
+            text += &format!(
+                "[[devices]]\ntype = \"modbus_tcp\"\nname = \"d{d}\"\nhost = \"127.0.0.1\"\nport = {port}\npoll_interval_ms = 100\n"
+            );
+            for i in 0..100 {
+                text += &format!(
+                    "[[devices.points]]\nname = \"p{i}\"\nregister = \"holding\"\naddress = {i}\nunit = \"°C\"\n\
+                     [[devices.points.alarms]]\nkind = \"high\"\nwarning = 70.0\nalarm = 80.0\n"
+                );
+            }
+        }
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, text).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_qis-edge"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        (dir, child)
+    };
+    let web = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_dir, mut child) = gateway(Some(web));
+    while std::net::TcpStream::connect(("127.0.0.1", web)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, started) = usage(child.id());
+    let (head, _) = get(web, "POST", "/login", "", "user=b&password=bench-password");
+    let cookie = head
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("a session")
+        .to_string();
+    let pid = child.id();
+    let (_, logged_in) = usage(pid);
+    let mut after_page = Vec::new();
+    let cpu_over = |window: Duration| {
+        let (a, _) = usage(pid);
+        std::thread::sleep(window);
+        let (b, _) = usage(pid);
+        (b - a) / window.as_secs_f64()
+    };
+    println!(
+        "20 open dashboards, gateway of 1 000 points (10 × 100, polled every 100 ms, every value changing), {ROUNDS} alternating rounds of {} s:",
+        WINDOW.as_secs()
+    );
+    for page in ["overview", "alarms", "points"] {
+        let mut extra = Vec::new();
+        let mut bytes_per_s = Vec::new();
+        for _ in 0..ROUNDS {
+            let idle = cpu_over(WINDOW);
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let readers: Vec<_> = (0..STREAMS)
+                .map(|_| {
+                    let mut s = std::net::TcpStream::connect(("127.0.0.1", web)).unwrap();
+                    write!(
+                        s,
+                        "GET /live/{page} HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\n\r\n"
+                    )
+                    .unwrap();
+                    s.set_read_timeout(Some(Duration::from_millis(200)))
+                        .unwrap();
+                    let (stop, read) = (stop.clone(), read.clone());
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            if let Ok(n) = s.read(&mut buf) {
+                                if n == 0 {
+                                    break;
+                                }
+                                read.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(500));
+            let before = read.load(std::sync::atomic::Ordering::Relaxed);
+            let open = cpu_over(WINDOW);
+            let after = read.load(std::sync::atomic::Ordering::Relaxed);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            readers.into_iter().for_each(|r| r.join().unwrap());
+            extra.push((open - idle) * 100.0);
+            bytes_per_s.push((after - before) as f64 / WINDOW.as_secs_f64() / STREAMS as f64);
+        }
+        let mut sorted = extra.clone();
+        sorted.sort_by(f64::total_cmp);
+        bytes_per_s.sort_by(f64::total_cmp);
+        println!(
+            "  /{page}: +{:.1} % of one core (median; rounds {}), {:.0} KiB/s to each page (goal ≤ 5 %)",
+            sorted[ROUNDS / 2],
+            extra
+                .iter()
+                .map(|e| format!("{e:+.1}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            bytes_per_s[ROUNDS / 2] / 1024.0
+        );
+        after_page.push(format!("{page} {:.1}", usage(pid).1 as f64 / 1024.0));
+    }
+    let (_, with_web) = usage(pid);
+    let _ = child.kill();
+    let _ = child.wait();
+    let (_dir, mut plain) = gateway(None);
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, without_web) = usage(plain.id());
+    let _ = plain.kill();
+    let _ = plain.wait();
+    println!(
+        "  resident memory with the dashboard: started {:.1} MiB, logged in {:.1} MiB, after the streams of each page (MiB): {}",
+        started as f64 / 1024.0,
+        logged_in as f64 / 1024.0,
+        after_page.join(", ")
+    );
+    println!(
+        "  resident memory with the dashboard (after the streams, trends of 60 min partly filled) {:.1} MiB, without {:.1} MiB: +{:.1} MiB (full trends: see above; goal with the web server ≤ 8 MiB)",
+        with_web as f64 / 1024.0,
+        without_web as f64 / 1024.0,
+        (with_web as f64 - without_web as f64) / 1024.0
+    );
+}
+
 fn main() {
+    // `cargo bench --bench dashboard -- open` runs only the open dashboards.
+    if std::env::args().any(|a| a == "open") {
+        return open_dashboards();
+    }
     trend_memory();
     page_weight();
     latency();
+    open_dashboards();
 }

@@ -676,7 +676,9 @@ async fn the_thresholds_page_shows_where_a_level_came_from() {
             .split("<table class=\"changes\">")
             .nth(1)
             .unwrap_or_else(|| panic!("no changes table: {html}"));
-        table[..table.find("</table>").unwrap()].matches(&change).count()
+        table[..table.find("</table>").unwrap()]
+            .matches(&change)
+            .count()
     };
     assert_eq!(changes(&fragment), 1, "{fragment}");
     stop(gateway).await;
@@ -684,7 +686,11 @@ async fn the_thresholds_page_shows_where_a_level_came_from() {
     wait_http(web).await;
     let cookie = login(web, "vic", "viewer-pass").await.unwrap();
     let page = http(web, "GET", "/thresholds", &[("Cookie", &cookie)], b"").await;
-    assert!(page.body.contains("moved from 80 by peers"), "{}", page.body);
+    assert!(
+        page.body.contains("moved from 80 by peers"),
+        "{}",
+        page.body
+    );
     assert_eq!(changes(&page.body), 1, "{}", page.body);
     stop(gateway).await;
 }

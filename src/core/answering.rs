@@ -198,13 +198,14 @@ impl Core {
                 alarm_id: alarm_id.into(),
             };
             super::view::push(self.history.trust.entry(source.clone()).or_default(), step);
-            self.answers.trust_changed(crate::outcomes::answers::TrustChange {
-                at_ms: now.unix_ms(),
-                source: source.clone(),
-                trust: to,
-                alarm_id: alarm_id.to_string(),
-                outcome,
-            });
+            self.answers
+                .trust_changed(crate::outcomes::answers::TrustChange {
+                    at_ms: now.unix_ms(),
+                    source: source.clone(),
+                    trust: to,
+                    alarm_id: alarm_id.to_string(),
+                    outcome,
+                });
             let event = Event::Trust {
                 site: self.out.site.clone(),
                 source,

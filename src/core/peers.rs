@@ -4,11 +4,11 @@
 
 use super::points::Points;
 use super::{view, Core, Now};
-use crate::outcomes::answers::LevelChange;
 use crate::alarms::RuleId;
 use crate::config::AlarmKind;
 use crate::mqtt::payload::{timestamp, Event, Threshold, PROVENANCE_SHOWN};
 use crate::mqtt::Qos;
+use crate::outcomes::answers::LevelChange;
 use crate::outcomes::Pattern;
 use crate::packet::{self as pk, Direction};
 use crate::synthesis::adapt::{Adaptive, AdaptiveIndex, Offer};

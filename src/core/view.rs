@@ -114,15 +114,44 @@ pub struct Bucket {
     pub last: f32,
 }
 
-/// A point's good values over a window, decimated on arrival into [`TREND_BUCKETS`] spans (about
-/// 5.8 KiB per point): spikes survive as the span's least and greatest value, and a span with no
-/// good read is missing (a gap).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A span's values; NaN where no good value was read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Slot {
+    min: f32,
+    max: f32,
+    last: f32,
+}
+
+const EMPTY: Slot = Slot {
+    min: f32::NAN,
+    max: f32::NAN,
+    last: f32::NAN,
+};
+
+/// Spans per shared block of a trend.
+const BLOCK: usize = 30;
+
+/// A point's good values over a window, decimated on arrival into [`TREND_BUCKETS`] spans of
+/// least, greatest and last value (12 bytes each, about 4.3 KiB per point when full): spikes survive as
+/// the span's extremes, and a span with no good read is missing (a gap).
+///
+/// The spans live in a ring indexed by time, in blocks of 30 shared between the core and its
+/// snapshots: a snapshot copies 12 pointers, and a value read afterwards copies only its own
+/// block (360 bytes) rather than the whole ring.
+#[derive(Debug, Clone, Default)]
 pub struct Trend {
     /// Span width, seconds; 0: not kept.
     pub span_s: u32,
-    /// Oldest first.
-    pub buckets: VecDeque<Bucket>,
+    /// Number (start / span) of the newest span written.
+    newest: Option<u32>,
+    /// The ring: span `n` at `n % TREND_BUCKETS`.
+    blocks: Vec<Arc<[Slot; BLOCK]>>,
+}
+
+impl PartialEq for Trend {
+    fn eq(&self, other: &Self) -> bool {
+        self.span_s == other.span_s && self.buckets().eq(other.buckets())
+    }
 }
 
 impl Trend {
@@ -130,8 +159,27 @@ impl Trend {
     pub fn new(minutes: u32) -> Self {
         Self {
             span_s: (minutes.saturating_mul(60) / TREND_BUCKETS as u32).max(u32::from(minutes > 0)),
-            // Exactly the steps kept: grown by doubling, 360 would take room for 512.
-            buckets: VecDeque::with_capacity(if minutes > 0 { TREND_BUCKETS } else { 0 }),
+            newest: None,
+            // Every block starts as the same empty one, copied on its first write: a trend costs
+            // only the blocks its window has filled.
+            #[allow(clippy::rc_clone_in_vec_init)]
+            blocks: if minutes > 0 {
+                vec![Arc::new([EMPTY; BLOCK]); TREND_BUCKETS / BLOCK]
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    fn slot(&mut self, n: u32) -> &mut Slot {
+        let i = n as usize % TREND_BUCKETS;
+        &mut Arc::make_mut(&mut self.blocks[i / BLOCK])[i % BLOCK]
+    }
+
+    /// Empties the spans after `from` up to and including `to` (at most the whole ring).
+    fn clear(&mut self, from: u32, to: u32) {
+        for n in from.saturating_add(1)..=to.min(from.saturating_add(TREND_BUCKETS as u32)) {
+            *self.slot(n) = EMPTY;
         }
     }
 
@@ -143,33 +191,50 @@ impl Trend {
         let secs = at
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let start = u32::try_from(secs - secs % u64::from(self.span_s)).unwrap_or(u32::MAX);
-        let v = value as f32;
-        match self.buckets.back_mut() {
-            Some(b) if b.start == start => {
-                b.min = b.min.min(v);
-                b.max = b.max.max(v);
-                b.last = v;
-            }
+        let n = u32::try_from(secs / u64::from(self.span_s)).unwrap_or(u32::MAX);
+        match self.newest {
+            Some(newest) if n > newest => self.clear(newest, n),
             // A clock set back: the newer spans are dropped rather than shown out of order.
-            Some(b) if b.start > start => {
-                while self.buckets.back().is_some_and(|b| b.start > start) {
-                    self.buckets.pop_back();
+            Some(newest) if n < newest => {
+                self.clear(n, newest);
+                if newest - n >= TREND_BUCKETS as u32 {
+                    *self.slot(n) = EMPTY;
                 }
-                self.record(at, value);
             }
-            _ => {
-                if self.buckets.len() == TREND_BUCKETS {
-                    self.buckets.pop_front();
-                }
-                self.buckets.push_back(Bucket {
-                    start,
-                    min: v,
-                    max: v,
-                    last: v,
-                });
-            }
+            Some(_) => {}
+            None => {}
         }
+        self.newest = Some(n);
+        let v = value as f32;
+        let slot = self.slot(n);
+        if slot.last.is_nan() {
+            *slot = Slot {
+                min: v,
+                max: v,
+                last: v,
+            };
+        } else {
+            slot.min = slot.min.min(v);
+            slot.max = slot.max.max(v);
+            slot.last = v;
+        }
+    }
+
+    /// The spans with a good value, oldest first.
+    pub fn buckets(&self) -> impl Iterator<Item = Bucket> + '_ {
+        let newest = self.newest.filter(|_| !self.blocks.is_empty());
+        let first = newest.map_or(1, |n| n.saturating_sub(TREND_BUCKETS as u32 - 1));
+        let last = newest.unwrap_or(0);
+        (first..=last).filter_map(move |n| {
+            let i = n as usize % TREND_BUCKETS;
+            let s = self.blocks[i / BLOCK][i % BLOCK];
+            (!s.last.is_nan()).then(|| Bucket {
+                start: n.saturating_mul(self.span_s),
+                min: s.min,
+                max: s.max,
+                last: s.last,
+            })
+        })
     }
 }
 
@@ -336,9 +401,10 @@ mod tests {
         for (s, v) in [(1000, 5.0), (1003, 9.0), (1009, 1.0), (1010, 2.0)] {
             t.record(at(s), v);
         }
-        assert_eq!(t.buckets.len(), 2);
+        let b: Vec<Bucket> = t.buckets().collect();
+        assert_eq!(b.len(), 2);
         assert_eq!(
-            t.buckets[0],
+            b[0],
             Bucket {
                 start: 1000,
                 min: 1.0,
@@ -346,25 +412,33 @@ mod tests {
                 last: 1.0
             }
         );
-        assert_eq!(t.buckets[1].start, 1010);
+        assert_eq!(b[1].start, 1010);
         t.record(at(1010), f64::NAN);
-        assert_eq!(t.buckets[1].last, 2.0, "not a value");
+        assert_eq!(t.buckets().nth(1).unwrap().last, 2.0, "not a value");
         // A gap: nothing from 1020 to 1049.
         t.record(at(1050), 3.0);
-        assert_eq!(
-            t.buckets.iter().map(|b| b.start).collect::<Vec<_>>(),
-            [1000, 1010, 1050]
-        );
+        let starts = |t: &Trend| t.buckets().map(|b| b.start).collect::<Vec<_>>();
+        assert_eq!(starts(&t), [1000, 1010, 1050]);
+        // A snapshot keeps what it saw while the trend goes on.
+        let snapshot = t.clone();
         for i in 0..TREND_BUCKETS as u64 * 2 {
             t.record(at(2000 + i * 10), i as f64);
         }
-        assert_eq!(t.buckets.len(), TREND_BUCKETS);
-        assert_eq!(t.buckets[0].start, 2000 + TREND_BUCKETS as u32 * 10);
+        assert_eq!(starts(&snapshot), [1000, 1010, 1050]);
+        assert_eq!(t.buckets().count(), TREND_BUCKETS);
+        assert_eq!(
+            t.buckets().next().unwrap().start,
+            2000 + TREND_BUCKETS as u32 * 10
+        );
         // The clock set back: newer spans go.
         t.record(at(2005), 7.0);
-        assert_eq!(t.buckets.back().unwrap().start, 2000);
+        assert_eq!(t.buckets().last().unwrap().start, 2000);
+        assert_eq!(t.buckets().last().unwrap().last, 7.0);
+        // Set back beyond the window: only the new span.
+        t.record(at(10), 1.0);
+        assert_eq!(starts(&t), [10]);
         let mut off = Trend::new(0);
         off.record(at(1), 1.0);
-        assert!(off.buckets.is_empty());
+        assert_eq!(off.buckets().count(), 0);
     }
 }

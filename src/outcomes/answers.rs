@@ -383,7 +383,13 @@ impl Answers {
                     super::Outcome::Confirmed => "confirmed",
                     super::Outcome::Refuted => "refuted",
                 };
-                insert.execute(params![t.at_ms as i64, t.source, t.trust, t.alarm_id, outcome])?;
+                insert.execute(params![
+                    t.at_ms as i64,
+                    t.source,
+                    t.trust,
+                    t.alarm_id,
+                    outcome
+                ])?;
             }
         }
         for table in ["level_events", "trust_events"] {

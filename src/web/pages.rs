@@ -20,7 +20,7 @@ pub const UPLOT_JS: &str = include_str!("assets/vendor/uplot/uPlot.iife.min.js")
 pub const UPLOT_CSS: &str = include_str!("assets/vendor/uplot/uPlot.min.css");
 
 /// A page of the dashboard.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Page {
     /// Site, links, devices, points, counters.
     Overview,

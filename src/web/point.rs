@@ -7,8 +7,8 @@
 
 use super::pages::{escape, label, number};
 use super::Live;
-use crate::analysis::spc::ChartKind;
 use crate::alarms::Severity;
+use crate::analysis::spc::ChartKind;
 use crate::core::view::{AlarmsView, PointView, SpcChart, ThresholdView};
 use crate::sources::vibration::SpectrumSnapshot;
 use serde_json::{json, Value};
@@ -112,7 +112,7 @@ fn trend(p: &PointView, alarms: Option<&AlarmsView>, thresholds: &[ThresholdView
     let mut x: Vec<f64> = Vec::new();
     let (mut min, mut max, mut last) = (Vec::new(), Vec::new(), Vec::new());
     let mut previous: Option<u32> = None;
-    for b in &p.trend.buckets {
+    for b in p.trend.buckets() {
         // A missing span: one null point so the line breaks there.
         if previous.is_some_and(|s| b.start > s + span) {
             x.push(f64::from(previous.unwrap_or(0) + span));

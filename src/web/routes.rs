@@ -43,6 +43,45 @@ pub struct AppState {
     commands: mpsc::Sender<WebCommand>,
     history: Arc<HistoryDb>,
     host: super::host::Host,
+    rendered: Mutex<Rendered>,
+}
+
+/// Fragments rendered from one snapshot, shared by every stream of the same page and role: 20
+/// open pages cost one rendering per update, not 20.
+#[derive(Default)]
+struct Rendered {
+    /// The snapshot they were rendered from (held, so its address is not reused).
+    snapshot: Option<Arc<Live>>,
+    /// The host health they show.
+    health: super::host::Health,
+    fragments: std::collections::HashMap<(pages::Page, bool), Arc<str>>,
+}
+
+/// Distinct fragments kept per snapshot, at most (point pages are many).
+const RENDERED_MAX: usize = 64;
+
+impl AppState {
+    /// The fragment of `which` for `session` from `snapshot`, rendered once per snapshot.
+    fn fragment(&self, which: &pages::Page, snapshot: &Arc<Live>, session: &Session) -> Arc<str> {
+        let health = self.host.health();
+        let mut r = lock(&self.rendered);
+        let current = r
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, snapshot));
+        if !current || r.health != health || r.fragments.len() >= RENDERED_MAX {
+            r.fragments.clear();
+            r.snapshot = Some(Arc::clone(snapshot));
+            r.health = health.clone();
+        }
+        let key = (which.clone(), session.role == WebRole::Engineer);
+        if let Some(html) = r.fragments.get(&key) {
+            return Arc::clone(html);
+        }
+        let html: Arc<str> = pages::fragment(which, snapshot, session, &health).into();
+        r.fragments.insert(key, Arc::clone(&html));
+        html
+    }
 }
 
 impl AppState {
@@ -68,6 +107,7 @@ impl AppState {
             commands,
             history: HistoryDb::new(state_dir.to_path_buf()),
             host: super::host::Host::new(state_dir),
+            rendered: Mutex::new(Rendered::default()),
         })
     }
 
@@ -320,9 +360,9 @@ fn fragments(
             }
             live.changed().await.ok()?;
             let snapshot = live.borrow_and_update().clone();
-            let html = pages::fragment(&which, &snapshot, &session, &state.host.health());
+            let html = state.fragment(&which, &snapshot, &session);
             Some((
-                Ok(Event::default().event("fragment").data(html)),
+                Ok(Event::default().event("fragment").data(&*html)),
                 (live, false),
             ))
         }
