@@ -417,6 +417,7 @@ impl Core {
         self.expire_shelves(now);
         let expired = self.adapt.expire(now.unix_ms() / 1000);
         self.apply_levels(&expired, now);
+        self.record_levels(now);
         self.publish_intake_stats();
         self.commit_intake(now);
         self.storage_tick(now);

@@ -9,6 +9,9 @@ use crate::config::AlarmKind;
 use crate::mqtt::payload::{timestamp, Event, Threshold, PROVENANCE_SHOWN};
 use crate::mqtt::Qos;
 use crate::outcomes::answers::LevelChange;
+
+/// Shortest time between two recorded changes of one level, milliseconds.
+const LEVEL_RECORD_EVERY_MS: u64 = 1000;
 use crate::outcomes::Pattern;
 use crate::packet::{self as pk, Direction};
 use crate::synthesis::adapt::{Adaptive, AdaptiveIndex, Offer};
@@ -117,33 +120,44 @@ impl Core {
     }
 
     /// Sets the level of each recomputed adaptive rule and publishes its threshold.
-    ///
-    /// A level that differs from the last one recorded (the baseline, before any) is recorded
-    /// in the history: a level restored at start equal to the last recorded is not a change.
     pub(super) fn apply_levels(&mut self, changed: &[AdaptiveIndex], now: Now) {
         for &i in changed {
             let a = &self.adapt.rules()[i];
-            let e = &a.effective;
-            self.points[a.rule.point].rules[a.rule.rule].set_level(a.severity, e.value);
-            let steps = self.history.levels.entry(a.name.clone()).or_default();
-            let last = steps.back().map_or(e.baseline, |s| s.value);
-            if last != e.value {
-                let step = view::LevelStep {
-                    at_ms: now.unix_ms(),
-                    value: e.value,
-                    proposals: e.provenance.len(),
-                };
-                view::push(steps, step);
-                self.answers.level_changed(LevelChange {
-                    at_ms: step.at_ms,
-                    rule: a.name.clone(),
-                    value: e.value,
-                    baseline: e.baseline,
-                    proposals: step.proposals,
-                });
-            }
+            self.points[a.rule.point].rules[a.rule.rule].set_level(a.severity, a.effective.value);
         }
         self.publish_thresholds(changed, now);
+    }
+
+    /// Records in the history each adaptable level that differs from the last one recorded (the
+    /// baseline, before any), at most once per [`LEVEL_RECORD_EVERY_MS`] per rule: a flood of
+    /// packets moving a level writes a row a second, not a row a packet, and the level it
+    /// settles at is recorded within a second. A level restored at start equal to the last
+    /// recorded is not a change.
+    pub(super) fn record_levels(&mut self, now: Now) {
+        let at_ms = now.unix_ms();
+        for a in self.adapt.rules() {
+            let e = &a.effective;
+            let steps = self.history.levels.entry(a.name.clone()).or_default();
+            let last = steps.back();
+            if last.map_or(e.baseline, |s| s.value) == e.value
+                || last.is_some_and(|s| at_ms < s.at_ms.saturating_add(LEVEL_RECORD_EVERY_MS))
+            {
+                continue;
+            }
+            let step = view::LevelStep {
+                at_ms,
+                value: e.value,
+                proposals: e.provenance.len(),
+            };
+            view::push(steps, step);
+            self.answers.level_changed(LevelChange {
+                at_ms,
+                rule: a.name.clone(),
+                value: e.value,
+                baseline: e.baseline,
+                proposals: step.proposals,
+            });
+        }
     }
 
     /// Queues the retained threshold of each adaptive rule in `rules`.

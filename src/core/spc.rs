@@ -128,22 +128,7 @@ pub fn observe(
         };
         out.json(topic.clone(), &metric, Qos::AtMostOnce, false);
         if let Some(chart) = point.view.spc_chart.as_mut() {
-            chart.push(ChartPoint {
-                index: c.index,
-                calibration: c.calibration,
-                statistic: c.statistic,
-                center: metric.center,
-                lcl: metric.lcl,
-                ucl: metric.ucl,
-                dispersion: c.dispersion,
-                dispersion_limits: [
-                    metric.dispersion_center,
-                    metric.dispersion_lcl,
-                    metric.dispersion_ucl,
-                ],
-                violations: c.violations,
-                dispersion_violations: c.dispersion_violations,
-            });
+            chart.push(chart_point(c, &metric));
         }
         let detail = finding(state, c, &metric);
         let violated = !c.violations.is_empty()
@@ -158,6 +143,26 @@ pub fn observe(
     }
     state.out = charted;
     transitions
+}
+
+/// A charted point for the dashboard, with the limits it was judged by.
+fn chart_point(c: &SpcPoint, metric: &SpcMetric) -> ChartPoint {
+    ChartPoint {
+        index: c.index,
+        calibration: c.calibration,
+        statistic: c.statistic,
+        center: metric.center,
+        lcl: metric.lcl,
+        ucl: metric.ucl,
+        dispersion: c.dispersion,
+        dispersion_limits: [
+            metric.dispersion_center,
+            metric.dispersion_lcl,
+            metric.dispersion_ucl,
+        ],
+        violations: c.violations,
+        dispersion_violations: c.dispersion_violations,
+    }
 }
 
 /// What the chart found at one charted point.

@@ -3,7 +3,7 @@
 //! state (a dashboard, a SCADA bridge, a metrics endpoint) without reaching into the core.
 
 use crate::alarms::PointId;
-use crate::analysis::spc::{ChartKind, Violations};
+pub use crate::analysis::spc::{ChartKind, Violations};
 use crate::intake::IntakeCounts;
 use crate::mqtt::payload::{RuleStatus, SpcDetail};
 use crate::mqtt::UplinkState;

@@ -360,38 +360,7 @@ impl Answers {
         }
         let cutoff = now_ms.saturating_sub(u64::from(self.limits.history_days) * 86_400_000);
         let tx = self.db.conn().transaction()?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO level_events(at_ms, rule, value, baseline, proposals)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for l in &self.levels {
-                insert.execute(params![
-                    l.at_ms as i64,
-                    l.rule,
-                    l.value,
-                    l.baseline,
-                    l.proposals as i64
-                ])?;
-            }
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO trust_events(at_ms, source, trust, alarm_id, outcome)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for t in &self.trusts {
-                let outcome = match t.outcome {
-                    super::Outcome::Confirmed => "confirmed",
-                    super::Outcome::Refuted => "refuted",
-                };
-                insert.execute(params![
-                    t.at_ms as i64,
-                    t.source,
-                    t.trust,
-                    t.alarm_id,
-                    outcome
-                ])?;
-            }
-        }
+        put_changes(&tx, &self.levels, &self.trusts)?;
         for table in ["level_events", "trust_events"] {
             tx.execute(
                 &format!(
@@ -443,6 +412,45 @@ impl Answers {
     pub fn probe(&mut self) -> Result<(), StorageError> {
         self.db.probe()
     }
+}
+
+/// Writes level and trust changes in the caller's transaction.
+fn put_changes(
+    tx: &Transaction<'_>,
+    levels: &[LevelChange],
+    trusts: &[TrustChange],
+) -> Result<(), StorageError> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO level_events(at_ms, rule, value, baseline, proposals)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for l in levels {
+        insert.execute(params![
+            l.at_ms as i64,
+            l.rule,
+            l.value,
+            l.baseline,
+            l.proposals as i64
+        ])?;
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO trust_events(at_ms, source, trust, alarm_id, outcome)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for t in trusts {
+        let outcome = match t.outcome {
+            super::Outcome::Confirmed => "confirmed",
+            super::Outcome::Refuted => "refuted",
+        };
+        insert.execute(params![
+            t.at_ms as i64,
+            t.source,
+            t.trust,
+            t.alarm_id,
+            outcome
+        ])?;
+    }
+    Ok(())
 }
 
 fn commit_answer(

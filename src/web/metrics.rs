@@ -71,6 +71,14 @@ pub fn render(live: &Live) -> String {
             value(source)
         );
     }
+    links(live, &mut out);
+    out.push_str("# EOF\n");
+    out
+}
+
+/// The fleet link, the outbox, the local broker and the state database.
+fn links(live: &Live, out: &mut String) {
+    let v = &live.view;
     let _ = writeln!(out, "# TYPE qis_edge_uplink_subscribed gauge\n# HELP qis_edge_uplink_subscribed 1 when the fleet link is up and subscribed.");
     let up = u8::from(label(&v.uplink) == "subscribed");
     let _ = writeln!(out, "qis_edge_uplink_subscribed {up}");
@@ -90,8 +98,6 @@ pub fn render(live: &Live) -> String {
         "qis_edge_storage_fault {}",
         u8::from(live.storage_fault.is_some())
     );
-    out.push_str("# EOF\n");
-    out
 }
 
 fn points(live: &Live, out: &mut String) {

@@ -8,9 +8,8 @@
 use super::pages::{escape, label, number};
 use super::Live;
 use crate::alarms::Severity;
-use crate::analysis::spc::ChartKind;
-use crate::core::view::{AlarmsView, PointView, SpcChart, ThresholdView};
-use crate::sources::vibration::SpectrumSnapshot;
+use crate::core::view::{AlarmsView, ChartKind, PointView, SpcChart, ThresholdView, Violations};
+use crate::sources::vibration::{EnvelopeSnapshot, SpectrumSnapshot};
 use serde_json::{json, Value};
 use std::fmt::Write;
 use std::time::SystemTime;
@@ -181,9 +180,7 @@ fn control_chart(c: &SpcChart) -> String {
     let line = |f: &dyn Fn(&crate::core::view::ChartPoint) -> Option<f64>| -> Vec<Option<f64>> {
         c.points.iter().map(f).collect()
     };
-    let marks = |pick: &dyn Fn(
-        &crate::core::view::ChartPoint,
-    ) -> (Option<f64>, crate::analysis::spc::Violations)| {
+    let marks = |pick: &dyn Fn(&crate::core::view::ChartPoint) -> (Option<f64>, Violations)| {
         c.points
             .iter()
             .filter_map(|p| {
@@ -243,8 +240,41 @@ const INNER: &str = "#6e40c9";
 const BALL: &str = "#9a6700";
 const CAGE: &str = "#1b7f3b";
 
+/// Frequencies `0, resolution, 2·resolution, …` for `n` values.
+fn axis(resolution: f64, n: usize) -> Vec<f64> {
+    (0..n).map(|k| k as f64 * resolution).collect()
+}
+
 /// The latest window's spectra, zone and diagnosis.
 fn spectra(at: SystemTime, s: &SpectrumSnapshot) -> String {
+    let mut out = vibration_facts(at, s);
+    let top = s.resolution_hz * s.amplitudes.len().saturating_sub(1) as f64;
+    let cursors: Vec<Value> = s
+        .shaft_hz
+        .into_iter()
+        .flat_map(|f| (1..=10).map(move |k| (k, f * f64::from(k))))
+        .filter(|&(_, f)| f <= top)
+        .map(|(k, f)| json!({"x": f, "label": format!("{k}×"), "colour": "#57606a"}))
+        .collect();
+    out.push_str(&chart(
+        "spectrum",
+        "Amplitude spectrum",
+        &json!({
+            "x": "hz", "xlabel": "Hz",
+            "series": [{"label": "amplitude", "colour": "#1f6feb"}],
+            "data": [axis(s.resolution_hz, s.amplitudes.len()), s.amplitudes],
+            "cursors": cursors,
+            "region": s.envelope_band_hz,
+        }),
+    ));
+    if let Some(e) = &s.envelope {
+        out.push_str(&envelope(e));
+    }
+    out
+}
+
+/// Velocity RMS, the ISO zone and its boundaries, the verdict and the envelope band.
+fn vibration_facts(at: SystemTime, s: &SpectrumSnapshot) -> String {
     let [ab, bc, cd] = s.iso10816_boundaries_mm_s;
     let mut out = format!(
         "<h3>Vibration</h3><table class=\"facts\">\
@@ -272,31 +302,12 @@ fn spectra(at: SystemTime, s: &SpectrumSnapshot) -> String {
         );
     }
     out.push_str("</table>");
-    let x =
-        |resolution: f64, n: usize| -> Vec<f64> { (0..n).map(|k| k as f64 * resolution).collect() };
-    let top = s.resolution_hz * s.amplitudes.len().saturating_sub(1) as f64;
-    let cursors: Vec<Value> = s
-        .shaft_hz
-        .into_iter()
-        .flat_map(|f| (1..=10).map(move |k| (k, f * f64::from(k))))
-        .filter(|&(_, f)| f <= top)
-        .map(|(k, f)| json!({"x": f, "label": format!("{k}×"), "colour": "#57606a"}))
-        .collect();
-    out.push_str(&chart(
-        "spectrum",
-        "Amplitude spectrum",
-        &json!({
-            "x": "hz", "xlabel": "Hz",
-            "series": [{"label": "amplitude", "colour": "#1f6feb"}],
-            "data": [x(s.resolution_hz, s.amplitudes.len()), s.amplitudes],
-            "cursors": cursors,
-            "region": s.envelope_band_hz,
-        }),
-    ));
-    let Some(e) = &s.envelope else {
-        return out;
-    };
-    out.push_str(
+    out
+}
+
+/// The defect table and the squared envelope spectrum with the defect frequencies' cursors.
+fn envelope(e: &EnvelopeSnapshot) -> String {
+    let mut out = String::from(
         "<table><thead><tr><th>Defect</th><th>Frequency</th><th>Line found</th><th>Score</th></tr></thead><tbody>",
     );
     for (name, f, d) in [
@@ -341,7 +352,7 @@ fn spectra(at: SystemTime, s: &SpectrumSnapshot) -> String {
         &json!({
             "x": "hz", "xlabel": "Hz",
             "series": [{"label": "envelope", "colour": "#1f6feb"}],
-            "data": [x(e.resolution_hz, e.amplitudes.len()), e.amplitudes],
+            "data": [axis(e.resolution_hz, e.amplitudes.len()), e.amplitudes],
             "cursors": cursors,
         }),
     ));

@@ -69,6 +69,13 @@ pub fn thresholds(live: &Live) -> String {
         out.push_str("</tbody></table></article>");
     }
     out.push_str("</section><section><h2>Peers' trust</h2>");
+    trust(&mut out, v);
+    out.push_str("</section>");
+    out
+}
+
+/// The peers answered here, each with its trust and its last changes.
+fn trust(out: &mut String, v: &crate::core::View) {
     if v.trust.is_empty() {
         out.push_str("<p>No peer's advice has been answered here yet; every peer starts at the configured trust.</p>");
     } else {
@@ -100,8 +107,6 @@ pub fn thresholds(live: &Live) -> String {
         }
         out.push_str("</tbody></table>");
     }
-    out.push_str("</section>");
-    out
 }
 
 /// Changes shown per rule and per peer (the gateway keeps up to 100 of each).
