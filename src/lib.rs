@@ -58,7 +58,7 @@
 //! | `core` | all of the above, but not `mqtt::local` or `mqtt::uplink` (it owns no connection) |
 //! | `web` | `core`, `mqtt` (not its connections), `outcomes`, `sources`, `alarms`, `config`, `intake`, `synthesis` |
 //! | `run` | all of the above |
-//! | `cli`, `demo` | everything |
+//! | `cli`, `demo`, `sim` | everything |
 
 pub mod alarms;
 pub mod analysis;
@@ -73,6 +73,7 @@ pub mod mqtt;
 pub mod outcomes;
 pub mod packet;
 pub mod run;
+pub mod sim;
 pub mod sources;
 pub mod store;
 pub mod synthesis;

@@ -83,8 +83,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
 ];
-/// Modules that may import anything: the command line and the demo sit on top.
-const TOP: &[&str] = &["cli", "demo"];
+/// Modules that may import anything: the command line, the demo and the fleet simulation sit on top.
+const TOP: &[&str] = &["cli", "demo", "sim"];
 /// Parts of `mqtt` that own a connection: only `run` (and the top) may use them.
 const CONNECTIONS: &[&str] = &["local", "uplink"];
 
