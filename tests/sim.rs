@@ -91,3 +91,118 @@ async fn a_sensor_replays_a_life_to_a_real_gateway_one_snapshot_per_poll() {
     stop(gateway).await;
     cancel.cancel();
 }
+
+/// A plant as the simulation configures it, run alone: its gateway raises and clears each
+/// watched feature's warning exactly at the snapshots the CSV predicts for the engineer's level
+/// (the first hour's mean + 3 sigma, computed here from the CSV by hand), and the end-of-life
+/// fault confirms the rules' alarms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plant_alone_warns_where_its_own_levels_say() {
+    let csv = lives().join("femto/femto_Bearing3_1.csv");
+    let life = std::sync::Arc::new(life::load(&csv).unwrap());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let sensor = qis_edge::sim::sensor::start(life.clone(), cancel.clone())
+        .await
+        .unwrap();
+    let broker = mosquitto();
+    let state = tempfile::tempdir().unwrap();
+    let plant = qis_edge::sim::plant::Plant {
+        life: &life,
+        site: "b31".into(),
+        state_dir: state.path().to_path_buf(),
+        broker_port: broker.port,
+        sensor_port: sensor.address.port(),
+        poll_interval_ms: 20,
+        share: false,
+        k: 3.0,
+    };
+    let text = plant.toml();
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = start(&text);
+    observer
+        .wait_for("the end of life", Duration::from_secs(60), |m| {
+            m.topic == "qis/b31/metrics/sensor/failed" && m.json["value"] == 1.0
+        })
+        .await;
+    // Columns of the CSV, by hand, as the sensor shows them (f32).
+    let rows: Vec<Vec<f64>> = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .map(|f| f.parse::<f64>().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for (point, column) in [("rms", 2), ("kurtosis", 5), ("band_2_6k", 6)] {
+        let healthy: Vec<f64> = rows
+            .iter()
+            .take_while(|r| r[1] < 3600.0)
+            .map(|r| r[column])
+            .collect();
+        let n = healthy.len() as f64;
+        let mean = healthy.iter().sum::<f64>() / n;
+        let sd = (healthy.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        let level = mean + 3.0 * sd;
+        // Raises and clears predicted: at or above the level raises, below clears.
+        let mut predicted = Vec::new();
+        let mut raised = false;
+        for r in &rows {
+            let v = f64::from(r[column] as f32);
+            if !raised && v >= level {
+                predicted.push(("active", v));
+                raised = true;
+            } else if raised && v < level {
+                predicted.push(("cleared", v));
+                raised = false;
+            }
+        }
+        let seen: Vec<(&str, f64)> = observer
+            .seen
+            .iter()
+            .filter(|m| {
+                m.topic == "qis/b31/events"
+                    && m.json["type"] == "alarm"
+                    && m.json["point"] == point
+                    && (m.json["to"] == "active" || m.json["to"] == "cleared")
+            })
+            .map(|m| {
+                (
+                    if m.json["to"] == "active" {
+                        "active"
+                    } else {
+                        "cleared"
+                    },
+                    m.json["value"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen.len(),
+            predicted.len(),
+            "{point} at {level}: {seen:?} against {predicted:?}"
+        );
+        for (s, p) in seen.iter().zip(&predicted) {
+            assert_eq!(s.0, p.0, "{point}");
+            assert!(
+                (s.1 - p.1).abs() <= 1e-6 * p.1.abs(),
+                "{point}: {s:?} {p:?}"
+            );
+        }
+        assert!(!predicted.is_empty(), "{point} never warned");
+    }
+    observer
+        .wait_for(
+            "a confirmation by the fault",
+            Duration::from_secs(10),
+            |m| {
+                m.topic == "qis/b31/events"
+                    && m.json["type"] == "outcome"
+                    && m.json["outcome"] == "confirmed"
+            },
+        )
+        .await;
+    stop(gateway).await;
+    cancel.cancel();
+}

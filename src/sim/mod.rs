@@ -5,4 +5,5 @@
 
 pub mod engineer;
 pub mod life;
+pub mod plant;
 pub mod sensor;
