@@ -206,3 +206,58 @@ async fn a_plant_alone_warns_where_its_own_levels_say() {
     stop(gateway).await;
     cancel.cancel();
 }
+
+/// Two lives of one operating condition as a fleet, alone and sharing: every warning of every
+/// plant is answered (confirmed by the end of life or refuted by the engineer's rule), and
+/// with sharing the second plant applies the first plant's confirmed packets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_of_two_lives_runs_alone_and_sharing() {
+    let lives: Vec<_> = ["femto_Bearing3_1", "femto_Bearing3_2"]
+        .iter()
+        .map(|n| std::sync::Arc::new(life::load(&lives().join(format!("femto/{n}.csv"))).unwrap()))
+        .collect();
+    let mut results = Vec::new();
+    for share in [false, true] {
+        let broker = mosquitto();
+        let dir = tempfile::tempdir().unwrap();
+        let options = qis_edge::sim::fleet::Options {
+            poll_interval_ms: 15,
+            stagger: 0.5,
+            share,
+            k: 3.0,
+            window_s: 3600.0,
+        };
+        let r = qis_edge::sim::fleet::run(
+            &lives,
+            broker.port,
+            dir.path(),
+            &options,
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+        for p in &r {
+            assert!(!p.warnings.is_empty(), "{} never warned", p.name);
+            assert!(
+                p.warnings.iter().all(|w| w.confirmed.is_some()),
+                "{}: unanswered {:?}",
+                p.name,
+                p.warnings
+            );
+            println!(
+                "share={share} {}: {} warnings, lead time {:?} s, {} false alarms, {} packets applied",
+                p.name,
+                p.warnings.len(),
+                p.lead_time_s(),
+                p.false_alarms(),
+                p.applied
+            );
+        }
+        results.push(r);
+    }
+    assert_eq!(results[0][1].applied, 0, "alone, nothing is applied");
+    assert!(
+        results[1][1].applied > 0,
+        "sharing, the second plant applies the first's packets"
+    );
+}

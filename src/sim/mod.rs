@@ -4,6 +4,7 @@
 //! sensor, [`engineer`] is the rule each plant's engineer follows to set its own levels.
 
 pub mod engineer;
+pub mod fleet;
 pub mod life;
 pub mod plant;
 pub mod sensor;

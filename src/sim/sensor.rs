@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_modbus::server::tcp::{accept_tcp_connection, Server};
 use tokio_modbus::{ExceptionCode, Request, Response};
 use tokio_util::sync::CancellationToken;
@@ -34,12 +35,15 @@ pub struct Sensor {
     pub address: SocketAddr,
     /// Snapshots shown so far (0 before the first poll; `len + 1` once the fault is raised).
     pub shown: Arc<AtomicUsize>,
+    /// The same, as it changes.
+    pub progress: watch::Receiver<usize>,
 }
 
 #[derive(Clone)]
 struct Service {
     life: Arc<Life>,
     shown: Arc<AtomicUsize>,
+    progress: Arc<watch::Sender<usize>>,
 }
 
 impl Service {
@@ -79,7 +83,10 @@ impl tokio_modbus::server::Service for Service {
                             Some((s + 1).min(limit))
                         })
                         .unwrap_or(limit);
-                    (before + 1).min(limit)
+                    let shown = (before + 1).min(limit);
+                    self.progress
+                        .send_if_modified(|p| std::mem::replace(p, shown) != shown);
+                    shown
                 } else {
                     self.shown.load(Ordering::SeqCst)
                 };
@@ -105,9 +112,11 @@ pub async fn start(life: Arc<Life>, cancel: CancellationToken) -> std::io::Resul
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let address = listener.local_addr()?;
     let shown = Arc::new(AtomicUsize::new(0));
+    let (progress_tx, progress) = watch::channel(0);
     let service = Service {
         life,
         shown: Arc::clone(&shown),
+        progress: Arc::new(progress_tx),
     };
     tokio::spawn(async move {
         let server = Server::new(listener);
@@ -125,5 +134,9 @@ pub async fn start(life: Arc<Life>, cancel: CancellationToken) -> std::io::Resul
             )
             .await;
     });
-    Ok(Sensor { address, shown })
+    Ok(Sensor {
+        address,
+        shown,
+        progress,
+    })
 }
