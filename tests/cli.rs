@@ -708,3 +708,31 @@ fn an_unusable_dashboard_certificate_is_a_configuration_error() {
         }
     }
 }
+
+/// `qis-edge sim` on a life it cannot replay says which file and line, and starts nothing.
+#[test]
+fn sim_refuses_a_bad_life_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("b.csv"),
+        "snapshot,t_s,rms_g,peak_g,crest,kurtosis,band_2_6k_rms_g\n1,0,1,1,1,1,1\n2,0,1,1,1,1,1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.json"),
+        r#"{"operating_condition": {"id": 1, "rpm": 1800, "radial_load_N": 4000}}"#,
+    )
+    .unwrap();
+    let out = Command::new(gateway_binary())
+        .args(["sim", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("b.csv:3: t_s 0 does not follow 0 (time must increase)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Gateway started"), "{stderr}");
+}

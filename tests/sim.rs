@@ -110,6 +110,7 @@ async fn a_plant_alone_warns_where_its_own_levels_say() {
         life: &life,
         site: "b31".into(),
         state_dir: state.path().to_path_buf(),
+        broker_host: "127.0.0.1".into(),
         broker_port: broker.port,
         sensor_port: sensor.address.port(),
         poll_interval_ms: 20,
@@ -221,6 +222,7 @@ async fn a_fleet_of_two_lives_runs_alone_and_sharing() {
         let broker = mosquitto();
         let dir = tempfile::tempdir().unwrap();
         let options = qis_edge::sim::fleet::Options {
+            broker_host: "127.0.0.1".into(),
             poll_interval_ms: 15,
             stagger: 0.5,
             share,

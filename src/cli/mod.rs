@@ -52,6 +52,9 @@ enum Command {
         #[arg(long)]
         duration: Option<u64>,
     },
+    /// Replay whole bearing lives across a fleet of gateways (one sensor and one gateway per
+    /// life, on one broker) alone and sharing, and report lead times and false alarms.
+    Sim(SimCli),
     /// Analyse recorded data offline (SPC over a CSV column).
     Analyze {
         #[command(subcommand)]
@@ -132,11 +135,51 @@ pub fn main() -> ExitCode {
             web_port,
             shutdown_signal(duration),
         )),
+        Command::Sim(args) => block_on(sim(args)),
         Command::Analyze { command } => analyze::analyze(command),
         Command::Keygen(args) => packet::keygen(args),
         Command::Packet { command } => packet::packet(command),
         Command::Passwd => passwd(),
     }
+}
+
+/// `qis-edge sim`'s options.
+#[derive(Debug, clap::Args)]
+pub struct SimCli {
+    /// A folder of lives: trend CSVs (`snapshot,t_s,rms_g,peak_g,crest,kurtosis,band_2_6k_rms_g`),
+    /// each with a json of the same name giving its `operating_condition`.
+    #[arg(long)]
+    data: PathBuf,
+    /// Time compression: life seconds per second (1–2 000; one 10 s snapshot per poll).
+    #[arg(long, default_value_t = 1000.0)]
+    speed: f64,
+    /// The lives to run, in this order, comma-separated names (default: all, by name).
+    #[arg(long, value_delimiter = ',')]
+    order: Vec<String>,
+    /// Run the plants alone only, without sharing.
+    #[arg(long)]
+    isolated: bool,
+    /// Write report.md, report.json and the plants' state here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// An external broker, host:port (default: an embedded one).
+    #[arg(long)]
+    broker: Option<String>,
+}
+
+/// Runs `qis-edge sim` and prints its report.
+async fn sim(a: SimCli) -> Result<(), String> {
+    let args = crate::sim::SimArgs {
+        data: a.data,
+        speed: a.speed,
+        order: a.order,
+        isolated: a.isolated,
+        out: a.out,
+        broker: a.broker,
+    };
+    let report = crate::sim::run(args).await?;
+    println!("{report}");
+    Ok(())
 }
 
 /// Shortest dashboard password accepted, characters.

@@ -7,7 +7,7 @@
 //! fault is then caught earlier than its baseline would have caught it, and the demo prints
 //! by how much (measured on stuttgart's published values, not computed).
 
-mod broker;
+pub mod broker;
 mod plant;
 
 use crate::config::{self, Config};

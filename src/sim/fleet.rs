@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 /// How the fleet is run.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The broker's host (every plant uses it, locally and as the fleet link).
+    pub broker_host: String,
     /// Milliseconds between polls: one snapshot (10 s of life in the shared data) each.
     pub poll_interval_ms: u64,
     /// A plant starts when the one before it has shown this share of its snapshots.
@@ -150,7 +152,7 @@ pub async fn run(
     let cancel = CancellationToken::new();
     let mut mqtt = MqttOptions::new(
         format!("qis-sim-{}", std::process::id()),
-        "127.0.0.1",
+        options.broker_host.clone(),
         broker_port,
     );
     mqtt.set_keep_alive(Duration::from_secs(30));
@@ -241,6 +243,7 @@ async fn start_plant(
         life,
         site: site.clone(),
         state_dir: dir.join(&site),
+        broker_host: options.broker_host.clone(),
         broker_port,
         sensor_port: sensor.address.port(),
         poll_interval_ms: options.poll_interval_ms,

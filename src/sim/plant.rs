@@ -26,7 +26,9 @@ pub struct Plant<'a> {
     pub site: String,
     /// Its state directory.
     pub state_dir: PathBuf,
-    /// The broker every plant uses, locally and as the fleet link.
+    /// The broker every plant uses, locally and as the fleet link: its host.
+    pub broker_host: String,
+    /// Its port.
     pub broker_port: u16,
     /// Its sensor's port.
     pub sensor_port: u16,
@@ -51,11 +53,12 @@ impl Plant<'_> {
     pub fn toml(&self) -> String {
         let mut t = format!(
             "[site]\nid = \"{}\"\nstate_dir = \"{}\"\n\n\
-             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nkeep_alive_s = 30\n\n\
+             [mqtt]\nhost = \"{}\"\nport = {}\nkeep_alive_s = 30\n\n\
              [metrics]\nmin_interval_ms = 0\nmax_interval_ms = 3600000\n\n\
              [outcomes]\nshare = {}\n\n[synthesis]\napply = {}\n\n",
             self.site,
             self.state_dir.display().to_string().replace('\\', "\\\\"),
+            self.broker_host,
             self.broker_port,
             self.share,
             self.share,
@@ -120,6 +123,7 @@ mod tests {
             life: &life,
             site: "b".into(),
             state_dir: "/tmp/b".into(),
+            broker_host: "127.0.0.1".into(),
             broker_port: 1883,
             sensor_port: 5020,
             poll_interval_ms: 10,
