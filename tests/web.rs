@@ -649,7 +649,8 @@ async fn the_thresholds_page_shows_where_a_level_came_from() {
             "the moved level",
             "fragment",
             Duration::from_secs(10),
-            |d| d.contains("moved from 80 by peers"),
+            // The change is recorded once the level has held for a second.
+            |d| d.contains("moved from 80 by peers") && d.contains("<table class=\"changes\">"),
         )
         .await;
     let shown = format!("{level:.6}");

@@ -10,8 +10,8 @@ use crate::mqtt::payload::{timestamp, Event, Threshold, PROVENANCE_SHOWN};
 use crate::mqtt::Qos;
 use crate::outcomes::answers::LevelChange;
 
-/// Shortest time between two recorded changes of one level, milliseconds.
-const LEVEL_RECORD_EVERY_MS: u64 = 1000;
+/// How long a new level must hold before it is recorded, milliseconds.
+const LEVEL_SETTLED_MS: u64 = 1000;
 use crate::outcomes::Pattern;
 use crate::packet::{self as pk, Direction};
 use crate::synthesis::adapt::{Adaptive, AdaptiveIndex, Offer};
@@ -129,21 +129,33 @@ impl Core {
     }
 
     /// Records in the history each adaptable level that differs from the last one recorded (the
-    /// baseline, before any), at most once per [`LEVEL_RECORD_EVERY_MS`] per rule: a flood of
-    /// packets moving a level writes a row a second, not a row a packet, and the level it
-    /// settles at is recorded within a second. A level restored at start equal to the last
+    /// baseline, before any) once it has held for [`LEVEL_SETTLED_MS`]: a flood of packets
+    /// moving a level writes one row when it settles, not a row a packet (on a small state disk
+    /// a row per tick filled the write-ahead log). A level restored at start equal to the last
     /// recorded is not a change.
     pub(super) fn record_levels(&mut self, now: Now) {
         let at_ms = now.unix_ms();
         for a in self.adapt.rules() {
             let e = &a.effective;
             let steps = self.history.levels.entry(a.name.clone()).or_default();
-            let last = steps.back();
-            if last.map_or(e.baseline, |s| s.value) == e.value
-                || last.is_some_and(|s| at_ms < s.at_ms.saturating_add(LEVEL_RECORD_EVERY_MS))
-            {
+            if steps.back().map_or(e.baseline, |s| s.value) == e.value {
+                self.history.settling.remove(&a.name);
                 continue;
             }
+            let since = match self.history.settling.get(&a.name) {
+                Some(&(value, since)) if value == e.value => since,
+                _ => {
+                    self.history
+                        .settling
+                        .insert(a.name.clone(), (e.value, at_ms));
+                    continue;
+                }
+            };
+            if at_ms < since.saturating_add(LEVEL_SETTLED_MS) {
+                continue;
+            }
+            self.history.settling.remove(&a.name);
+            let at_ms = since;
             let step = view::LevelStep {
                 at_ms,
                 value: e.value,

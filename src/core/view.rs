@@ -309,6 +309,9 @@ pub struct History {
     pub levels: std::collections::HashMap<String, VecDeque<LevelStep>>,
     /// By peer (hex public key).
     pub trust: std::collections::BTreeMap<String, VecDeque<TrustStep>>,
+    /// Levels that changed and have not held long enough to be recorded: value and since when
+    /// (Unix ms), by rule.
+    pub settling: std::collections::HashMap<String, (f64, u64)>,
 }
 
 impl History {
