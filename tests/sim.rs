@@ -238,8 +238,19 @@ async fn a_fleet_of_two_lives_runs_alone_and_sharing() {
         )
         .await
         .unwrap();
-        for p in &r {
+        for (p, l) in r.iter().zip(&lives) {
             assert!(!p.warnings.is_empty(), "{} never warned", p.name);
+            // Each watched level starts at the engineer's own level.
+            for (f, point) in [(0, "rms"), (3, "kurtosis"), (4, "band_2_6k")] {
+                let first = p.levels.iter().find(|(q, _, _)| q == point);
+                let own = qis_edge::sim::engineer::baseline(l, f, 3.0).warning;
+                let first = first.map_or(f64::NAN, |(_, _, v)| *v);
+                assert!(
+                    (first - own).abs() <= 1e-12 * own,
+                    "{} {point}: {first} {own}",
+                    p.name
+                );
+            }
             assert!(
                 p.warnings.iter().all(|w| w.confirmed.is_some()),
                 "{}: unanswered {:?}",

@@ -60,6 +60,10 @@ pub struct PlantResult {
     pub warnings: Vec<Warning>,
     /// Peers' packets that moved one of its levels.
     pub applied: u64,
+    /// Each watched level over the life: point, life seconds, level (from the retained
+    /// threshold messages; a change's life time is the snapshot shown when it arrived, within a
+    /// poll or two).
+    pub levels: Vec<(String, f64, f64)>,
 }
 
 impl PlantResult {
@@ -157,14 +161,22 @@ pub async fn run(
     );
     mqtt.set_keep_alive(Duration::from_secs(30));
     let (client, mut events) = AsyncClient::new(mqtt, 1024);
-    client
-        .subscribe("qis/+/events", QoS::AtLeastOnce)
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    // Wait for the subscription before the first plant starts.
+    for filter in ["qis/+/events", "qis/+/thresholds/#"] {
+        client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+    }
+    // Wait for the subscriptions before the first plant starts.
+    let mut acknowledged = 0;
     loop {
         match events.poll().await {
-            Ok(Event::Incoming(Packet::SubAck(_))) => break,
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                acknowledged += 1;
+                if acknowledged == 2 {
+                    break;
+                }
+            }
             Ok(_) => {}
             Err(e) => return Err(std::io::Error::other(format!("sim observer: {e}")).into()),
         }
@@ -273,6 +285,7 @@ async fn start_plant(
             life_s: life.life_s(),
             warnings: Vec::new(),
             applied: 0,
+            levels: Vec::new(),
         },
         life: Arc::clone(life),
         site,
@@ -283,8 +296,34 @@ async fn start_plant(
     })
 }
 
+/// Records a level from a plant's retained threshold message.
+fn on_threshold(plants: &mut [Running], topic: &str, payload: &[u8]) {
+    // qis/<site>/thresholds/<device>/<point>/<rule>
+    let parts: Vec<&str> = topic.split('/').collect();
+    let (Some(site), Some(point)) = (parts.get(1), parts.get(4)) else {
+        return;
+    };
+    let Some(p) = plants.iter_mut().find(|p| p.site == *site) else {
+        return;
+    };
+    let Some(value) = serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()
+        .and_then(|t| t["value"].as_f64())
+    else {
+        return;
+    };
+    let last = p.result.levels.iter().rev().find(|(q, _, _)| q == point);
+    if last.is_none_or(|(_, _, v)| *v != value) {
+        let at = p.now_s();
+        p.result.levels.push((point.to_string(), at, value));
+    }
+}
+
 /// Records an event of a plant's gateway.
 fn on_event(plants: &mut [Running], topic: &str, payload: &[u8]) {
+    if topic.contains("/thresholds/") {
+        return on_threshold(plants, topic, payload);
+    }
     let Some(site) = topic
         .strip_prefix("qis/")
         .and_then(|t| t.strip_suffix("/events"))

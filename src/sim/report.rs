@@ -21,11 +21,21 @@ pub fn rule(options: &Options) -> String {
 }
 
 fn side(r: &PlantResult) -> Value {
+    let mut levels = serde_json::Map::new();
+    for (point, at, value) in &r.levels {
+        if let Value::Array(steps) = levels
+            .entry(point.clone())
+            .or_insert_with(|| Value::Array(Vec::new()))
+        {
+            steps.push(json!([at, value]));
+        }
+    }
     json!({
         "warnings": r.warnings.len(),
         "lead_time_s": r.lead_time_s(),
         "false_alarms": r.false_alarms(),
         "packets_applied": r.applied,
+        "levels": levels,
     })
 }
 
