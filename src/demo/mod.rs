@@ -8,7 +8,7 @@
 //! by how much (measured on stuttgart's published values, not computed).
 
 pub mod broker;
-mod plant;
+pub mod plant;
 
 use crate::config::{self, Config};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};

@@ -185,10 +185,29 @@ fn tenths(v: f64) -> u16 {
 }
 
 async fn serve(image: Arc<Mutex<Image>>, cancel: CancellationToken) -> std::io::Result<SocketAddr> {
+    serve_on_free_port(Service { image }, cancel).await
+}
+
+/// Serves `service` (a simulated device's registers) on a free loopback port until `cancel`;
+/// every connection gets a clone. Returns the address.
+pub async fn serve_on_free_port<S>(
+    service: S,
+    cancel: CancellationToken,
+) -> std::io::Result<SocketAddr>
+where
+    S: tokio_modbus::server::Service<
+            Request = Request<'static>,
+            Response = Response,
+            Exception = ExceptionCode,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let server = Server::new(listener);
-    let service = Service { image };
     tokio::spawn(async move {
         let new_service = |_peer: SocketAddr| Ok(Some(service.clone()));
         let on_connected = |stream, peer| {

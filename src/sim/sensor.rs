@@ -17,12 +17,9 @@ use super::life::Life;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_modbus::server::tcp::{accept_tcp_connection, Server};
 use tokio_modbus::{ExceptionCode, Request, Response};
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
 
 /// Holding registers the sensor exposes.
 pub const REGISTERS: u16 = 13;
@@ -109,31 +106,14 @@ impl tokio_modbus::server::Service for Service {
 
 /// Starts a sensor replaying `life` on a free loopback port, until `cancel`.
 pub async fn start(life: Arc<Life>, cancel: CancellationToken) -> std::io::Result<Sensor> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-    let address = listener.local_addr()?;
-    let shown = Arc::new(AtomicUsize::new(0));
     let (progress_tx, progress) = watch::channel(0);
+    let shown = Arc::new(AtomicUsize::new(0));
     let service = Service {
         life,
         shown: Arc::clone(&shown),
         progress: Arc::new(progress_tx),
     };
-    tokio::spawn(async move {
-        let server = Server::new(listener);
-        let new_service = |_peer: SocketAddr| Ok(Some(service.clone()));
-        let on_connected = |stream, peer| {
-            let accepted = accept_tcp_connection(stream, peer, new_service);
-            async move { accepted }
-        };
-        let on_error = |e: std::io::Error| debug!(error = %e, "Simulated sensor connection ended.");
-        let _ = server
-            .serve_until(
-                &on_connected,
-                on_error,
-                async move { cancel.cancelled().await },
-            )
-            .await;
-    });
+    let address = crate::demo::plant::serve_on_free_port(service, cancel).await?;
     Ok(Sensor {
         address,
         shown,
