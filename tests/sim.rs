@@ -13,6 +13,32 @@ fn lives() -> std::path::PathBuf {
     repo().join("../shared/data/bearings/run-to-failure")
 }
 
+/// The shortest shared life (Bearing3_1, 515 snapshots), its CSV, and a sensor replaying it
+/// until the token is cancelled.
+async fn shortest_life() -> (
+    std::path::PathBuf,
+    std::sync::Arc<life::Life>,
+    qis_edge::sim::sensor::Sensor,
+    tokio_util::sync::CancellationToken,
+) {
+    let csv = lives().join("femto/femto_Bearing3_1.csv");
+    let life = std::sync::Arc::new(life::load(&csv).unwrap());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let sensor = qis_edge::sim::sensor::start(life.clone(), cancel.clone())
+        .await
+        .unwrap();
+    (csv, life, sensor, cancel)
+}
+
+/// Waits for site `b31`'s sensor to report the end of life.
+async fn end_of_life(observer: &mut Observer) {
+    observer
+        .wait_for("the end of life", Duration::from_secs(60), |m| {
+            m.topic == "qis/b31/metrics/sensor/failed" && m.json["value"] == 1.0
+        })
+        .await;
+}
+
 #[test]
 fn the_shared_lives_load_as_their_index_says() {
     let loaded = life::load_dir(&lives().join("femto")).unwrap();
@@ -35,12 +61,7 @@ fn the_shared_lives_load_as_their_index_says() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sensor_replays_a_life_to_a_real_gateway_one_snapshot_per_poll() {
-    let csv = lives().join("femto/femto_Bearing3_1.csv");
-    let life = std::sync::Arc::new(life::load(&csv).unwrap());
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let sensor = qis_edge::sim::sensor::start(life.clone(), cancel.clone())
-        .await
-        .unwrap();
+    let (csv, _life, sensor, cancel) = shortest_life().await;
     let broker = mosquitto();
     let state = tempfile::tempdir().unwrap();
     let mut text = format!(
@@ -59,11 +80,7 @@ async fn a_sensor_replays_a_life_to_a_real_gateway_one_snapshot_per_poll() {
     text += "[[devices.points]]\nname = \"failed\"\nregister = \"holding\"\naddress = 10\n";
     let mut observer = Observer::connect(broker.port).await;
     let gateway = start(&text);
-    observer
-        .wait_for("the end of life", Duration::from_secs(60), |m| {
-            m.topic == "qis/b31/metrics/sensor/failed" && m.json["value"] == 1.0
-        })
-        .await;
+    end_of_life(&mut observer).await;
     // The RMS metrics, in order, are the CSV's column (as f32), each change once (unchanged
     // values are not republished within the hour): the CSV read here by hand, not by the
     // loader under test.
@@ -98,12 +115,7 @@ async fn a_sensor_replays_a_life_to_a_real_gateway_one_snapshot_per_poll() {
 /// fault confirms the rules' alarms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plant_alone_warns_where_its_own_levels_say() {
-    let csv = lives().join("femto/femto_Bearing3_1.csv");
-    let life = std::sync::Arc::new(life::load(&csv).unwrap());
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let sensor = qis_edge::sim::sensor::start(life.clone(), cancel.clone())
-        .await
-        .unwrap();
+    let (csv, life, sensor, cancel) = shortest_life().await;
     let broker = mosquitto();
     let state = tempfile::tempdir().unwrap();
     let plant = qis_edge::sim::plant::Plant {
@@ -120,11 +132,7 @@ async fn a_plant_alone_warns_where_its_own_levels_say() {
     let text = plant.toml();
     let mut observer = Observer::connect(broker.port).await;
     let gateway = start(&text);
-    observer
-        .wait_for("the end of life", Duration::from_secs(60), |m| {
-            m.topic == "qis/b31/metrics/sensor/failed" && m.json["value"] == 1.0
-        })
-        .await;
+    end_of_life(&mut observer).await;
     // Columns of the CSV, by hand, as the sensor shows them (f32).
     let rows: Vec<Vec<f64>> = std::fs::read_to_string(&csv)
         .unwrap()
