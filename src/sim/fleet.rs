@@ -154,6 +154,8 @@ pub async fn run(
     limit: Duration,
 ) -> Result<Vec<PlantResult>, FleetError> {
     let cancel = CancellationToken::new();
+    // However the run ends, the sensors stop; the gateways stop when their senders drop.
+    let _sensors = cancel.clone().drop_guard();
     let mut mqtt = MqttOptions::new(
         format!("qis-sim-{}", std::process::id()),
         options.broker_host.clone(),
