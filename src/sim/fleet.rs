@@ -156,33 +156,7 @@ pub async fn run(
     let cancel = CancellationToken::new();
     // However the run ends, the sensors stop; the gateways stop when their senders drop.
     let _sensors = cancel.clone().drop_guard();
-    let mut mqtt = MqttOptions::new(
-        format!("qis-sim-{}", std::process::id()),
-        options.broker_host.clone(),
-        broker_port,
-    );
-    mqtt.set_keep_alive(Duration::from_secs(30));
-    let (client, mut events) = AsyncClient::new(mqtt, 1024);
-    for filter in ["qis/+/events", "qis/+/thresholds/#"] {
-        client
-            .subscribe(filter, QoS::AtLeastOnce)
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-    }
-    // Wait for the subscriptions before the first plant starts.
-    let mut acknowledged = 0;
-    loop {
-        match events.poll().await {
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                acknowledged += 1;
-                if acknowledged == 2 {
-                    break;
-                }
-            }
-            Ok(_) => {}
-            Err(e) => return Err(std::io::Error::other(format!("sim observer: {e}")).into()),
-        }
-    }
+    let (client, mut events) = observe(&options.broker_host, broker_port).await?;
     let mut plants: Vec<Running> = Vec::new();
     let deadline = tokio::time::Instant::now() + limit;
     let mut next = 0;
@@ -232,6 +206,38 @@ pub async fn run(
     cancel.cancel();
     let _ = client.disconnect().await;
     Ok(results)
+}
+
+/// The simulation's own client, subscribed to every plant's events and thresholds.
+async fn observe(host: &str, port: u16) -> Result<(AsyncClient, rumqttc::EventLoop), FleetError> {
+    let mut mqtt = MqttOptions::new(
+        format!("qis-sim-{}", std::process::id()),
+        host.to_string(),
+        port,
+    );
+    mqtt.set_keep_alive(Duration::from_secs(30));
+    let (client, mut events) = AsyncClient::new(mqtt, 1024);
+    for filter in ["qis/+/events", "qis/+/thresholds/#"] {
+        client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+    }
+    // Wait for the subscriptions before the first plant starts.
+    let mut acknowledged = 0;
+    loop {
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                acknowledged += 1;
+                if acknowledged == 2 {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return Err(std::io::Error::other(format!("sim observer: {e}")).into()),
+        }
+    }
+    Ok((client, events))
 }
 
 async fn start_plant(
