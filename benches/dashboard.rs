@@ -234,26 +234,13 @@ fn latency() {
     use std::sync::atomic::Ordering;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let register = Register(std::sync::Arc::new(std::sync::atomic::AtomicU16::new(1)));
-    let plc = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let service = register.clone();
-        tokio::spawn(async move {
-            let server = tokio_modbus::server::tcp::Server::new(listener);
-            let on_connected = move |stream, peer| {
-                let service = service.clone();
-                let accepted =
-                    tokio_modbus::server::tcp::accept_tcp_connection(stream, peer, move |_| {
-                        Ok(Some(service.clone()))
-                    });
-                async move { accepted }
-            };
-            let _ = server.serve(&on_connected, |_| {}).await;
-        });
-        port
-    });
+    let plc = runtime
+        .block_on(qis_edge::demo::plant::serve_on_free_port(
+            register.clone(),
+            tokio_util::sync::CancellationToken::new(),
+        ))
+        .unwrap()
+        .port();
     let dir = tempfile::tempdir().unwrap();
     let web = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -367,23 +354,12 @@ fn open_dashboards() {
     let ports: Vec<u16> = runtime.block_on(async {
         let mut ports = Vec::new();
         for _ in 0..DEVICES {
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            let service = Changing(Default::default());
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let address = qis_edge::demo::plant::serve_on_free_port(service, cancel)
                 .await
                 .unwrap();
-            ports.push(listener.local_addr().unwrap().port());
-            let service = Changing(Default::default());
-            tokio::spawn(async move {
-                let server = tokio_modbus::server::tcp::Server::new(listener);
-                let on_connected = move |stream, peer| {
-                    let service = service.clone();
-                    let accepted =
-                        tokio_modbus::server::tcp::accept_tcp_connection(stream, peer, move |_| {
-                            Ok(Some(service.clone()))
-                        });
-                    async move { accepted }
-                };
-                let _ = server.serve(&on_connected, |_| {}).await;
-            });
+            ports.push(address.port());
         }
         ports
     });

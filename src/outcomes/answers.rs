@@ -323,10 +323,8 @@ impl Answers {
         let mut out = Vec::new();
         for row in rows {
             let (at_ms, source, trust, alarm_id, outcome) = row?;
-            let outcome = match outcome.as_str() {
-                "confirmed" => super::Outcome::Confirmed,
-                "refuted" => super::Outcome::Refuted,
-                _ => continue,
+            let Some(outcome) = super::Outcome::parse(&outcome) else {
+                continue;
             };
             out.push(TrustChange {
                 at_ms,
@@ -438,16 +436,12 @@ fn put_changes(
              VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for t in trusts {
-        let outcome = match t.outcome {
-            super::Outcome::Confirmed => "confirmed",
-            super::Outcome::Refuted => "refuted",
-        };
         insert.execute(params![
             t.at_ms as i64,
             t.source,
             t.trust,
             t.alarm_id,
-            outcome
+            t.outcome.as_str()
         ])?;
     }
     Ok(())
@@ -473,10 +467,7 @@ fn commit_answer(
 
 fn put_alarm(tx: &Transaction<'_>, id: &str, r: &AlarmRecord) -> Result<(), StorageError> {
     let json = serde_json::to_string(r).map_err(|e| StorageError(e.to_string()))?;
-    let outcome = r.answer.as_ref().map(|a| match a.outcome {
-        super::Outcome::Confirmed => "confirmed",
-        super::Outcome::Refuted => "refuted",
-    });
+    let outcome = r.answer.as_ref().map(|a| a.outcome.as_str());
     tx.prepare_cached(
         "INSERT INTO alarms(id, device, point, rule, raised_at_ms, outcome, answered_at_ms, record)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)

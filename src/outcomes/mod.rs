@@ -94,6 +94,23 @@ pub enum Outcome {
     Refuted,
 }
 
+impl Outcome {
+    /// `confirmed` or `refuted`, as events and the state database name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Confirmed => "confirmed",
+            Outcome::Refuted => "refuted",
+        }
+    }
+
+    /// The outcome `text` names ([`Outcome::as_str`]), if any.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Outcome::Confirmed, Outcome::Refuted]
+            .into_iter()
+            .find(|o| o.as_str() == text)
+    }
+}
+
 /// Evidence for one pattern in one context.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {

@@ -15,7 +15,6 @@
 
 use super::life::Life;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_modbus::{ExceptionCode, Request, Response};
@@ -30,16 +29,14 @@ pub const END_OF_LIFE: u16 = 10;
 pub struct Sensor {
     /// Where it listens.
     pub address: SocketAddr,
-    /// Snapshots shown so far (0 before the first poll; `len + 1` once the fault is raised).
-    pub shown: Arc<AtomicUsize>,
-    /// The same, as it changes.
+    /// Snapshots shown so far, as it changes (0 before the first poll; `len + 1` once the
+    /// fault is raised).
     pub progress: watch::Receiver<usize>,
 }
 
 #[derive(Clone)]
 struct Service {
     life: Arc<Life>,
-    shown: Arc<AtomicUsize>,
     progress: Arc<watch::Sender<usize>>,
 }
 
@@ -74,18 +71,14 @@ impl tokio_modbus::server::Service for Service {
                 let shown = if address == 0 {
                     // Past the end the count stops at len + 1: the fault stays raised.
                     let limit = self.life.snapshots.len() + 1;
-                    let before = self
-                        .shown
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
-                            Some((s + 1).min(limit))
-                        })
-                        .unwrap_or(limit);
-                    let shown = (before + 1).min(limit);
-                    self.progress
-                        .send_if_modified(|p| std::mem::replace(p, shown) != shown);
+                    let mut shown = limit;
+                    self.progress.send_if_modified(|p| {
+                        shown = (*p + 1).min(limit);
+                        std::mem::replace(p, shown) != shown
+                    });
                     shown
                 } else {
-                    self.shown.load(Ordering::SeqCst)
+                    *self.progress.borrow()
                 };
                 let image = self.image(shown);
                 let end = usize::from(address) + usize::from(count);
@@ -107,16 +100,10 @@ impl tokio_modbus::server::Service for Service {
 /// Starts a sensor replaying `life` on a free loopback port, until `cancel`.
 pub async fn start(life: Arc<Life>, cancel: CancellationToken) -> std::io::Result<Sensor> {
     let (progress_tx, progress) = watch::channel(0);
-    let shown = Arc::new(AtomicUsize::new(0));
     let service = Service {
         life,
-        shown: Arc::clone(&shown),
         progress: Arc::new(progress_tx),
     };
     let address = crate::demo::plant::serve_on_free_port(service, cancel).await?;
-    Ok(Sensor {
-        address,
-        shown,
-        progress,
-    })
+    Ok(Sensor { address, progress })
 }
