@@ -44,6 +44,7 @@ fn body() -> PacketBody {
         seq: 42,
         source: [0; 32],
         equipment_label: label("equipment_label", "centrifugal pump").unwrap(),
+        relative: qis_edge::packet::Relative::None,
     }
 }
 
@@ -107,6 +108,8 @@ fn intake(c: &mut Criterion) {
         ceiling: 0.75,
         direction: Direction::High,
         tighten_only: true,
+        healthy: None,
+        relative: false,
     };
 
     let mut group = c.benchmark_group("intake");

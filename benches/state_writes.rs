@@ -37,6 +37,7 @@ fn record(i: usize) -> AlarmRecord {
         rule: "high".into(),
         raised_at_ms: 1_796_000_000_000 + i as u64,
         threshold: Some(80.0),
+        healthy: None,
         unit: "°C".into(),
         fingerprint: Some("66739cb8176782c9b63b70788d464486".into()),
         pattern: "process_value:high".parse().unwrap(),
@@ -130,6 +131,7 @@ fn proposal(seq: u64) -> Proposal {
     Proposal {
         seq,
         threshold: 72.5,
+        ratio: None,
         confidence: 0.75,
         validations: 5,
         refutations: 1,

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use qis_edge::packet::guard::{decode, RejectionKind, REPLAY_WINDOW};
 use qis_edge::packet::{
     label, verify, BearingDefect, Context, Direction, FailureMode, Feature, Fingerprint, Frequency,
-    Outcome, OutcomeKind, PacketBody, Rejection, ReplayGuard, SignalPattern, SpcChart, SpcRuleSet,
+    Outcome, OutcomeKind, PacketBody, Rejection, Relative, ReplayGuard, SignalPattern, SpcChart, SpcRuleSet,
     TrustPolicy, MAX_PACKET_LEN, VERSION,
 };
 use serde_json::Value;
@@ -16,10 +16,16 @@ use std::collections::HashSet;
 
 const NOW: u64 = 1_795_000_000;
 
-fn vectors() -> Vec<Value> {
-    let text =
-        std::fs::read_to_string(common::repo().join("tests/vectors/outcome_v1.json")).unwrap();
+/// The golden vectors of each version, v1 first.
+const VECTOR_FILES: [&str; 2] = ["tests/vectors/outcome_v1.json", "tests/vectors/outcome_v2.json"];
+
+fn vectors_of(file: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(common::repo().join(file)).unwrap();
     serde_json::from_str(&text).unwrap()
+}
+
+fn vectors() -> Vec<Value> {
+    VECTOR_FILES.iter().flat_map(|f| vectors_of(f)).collect()
 }
 
 fn seed(v: &Value) -> SigningKey {
@@ -56,7 +62,8 @@ fn body_from_vector(v: &Value) -> PacketBody {
     };
     let o = &v["outcome"];
     PacketBody {
-        version: VERSION,
+        // The v1 file predates the field: its vectors are version 1.
+        version: v["version"].as_u64().unwrap_or(1) as u8,
         fingerprint: context.fingerprint().unwrap(),
         pattern: SignalPattern {
             feature,
@@ -79,6 +86,10 @@ fn body_from_vector(v: &Value) -> PacketBody {
         seq: v["seq"].as_u64().unwrap(),
         source: [0; 32],
         equipment_label: label("equipment_label", v["equipment_label"].as_str().unwrap()).unwrap(),
+        relative: match v["relative"]["ratio"].as_f64() {
+            Some(r) => Relative::Ratio(r as f32),
+            None => Relative::None,
+        },
     }
 }
 
@@ -127,20 +138,56 @@ fn an_independent_python_encoder_reproduces_the_golden_vectors() {
     let python = std::env::var_os("QIS_TEST_PYTHON")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| common::repo().join(".venv/bin/python"));
-    let out = std::process::Command::new(&python)
-        .arg(common::repo().join("tests/peers/outcome_vector.py"))
-        .arg(common::repo().join("tests/vectors/outcome_v1.json"))
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}; run ./tests/run.sh", python.display()));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reproduced: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    for (ours, theirs) in vectors().iter().zip(&reproduced) {
-        assert_eq!(ours["packet_hex"], theirs["packet_hex"], "{}", ours["name"]);
+    for file in VECTOR_FILES {
+        let out = std::process::Command::new(&python)
+            .arg(common::repo().join("tests/peers/outcome_vector.py"))
+            .arg(common::repo().join(file))
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}; run ./tests/run.sh", python.display()));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let reproduced: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let ours = vectors_of(file);
+        assert_eq!(ours.len(), reproduced.len(), "{file}");
+        for (ours, theirs) in ours.iter().zip(&reproduced) {
+            assert_eq!(ours["packet_hex"], theirs["packet_hex"], "{}", ours["name"]);
+        }
     }
+}
+
+/// A v1 packet (no relative level, the v1 signing domain) is still read, reads as
+/// `Relative::None`, and re-encodes to its own bytes; a v1 body cannot carry a ratio.
+#[test]
+fn version_one_packets_are_still_accepted() {
+    for v in vectors_of(VECTOR_FILES[0]) {
+        let bytes = hex::decode(v["packet_hex"].as_str().unwrap()).unwrap();
+        assert_eq!(bytes[0], 1);
+        let issued = v["issued_at"].as_u64().unwrap();
+        let verified = verify(&bytes, issued, &mut ReplayGuard::new(8), &TrustPolicy::default())
+            .unwrap_or_else(|r| panic!("{}: {r}", v["name"]));
+        assert_eq!(verified.body().relative, Relative::None);
+        assert_eq!(verified.packet().to_bytes().unwrap(), bytes);
+    }
+    let mut b = body();
+    b.version = 1;
+    b.relative = Relative::Ratio(1.5);
+    assert!(b.sign(&key()).is_err(), "a v1 body with a ratio");
+    // A v1 body signed under the v2 domain does not verify.
+    let mut b = body();
+    b.version = 1;
+    b.relative = Relative::None;
+    let key = key();
+    b.source = key.verifying_key().to_bytes();
+    let encoded = b.encode().unwrap();
+    let mut wrong = b"qis/outcome/v2\0".to_vec();
+    wrong.extend_from_slice(&encoded);
+    use ed25519_dalek::Signer;
+    let mut bytes = encoded.clone();
+    bytes.extend_from_slice(&key.sign(&wrong).to_bytes());
+    assert_eq!(rejection(&bytes), Rejection::BadSignature);
 }
 
 // ---- Rejections: each test triggers exactly its reason. ----
@@ -174,6 +221,7 @@ fn body() -> PacketBody {
         seq: 10,
         source: [0; 32],
         equipment_label: label("equipment_label", "spindle").unwrap(),
+        relative: Relative::Ratio(1.5),
     }
 }
 
@@ -227,8 +275,8 @@ fn rejects_truncated() {
 #[test]
 fn rejects_unknown_version() {
     let mut bytes = signed(body());
-    bytes[0] = 2;
-    assert_eq!(rejection(&bytes), Rejection::UnknownVersion { version: 2 });
+    bytes[0] = 3;
+    assert_eq!(rejection(&bytes), Rejection::UnknownVersion { version: 3 });
 }
 
 #[test]
@@ -469,6 +517,10 @@ fn rejects_out_of_range_values() {
         ("ttl_s", Box::new(|b| b.ttl_s = 0)),
         ("lead_time_s", Box::new(|b| b.lead_time_s = u32::MAX)),
         ("validations", Box::new(|b| b.validations = 0)),
+        ("relative", Box::new(|b| b.relative = Relative::Ratio(0.0))),
+        ("relative", Box::new(|b| b.relative = Relative::Ratio(-1.5))),
+        ("relative", Box::new(|b| b.relative = Relative::Ratio(f32::NAN))),
+        ("relative", Box::new(|b| b.relative = Relative::Ratio(2.0e6))),
         (
             "equipment_label",
             Box::new(|b| b.equipment_label = label("l", "a\u{7}b").unwrap()),
@@ -564,6 +616,7 @@ fn arb_body() -> impl Strategy<Value = PacketBody> {
             1000u32..10_000_000,
             any::<u64>(),
             arb_label(),
+            prop_oneof![Just(None), (1.0e-3f32..1.0e3).prop_map(Some)],
         ),
     )
         .prop_map(|(p, o, t)| PacketBody {
@@ -590,6 +643,7 @@ fn arb_body() -> impl Strategy<Value = PacketBody> {
             seq: t.2,
             source: [0; 32],
             equipment_label: label("e", &t.3).unwrap(),
+            relative: t.4.map_or(Relative::None, Relative::Ratio),
         })
 }
 
@@ -622,9 +676,10 @@ proptest! {
     }
 
     #[test]
-    fn version_one_prefixed_garbage_never_panics(tail in prop::collection::vec(any::<u8>(), 0..600)) {
-        let mut bytes = vec![VERSION];
+    fn version_prefixed_garbage_never_panics(v1 in any::<bool>(), tail in prop::collection::vec(any::<u8>(), 0..600)) {
+        let mut bytes = vec![if v1 { 1 } else { VERSION }];
         bytes.extend(tail);
+        let _ = decode(&bytes);
         let _ = verify(&bytes, NOW, &mut ReplayGuard::new(4), &TrustPolicy::default());
     }
 }

@@ -3,7 +3,7 @@
 use crate::packet::guard::{self, ReplayGuard, TrustPolicy};
 use crate::packet::{
     keys, label, BearingDefect, Context, Direction, FailureMode, Feature, Frequency, Outcome,
-    OutcomeKind, OutcomePacket, PacketBody, SignalPattern, SpcChart, SpcRuleSet, VERSION,
+    OutcomeKind, OutcomePacket, PacketBody, Relative, SignalPattern, SpcChart, SpcRuleSet, VERSION,
 };
 use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
@@ -59,6 +59,10 @@ pub struct MakeArgs {
     /// The alarm threshold that caught it.
     #[arg(long, allow_negative_numbers = true)]
     threshold: f32,
+    /// The threshold over the point's healthy level (e.g. 1.5), for peers whose rules take
+    /// relative proposals (`adapt.relative`).
+    #[arg(long)]
+    ratio: Option<f32>,
     /// Unit of the threshold.
     #[arg(long, default_value = "")]
     unit: String,
@@ -246,6 +250,7 @@ fn make(args: MakeArgs) -> Result<(), String> {
         }),
         source: [0; 32],
         equipment_label: label("--equipment-label", &equipment_label).map_err(|e| e.to_string())?,
+        relative: args.ratio.map_or(Relative::None, Relative::Ratio),
     };
     let packet = body.sign(&key).map_err(|e| e.to_string())?;
     let bytes = packet.to_bytes().map_err(|e| e.to_string())?;
@@ -398,6 +403,10 @@ pub fn to_json(packet: &OutcomePacket, size: usize) -> Value {
         "refutations": b.refutations,
         "lead_time_s": b.lead_time_s,
         "equipment_label": b.equipment_label.as_str(),
+        "relative": match b.relative {
+            Relative::None => Value::Null,
+            Relative::Ratio(r) => json!({"ratio": float(r)}),
+        },
         "signature": hex::encode(packet.signature),
     })
 }

@@ -63,6 +63,16 @@ pub struct AdaptConfig {
     /// Also let peers move the level toward later warning. Default false: only tightening.
     #[serde(default)]
     pub loosen: bool,
+    /// The point's healthy level, in its unit (e.g. its mean over a healthy first hour). When
+    /// set, this gateway's outcome packets for the rule carry the threshold relative to it,
+    /// so peers whose points sit at other absolute levels can use them. Optional, > 0.
+    pub healthy: Option<f64>,
+    /// Take peers' proposals relative to the healthy level: a peer's "warn at 1.4 × healthy"
+    /// proposes 1.4 × this point's `healthy` (still inside the rails); packets without a
+    /// relative level are ignored for this rule. Default false: proposals are absolute, in
+    /// the point's unit. Requires `healthy`.
+    #[serde(default)]
+    pub relative: bool,
 }
 
 /// Which of a rule's two levels: `warning` or `alarm`.

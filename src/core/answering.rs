@@ -47,6 +47,7 @@ impl Core {
             rule: r.config().name().to_string(),
             raised_at_ms: super::unix_ms(t.at),
             threshold: t.threshold,
+            healthy: r.config().adapt.and_then(|a| a.healthy),
             unit: point.view.unit.clone(),
             fingerprint: point.fingerprint.clone(),
             pattern,

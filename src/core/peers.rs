@@ -51,6 +51,8 @@ pub(super) fn adaptive_rules(points: &Points) -> Vec<Adaptive> {
                 ceiling: adapt.ceiling,
                 direction,
                 tighten_only: !adapt.loosen,
+                healthy: adapt.healthy,
+                relative: adapt.relative,
             };
             let id = RuleId {
                 point: point.view.id,

@@ -258,6 +258,7 @@ fn its_own_packet_back_from_the_broker_is_acknowledged_at_once_and_a_peers_waits
             seq,
             source: [0; 32],
             equipment_label: label("e", "pump").unwrap(),
+            relative: crate::packet::Relative::None,
         };
         let topic = body.fingerprint.topic();
         let bytes = body.sign(key).unwrap().to_bytes().unwrap();

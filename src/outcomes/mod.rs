@@ -37,6 +37,10 @@ pub struct AlarmRecord {
     pub raised_at_ms: u64,
     /// The level that caught it.
     pub threshold: Option<f64>,
+    /// The rule's healthy level (`adapt.healthy`), when configured: its packets then carry
+    /// the threshold relative to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<f64>,
     /// Engineering unit.
     pub unit: String,
     /// Context fingerprint (hex), when the point has a context.
@@ -321,7 +325,24 @@ pub fn packet_body(
         source: [0; 32],
         equipment_label: pk::label("equipment_label", &pk::fit(equipment_label, pk::LABEL_LEN))
             .ok()?,
+        relative: relative(record),
     })
+}
+
+/// The record's threshold over its healthy level, where both are known and the ratio is one
+/// the intake guard accepts.
+fn relative(record: &AlarmRecord) -> crate::packet::Relative {
+    match (record.threshold, record.healthy) {
+        (Some(t), Some(h)) if h > 0.0 => {
+            let ratio = (t / h) as f32;
+            if ratio.is_finite() && ratio > 0.0 && ratio <= crate::packet::MAX_RATIO {
+                crate::packet::Relative::Ratio(ratio)
+            } else {
+                crate::packet::Relative::None
+            }
+        }
+        _ => crate::packet::Relative::None,
+    }
 }
 
 fn is_no_frequency(f: &crate::packet::Frequency) -> bool {
@@ -344,6 +365,7 @@ mod tests {
             rule: "high".into(),
             raised_at_ms: at,
             threshold: Some(90.0),
+            healthy: None,
             unit: "°C".into(),
             fingerprint: Some("ab".into()),
             pattern: "process_value:high".parse().unwrap(),
@@ -452,6 +474,11 @@ mod tests {
         let body = packet_body(&r, &a, &e, None, 0, 1, 1, "x").unwrap();
         assert_eq!(body.pattern.feature, crate::packet::Feature::BandAmplitude);
         assert_eq!(body.pattern.frequency, r.frequency);
+        assert_eq!(body.relative, crate::packet::Relative::None, "no healthy level");
+        // With a healthy level the threshold travels relative to it: 20 dB / 16 dB = 1.25.
+        r.healthy = Some(16.0);
+        let body = packet_body(&r, &a, &e, None, 0, 1, 1, "x").unwrap();
+        assert_eq!(body.relative, crate::packet::Relative::Ratio(1.25));
         r.fingerprint = None;
         assert!(
             packet_body(&r, &a, &e, None, 0, 1, 1, "x").is_none(),

@@ -7,8 +7,8 @@
 //! types, and every length is checked before slicing.
 
 use super::{
-    Feature, OutcomeKind, OutcomePacket, PacketBody, SpcRuleSet, MAX_PACKET_LEN, SIGNATURE_LEN,
-    VERSION,
+    Feature, OutcomeKind, OutcomePacket, PacketBody, Relative, SpcRuleSet, MAX_PACKET_LEN,
+    MAX_RATIO, SIGNATURE_LEN, VERSION, VERSION_1,
 };
 use ed25519_dalek::{Signature, VerifyingKey};
 use std::collections::{HashMap, HashSet};
@@ -41,7 +41,7 @@ pub enum Rejection {
         /// The version byte.
         version: u8,
     },
-    /// Not a valid v1 encoding (bad enum tag, bad UTF-8, string over its bound, trailing bytes).
+    /// Not a valid encoding of its version (bad enum tag, bad UTF-8, string over its bound, trailing bytes).
     Malformed {
         /// What the decoder said.
         reason: String,
@@ -161,7 +161,7 @@ impl fmt::Display for Rejection {
             }
             Rejection::UnknownVersion { version } => write!(
                 f,
-                "{name}: version {version}, this gateway reads version {VERSION}"
+                "{name}: version {version}, this gateway reads versions {VERSION_1} and {VERSION}"
             ),
             Rejection::Malformed { reason } => write!(f, "{name}: {reason}"),
             Rejection::UnknownSource => {
@@ -429,14 +429,22 @@ pub fn decode(bytes: &[u8]) -> Result<OutcomePacket, Rejection> {
     let Some(&version) = bytes.first() else {
         return Err(Rejection::Truncated { len: 0 });
     };
-    if version != VERSION {
+    if version != VERSION && version != VERSION_1 {
         return Err(Rejection::UnknownVersion { version });
     }
     let (body_bytes, signature) = match bytes.len().checked_sub(SIGNATURE_LEN) {
         Some(split) => bytes.split_at(split),
         None => return Err(Rejection::Truncated { len: bytes.len() }),
     };
-    let body: PacketBody = match postcard::from_bytes(body_bytes) {
+    // A v1 body is a v2 body without its last field: read it with `Relative::None` appended.
+    let mut v1 = [0u8; MAX_PACKET_LEN];
+    let readable = if version == VERSION_1 {
+        v1[..body_bytes.len()].copy_from_slice(body_bytes);
+        &v1[..=body_bytes.len()]
+    } else {
+        body_bytes
+    };
+    let body: PacketBody = match postcard::from_bytes(readable) {
         Ok(b) => b,
         // The body ran out: the packet was cut short (its last 64 bytes were taken as the
         // signature), or the signature is missing altogether.
@@ -449,7 +457,7 @@ pub fn decode(bytes: &[u8]) -> Result<OutcomePacket, Rejection> {
             })
         }
     };
-    // postcard::from_bytes ignores trailing bytes; a v1 body is exactly its encoding.
+    // postcard::from_bytes ignores trailing bytes; a body is exactly its encoding.
     let reencoded = body.encode().map_err(|e| Rejection::Malformed {
         reason: e.to_string(),
     })?;
@@ -510,6 +518,11 @@ fn check_bounds(body: &PacketBody) -> Result<(), Rejection> {
     }
     if !body.pattern.frequency.in_bounds() {
         return out("pattern.frequency");
+    }
+    if let Relative::Ratio(r) = body.relative {
+        if !(r.is_finite() && r > 0.0 && r <= MAX_RATIO) {
+            return out("relative");
+        }
     }
     match body.pattern.feature {
         Feature::Harmonic { order } if !(1..=MAX_HARMONIC_ORDER).contains(&order) => {

@@ -5,10 +5,14 @@
 //! its source. It carries no raw data and no plant identity: the source is only its Ed25519
 //! public key.
 //!
-//! Wire format v1 (see README, "Outcome packets"): `postcard(PacketBody) ‖ signature[64]`,
-//! where the signature is Ed25519 over `b"qis/outcome/v1\0" ‖ postcard(PacketBody)`. The
+//! Wire format v2 (see README, "Outcome packets"): `postcard(PacketBody) ‖ signature[64]`,
+//! where the signature is Ed25519 over `b"qis/outcome/v2\0" ‖ postcard(PacketBody)`. The
 //! first byte is the version. The size is bounded by the types (fixed arrays, heapless
 //! strings, enums): the largest packet the types allow is [`MAX_ENCODED_LEN`] ≤ 512 bytes.
+//!
+//! Version 1 is version 2 without its last field ([`PacketBody::relative`]), signed under
+//! `b"qis/outcome/v1\0"`: v1 packets are still read (as [`Relative::None`]), and a body whose
+//! `version` is 1 encodes as v1, so a v1 packet re-encodes to its own bytes.
 //!
 //! - [`context`]: canonical context and its fingerprint (the routing address).
 //! - [`keys`]: the gateway's signing key on disk.
@@ -25,8 +29,10 @@ use ed25519_dalek::{Signature, Signer, SigningKey};
 use heapless::String as HString;
 use serde::{Deserialize, Serialize};
 
-/// The format version this build writes and reads.
-pub const VERSION: u8 = 1;
+/// The format version this build writes (it also reads [`VERSION_1`]).
+pub const VERSION: u8 = 2;
+/// The first format version: no [`Relative`] level.
+pub const VERSION_1: u8 = 1;
 /// No packet is ever larger than this, whatever it carries.
 pub const MAX_PACKET_LEN: usize = 512;
 /// Ed25519 signature length.
@@ -36,9 +42,13 @@ pub const LABEL_LEN: usize = 48;
 /// Bytes of an engineering unit.
 pub const UNIT_LEN: usize = 12;
 /// Size of the largest packet the types allow (asserted by a test that builds it).
-pub const MAX_ENCODED_LEN: usize = 288;
-/// Domain separation: a v1 packet signature can never be mistaken for another message's.
-pub const SIGNING_DOMAIN: &[u8] = b"qis/outcome/v1\0";
+pub const MAX_ENCODED_LEN: usize = 293;
+/// Domain separation: a v2 packet signature can never be mistaken for another message's.
+pub const SIGNING_DOMAIN: &[u8] = b"qis/outcome/v2\0";
+/// The v1 signing domain.
+pub const SIGNING_DOMAIN_V1: &[u8] = b"qis/outcome/v1\0";
+/// Largest ratio of a [`Relative`] level the intake guard accepts.
+pub const MAX_RATIO: f32 = 1.0e6;
 
 /// A human-readable label, at most [`LABEL_LEN`] bytes of UTF-8.
 pub type Label = HString<LABEL_LEN>;
@@ -74,6 +84,23 @@ pub struct PacketBody {
     pub source: [u8; 32],
     /// Short label of the equipment class, for people reading the packet.
     pub equipment_label: Label,
+    /// The threshold relative to the source point's healthy level, where the source knows it
+    /// (v2; the last field, so that v1 is v2 without it).
+    pub relative: Relative,
+}
+
+/// A threshold relative to the healthy level of the point that raised it: what makes a level
+/// mean the same at plants whose absolute levels differ (other loads, other mountings).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relative {
+    /// The source has no healthy level for the point: the threshold is absolute only.
+    #[default]
+    None,
+    /// `threshold / healthy`, the source point's configured healthy level in the same unit
+    /// (e.g. 1.5: the alarm caught the failure at 1.5 times the healthy level; in decibels
+    /// 20·log10(1.5) = 3.5 dB).
+    Ratio(f32),
 }
 
 /// A signed packet.
@@ -283,6 +310,9 @@ pub enum EncodeError {
         /// Its bound.
         max: usize,
     },
+    /// A v1 body cannot carry a relative level.
+    #[error("a version 1 packet cannot carry a relative level")]
+    RelativeInV1,
     /// postcard refused the body (cannot happen for bodies the types allow).
     #[error("cannot encode the packet: {0}")]
     Postcard(String),
@@ -307,19 +337,31 @@ pub fn label<const N: usize>(field: &'static str, text: &str) -> Result<HString<
 }
 
 impl PacketBody {
-    /// The body's postcard encoding.
+    /// The body's postcard encoding; a `version` 1 body as v1 (without `relative`).
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut buf = [0u8; MAX_PACKET_LEN];
-        let used = postcard::to_slice(self, &mut buf)
+        let mut used = postcard::to_slice(self, &mut buf)
             .map_err(|e| EncodeError::Postcard(e.to_string()))?
             .len();
+        if self.version == VERSION_1 {
+            if self.relative != Relative::None {
+                return Err(EncodeError::RelativeInV1);
+            }
+            // `Relative::None` is the one byte of its variant index, last.
+            used -= 1;
+        }
         Ok(buf[..used].to_vec())
     }
 
-    /// The exact bytes the signature covers.
+    /// The exact bytes the signature covers: the domain of the body's version (its first
+    /// byte), then the body.
     pub fn signing_message(encoded_body: &[u8]) -> Vec<u8> {
-        let mut m = Vec::with_capacity(SIGNING_DOMAIN.len() + encoded_body.len());
-        m.extend_from_slice(SIGNING_DOMAIN);
+        let domain = match encoded_body.first() {
+            Some(&VERSION_1) => SIGNING_DOMAIN_V1,
+            _ => SIGNING_DOMAIN,
+        };
+        let mut m = Vec::with_capacity(domain.len() + encoded_body.len());
+        m.extend_from_slice(domain);
         m.extend_from_slice(encoded_body);
         m
     }
@@ -389,6 +431,7 @@ pub(crate) mod tests {
             seq: u64::MAX,
             source: [0xff; 32],
             equipment_label: label("equipment_label", &full(LABEL_LEN)).unwrap(),
+            relative: Relative::Ratio(f32::MAX),
         }
     }
 

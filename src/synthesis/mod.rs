@@ -105,9 +105,23 @@ pub struct Rails {
     pub direction: Direction,
     /// Only move toward earlier warning (default).
     pub tighten_only: bool,
+    /// The point's healthy level (`adapt.healthy`), when configured.
+    pub healthy: Option<f64>,
+    /// Proposals are ratios over `healthy` (`adapt.relative`), not absolute levels.
+    pub relative: bool,
 }
 
 impl Rails {
+    /// The level a proposal asks for here: its ratio times the healthy level for a relative
+    /// rule (none without a ratio), else its threshold as sent.
+    fn proposed(&self, p: &Proposal) -> Option<f64> {
+        match (self.relative, self.healthy, p.ratio) {
+            (false, _, _) => Some(p.threshold),
+            (true, Some(healthy), Some(ratio)) => Some(ratio * healthy),
+            (true, _, _) => None,
+        }
+    }
+
     fn clamp(&self, v: f64) -> f64 {
         v.max(self.floor).min(self.ceiling)
     }
@@ -128,6 +142,9 @@ pub struct Proposal {
     pub seq: u64,
     /// The threshold it proposes, as sent.
     pub threshold: f64,
+    /// The threshold over the source point's healthy level, when the packet carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
     /// The source's confidence.
     pub confidence: f64,
     /// The source's validation count.
@@ -156,6 +173,8 @@ pub enum Status {
     WouldLoosen,
     /// The source's latest packet for this pattern was a false alarm.
     FalseAlarm,
+    /// The rule takes relative proposals and the packet carries an absolute level only.
+    NoRatio,
 }
 
 /// One line of an effective threshold's provenance.
@@ -165,8 +184,12 @@ pub struct Contribution {
     pub source: String,
     /// The packet's sequence number.
     pub seq: u64,
-    /// The threshold the packet proposed.
+    /// The threshold the packet proposed, in this point's unit (for a relative rule: its
+    /// ratio times the healthy level; for a packet without a ratio there, as sent).
     pub proposed: f64,
+    /// The packet's ratio over its source's healthy level, when it carries one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
     /// The proposal inside the rails.
     pub applied: f64,
     /// The source's trust here.
@@ -303,6 +326,10 @@ impl SynthesisState {
             Proposal {
                 seq: body.seq,
                 threshold: f64::from(body.pattern.threshold),
+                ratio: match body.relative {
+                    crate::packet::Relative::Ratio(r) => Some(f64::from(r)),
+                    crate::packet::Relative::None => None,
+                },
                 confidence: f64::from(body.confidence),
                 validations: body.validations,
                 refutations: body.refutations,
@@ -373,10 +400,14 @@ impl SynthesisState {
                     0.0
                 };
                 let weight = trust * confidence * v / (v + 1.0);
-                let applied = rails.clamp(p.threshold);
+                let proposed = rails.proposed(p);
+                let level = proposed.unwrap_or(p.threshold);
+                let applied = rails.clamp(level);
                 let status = if p.false_alarm {
                     Status::FalseAlarm
-                } else if rails.tighten_only && rails.loosens(p.threshold) {
+                } else if proposed.is_none() {
+                    Status::NoRatio
+                } else if rails.tighten_only && rails.loosens(level) {
                     Status::WouldLoosen
                 } else if weight < settings.min_weight || weight <= 0.0 {
                     Status::BelowMinWeight
@@ -390,7 +421,8 @@ impl SynthesisState {
                 provenance.push(Contribution {
                     source: source.clone(),
                     seq: p.seq,
-                    proposed: p.threshold,
+                    proposed: level,
+                    ratio: p.ratio,
                     applied,
                     trust,
                     confidence,

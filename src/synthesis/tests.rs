@@ -26,6 +26,7 @@ fn body(source: u8, seq: u64, threshold: f32, validations: u32, kind: OutcomeKin
         seq,
         source: [source; 32],
         equipment_label: pk::label("equipment_label", "pump").unwrap(),
+        relative: pk::Relative::None,
     }
 }
 
@@ -35,6 +36,8 @@ const RAILS: Rails = Rails {
     ceiling: 16.0,
     direction: Direction::High,
     tighten_only: true,
+    healthy: None,
+    relative: false,
 };
 
 fn key() -> TargetKey {
@@ -143,6 +146,8 @@ fn a_low_rule_tightens_upward() {
         ceiling: 14.0,
         direction: Direction::Low,
         tighten_only: true,
+        healthy: None,
+        relative: false,
     };
     let mut b = body(1, 1, 12.0, 9, OutcomeKind::DefectConfirmed);
     b.pattern.direction = Direction::Low;
@@ -242,4 +247,69 @@ fn proposals_per_target_are_bounded() {
         st.offer(&key(), &b);
     }
     assert_eq!(st.proposals[&key()].len(), MAX_PROPOSALS_PER_TARGET);
+}
+
+/// A rule of a point whose healthy level is 10, taking relative proposals.
+const RELATIVE: Rails = Rails {
+    healthy: Some(10.0),
+    relative: true,
+    ..RAILS
+};
+
+fn with_ratio(mut b: PacketBody, ratio: f32) -> PacketBody {
+    b.relative = pk::Relative::Ratio(ratio);
+    b
+}
+
+#[test]
+fn a_relative_rule_proposes_the_ratio_times_its_own_healthy_level() {
+    let s = SynthesisConfig::default();
+    let mut st = SynthesisState::default();
+    // The source warned at 30 (its unit) = 1.2 × its healthy 25: here 1.2 × 10 = 12.
+    let b = with_ratio(body(1, 1, 30.0, 3, OutcomeKind::DefectConfirmed), 1.2);
+    st.offer(&key(), &b);
+    let e = st.effective(&s, &key(), &RELATIVE);
+    let w = 0.375;
+    let proposed = f64::from(1.2f32) * 10.0;
+    assert!((e.provenance[0].proposed - proposed).abs() < 1e-12);
+    assert_eq!(e.provenance[0].ratio, Some(f64::from(1.2f32)));
+    assert_eq!(e.provenance[0].status, Status::Applied);
+    assert!(
+        (e.value - (14.0 + w * proposed) / (1.0 + w)).abs() < 1e-12,
+        "{}",
+        e.value
+    );
+    // The same packet, to a rule that takes absolute levels: 30 would loosen, ignored.
+    let e = st.effective(&s, &key(), &RAILS);
+    assert_eq!(e.provenance[0].status, Status::WouldLoosen);
+    assert_eq!(e.value, RAILS.baseline);
+}
+
+#[test]
+fn a_relative_rule_ignores_absolute_only_packets_and_keeps_ratios_inside_its_rails() {
+    let s = SynthesisConfig {
+        baseline_weight: 0.01,
+        ..SynthesisConfig::default()
+    };
+    let mut st = SynthesisState::default();
+    st.offer(&key(), &body(1, 1, 8.0, 1_000, OutcomeKind::DefectConfirmed));
+    let e = st.effective(&s, &key(), &RELATIVE);
+    assert_eq!(e.provenance[0].status, Status::NoRatio);
+    assert_eq!(e.value, RELATIVE.baseline);
+    // 0.1 × 10 = 1, below the floor of 6: clamped; 5 × 10 = 50 would loosen: ignored.
+    let mut st = SynthesisState::default();
+    st.offer(
+        &key(),
+        &with_ratio(body(1, 1, 8.0, 1_000, OutcomeKind::DefectConfirmed), 0.1),
+    );
+    st.offer(
+        &key(),
+        &with_ratio(body(2, 1, 8.0, 1_000, OutcomeKind::DefectConfirmed), 5.0),
+    );
+    let e = st.effective(&s, &key(), &RELATIVE);
+    assert_eq!(e.provenance[0].applied, RELATIVE.floor);
+    assert_eq!(e.provenance[1].status, Status::WouldLoosen);
+    let w = 0.5 * 1000.0 / 1001.0;
+    let expected = (0.01 * RELATIVE.baseline + w * RELATIVE.floor) / (0.01 + w);
+    assert!((e.value - expected).abs() < 1e-12, "{}", e.value);
 }

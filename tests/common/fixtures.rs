@@ -135,6 +135,7 @@ pub fn peer_body(
         seq,
         source: [0; 32],
         equipment_label: label("e", "centrifugal pump").unwrap(),
+        relative: Relative::None,
     }
 }
 

@@ -1,5 +1,6 @@
-"""An independent encoder of outcome packet v1 (README, "Outcome packets"), used to produce
-and re-check the golden vectors in tests/vectors/outcome_v1.json. It shares no code with the
+"""An independent encoder of outcome packets v1 and v2 (README, "Outcome packets"), used to
+produce and re-check the golden vectors in tests/vectors/outcome_v1.json and outcome_v2.json
+(a vector's "version", default 1; v2 adds "relative": {"ratio": r} or null, last). It shares no code with the
 gateway: postcard varints, little-endian floats and the signing rule are written out here from
 the specification, and signatures come from the `cryptography` package's Ed25519.
 
@@ -15,7 +16,7 @@ import sys
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-DOMAIN = b"qis/outcome/v1\x00"
+DOMAINS = {1: b"qis/outcome/v1\x00", 2: b"qis/outcome/v2\x00"}
 FEATURES = ["band_amplitude", "harmonic", "bearing_defect", "velocity_rms", "acceleration_rms",
             "kurtosis", "crest_factor", "spc_rule", "process_value"]
 DEFECTS = ["bpfo", "bpfi", "bsf", "ftf"]
@@ -83,11 +84,18 @@ def frequency(f) -> bytes:
     return varint(2) + f32(lo) + f32(hi)
 
 
+def relative(r) -> bytes:
+    if r is None:
+        return varint(0)
+    return varint(1) + f32(r["ratio"])
+
+
 def body(v, source: bytes) -> bytes:
     fingerprint = hashlib.sha256(canonical(v["context"]).encode("utf-8")).digest()[:16]
     p, o = v["pattern"], v["outcome"]
+    version = v.get("version", 1)
     return b"".join([
-        bytes([1]),
+        bytes([version]),
         fingerprint,
         feature(p["feature"]), frequency(p.get("frequency")), f32(p["threshold"]), text(p["unit"]),
         varint(DIRECTIONS.index(p["direction"])),
@@ -97,6 +105,7 @@ def body(v, source: bytes) -> bytes:
         varint(v["issued_at"]), varint(v["ttl_s"]), varint(v["seq"]),
         source,
         text(v["equipment_label"]),
+        relative(v.get("relative")) if version >= 2 else b"",
     ])
 
 
@@ -106,7 +115,7 @@ def main() -> None:
         key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(v["seed_hex"]))
         source = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         b = body(v, source)
-        signature = key.sign(DOMAIN + b)
+        signature = key.sign(DOMAINS[v.get("version", 1)] + b)
         v["fingerprint_hex"] = hashlib.sha256(canonical(v["context"]).encode("utf-8")).hexdigest()[:32]
         v["source_hex"] = source.hex()
         v["body_hex"] = b.hex()

@@ -286,6 +286,22 @@ fn adapt_rails_and_synthesis_settings_are_checked() {
     assert_eq!(m[0].0, 17, "the line of `ceiling`");
     let m = messages(&rule("alarm = 95.0", "floor = 60.0"));
     assert!(m.len() == 1 && m[0].1.contains("ceiling"), "{m:?}");
+    let relative = |extra: &str| {
+        messages(&rule(
+            "warning = 80.0",
+            &format!("floor = 60.0\nceiling = 80.0\n{extra}"),
+        ))
+    };
+    assert!(relative("healthy = 50.0\nrelative = true").is_empty());
+    let m = relative("relative = true");
+    assert!(
+        m.len() == 1 && m[0].1.contains("needs adapt.healthy"),
+        "{m:?}"
+    );
+    for bad in ["healthy = 0.0", "healthy = -3.0", "healthy = nan"] {
+        let m = relative(bad);
+        assert!(m.len() == 1 && m[0].1.contains("above 0"), "{bad}: {m:?}");
+    }
 
     let synthesis = |body: &str| messages(&format!("[site]\nid = \"p\"\n[synthesis]\n{body}\n"));
     assert!(synthesis("neutral_trust = 0.7\nbaseline_weight = 0.25").is_empty());

@@ -178,6 +178,21 @@ pub(in crate::config) fn check_adapt(
             return;
         }
     }
+    if let Some(h) = adapt.healthy {
+        if !(h.is_finite() && h > 0.0) {
+            out.push((
+                vec!["adapt", "healthy"],
+                format!("adapt.healthy = {h} must be a number above 0 (the point's healthy level)"),
+            ));
+        }
+    } else if adapt.relative {
+        out.push((
+            vec!["adapt", "relative"],
+            "adapt.relative = true needs adapt.healthy, the point's healthy level that peers' \
+             ratios multiply"
+                .to_string(),
+        ));
+    }
     if !(adapt.floor <= level && level <= adapt.ceiling) {
         out.push((
             vec!["adapt"],
