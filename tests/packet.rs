@@ -8,8 +8,8 @@ use proptest::prelude::*;
 use qis_edge::packet::guard::{decode, RejectionKind, REPLAY_WINDOW};
 use qis_edge::packet::{
     label, verify, BearingDefect, Context, Direction, FailureMode, Feature, Fingerprint, Frequency,
-    Outcome, OutcomeKind, PacketBody, Rejection, Relative, ReplayGuard, SignalPattern, SpcChart, SpcRuleSet,
-    TrustPolicy, MAX_PACKET_LEN, VERSION,
+    Outcome, OutcomeKind, PacketBody, Rejection, Relative, ReplayGuard, SignalPattern, SpcChart,
+    SpcRuleSet, TrustPolicy, MAX_PACKET_LEN, VERSION,
 };
 use serde_json::Value;
 use std::collections::HashSet;
@@ -17,7 +17,10 @@ use std::collections::HashSet;
 const NOW: u64 = 1_795_000_000;
 
 /// The golden vectors of each version, v1 first.
-const VECTOR_FILES: [&str; 2] = ["tests/vectors/outcome_v1.json", "tests/vectors/outcome_v2.json"];
+const VECTOR_FILES: [&str; 2] = [
+    "tests/vectors/outcome_v1.json",
+    "tests/vectors/outcome_v2.json",
+];
 
 fn vectors_of(file: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(common::repo().join(file)).unwrap();
@@ -166,8 +169,13 @@ fn version_one_packets_are_still_accepted() {
         let bytes = hex::decode(v["packet_hex"].as_str().unwrap()).unwrap();
         assert_eq!(bytes[0], 1);
         let issued = v["issued_at"].as_u64().unwrap();
-        let verified = verify(&bytes, issued, &mut ReplayGuard::new(8), &TrustPolicy::default())
-            .unwrap_or_else(|r| panic!("{}: {r}", v["name"]));
+        let verified = verify(
+            &bytes,
+            issued,
+            &mut ReplayGuard::new(8),
+            &TrustPolicy::default(),
+        )
+        .unwrap_or_else(|r| panic!("{}: {r}", v["name"]));
         assert_eq!(verified.body().relative, Relative::None);
         assert_eq!(verified.packet().to_bytes().unwrap(), bytes);
     }
@@ -519,8 +527,14 @@ fn rejects_out_of_range_values() {
         ("validations", Box::new(|b| b.validations = 0)),
         ("relative", Box::new(|b| b.relative = Relative::Ratio(0.0))),
         ("relative", Box::new(|b| b.relative = Relative::Ratio(-1.5))),
-        ("relative", Box::new(|b| b.relative = Relative::Ratio(f32::NAN))),
-        ("relative", Box::new(|b| b.relative = Relative::Ratio(2.0e6))),
+        (
+            "relative",
+            Box::new(|b| b.relative = Relative::Ratio(f32::NAN)),
+        ),
+        (
+            "relative",
+            Box::new(|b| b.relative = Relative::Ratio(2.0e6)),
+        ),
         (
             "equipment_label",
             Box::new(|b| b.equipment_label = label("l", "a\u{7}b").unwrap()),

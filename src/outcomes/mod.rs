@@ -474,7 +474,11 @@ mod tests {
         let body = packet_body(&r, &a, &e, None, 0, 1, 1, "x").unwrap();
         assert_eq!(body.pattern.feature, crate::packet::Feature::BandAmplitude);
         assert_eq!(body.pattern.frequency, r.frequency);
-        assert_eq!(body.relative, crate::packet::Relative::None, "no healthy level");
+        assert_eq!(
+            body.relative,
+            crate::packet::Relative::None,
+            "no healthy level"
+        );
         // With a healthy level the threshold travels relative to it: 20 dB / 16 dB = 1.25.
         r.healthy = Some(16.0);
         let body = packet_body(&r, &a, &e, None, 0, 1, 1, "x").unwrap();

@@ -292,7 +292,10 @@ fn a_relative_rule_ignores_absolute_only_packets_and_keeps_ratios_inside_its_rai
         ..SynthesisConfig::default()
     };
     let mut st = SynthesisState::default();
-    st.offer(&key(), &body(1, 1, 8.0, 1_000, OutcomeKind::DefectConfirmed));
+    st.offer(
+        &key(),
+        &body(1, 1, 8.0, 1_000, OutcomeKind::DefectConfirmed),
+    );
     let e = st.effective(&s, &key(), &RELATIVE);
     assert_eq!(e.provenance[0].status, Status::NoRatio);
     assert_eq!(e.value, RELATIVE.baseline);
