@@ -536,6 +536,8 @@ fn packet_make_then_inspect_prints_every_field_and_inspect_rejects_damage() {
             "162.19",
             "--threshold",
             "0.42",
+            "--ratio",
+            "1.4",
             "--unit",
             "g",
             "--outcome",
@@ -575,7 +577,8 @@ fn packet_make_then_inspect_prints_every_field_and_inspect_rejects_damage() {
     let context: qis_edge::packet::Context = toml::from_str(CONTEXT).unwrap();
     let fingerprint = context.fingerprint().unwrap().to_string();
     assert_eq!(j["valid"], true);
-    assert_eq!(j["version"], 1);
+    assert_eq!(j["version"], 2);
+    assert_eq!(j["relative"]["ratio"], 1.4);
     assert_eq!(j["fingerprint"], fingerprint.as_str());
     assert_eq!(j["topic"], format!("qis/v1/ctx/{fingerprint}").as_str());
     assert_eq!(j["source"], source.trim());
