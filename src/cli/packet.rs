@@ -403,10 +403,7 @@ pub fn to_json(packet: &OutcomePacket, size: usize) -> Value {
         "refutations": b.refutations,
         "lead_time_s": b.lead_time_s,
         "equipment_label": b.equipment_label.as_str(),
-        "relative": match b.relative {
-            Relative::None => Value::Null,
-            Relative::Ratio(r) => json!({"ratio": float(r)}),
-        },
+        "relative": b.relative.ratio().map(|r| json!({"ratio": float(r)})),
         "signature": hex::encode(packet.signature),
     })
 }

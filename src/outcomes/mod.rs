@@ -332,16 +332,12 @@ pub fn packet_body(
 /// The record's threshold over its healthy level, where both are known and the ratio is one
 /// the intake guard accepts.
 fn relative(record: &AlarmRecord) -> crate::packet::Relative {
+    use crate::packet::Relative;
     match (record.threshold, record.healthy) {
-        (Some(t), Some(h)) if h > 0.0 => {
-            let ratio = (t / h) as f32;
-            if ratio.is_finite() && ratio > 0.0 && ratio <= crate::packet::MAX_RATIO {
-                crate::packet::Relative::Ratio(ratio)
-            } else {
-                crate::packet::Relative::None
-            }
-        }
-        _ => crate::packet::Relative::None,
+        (Some(t), Some(h)) if h > 0.0 => Some(Relative::Ratio((t / h) as f32))
+            .filter(|r| r.in_bounds())
+            .unwrap_or(Relative::None),
+        _ => Relative::None,
     }
 }
 

@@ -7,8 +7,8 @@
 //! types, and every length is checked before slicing.
 
 use super::{
-    Feature, OutcomeKind, OutcomePacket, PacketBody, Relative, SpcRuleSet, MAX_PACKET_LEN,
-    MAX_RATIO, SIGNATURE_LEN, VERSION, VERSION_1,
+    Feature, OutcomeKind, OutcomePacket, PacketBody, SpcRuleSet, MAX_PACKET_LEN, SIGNATURE_LEN,
+    VERSION, VERSION_1,
 };
 use ed25519_dalek::{Signature, VerifyingKey};
 use std::collections::{HashMap, HashSet};
@@ -519,10 +519,8 @@ fn check_bounds(body: &PacketBody) -> Result<(), Rejection> {
     if !body.pattern.frequency.in_bounds() {
         return out("pattern.frequency");
     }
-    if let Relative::Ratio(r) = body.relative {
-        if !(r.is_finite() && r > 0.0 && r <= MAX_RATIO) {
-            return out("relative");
-        }
+    if !body.relative.in_bounds() {
+        return out("relative");
     }
     match body.pattern.feature {
         Feature::Harmonic { order } if !(1..=MAX_HARMONIC_ORDER).contains(&order) => {

@@ -103,6 +103,23 @@ pub enum Relative {
     Ratio(f32),
 }
 
+impl Relative {
+    /// The ratio, when there is one.
+    pub fn ratio(self) -> Option<f32> {
+        match self {
+            Relative::None => None,
+            Relative::Ratio(r) => Some(r),
+        }
+    }
+
+    /// Whether the intake guard accepts it: no ratio, or one finite, above 0 and at most
+    /// [`MAX_RATIO`].
+    pub fn in_bounds(self) -> bool {
+        self.ratio()
+            .is_none_or(|r| r.is_finite() && r > 0.0 && r <= MAX_RATIO)
+    }
+}
+
 /// A signed packet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutcomePacket {

@@ -326,10 +326,7 @@ impl SynthesisState {
             Proposal {
                 seq: body.seq,
                 threshold: f64::from(body.pattern.threshold),
-                ratio: match body.relative {
-                    crate::packet::Relative::Ratio(r) => Some(f64::from(r)),
-                    crate::packet::Relative::None => None,
-                },
+                ratio: body.relative.ratio().map(f64::from),
                 confidence: f64::from(body.confidence),
                 validations: body.validations,
                 refutations: body.refutations,
