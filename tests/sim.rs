@@ -126,7 +126,8 @@ async fn a_plant_alone_warns_where_its_own_levels_say() {
         broker_port: broker.port,
         sensor_port: sensor.address.port(),
         poll_interval_ms: 20,
-        share: false,
+        mode: qis_edge::sim::fleet::Mode::Alone,
+        baseline_weight: 1.0,
         k: 3.0,
     };
     let text = plant.toml();
@@ -226,14 +227,16 @@ async fn a_fleet_of_two_lives_runs_alone_and_sharing() {
         .map(|n| std::sync::Arc::new(life::load(&lives().join(format!("femto/{n}.csv"))).unwrap()))
         .collect();
     let mut results = Vec::new();
-    for share in [false, true] {
+    use qis_edge::sim::fleet::Mode;
+    for mode in [Mode::Alone, Mode::Relative] {
         let broker = mosquitto();
         let dir = tempfile::tempdir().unwrap();
         let options = qis_edge::sim::fleet::Options {
             broker_host: "127.0.0.1".into(),
             poll_interval_ms: 15,
             stagger: 0.5,
-            share,
+            mode,
+            baseline_weight: 1.0,
             k: 3.0,
             window_s: 3600.0,
         };
@@ -266,7 +269,8 @@ async fn a_fleet_of_two_lives_runs_alone_and_sharing() {
                 p.warnings
             );
             println!(
-                "share={share} {}: {} warnings, lead time {:?} s, {} false alarms, {} packets applied",
+                "{} {}: {} warnings, lead time {:?} s, {} false alarms, {} packets applied",
+                mode.as_str(),
                 p.name,
                 p.warnings.len(),
                 p.lead_time_s(),

@@ -284,7 +284,7 @@ async fn during_a_fault_peers_packets_beyond_the_held_bound_wait_on_the_broker()
     const SOURCES: u8 = 40;
     const PER_SOURCE: u64 = 40;
     let flood = u64::from(SOURCES) * PER_SOURCE;
-    let tmpfs = Tmpfs::mount("1m");
+    let tmpfs = Tmpfs::mount("4m");
     let state = tmpfs.path().join("state");
     let cloud = spawn_peer_on_free_port("mosquitto (no in-flight limit)", |port, dir| {
         mosquitto_configured(
@@ -381,9 +381,23 @@ async fn during_a_fault_peers_packets_beyond_the_held_bound_wait_on_the_broker()
     std::fs::remove_file(tmpfs.path().join("filler")).unwrap();
     let total = seq + flood;
     accepted(&mut observer, SITE, "every packet", |n| n == total).await;
+    observer
+        .latest_or_wait_for(
+            "the storage fault over",
+            Duration::from_secs(60),
+            &stats,
+            |m| m.json["state"] == "ok",
+        )
+        .await;
     stop(gateway).await;
     let gateway = start(&text);
-    observer.wait_uplink_subscribed(SITE).await;
+    observer
+        .wait_for(
+            "the uplink subscribed again",
+            Duration::from_secs(20),
+            |m| m.topic == format!("qis/{SITE}/uplink") && m.json["state"] == "subscribed",
+        )
+        .await;
     peer.publish_raw(&fp.topic(), signed_by(1, peer_body(fp, PER_SOURCE + 1)))
         .await;
     let after = observer

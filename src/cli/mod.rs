@@ -150,7 +150,7 @@ pub struct SimCli {
     /// each with a json of the same name giving its `operating_condition`.
     #[arg(long)]
     data: PathBuf,
-    /// Time compression: life seconds per second (1–2 000; one 10 s snapshot per poll).
+    /// Time compression: life seconds per second (1–1 000; one 10 s snapshot per poll).
     #[arg(long, default_value_t = 1000.0)]
     speed: f64,
     /// The lives to run, in this order, comma-separated names (default: all, by name).
@@ -165,6 +165,13 @@ pub struct SimCli {
     /// An external broker, host:port (default: an embedded one).
     #[arg(long)]
     broker: Option<String>,
+    /// A plant starts when the one before it has lived this share of its life (0–1).
+    #[arg(long, default_value_t = 0.5)]
+    stagger: f64,
+    /// Every plant's `[synthesis] baseline_weight`: the weight of its own level against its
+    /// peers' proposals (the product's default 1.0).
+    #[arg(long, default_value_t = 1.0)]
+    baseline_weight: f64,
 }
 
 /// Runs `qis-edge sim` and prints its report.
@@ -176,6 +183,8 @@ async fn sim(a: SimCli) -> Result<(), String> {
         isolated: a.isolated,
         out: a.out,
         broker: a.broker,
+        stagger: a.stagger,
+        baseline_weight: a.baseline_weight,
     };
     let report = crate::sim::run(args).await?;
     println!("{report}");

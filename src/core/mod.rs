@@ -513,6 +513,7 @@ impl Core {
     }
 
     fn shutdown(&mut self, now: Now) {
+        self.storage.retry_now();
         self.commit_intake(now);
         if self.answers.flush_due() {
             if let Err(e) = self.answers.flush(now.unix_ms()) {

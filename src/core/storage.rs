@@ -82,6 +82,13 @@ impl Storage {
         self.fault.as_ref().map(|f| f.failures)
     }
 
+    /// Lets the next write be tried at once, backoff or not: at shutdown, the last chance to
+    /// save what waits (peers' packets whose acknowledgements are held) before the process
+    /// ends.
+    pub fn retry_now(&mut self) {
+        self.retry_at = None;
+    }
+
     /// Whether a write may be tried at `now`: always when healthy, after the backoff when not.
     pub fn retry_due(&self, now: Instant) -> bool {
         self.retry_at.is_none_or(|at| now >= at)

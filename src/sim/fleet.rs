@@ -16,6 +16,33 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Whether a fleet run shares outcomes, and how its levels travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every plant alone: no packets sent or applied.
+    Alone,
+    /// Sharing levels as they are, in g (or in kurtosis).
+    Absolute,
+    /// Sharing levels relative to each plant's healthy mean (`adapt.relative`).
+    Relative,
+}
+
+impl Mode {
+    /// `alone`, `absolute` or `relative`: the run's name in the report and its sites' prefix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Alone => "alone",
+            Mode::Absolute => "absolute",
+            Mode::Relative => "relative",
+        }
+    }
+
+    /// Whether plants send and apply packets.
+    pub fn shares(self) -> bool {
+        self != Mode::Alone
+    }
+}
+
 /// How the fleet is run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -25,8 +52,10 @@ pub struct Options {
     pub poll_interval_ms: u64,
     /// A plant starts when the one before it has shown this share of its snapshots.
     pub stagger: f64,
-    /// Whether plants share outcomes and apply their peers'.
-    pub share: bool,
+    /// Whether plants share outcomes and apply their peers', and how levels travel.
+    pub mode: Mode,
+    /// Every plant's `[synthesis] baseline_weight`.
+    pub baseline_weight: f64,
     /// The engineer's warning at this many sigma over the healthy mean.
     pub k: f64,
     /// Seconds of life: a warning followed by the end of life within this is confirmed (by the
@@ -54,6 +83,8 @@ pub struct Warning {
 pub struct PlantResult {
     /// The life's name.
     pub name: String,
+    /// The plant's site id (the run's mode, then the life's name).
+    pub site: String,
     /// Its length, seconds.
     pub life_s: f64,
     /// Every warning, in order.
@@ -248,8 +279,7 @@ async fn start_plant(
     cancel: &CancellationToken,
 ) -> Result<Running, FleetError> {
     let sensor = sensor::start(Arc::clone(life), cancel.clone()).await?;
-    let site: String = life
-        .name
+    let site: String = format!("{}-{}", options.mode.as_str(), life.name)
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
@@ -267,7 +297,8 @@ async fn start_plant(
         broker_port,
         sensor_port: sensor.address.port(),
         poll_interval_ms: options.poll_interval_ms,
-        share: options.share,
+        mode: options.mode,
+        baseline_weight: options.baseline_weight,
         k: options.k,
     };
     let config = crate::config::parse_str(&plant.toml(), &format!("{site}.toml")).map_err(|e| {
@@ -290,6 +321,7 @@ async fn start_plant(
     Ok(Running {
         result: PlantResult {
             name: life.name.clone(),
+            site: site.clone(),
             life_s: life.life_s(),
             warnings: Vec::new(),
             applied: 0,

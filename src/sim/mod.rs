@@ -8,6 +8,7 @@ pub mod engineer;
 pub mod fleet;
 pub mod life;
 pub mod plant;
+pub mod plot;
 pub mod report;
 pub mod sensor;
 
@@ -30,26 +31,47 @@ pub struct SimArgs {
     pub out: Option<PathBuf>,
     /// An external broker, `host:port`; default an embedded one on a free port of 127.0.0.1.
     pub broker: Option<String>,
+    /// A plant starts when the one before it has lived this share of its life (0–1).
+    pub stagger: f64,
+    /// The plants' `[synthesis] baseline_weight`.
+    pub baseline_weight: f64,
 }
 
 /// Snapshot spacing of the shared lives, seconds (10 s): one poll per snapshot.
 const SNAPSHOT_S: f64 = 10.0;
+/// The fastest replay: one 10 s snapshot per 10 ms poll, the shortest poll interval a device
+/// takes.
+pub const MAX_SPEED: f64 = 1000.0;
 
 /// Runs the simulation; prints the report. Errors are for the command line to print.
 pub async fn run(args: SimArgs) -> Result<String, String> {
     let lives = select(&args)?;
-    if !(args.speed.is_finite() && (1.0..=2000.0).contains(&args.speed)) {
+    if !(args.speed.is_finite() && (1.0..=MAX_SPEED).contains(&args.speed)) {
         return Err(format!(
-            "--speed {} is outside 1–2 000 (at 2 000 a 10 s snapshot is polled every 5 ms)",
+            "--speed {} is outside 1–1 000 (at 1 000 a 10 s snapshot is polled every 10 ms, \
+             the gateway's fastest poll)",
             args.speed
+        ));
+    }
+    if !(args.stagger.is_finite() && (0.0..=1.0).contains(&args.stagger)) {
+        return Err(format!(
+            "--stagger {} is outside 0–1 (the share of the previous plant's life)",
+            args.stagger
+        ));
+    }
+    if !(args.baseline_weight.is_finite() && args.baseline_weight > 0.0) {
+        return Err(format!(
+            "--baseline-weight {} must be a positive number",
+            args.baseline_weight
         ));
     }
     let (host, port) = broker(args.broker.as_deref())?;
     let options = fleet::Options {
         broker_host: host,
         poll_interval_ms: (SNAPSHOT_S * 1000.0 / args.speed).round() as u64,
-        stagger: 0.5,
-        share: false,
+        stagger: args.stagger,
+        mode: fleet::Mode::Alone,
+        baseline_weight: args.baseline_weight,
         k: 3.0,
         window_s: 3600.0,
     };
@@ -66,19 +88,27 @@ pub async fn run(args: SimArgs) -> Result<String, String> {
     if args.out.is_none() {
         let _ = std::fs::remove_dir_all(&state);
     }
-    let (alone, shared) = result?;
-    let markdown = report::markdown(&lives, &options, &alone, shared.as_deref());
+    let results = result?;
+    let markdown = report::markdown(&lives, &options, &results);
     if let Some(out) = &args.out {
-        let json = report::json(&lives, &options, &alone, shared.as_deref());
-        for (file, text) in [
-            ("report.md", markdown.clone()),
+        let json = report::json(&lives, &options, &results);
+        let mut files = vec![
+            ("report.md".to_string(), markdown.clone()),
             (
-                "report.json",
+                "report.json".to_string(),
                 serde_json::to_string_pretty(&json).unwrap_or_default(),
             ),
-        ] {
-            std::fs::write(out.join(file), text)
-                .map_err(|e| format!("{}: {e}", out.join(file).display()))?;
+        ];
+        for (i, life) in lives.iter().enumerate() {
+            let runs: Vec<_> = results.iter().map(|(m, r)| (*m, &r[i])).collect();
+            files.push((
+                format!("{}.svg", life.name),
+                plot::svg(life, options.k, &runs),
+            ));
+        }
+        for (file, text) in files {
+            std::fs::write(out.join(&file), text)
+                .map_err(|e| format!("{}: {e}", out.join(&file).display()))?;
         }
     }
     Ok(markdown)
@@ -132,7 +162,7 @@ fn broker(given: Option<&str>) -> Result<(String, u16), String> {
     })
 }
 
-/// The fleet alone, then (unless `isolated`) sharing.
+/// The fleet alone, then (unless `isolated`) sharing absolute levels, then relative ones.
 async fn runs(
     lives: &[Arc<life::Life>],
     port: u16,
@@ -140,23 +170,24 @@ async fn runs(
     options: &fleet::Options,
     limit: Duration,
     isolated: bool,
-) -> Result<(Vec<fleet::PlantResult>, Option<Vec<fleet::PlantResult>>), String> {
+) -> Result<Vec<(fleet::Mode, Vec<fleet::PlantResult>)>, String> {
+    use fleet::Mode;
     std::fs::create_dir_all(state).map_err(|e| format!("{}: {e}", state.display()))?;
-    let alone = fleet::run(lives, port, &state.join("alone"), options, limit)
-        .await
-        .map_err(|e| e.to_string())?;
-    let shared = if isolated {
-        None
+    let modes: &[Mode] = if isolated {
+        &[Mode::Alone]
     } else {
+        &[Mode::Alone, Mode::Absolute, Mode::Relative]
+    };
+    let mut results = Vec::new();
+    for &mode in modes {
         let options = fleet::Options {
-            share: true,
+            mode,
             ..options.clone()
         };
-        Some(
-            fleet::run(lives, port, &state.join("shared"), &options, limit)
-                .await
-                .map_err(|e| e.to_string())?,
-        )
-    };
-    Ok((alone, shared))
+        let r = fleet::run(lives, port, &state.join(mode.as_str()), &options, limit)
+            .await
+            .map_err(|e| e.to_string())?;
+        results.push((mode, r));
+    }
+    Ok(results)
 }

@@ -34,8 +34,10 @@ pub struct Plant<'a> {
     pub sensor_port: u16,
     /// Milliseconds between polls (one snapshot each).
     pub poll_interval_ms: u64,
-    /// Whether it shares outcomes with its peers and applies theirs.
-    pub share: bool,
+    /// Whether it shares outcomes with its peers and applies theirs, and how its levels travel.
+    pub mode: super::fleet::Mode,
+    /// Its `[synthesis] baseline_weight`.
+    pub baseline_weight: f64,
     /// The engineer's warning at `k` sigma over the healthy mean.
     pub k: f64,
 }
@@ -55,14 +57,15 @@ impl Plant<'_> {
             "[site]\nid = \"{}\"\nstate_dir = \"{}\"\n\n\
              [mqtt]\nhost = \"{}\"\nport = {}\nkeep_alive_s = 30\n\n\
              [metrics]\nmin_interval_ms = 0\nmax_interval_ms = 3600000\n\n\
-             [outcomes]\nshare = {}\n\n[synthesis]\napply = {}\n\n",
+             [outcomes]\nshare = {share}\n\n[synthesis]\napply = {share}\nbaseline_weight = {:?}\n\n",
             self.site,
             self.state_dir.display().to_string().replace('\\', "\\\\"),
             self.broker_host,
             self.broker_port,
-            self.share,
-            self.share,
+            self.baseline_weight,
+            share = self.mode.shares(),
         );
+        let relative = self.mode == super::fleet::Mode::Relative;
         let _ = write!(
             t,
             "[[devices]]\ntype = \"modbus_tcp\"\nname = \"sensor\"\nhost = \"127.0.0.1\"\nport = {}\n\
@@ -84,10 +87,16 @@ impl Plant<'_> {
                 let _ = write!(
                     t,
                     "\n[[devices.points.alarms]]\nkind = \"high\"\nwarning = {:?}\n\
-                     [devices.points.alarms.adapt]\nfloor = {:?}\nceiling = {:?}\n\
-                     [devices.points.alarms.confirmed_by]\npoint = \"failed\"\nequals = 1\n\
-                     within_days = 366\nfailure_mode = \"{FAILURE_MODE}\"\n",
+                     [devices.points.alarms.adapt]\nfloor = {:?}\nceiling = {:?}\n",
                     b.warning, b.mean, b.warning
+                );
+                if relative {
+                    let _ = write!(t, "healthy = {:?}\nrelative = true\n", b.mean);
+                }
+                let _ = write!(
+                    t,
+                    "[devices.points.alarms.confirmed_by]\npoint = \"failed\"\nequals = 1\n\
+                     within_days = 366\nfailure_mode = \"{FAILURE_MODE}\"\n"
                 );
             }
             t.push('\n');
@@ -127,7 +136,8 @@ mod tests {
             broker_port: 1883,
             sensor_port: 5020,
             poll_interval_ms: 10,
-            share: true,
+            mode: crate::sim::fleet::Mode::Relative,
+            baseline_weight: 0.5,
             k: 3.0,
         };
         let config = parse_str(&plant.toml(), "b.toml").unwrap_or_else(|e| panic!("{e}"));
@@ -139,6 +149,10 @@ mod tests {
         let rule = &d.points[0].alarms[0];
         assert_eq!(rule.warning, Some(b.warning));
         assert!(rule.confirmed_by.is_some());
+        let adapt = rule.adapt.as_ref().expect("adaptable");
+        assert_eq!(adapt.healthy, Some(b.mean));
+        assert!(adapt.relative);
+        assert_eq!(config.synthesis.baseline_weight, 0.5);
         assert!(d.points[1].alarms.is_empty(), "peak is not watched");
         assert_eq!(
             config.devices[0]
