@@ -217,12 +217,91 @@ async fn a_plant_alone_warns_where_its_own_levels_say() {
     cancel.cancel();
 }
 
-/// Two lives of one operating condition as a fleet, alone and sharing: every warning of every
-/// plant is answered (confirmed by the end of life or refuted by the engineer's rule), and
-/// with sharing the second plant applies the first plant's confirmed packets.
+/// What a plant's published events say, recomputed here from the broker's messages and the
+/// life's CSV read by hand: warnings raised, false alarms (refuted outcomes), peers' packets
+/// applied, and the lead time (end of life minus the life time of the first confirmed
+/// warning's snapshot, found by its published value in the CSV's column).
+#[derive(Debug, PartialEq)]
+struct Recomputed {
+    warnings: usize,
+    false_alarms: usize,
+    applied: u64,
+    lead_time_s: Option<f64>,
+}
+
+fn recompute(seen: &[Message], site: &str, csv: &std::path::Path) -> Recomputed {
+    let text = std::fs::read_to_string(csv).unwrap();
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    let column = |point: &str| match point {
+        "rms" => 2,
+        "kurtosis" => 5,
+        "band_2_6k" => 6,
+        other => panic!("unwatched point {other}"),
+    };
+    let events: Vec<&serde_json::Value> = seen
+        .iter()
+        .filter(|m| m.topic == format!("qis/{site}/events"))
+        .map(|m| &m.json)
+        .collect();
+    let outcome = |e: &&&serde_json::Value, o: &str| e["type"] == "outcome" && e["outcome"] == o;
+    let confirmed: Vec<&str> = events
+        .iter()
+        .filter(|e| outcome(e, "confirmed"))
+        .map(|e| e["alarm_id"].as_str().unwrap())
+        .collect();
+    let mut cursor = std::collections::HashMap::new();
+    let mut first_confirmed: Option<f64> = None;
+    let mut warnings = 0;
+    let transitions = events.iter().filter(|e| {
+        e["type"] == "alarm"
+            && ["active", "cleared", "normal"].contains(&e["to"].as_str().unwrap_or_default())
+    });
+    for e in transitions {
+        let point = e["point"].as_str().unwrap();
+        let value = e["value"].as_f64().unwrap();
+        let c = column(point);
+        let from: usize = *cursor.get(point).unwrap_or(&0);
+        let at = (from..rows.len())
+            .find(|&i| (f64::from(rows[i][c] as f32) - value).abs() <= 1e-6 * value.abs())
+            .unwrap_or_else(|| panic!("{site} {point} {value} is not in the CSV after row {from}"));
+        cursor.insert(point, at);
+        if e["to"] == "active" {
+            warnings += 1;
+            if confirmed.contains(&e["alarm_id"].as_str().unwrap()) {
+                first_confirmed.get_or_insert(rows[at][1]);
+            }
+        }
+    }
+    let life_s = rows.last().unwrap()[1];
+    Recomputed {
+        warnings,
+        false_alarms: events.iter().filter(|e| outcome(e, "refuted")).count(),
+        applied: events
+            .iter()
+            .filter(|e| {
+                e["type"] == "peer_outcome"
+                    && e["applied_to"].as_array().is_some_and(|a| !a.is_empty())
+            })
+            .count() as u64,
+        lead_time_s: first_confirmed.map(|t| life_s - t),
+    }
+}
+
+/// Two lives of one operating condition as a fleet, alone and sharing relative levels: every
+/// warning of every plant is answered (confirmed by the end of life or refuted by the
+/// engineer's rule); the simulation's lead times, false alarms and packets applied equal those
+/// recomputed from the published events; with sharing the second plant applies the first
+/// plant's packets, warns no later than alone (peers only tighten) and with no more false
+/// alarms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_of_two_lives_runs_alone_and_sharing() {
-    let lives: Vec<_> = ["femto_Bearing3_1", "femto_Bearing3_2"]
+    let names = ["femto_Bearing3_1", "femto_Bearing3_2"];
+    let lives_dir = lives;
+    let lives: Vec<_> = names
         .iter()
         .map(|n| std::sync::Arc::new(life::load(&lives().join(format!("femto/{n}.csv"))).unwrap()))
         .collect();
@@ -230,6 +309,7 @@ async fn a_fleet_of_two_lives_runs_alone_and_sharing() {
     use qis_edge::sim::fleet::Mode;
     for mode in [Mode::Alone, Mode::Relative] {
         let broker = mosquitto();
+        let mut observer = Observer::connect(broker.port).await;
         let dir = tempfile::tempdir().unwrap();
         let options = qis_edge::sim::fleet::Options {
             broker_host: "127.0.0.1".into(),
@@ -249,6 +329,23 @@ async fn a_fleet_of_two_lives_runs_alone_and_sharing() {
         )
         .await
         .unwrap();
+        // Every gateway has stopped: a message sent now reaches the observer after all of theirs.
+        observer.publish("qis/sim-test/done", "{}").await;
+        observer
+            .saw_or_wait_for("the end marker", Duration::from_secs(30), |m| {
+                m.topic == "qis/sim-test/done"
+            })
+            .await;
+        for (p, name) in r.iter().zip(names) {
+            let csv = lives_dir().join(format!("femto/{name}.csv"));
+            let got = Recomputed {
+                warnings: p.warnings.len(),
+                false_alarms: p.false_alarms(),
+                applied: p.applied,
+                lead_time_s: p.lead_time_s(),
+            };
+            assert_eq!(got, recompute(&observer.seen, &p.site, &csv), "{}", p.site);
+        }
         for (p, l) in r.iter().zip(&lives) {
             assert!(!p.warnings.is_empty(), "{} never warned", p.name);
             // Each watched level starts at the engineer's own level.
@@ -281,8 +378,21 @@ async fn a_fleet_of_two_lives_runs_alone_and_sharing() {
         results.push(r);
     }
     assert_eq!(results[0][1].applied, 0, "alone, nothing is applied");
+    let (alone, shared) = (&results[0][1], &results[1][1]);
     assert!(
-        results[1][1].applied > 0,
+        shared.applied > 0,
         "sharing, the second plant applies the first's packets"
+    );
+    assert!(
+        shared.lead_time_s() >= alone.lead_time_s(),
+        "sharing never warns later: {:?} s alone, {:?} s sharing",
+        alone.lead_time_s(),
+        shared.lead_time_s()
+    );
+    assert!(
+        shared.false_alarms() <= alone.false_alarms(),
+        "sharing adds no false alarms: {} alone, {} sharing",
+        alone.false_alarms(),
+        shared.false_alarms()
     );
 }
