@@ -226,17 +226,43 @@ pub async fn run(
             }
         }
     }
-    let mut results = Vec::new();
-    for mut p in plants {
+    for p in plants.iter_mut() {
         if let Some(stop) = p.stop.take() {
             let _ = stop.send(());
         }
-        let _ = p.gateway.await;
-        results.push(p.result);
+        let _ = (&mut p.gateway).await;
     }
+    // Every gateway has stopped; what they published while stopping (a peer's last packet
+    // applied) is still on its way. A marker sent now arrives after all of it.
+    drain(&mut plants, &client, &mut events, deadline).await;
     cancel.cancel();
     let _ = client.disconnect().await;
-    Ok(results)
+    Ok(plants.into_iter().map(|p| p.result).collect())
+}
+
+/// Reads the plants' events until the simulation's own marker comes back (or the deadline).
+async fn drain(
+    plants: &mut [Running],
+    client: &AsyncClient,
+    events: &mut rumqttc::EventLoop,
+    deadline: tokio::time::Instant,
+) {
+    let marker = format!("qis/qis-sim-{}/events", std::process::id());
+    if client
+        .publish(marker.as_str(), QoS::AtLeastOnce, false, "{}")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    while let Ok(event) = tokio::time::timeout_at(deadline, events.poll()).await {
+        match event {
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == marker => return,
+            Ok(Event::Incoming(Packet::Publish(p))) => on_event(plants, &p.topic, &p.payload),
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// The simulation's own client, subscribed to every plant's events and thresholds.
