@@ -45,6 +45,7 @@ fn body() -> PacketBody {
         source: [0; 32],
         equipment_label: label("equipment_label", "centrifugal pump").unwrap(),
         relative: qis_edge::packet::Relative::None,
+        levels: qis_edge::packet::Levels::None,
     }
 }
 
@@ -110,6 +111,7 @@ fn intake(c: &mut Criterion) {
         tighten_only: true,
         healthy: None,
         relative: false,
+        accepts: qis_edge::packet::MatchLevel::Full,
     };
 
     let mut group = c.benchmark_group("intake");

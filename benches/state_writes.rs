@@ -139,6 +139,7 @@ fn proposal(seq: u64) -> Proposal {
         false_alarm: false,
         issued_at: 1_796_000_000,
         expires_at: 1_796_086_400,
+        level: qis_edge::packet::MatchLevel::Full,
     }
 }
 

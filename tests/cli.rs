@@ -575,12 +575,20 @@ fn packet_make_then_inspect_prints_every_field_and_inspect_rejects_damage() {
     );
     let j: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
     let context: qis_edge::packet::Context = toml::from_str(CONTEXT).unwrap();
-    let fingerprint = context.fingerprint().unwrap().to_string();
+    let address = context.address().unwrap();
+    let fingerprint = address.full.to_string();
     assert_eq!(j["valid"], true);
-    assert_eq!(j["version"], 2);
+    assert_eq!(j["version"], 3);
     assert_eq!(j["relative"]["ratio"], 1.4);
     assert_eq!(j["fingerprint"], fingerprint.as_str());
-    assert_eq!(j["topic"], format!("qis/v1/ctx/{fingerprint}").as_str());
+    let [class, process, mounting] = address.general.map(|f| f.to_string());
+    assert_eq!(
+        j["topic"],
+        format!("qis/v2/ctx/{class}/{process}/{mounting}/{fingerprint}").as_str()
+    );
+    assert_eq!(j["levels"]["class"], class.as_str());
+    assert_eq!(j["levels"]["process"], process.as_str());
+    assert_eq!(j["levels"]["mounting"], mounting.as_str());
     assert_eq!(j["source"], source.trim());
     assert_eq!(j["seq"], 77);
     assert_eq!(j["pattern"]["feature"]["bearing_defect"], "bpfi");

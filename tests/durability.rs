@@ -233,7 +233,7 @@ fn check_exactly_once(by_seq: &BTreeMap<u64, Vec<u8>>, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_at_random_moments_loses_and_doubles_no_answer() {
     let mut s = setup().await;
-    let mut uplink = Observer::connect_filter(s.cloud_port, "qis/v1/ctx/#").await;
+    let mut uplink = Observer::connect_filter(s.cloud_port, "qis/+/ctx/#").await;
     let mut acknowledged = BTreeSet::new();
     let mut alarms: Vec<String> = Vec::new();
     for round in 0..ROUNDS {
@@ -287,7 +287,7 @@ async fn a_gateway_killed_at_random_moments_loses_and_doubles_no_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_crashing_at_its_commit_is_stored_once_or_not_at_all() {
     let mut s = setup().await;
-    let mut uplink = Observer::connect_filter(s.cloud_port, "qis/v1/ctx/#").await;
+    let mut uplink = Observer::connect_filter(s.cloud_port, "qis/+/ctx/#").await;
     let mut alarms: Vec<String> = Vec::new();
     for round in 0..2 * ROUNDS {
         let point = if round % 2 == 0 {

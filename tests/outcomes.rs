@@ -232,7 +232,12 @@ async fn answers_travel_as_signed_packets_through_a_durable_outbox() {
         .to_string();
 
     let received = uplink_packets(&mut uplink, 1).await;
-    assert_eq!(received[0].0, fingerprint.topic());
+    let address = qis_edge::config::parse_str(&text, "t").unwrap().devices[0]
+        .context()
+        .unwrap()
+        .address()
+        .unwrap();
+    assert_eq!(received[0].0, address.topic(), "on its context's levels");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -321,7 +326,7 @@ async fn uplink_packets(uplink: &mut Observer, n: usize) -> Vec<(String, Vec<u8>
             .wait_raw("an uplink message", Duration::from_secs(20))
             .await;
         assert!(
-            m.0.starts_with("qis/v1/ctx/"),
+            m.0.starts_with("qis/v2/ctx/"),
             "only packets on the uplink, got topic {}",
             m.0
         );
@@ -568,7 +573,7 @@ async fn the_json_state_of_the_earlier_version_is_imported_once_and_kept_aside()
         .adapt("[devices.points.alarms.adapt]\nfloor = 60.0\nceiling = 80.0\n")
         .toml();
     let mut observer = Observer::connect(broker.port).await;
-    let mut uplink = Observer::connect_filter(cloud.port, "qis/v1/ctx/#").await;
+    let mut uplink = Observer::connect_filter(cloud.port, "qis/+/ctx/#").await;
     let gateway = start(&text);
 
     // The packet that waited in the old outbox goes out: the refutation, sequence as named.

@@ -8,8 +8,8 @@ use proptest::prelude::*;
 use qis_edge::packet::guard::{decode, RejectionKind, REPLAY_WINDOW};
 use qis_edge::packet::{
     label, verify, BearingDefect, Context, Direction, FailureMode, Feature, Fingerprint, Frequency,
-    Outcome, OutcomeKind, PacketBody, Rejection, Relative, ReplayGuard, SignalPattern, SpcChart,
-    SpcRuleSet, TrustPolicy, MAX_PACKET_LEN, VERSION,
+    Levels, Outcome, OutcomeKind, PacketBody, Rejection, Relative, ReplayGuard, SignalPattern,
+    SpcChart, SpcRuleSet, TrustPolicy, MAX_PACKET_LEN, VERSION,
 };
 use serde_json::Value;
 use std::collections::HashSet;
@@ -17,9 +17,10 @@ use std::collections::HashSet;
 const NOW: u64 = 1_795_000_000;
 
 /// The golden vectors of each version, v1 first.
-const VECTOR_FILES: [&str; 2] = [
+const VECTOR_FILES: [&str; 3] = [
     "tests/vectors/outcome_v1.json",
     "tests/vectors/outcome_v2.json",
+    "tests/vectors/outcome_v3.json",
 ];
 
 fn vectors_of(file: &str) -> Vec<Value> {
@@ -64,10 +65,12 @@ fn body_from_vector(v: &Value) -> PacketBody {
         },
     };
     let o = &v["outcome"];
+    // The v1 file predates the field: its vectors are version 1.
+    let version = v["version"].as_u64().unwrap_or(1) as u8;
+    let address = context.address().unwrap();
     PacketBody {
-        // The v1 file predates the field: its vectors are version 1.
-        version: v["version"].as_u64().unwrap_or(1) as u8,
-        fingerprint: context.fingerprint().unwrap(),
+        version,
+        fingerprint: address.full,
         pattern: SignalPattern {
             feature,
             frequency,
@@ -92,6 +95,11 @@ fn body_from_vector(v: &Value) -> PacketBody {
         relative: match v["relative"]["ratio"].as_f64() {
             Some(r) => Relative::Ratio(r as f32),
             None => Relative::None,
+        },
+        levels: if version >= 3 && v["levels"] != Value::Bool(false) {
+            Levels::Known(address.general)
+        } else {
+            Levels::None
         },
     }
 }
@@ -122,6 +130,9 @@ fn golden_vectors_encode_and_sign_byte_for_byte() {
             v["fingerprint_hex"].as_str().unwrap(),
             "{name}"
         );
+        if let Some(topic) = v["topic"].as_str() {
+            assert_eq!(packet.topic(), topic, "{name}");
+        }
         let issued = packet.body.issued_at;
         let verified = verify(
             &bytes,
@@ -157,35 +168,58 @@ fn an_independent_python_encoder_reproduces_the_golden_vectors() {
         assert_eq!(ours.len(), reproduced.len(), "{file}");
         for (ours, theirs) in ours.iter().zip(&reproduced) {
             assert_eq!(ours["packet_hex"], theirs["packet_hex"], "{}", ours["name"]);
+            if ours.get("topic").is_some() {
+                assert_eq!(ours["topic"], theirs["topic"], "{}", ours["name"]);
+            }
         }
     }
 }
 
-/// A v1 packet (no relative level, the v1 signing domain) is still read, reads as
-/// `Relative::None`, and re-encodes to its own bytes; a v1 body cannot carry a ratio.
+/// A v1 packet (no relative level, no levels, the v1 signing domain) and a v2 packet (no
+/// levels, the v2 domain) are still read, read their missing fields as `None`, route on the
+/// v1 topic of their fingerprint and re-encode to their own bytes; a v1 body cannot carry a
+/// ratio, neither v1 nor v2 the levels.
 #[test]
-fn version_one_packets_are_still_accepted() {
-    for v in vectors_of(VECTOR_FILES[0]) {
-        let bytes = hex::decode(v["packet_hex"].as_str().unwrap()).unwrap();
-        assert_eq!(bytes[0], 1);
-        let issued = v["issued_at"].as_u64().unwrap();
-        let verified = verify(
-            &bytes,
-            issued,
-            &mut ReplayGuard::new(8),
-            &TrustPolicy::default(),
-        )
-        .unwrap_or_else(|r| panic!("{}: {r}", v["name"]));
-        assert_eq!(verified.body().relative, Relative::None);
-        assert_eq!(verified.packet().to_bytes().unwrap(), bytes);
+fn version_one_and_two_packets_are_still_accepted() {
+    for (version, file) in [(1, VECTOR_FILES[0]), (2, VECTOR_FILES[1])] {
+        for v in vectors_of(file) {
+            let bytes = hex::decode(v["packet_hex"].as_str().unwrap()).unwrap();
+            assert_eq!(bytes[0], version);
+            let issued = v["issued_at"].as_u64().unwrap();
+            let verified = verify(
+                &bytes,
+                issued,
+                &mut ReplayGuard::new(8),
+                &TrustPolicy::default(),
+            )
+            .unwrap_or_else(|r| panic!("{}: {r}", v["name"]));
+            if version == 1 {
+                assert_eq!(verified.body().relative, Relative::None);
+            }
+            assert_eq!(verified.body().levels, Levels::None);
+            assert_eq!(
+                verified.packet().topic(),
+                format!("qis/v1/ctx/{}", v["fingerprint_hex"].as_str().unwrap())
+            );
+            assert_eq!(verified.packet().to_bytes().unwrap(), bytes);
+        }
+    }
+    for version in [1, 2] {
+        let mut b = body();
+        b.version = version;
+        b.relative = Relative::None;
+        b.levels = Levels::Known([Fingerprint([1; 16]); 3]);
+        assert!(b.sign(&key()).is_err(), "a v{version} body with levels");
     }
     let mut b = body();
     b.version = 1;
+    b.levels = Levels::None;
     b.relative = Relative::Ratio(1.5);
     assert!(b.sign(&key()).is_err(), "a v1 body with a ratio");
     // A v1 body signed under the v2 domain does not verify.
     let mut b = body();
     b.version = 1;
+    b.levels = Levels::None;
     b.relative = Relative::None;
     let key = key();
     b.source = key.verifying_key().to_bytes();
@@ -230,6 +264,11 @@ fn body() -> PacketBody {
         source: [0; 32],
         equipment_label: label("equipment_label", "spindle").unwrap(),
         relative: Relative::Ratio(1.5),
+        levels: Levels::Known([
+            Fingerprint([4; 16]),
+            Fingerprint([5; 16]),
+            Fingerprint([6; 16]),
+        ]),
     }
 }
 
@@ -283,8 +322,8 @@ fn rejects_truncated() {
 #[test]
 fn rejects_unknown_version() {
     let mut bytes = signed(body());
-    bytes[0] = 3;
-    assert_eq!(rejection(&bytes), Rejection::UnknownVersion { version: 3 });
+    bytes[0] = 4;
+    assert_eq!(rejection(&bytes), Rejection::UnknownVersion { version: 4 });
 }
 
 #[test]
@@ -631,6 +670,7 @@ fn arb_body() -> impl Strategy<Value = PacketBody> {
             any::<u64>(),
             arb_label(),
             prop_oneof![Just(None), (1.0e-3f32..1.0e3).prop_map(Some)],
+            prop_oneof![Just(None), any::<[[u8; 16]; 3]>().prop_map(Some)],
         ),
     )
         .prop_map(|(p, o, t)| PacketBody {
@@ -658,6 +698,9 @@ fn arb_body() -> impl Strategy<Value = PacketBody> {
             source: [0; 32],
             equipment_label: label("e", &t.3).unwrap(),
             relative: t.4.map_or(Relative::None, Relative::Ratio),
+            levels: t
+                .5
+                .map_or(Levels::None, |l| Levels::Known(l.map(Fingerprint))),
         })
 }
 
@@ -690,8 +733,8 @@ proptest! {
     }
 
     #[test]
-    fn version_prefixed_garbage_never_panics(v1 in any::<bool>(), tail in prop::collection::vec(any::<u8>(), 0..600)) {
-        let mut bytes = vec![if v1 { 1 } else { VERSION }];
+    fn version_prefixed_garbage_never_panics(version in 1..=VERSION, tail in prop::collection::vec(any::<u8>(), 0..600)) {
+        let mut bytes = vec![version];
         bytes.extend(tail);
         let _ = decode(&bytes);
         let _ = verify(&bytes, NOW, &mut ReplayGuard::new(4), &TrustPolicy::default());

@@ -124,7 +124,7 @@ async fn a_full_disk_is_a_fault_state_that_loses_nothing_and_clears_by_itself() 
         .poll_ms(20)
         .toml();
     let mut observer = Observer::connect(broker.port).await;
-    let mut uplink = Observer::connect_persistent(cloud_port, "qis/v1/ctx/#").await;
+    let mut uplink = Observer::connect_persistent(cloud_port, "qis/+/ctx/#").await;
     let gateway = start(&text);
     let stats = format!("qis/{SITE}/stats/storage");
     observer

@@ -85,7 +85,7 @@ async fn a_withheld_puback_times_out_and_the_packet_goes_again() {
         ))
         .toml();
     let mut observer = Observer::connect(broker.port).await;
-    let mut fleet = Observer::connect_filter(cloud.port, "qis/v1/ctx/#").await;
+    let mut fleet = Observer::connect_filter(cloud.port, "qis/+/ctx/#").await;
     let gateway = start(&text);
     observer.wait_uplink_subscribed(SITE).await;
     let id = raise_at(&mut observer, SITE, plc.port).await;

@@ -2,8 +2,9 @@
 
 use crate::packet::guard::{self, ReplayGuard, TrustPolicy};
 use crate::packet::{
-    keys, label, BearingDefect, Context, Direction, FailureMode, Feature, Frequency, Outcome,
-    OutcomeKind, OutcomePacket, PacketBody, Relative, SignalPattern, SpcChart, SpcRuleSet, VERSION,
+    keys, label, BearingDefect, Context, Direction, FailureMode, Feature, Frequency, Levels,
+    Outcome, OutcomeKind, OutcomePacket, PacketBody, Relative, SignalPattern, SpcChart, SpcRuleSet,
+    VERSION,
 };
 use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
@@ -209,7 +210,7 @@ fn make(args: MakeArgs) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", args.context_file.display()))?;
     let context: Context = toml::from_str(&context_text)
         .map_err(|e| format!("{}: {}", args.context_file.display(), e.message()))?;
-    let fingerprint = context.fingerprint().map_err(|e| e.to_string())?;
+    let address = context.address().map_err(|e| e.to_string())?;
     let feature = parse_feature(&args.pattern)?;
     let frequency = frequency(&args)?;
     let kind: OutcomeKind = named("outcome", &args.outcome)?;
@@ -223,7 +224,7 @@ fn make(args: MakeArgs) -> Result<(), String> {
         .unwrap_or_else(|| context.equipment_class.trim().to_string());
     let body = PacketBody {
         version: VERSION,
-        fingerprint,
+        fingerprint: address.full,
         pattern: SignalPattern {
             feature,
             frequency,
@@ -251,6 +252,7 @@ fn make(args: MakeArgs) -> Result<(), String> {
         source: [0; 32],
         equipment_label: label("--equipment-label", &equipment_label).map_err(|e| e.to_string())?,
         relative: args.ratio.map_or(Relative::None, Relative::Ratio),
+        levels: Levels::Known(address.general),
     };
     let packet = body.sign(&key).map_err(|e| e.to_string())?;
     let bytes = packet.to_bytes().map_err(|e| e.to_string())?;
@@ -379,7 +381,14 @@ pub fn to_json(packet: &OutcomePacket, size: usize) -> Value {
         "size": size,
         "version": b.version,
         "fingerprint": b.fingerprint.to_string(),
-        "topic": b.fingerprint.topic(),
+        "topic": b.topic(),
+        "levels": b.address().map(|a| {
+            json!({
+                "class": a.general[0].to_string(),
+                "process": a.general[1].to_string(),
+                "mounting": a.general[2].to_string(),
+            })
+        }),
         "source": hex::encode(b.source),
         "seq": b.seq,
         "issued_at": b.issued_at,

@@ -73,6 +73,12 @@ pub struct AdaptConfig {
     /// the point's unit. Requires `healthy`.
     #[serde(default)]
     pub relative: bool,
+    /// How similar a peer's equipment must be for its packets to adapt this rule: `full` (the
+    /// whole context, the default), `mounting` (class, process, sensor kind and mounting),
+    /// `process` (class and process) or `class`. A packet matching at a more general level
+    /// weighs less (`[synthesis.match_weights]`).
+    #[serde(default, rename = "match")]
+    pub match_level: crate::packet::MatchLevel,
 }
 
 /// Which of a rule's two levels: `warning` or `alarm`.

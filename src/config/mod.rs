@@ -65,37 +65,61 @@ pub struct Config {
 }
 
 impl Config {
-    /// Every point with a context (its own, or its device's): device name, point name and the
-    /// context's fingerprint. A context whose fingerprint cannot be computed is left out (the
-    /// loader has reported it).
+    /// Every point with a context (its own, or its device's): device name, point name, the
+    /// context and its address (its fingerprint at every level). A context whose fingerprint
+    /// cannot be computed is left out (the loader has reported it).
     pub fn point_contexts(
         &self,
     ) -> impl Iterator<
         Item = (
             &str,
-            &str,
+            &PointConfig,
             &crate::packet::Context,
-            crate::packet::Fingerprint,
+            crate::packet::Address,
         ),
     > + '_ {
         self.devices.iter().flat_map(|d| {
             d.points().iter().filter_map(move |p| {
                 let context = p.context.as_ref().or(d.context())?;
-                let fingerprint = context.fingerprint().ok()?;
-                Some((d.name(), p.name.as_str(), context, fingerprint))
+                let address = context.address().ok()?;
+                Some((d.name(), p, context, address))
             })
         })
     }
 
-    /// The uplink topics of every context here, each once: what the gateway subscribes to.
+    /// The uplink topic filters of every context here, each once: what the gateway subscribes
+    /// to. A point's context at the most general level its adaptable rules accept (`match`;
+    /// `full` for a point without one, so its own outcomes' topic is heard), and its
+    /// fingerprint's v1 topic, where gateways of earlier versions publish. A filter another
+    /// one covers is left out, so the broker delivers each packet once.
     pub fn context_topics(&self) -> Vec<String> {
+        use crate::packet::MatchLevel;
         let mut topics: Vec<String> = Vec::new();
-        for (_, _, _, f) in self.point_contexts() {
-            if !topics.contains(&f.topic()) {
-                topics.push(f.topic());
+        for (_, p, _, address) in self.point_contexts() {
+            let level = p
+                .alarms
+                .iter()
+                .filter_map(|a| a.adapt.map(|a| a.match_level))
+                .min()
+                .unwrap_or(MatchLevel::Full);
+            for t in [address.filter(level), address.full.topic()] {
+                if !topics.contains(&t) {
+                    topics.push(t);
+                }
             }
         }
+        let covered = |t: &String, by: &String| {
+            t != by
+                && t.split('/').count() == by.split('/').count()
+                && t.split('/')
+                    .zip(by.split('/'))
+                    .all(|(a, b)| b == "+" || a == b)
+        };
         topics
+            .iter()
+            .filter(|t| !topics.iter().any(|by| covered(t, by)))
+            .cloned()
+            .collect()
     }
 
     /// The fleet broker: `[uplink]`, or the local broker when it is absent.

@@ -25,6 +25,48 @@ pub struct SynthesisConfig {
     /// trusted, fully confident, often validated source moves the level about halfway.
     #[serde(default = "default_baseline_weight")]
     pub baseline_weight: f64,
+    /// `[synthesis.match_weights]`: what a proposal's weight is multiplied by, by the most
+    /// specific context level at which its packet matched the rule.
+    #[serde(default)]
+    pub match_weights: MatchWeights,
+}
+
+/// Factors of a proposal's weight by how deep its context matched, each 0–1.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatchWeights {
+    /// The whole context. Default 1.0.
+    pub full: f64,
+    /// Class, process, sensor kind and mounting. Default 0.5.
+    pub mounting: f64,
+    /// Class and process. Default 0.25.
+    pub process: f64,
+    /// Class only. Default 0.1.
+    pub class: f64,
+}
+
+impl Default for MatchWeights {
+    fn default() -> Self {
+        Self {
+            full: 1.0,
+            mounting: 0.5,
+            process: 0.25,
+            class: 0.1,
+        }
+    }
+}
+
+impl MatchWeights {
+    /// The factor at `level`.
+    pub fn at(&self, level: crate::packet::MatchLevel) -> f64 {
+        use crate::packet::MatchLevel;
+        match level {
+            MatchLevel::Full => self.full,
+            MatchLevel::Mounting => self.mounting,
+            MatchLevel::Process => self.process,
+            MatchLevel::Class => self.class,
+        }
+    }
 }
 
 fn default_true() -> bool {
@@ -55,6 +97,7 @@ impl Default for SynthesisConfig {
             trust_loss: default_trust_loss(),
             min_weight: default_min_weight(),
             baseline_weight: default_baseline_weight(),
+            match_weights: MatchWeights::default(),
         }
     }
 }

@@ -23,11 +23,9 @@ pub(super) fn adaptive_rules(points: &Points) -> Vec<Adaptive> {
     for point in points.iter() {
         for (index, rule) in point.rules.iter().enumerate() {
             let config = rule.config();
-            let (Some(adapt), Some(fingerprint), Some((level, baseline))) = (
-                config.adapt,
-                point.fingerprint.as_deref().and_then(|f| f.parse().ok()),
-                config.adaptable_level(),
-            ) else {
+            let (Some(adapt), Some(address), Some((level, baseline))) =
+                (config.adapt, point.address, config.adaptable_level())
+            else {
                 continue;
             };
             let direction = match config.kind {
@@ -39,7 +37,7 @@ pub(super) fn adaptive_rules(points: &Points) -> Vec<Adaptive> {
                 direction,
             };
             let target = Target {
-                fingerprint,
+                fingerprint: address.full,
                 feature: pattern.to_feature(None).0,
                 frequency: point.frequency,
                 direction,
@@ -53,6 +51,7 @@ pub(super) fn adaptive_rules(points: &Points) -> Vec<Adaptive> {
                 tighten_only: !adapt.loosen,
                 healthy: adapt.healthy,
                 relative: adapt.relative,
+                accepts: adapt.match_level,
             };
             let id = RuleId {
                 point: point.view.id,
@@ -64,7 +63,14 @@ pub(super) fn adaptive_rules(points: &Points) -> Vec<Adaptive> {
                 point.view.name,
                 config.name()
             );
-            rules.push(Adaptive::new(id, name, level.into(), &target, rails));
+            rules.push(Adaptive::new(
+                id,
+                name,
+                level.into(),
+                &target,
+                &address,
+                rails,
+            ));
         }
     }
     rules

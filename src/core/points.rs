@@ -33,6 +33,8 @@ pub struct PointState {
     pub spc: Option<SpcState>,
     /// Context fingerprint (hex), when the point or its device has a context.
     pub fingerprint: Option<String>,
+    /// The context's fingerprint at every level, when it has one.
+    pub address: Option<crate::packet::Address>,
     /// What the point is; with a rule's direction it names the signal pattern of its alarms.
     pub signal: Signal,
     /// Where in the spectrum the point's feature lives, for its packets.
@@ -57,6 +59,11 @@ impl PointState {
                 r.resume_occurrence(n);
             }
         }
+        let address = p
+            .context
+            .as_ref()
+            .or(device.context())
+            .and_then(|c| c.address().ok());
         let (signal, frequency) = match device {
             DeviceConfig::Vibration(v) => p
                 .feature()
@@ -89,12 +96,8 @@ impl PointState {
             shelves: vec![None; rules.len()],
             rules,
             spc,
-            fingerprint: p
-                .context
-                .as_ref()
-                .or(device.context())
-                .and_then(|c| c.fingerprint().ok())
-                .map(|f| f.to_string()),
+            fingerprint: address.map(|a| a.full.to_string()),
+            address,
             signal,
             frequency,
             confirms: Vec::new(),

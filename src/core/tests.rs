@@ -259,8 +259,9 @@ fn its_own_packet_back_from_the_broker_is_acknowledged_at_once_and_a_peers_waits
             source: [0; 32],
             equipment_label: label("e", "pump").unwrap(),
             relative: crate::packet::Relative::None,
+            levels: crate::packet::Levels::None,
         };
-        let topic = body.fingerprint.topic();
+        let topic = body.topic();
         let bytes = body.sign(key).unwrap().to_bytes().unwrap();
         Input::Peer {
             topic,

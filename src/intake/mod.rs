@@ -146,7 +146,7 @@ impl Intake {
             self.own_last = true;
             return None;
         }
-        if b.fingerprint.topic() != topic {
+        if b.topic() != topic {
             self.dropped.wrong_topic += 1;
             warn!(topic, fingerprint = %b.fingerprint, "Valid packet on another context's topic; ignored.");
             return None;

@@ -326,6 +326,7 @@ pub fn packet_body(
         equipment_label: pk::label("equipment_label", &pk::fit(equipment_label, pk::LABEL_LEN))
             .ok()?,
         relative: relative(record),
+        levels: pk::Levels::None,
     })
 }
 

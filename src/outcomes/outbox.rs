@@ -181,7 +181,7 @@ mod tests {
             let q = Queued {
                 seq,
                 alarm_id: format!("d/p/high/{seq}"),
-                topic: body.fingerprint.topic(),
+                topic: body.topic(),
                 bytes: body.sign(&key).unwrap().to_bytes().unwrap(),
                 at_ms: 0,
             };

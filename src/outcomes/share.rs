@@ -3,6 +3,7 @@
 
 use super::outbox::Queued;
 use super::{packet_body, PlannedAnswer};
+use crate::packet::{Fingerprint, Levels};
 use std::collections::HashMap;
 use tracing::{info, warn};
 
@@ -14,6 +15,9 @@ pub struct Sharing {
     pub ttl_s: u32,
     /// Equipment class per context fingerprint (hex), the label packets carry.
     pub equipment: HashMap<String, String>,
+    /// The general levels' fingerprints per full fingerprint: the routing address packets
+    /// carry.
+    pub levels: HashMap<Fingerprint, [Fingerprint; 3]>,
 }
 
 impl Sharing {
@@ -29,7 +33,7 @@ impl Sharing {
             .and_then(|f| self.equipment.get(f))
             .cloned()
             .unwrap_or_default();
-        let Some(body) = packet_body(
+        let Some(mut body) = packet_body(
             record,
             answer,
             &planned.entry,
@@ -45,7 +49,12 @@ impl Sharing {
             );
             return None;
         };
-        let topic = body.fingerprint.topic();
+        // A context known here always has its levels; a record of a context since removed
+        // from the configuration goes out without them, on the v1 topic.
+        if let Some(general) = self.levels.get(&body.fingerprint) {
+            body.levels = Levels::Known(*general);
+        }
+        let topic = body.topic();
         match body.sign(&self.key).and_then(|p| p.to_bytes()) {
             Ok(bytes) => Some(Queued {
                 seq,

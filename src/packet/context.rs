@@ -15,6 +15,13 @@
 //!    ascending byte order of the keys, encoded as UTF-8;
 //! 5. fingerprint = the first 16 bytes of SHA-256 of the canonical text; topic =
 //!    `qis/v1/ctx/` + the fingerprint as 32 lower-case hex digits.
+//!
+//! A context also has levels, from general to specific ([`MatchLevel`]): the equipment class;
+//! the class and process; the four standard keys (class, process, sensor kind and mounting);
+//! the whole context. Each level's fingerprint is that of the canonical text of its keys alone
+//! (the header, then its pairs in the same order), so the `full` level is the fingerprint
+//! above. Packets are published on `qis/v2/ctx/<class>/<process>/<mounting>/<full>`
+//! ([`Address::topic`]), and a gateway subscribes at the levels it accepts with wildcards.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -101,6 +108,105 @@ impl FromStr for Fingerprint {
     }
 }
 
+/// How similar a peer's context must be for its packets to apply here, from general to
+/// specific (`match` on a point).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchLevel {
+    /// The same equipment class.
+    Class,
+    /// The same class and process.
+    Process,
+    /// The same class, process, sensor kind and mounting.
+    Mounting,
+    /// The whole context, attributes included (the default).
+    #[default]
+    Full,
+}
+
+impl MatchLevel {
+    /// Every level, from general to specific.
+    pub const ALL: [MatchLevel; 4] = [
+        MatchLevel::Class,
+        MatchLevel::Process,
+        MatchLevel::Mounting,
+        MatchLevel::Full,
+    ];
+
+    /// Its name, as in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchLevel::Class => "class",
+            MatchLevel::Process => "process",
+            MatchLevel::Mounting => "mounting",
+            MatchLevel::Full => "full",
+        }
+    }
+
+    /// How many standard keys its fingerprint covers; the full level covers every pair.
+    fn standard_keys(self) -> usize {
+        match self {
+            MatchLevel::Class => 1,
+            MatchLevel::Process => 2,
+            MatchLevel::Mounting | MatchLevel::Full => STANDARD_KEYS.len(),
+        }
+    }
+}
+
+/// A context's fingerprint at every level: where its packets are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Address {
+    /// The general levels' fingerprints: class, process, mounting.
+    pub general: [Fingerprint; 3],
+    /// The whole context's fingerprint.
+    pub full: Fingerprint,
+}
+
+impl Address {
+    /// The fingerprint at `level`.
+    pub fn at(&self, level: MatchLevel) -> Fingerprint {
+        match level {
+            MatchLevel::Class => self.general[0],
+            MatchLevel::Process => self.general[1],
+            MatchLevel::Mounting => self.general[2],
+            MatchLevel::Full => self.full,
+        }
+    }
+
+    /// The topic packets of this context are published on,
+    /// `qis/v2/ctx/<class>/<process>/<mounting>/<full>`.
+    pub fn topic(&self) -> String {
+        let [c, p, m] = self.general;
+        format!("qis/v2/ctx/{c}/{p}/{m}/{}", self.full)
+    }
+
+    /// The topic filter that receives packets of contexts sharing this one's `level`: its
+    /// fingerprints down to that level, `+` below it.
+    pub fn filter(&self, level: MatchLevel) -> String {
+        let mut t = String::from("qis/v2/ctx");
+        for l in MatchLevel::ALL {
+            t.push('/');
+            if l <= level {
+                t.push_str(&self.at(l).to_string());
+            } else {
+                t.push('+');
+            }
+        }
+        t
+    }
+
+    /// The most specific level at which a peer's address equals this one, if any.
+    pub fn deepest_match(&self, peer: &Address) -> Option<MatchLevel> {
+        MatchLevel::ALL
+            .iter()
+            .rev()
+            .copied()
+            .find(|&l| self.at(l) == peer.at(l))
+    }
+}
+
 fn collapse(text: &str, separator: &str) -> String {
     text.split_whitespace()
         .collect::<Vec<_>>()
@@ -141,6 +247,11 @@ fn normalise_value(key: &str, value: &str) -> Result<String, ContextError> {
 impl Context {
     /// The canonical text (see the module documentation).
     pub fn canonical(&self) -> Result<String, ContextError> {
+        self.canonical_at(MatchLevel::Full)
+    }
+
+    /// The canonical text of `level`'s keys alone.
+    pub fn canonical_at(&self, level: MatchLevel) -> Result<String, ContextError> {
         let mut pairs: BTreeMap<String, String> = BTreeMap::new();
         let standard = [
             ("equipment_class", &self.equipment_class),
@@ -158,6 +269,11 @@ impl Context {
                 return Err(ContextError::Duplicate { key: k });
             }
         }
+        // Every pair is checked at every level, so a context is valid at all levels or none.
+        if level != MatchLevel::Full {
+            let kept = &STANDARD_KEYS[..level.standard_keys()];
+            pairs.retain(|k, _| kept.contains(&k.as_str()));
+        }
         let mut text = String::from(CANONICAL_HEADER);
         for (k, v) in &pairs {
             text.push_str(k);
@@ -170,10 +286,27 @@ impl Context {
 
     /// The context's fingerprint.
     pub fn fingerprint(&self) -> Result<Fingerprint, ContextError> {
-        let digest = Sha256::digest(self.canonical()?.as_bytes());
+        self.fingerprint_at(MatchLevel::Full)
+    }
+
+    /// The fingerprint of `level`'s keys.
+    pub fn fingerprint_at(&self, level: MatchLevel) -> Result<Fingerprint, ContextError> {
+        let digest = Sha256::digest(self.canonical_at(level)?.as_bytes());
         let mut fp = [0u8; 16];
         fp.copy_from_slice(&digest[..16]);
         Ok(Fingerprint(fp))
+    }
+
+    /// The fingerprints of every level.
+    pub fn address(&self) -> Result<Address, ContextError> {
+        Ok(Address {
+            general: [
+                self.fingerprint_at(MatchLevel::Class)?,
+                self.fingerprint_at(MatchLevel::Process)?,
+                self.fingerprint_at(MatchLevel::Mounting)?,
+            ],
+            full: self.fingerprint()?,
+        })
     }
 }
 
@@ -252,6 +385,59 @@ mod tests {
         .fingerprint()
         .unwrap()
         .topic()
+    }
+
+    /// The levels' fingerprints, computed independently with Python's hashlib over the
+    /// canonical text of each level's keys (README).
+    #[test]
+    fn golden_level_fingerprints_match_an_independent_implementation() {
+        let c = ctx(
+            "CNC Spindle",
+            "milling",
+            "accelerometer",
+            "spindle nose, axial",
+            &[("Speed Range", "6000-18000 RPM"), ("bearing", "SKF  7014")],
+        );
+        let a = c.address().unwrap();
+        assert_eq!(a.general[0].to_string(), "dde2a178f9d58d05b0fce48bb2a063f6");
+        assert_eq!(a.general[1].to_string(), "7ad4229147c33d1d0a748f9b95d35260");
+        assert_eq!(a.general[2].to_string(), "52ebdd987c42d31146f79491f2f66b12");
+        assert_eq!(a.full.to_string(), "eb9348e58db4207e1cc95c3b2a6fe74b");
+        assert_eq!(
+            a.topic(),
+            "qis/v2/ctx/dde2a178f9d58d05b0fce48bb2a063f6/7ad4229147c33d1d0a748f9b95d35260/\
+             52ebdd987c42d31146f79491f2f66b12/eb9348e58db4207e1cc95c3b2a6fe74b"
+        );
+        assert_eq!(
+            a.filter(MatchLevel::Process),
+            "qis/v2/ctx/dde2a178f9d58d05b0fce48bb2a063f6/7ad4229147c33d1d0a748f9b95d35260/+/+"
+        );
+        assert_eq!(a.filter(MatchLevel::Full), a.topic());
+    }
+
+    #[test]
+    fn the_deepest_shared_level_is_the_match() {
+        let base = ctx("pump", "cooling", "acc", "radial", &[("bearing", "6205")]);
+        let same_mounting = ctx("pump", "cooling", "acc", "radial", &[("bearing", "6206")]);
+        let same_process = ctx("pump", "cooling", "acc", "axial", &[]);
+        let same_class = ctx(
+            "pump",
+            "boiler feed",
+            "acc",
+            "radial",
+            &[("bearing", "6205")],
+        );
+        let other = ctx("fan", "cooling", "acc", "radial", &[("bearing", "6205")]);
+        let a = base.address().unwrap();
+        let level = |c: &Context| a.deepest_match(&c.address().unwrap());
+        assert_eq!(level(&base), Some(MatchLevel::Full));
+        assert_eq!(level(&same_mounting), Some(MatchLevel::Mounting));
+        assert_eq!(level(&same_process), Some(MatchLevel::Process));
+        assert_eq!(level(&same_class), Some(MatchLevel::Class));
+        assert_eq!(level(&other), None);
+        // A bad attribute makes every level invalid, not only the full one.
+        let bad = ctx("pump", "x", "y", "z", &[("a=b", "1")]);
+        assert!(bad.fingerprint_at(MatchLevel::Class).is_err());
     }
 
     #[test]

@@ -161,7 +161,7 @@ impl fmt::Display for Rejection {
             }
             Rejection::UnknownVersion { version } => write!(
                 f,
-                "{name}: version {version}, this gateway reads versions {VERSION_1} and {VERSION}"
+                "{name}: version {version}, this gateway reads versions {VERSION_1} to {VERSION}"
             ),
             Rejection::Malformed { reason } => write!(f, "{name}: {reason}"),
             Rejection::UnknownSource => {
@@ -429,18 +429,20 @@ pub fn decode(bytes: &[u8]) -> Result<OutcomePacket, Rejection> {
     let Some(&version) = bytes.first() else {
         return Err(Rejection::Truncated { len: 0 });
     };
-    if version != VERSION && version != VERSION_1 {
+    if !(VERSION_1..=VERSION).contains(&version) {
         return Err(Rejection::UnknownVersion { version });
     }
     let (body_bytes, signature) = match bytes.len().checked_sub(SIGNATURE_LEN) {
         Some(split) => bytes.split_at(split),
         None => return Err(Rejection::Truncated { len: bytes.len() }),
     };
-    // A v1 body is a v2 body without its last field: read it with `Relative::None` appended.
-    let mut v1 = [0u8; MAX_PACKET_LEN];
-    let readable = if version == VERSION_1 {
-        v1[..body_bytes.len()].copy_from_slice(body_bytes);
-        &v1[..=body_bytes.len()]
+    // An older body is a v3 body without its last fields: read it with their `None` variants
+    // (one zero byte each) appended.
+    let missing = usize::from(VERSION - version);
+    let mut padded = [0u8; MAX_PACKET_LEN + 2];
+    let readable = if missing > 0 {
+        padded[..body_bytes.len()].copy_from_slice(body_bytes);
+        &padded[..body_bytes.len() + missing]
     } else {
         body_bytes
     };

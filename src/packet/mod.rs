@@ -5,14 +5,15 @@
 //! its source. It carries no raw data and no plant identity: the source is only its Ed25519
 //! public key.
 //!
-//! Wire format v2 (see README, "Outcome packets"): `postcard(PacketBody) ‖ signature[64]`,
-//! where the signature is Ed25519 over `b"qis/outcome/v2\0" ‖ postcard(PacketBody)`. The
+//! Wire format v3 (see README, "Outcome packets"): `postcard(PacketBody) ‖ signature[64]`,
+//! where the signature is Ed25519 over `b"qis/outcome/v3\0" ‖ postcard(PacketBody)`. The
 //! first byte is the version. The size is bounded by the types (fixed arrays, heapless
 //! strings, enums): the largest packet the types allow is [`MAX_ENCODED_LEN`] ≤ 512 bytes.
 //!
-//! Version 1 is version 2 without its last field ([`PacketBody::relative`]), signed under
-//! `b"qis/outcome/v1\0"`: v1 packets are still read (as [`Relative::None`]), and a body whose
-//! `version` is 1 encodes as v1, so a v1 packet re-encodes to its own bytes.
+//! Each version is the next without its last field, signed under its own domain: version 2
+//! lacks [`PacketBody::levels`] (the context's general levels, v3), version 1 also
+//! [`PacketBody::relative`]. Older packets are still read (the missing fields as `None`), and
+//! a body encodes as its `version` says, so an old packet re-encodes to its own bytes.
 //!
 //! - [`context`]: canonical context and its fingerprint (the routing address).
 //! - [`keys`]: the gateway's signing key on disk.
@@ -22,17 +23,19 @@ pub mod context;
 pub mod guard;
 pub mod keys;
 
-pub use context::{Context, Fingerprint};
+pub use context::{Address, Context, Fingerprint, MatchLevel};
 pub use guard::{verify, Rejection, ReplayGuard, TrustPolicy, VerifiedPacket};
 
 use ed25519_dalek::{Signature, Signer, SigningKey};
 use heapless::String as HString;
 use serde::{Deserialize, Serialize};
 
-/// The format version this build writes (it also reads [`VERSION_1`]).
-pub const VERSION: u8 = 2;
-/// The first format version: no [`Relative`] level.
+/// The format version this build writes (it also reads [`VERSION_1`] and [`VERSION_2`]).
+pub const VERSION: u8 = 3;
+/// The first format version: no [`Relative`] level, no [`Levels`].
 pub const VERSION_1: u8 = 1;
+/// The second format version: no [`Levels`].
+pub const VERSION_2: u8 = 2;
 /// No packet is ever larger than this, whatever it carries.
 pub const MAX_PACKET_LEN: usize = 512;
 /// Ed25519 signature length.
@@ -42,9 +45,11 @@ pub const LABEL_LEN: usize = 48;
 /// Bytes of an engineering unit.
 pub const UNIT_LEN: usize = 12;
 /// Size of the largest packet the types allow (asserted by a test that builds it).
-pub const MAX_ENCODED_LEN: usize = 293;
-/// Domain separation: a v2 packet signature can never be mistaken for another message's.
-pub const SIGNING_DOMAIN: &[u8] = b"qis/outcome/v2\0";
+pub const MAX_ENCODED_LEN: usize = 342;
+/// Domain separation: a v3 packet signature can never be mistaken for another message's.
+pub const SIGNING_DOMAIN: &[u8] = b"qis/outcome/v3\0";
+/// The v2 signing domain.
+pub const SIGNING_DOMAIN_V2: &[u8] = b"qis/outcome/v2\0";
 /// The v1 signing domain.
 pub const SIGNING_DOMAIN_V1: &[u8] = b"qis/outcome/v1\0";
 /// Largest ratio of a [`Relative`] level the intake guard accepts.
@@ -85,8 +90,42 @@ pub struct PacketBody {
     /// Short label of the equipment class, for people reading the packet.
     pub equipment_label: Label,
     /// The threshold relative to the source point's healthy level, where the source knows it
-    /// (v2; the last field, so that v1 is v2 without it).
+    /// (v2; v1 is v2 without it).
     pub relative: Relative,
+    /// The fingerprints of the context's general levels (v3, the last field; v2 is v3 without
+    /// it): what routes the packet to plants with similar equipment.
+    pub levels: Levels,
+}
+
+/// The fingerprints of a context's general levels, class, process and mounting
+/// ([`Address::general`]); the full one is [`PacketBody::fingerprint`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Levels {
+    /// A packet of version 1 or 2: it routes by its full fingerprint only.
+    #[default]
+    None,
+    /// Class, process and mounting fingerprints.
+    Known([Fingerprint; 3]),
+}
+
+impl PacketBody {
+    /// The context's address, where the packet carries its levels.
+    pub fn address(&self) -> Option<Address> {
+        match self.levels {
+            Levels::None => None,
+            Levels::Known(general) => Some(Address {
+                general,
+                full: self.fingerprint,
+            }),
+        }
+    }
+
+    /// The topic the packet belongs on: its address's (v3), else `qis/v1/ctx/<fingerprint>`.
+    pub fn topic(&self) -> String {
+        self.address()
+            .map_or_else(|| self.fingerprint.topic(), |a| a.topic())
+    }
 }
 
 /// A threshold relative to the healthy level of the point that raised it: what makes a level
@@ -330,6 +369,9 @@ pub enum EncodeError {
     /// A v1 body cannot carry a relative level.
     #[error("a version 1 packet cannot carry a relative level")]
     RelativeInV1,
+    /// A body before v3 cannot carry the context's levels.
+    #[error("a version {0} packet cannot carry the context's levels")]
+    LevelsBeforeV3(u8),
     /// postcard refused the body (cannot happen for bodies the types allow).
     #[error("cannot encode the packet: {0}")]
     Postcard(String),
@@ -354,17 +396,25 @@ pub fn label<const N: usize>(field: &'static str, text: &str) -> Result<HString<
 }
 
 impl PacketBody {
-    /// The body's postcard encoding; a `version` 1 body as v1 (without `relative`).
+    /// The body's postcard encoding, as its `version` says: a v2 body without `levels`, a v1
+    /// body without `relative` either.
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let mut buf = [0u8; MAX_PACKET_LEN];
         let mut used = postcard::to_slice(self, &mut buf)
             .map_err(|e| EncodeError::Postcard(e.to_string()))?
             .len();
-        if self.version == VERSION_1 {
+        if self.version <= VERSION_2 {
+            if self.levels != Levels::None {
+                return Err(EncodeError::LevelsBeforeV3(self.version));
+            }
+            // `Levels::None` is the one byte of its variant index, last.
+            used -= 1;
+        }
+        if self.version <= VERSION_1 {
             if self.relative != Relative::None {
                 return Err(EncodeError::RelativeInV1);
             }
-            // `Relative::None` is the one byte of its variant index, last.
+            // So is `Relative::None`, before it.
             used -= 1;
         }
         Ok(buf[..used].to_vec())
@@ -375,6 +425,7 @@ impl PacketBody {
     pub fn signing_message(encoded_body: &[u8]) -> Vec<u8> {
         let domain = match encoded_body.first() {
             Some(&VERSION_1) => SIGNING_DOMAIN_V1,
+            Some(&VERSION_2) => SIGNING_DOMAIN_V2,
             _ => SIGNING_DOMAIN,
         };
         let mut m = Vec::with_capacity(domain.len() + encoded_body.len());
@@ -403,9 +454,9 @@ impl OutcomePacket {
         Ok(bytes)
     }
 
-    /// The uplink topic of this packet's context.
+    /// The uplink topic of this packet's context ([`PacketBody::topic`]).
     pub fn topic(&self) -> String {
-        self.body.fingerprint.topic()
+        self.body.topic()
     }
 }
 
@@ -449,6 +500,7 @@ pub(crate) mod tests {
             source: [0xff; 32],
             equipment_label: label("equipment_label", &full(LABEL_LEN)).unwrap(),
             relative: Relative::Ratio(f32::MAX),
+            levels: Levels::Known([Fingerprint([0xff; 16]); 3]),
         }
     }
 

@@ -55,8 +55,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let local = mqtt::local::start(&config.mqtt, &config.site.id, commands, cancel.clone())?;
     let (events, events_rx) = mpsc::channel(SAMPLE_CAPACITY);
     let mut tasks = crate::sources::spawn(&config.devices, &config.site.state_dir, events, &cancel);
-    for (device, point, _, f) in config.point_contexts() {
-        info!(device, point, fingerprint = %f, topic = %f.topic(), "Context.");
+    for (device, point, _, a) in config.point_contexts() {
+        info!(device, point = %point.name, fingerprint = %a.full, topic = %a.topic(), "Context.");
     }
     info!(site = %config.site.id, devices = config.devices.len(), broker = %mqtt::options::broker(&config.mqtt), "Gateway started.");
     let (wake, wake_rx) = mpsc::channel(16);
@@ -153,7 +153,11 @@ fn core_parts(config: &Config, key: ed25519_dalek::SigningKey) -> Result<Parts, 
         ttl_s: config.outcomes.ttl_days.saturating_mul(86_400),
         equipment: config
             .point_contexts()
-            .map(|(_, _, c, f)| (f.to_string(), c.equipment_class.trim().to_string()))
+            .map(|(_, _, c, a)| (a.full.to_string(), c.equipment_class.trim().to_string()))
+            .collect(),
+        levels: config
+            .point_contexts()
+            .map(|(_, _, _, a)| (a.full, a.general))
             .collect(),
     });
     Ok(Parts {

@@ -4,7 +4,7 @@
 
 use super::{Effective, Offered, Rails, SynthesisConfig, SynthesisState, Target, TargetKey};
 use crate::alarms::{RuleId, Severity};
-use crate::packet::PacketBody;
+use crate::packet::{Address, MatchLevel, PacketBody};
 use std::collections::HashMap;
 use tracing::info;
 
@@ -19,6 +19,8 @@ pub struct Adaptive {
     pub severity: Severity,
     /// Packets with this key propose for it.
     pub target: TargetKey,
+    /// Its target's key at each context level it accepts, from `rails.accepts` to full.
+    pub keys: Vec<(MatchLevel, TargetKey)>,
     /// Its baseline and guard rails.
     pub rails: Rails,
     /// The level in use and its provenance.
@@ -32,13 +34,20 @@ impl Adaptive {
         name: String,
         severity: Severity,
         target: &Target,
+        address: &Address,
         rails: Rails,
     ) -> Self {
+        let keys = MatchLevel::ALL
+            .into_iter()
+            .filter(|&l| l >= rails.accepts)
+            .map(|l| (l, target.at(address.at(l)).key()))
+            .collect();
         Self {
             rule,
             name,
             severity,
             target: target.key(),
+            keys,
             effective: Effective::at_baseline(&rails),
             rails,
         }
@@ -67,7 +76,10 @@ pub struct Adaptation {
     settings: SynthesisConfig,
     state: SynthesisState,
     rules: Vec<Adaptive>,
+    /// Rules by their own target's key.
     by_target: HashMap<TargetKey, Vec<AdaptiveIndex>>,
+    /// Rules by a context level they accept and their target's key at that level.
+    by_level: HashMap<(MatchLevel, TargetKey), Vec<AdaptiveIndex>>,
     /// Proposals or trust changed since [`Adaptation::saved`].
     dirty: bool,
 }
@@ -76,15 +88,20 @@ impl Adaptation {
     /// Adaptation of `rules`, with no proposals yet.
     pub fn new(settings: SynthesisConfig, rules: Vec<Adaptive>) -> Self {
         let mut by_target: HashMap<TargetKey, Vec<AdaptiveIndex>> = HashMap::new();
+        let mut by_level: HashMap<(MatchLevel, TargetKey), Vec<AdaptiveIndex>> = HashMap::new();
         for (i, a) in rules.iter().enumerate() {
-            info!(rule = %a.name, target = %a.target, "Peers' packets may adapt this rule.");
+            info!(rule = %a.name, target = %a.target, accepts = a.rails.accepts.as_str(), "Peers' packets may adapt this rule.");
             by_target.entry(a.target.clone()).or_default().push(i);
+            for key in &a.keys {
+                by_level.entry(key.clone()).or_default().push(i);
+            }
         }
         Self {
             settings,
             state: SynthesisState::default(),
             rules,
             by_target,
+            by_level,
             dirty: false,
         }
     }
@@ -124,25 +141,57 @@ impl Adaptation {
         self.recompute_all()
     }
 
-    /// Offers a verified peer packet to the rules of its target.
+    /// The rules a packet proposes for, each with its own target's key and the most specific
+    /// context level at which the packet matched it.
+    fn matches(&self, body: &PacketBody) -> Vec<(TargetKey, MatchLevel)> {
+        let target = Target::of_packet(body);
+        let address = body.address();
+        let mut found: Vec<(TargetKey, MatchLevel)> = Vec::new();
+        for level in MatchLevel::ALL.into_iter().rev() {
+            let fingerprint = match (level, address) {
+                (MatchLevel::Full, _) => body.fingerprint,
+                (_, Some(a)) => a.at(level),
+                (_, None) => break,
+            };
+            let key = (level, target.at(fingerprint).key());
+            for &i in self.by_level.get(&key).into_iter().flatten() {
+                let own = &self.rules[i].target;
+                if !found.iter().any(|(k, _)| k == own) {
+                    found.push((own.clone(), level));
+                }
+            }
+        }
+        found
+    }
+
+    /// Offers a verified peer packet to the rules it matches.
     pub fn offer(&mut self, body: &PacketBody) -> Offer {
         if !self.settings.apply {
             return Offer::Off;
         }
-        let key = Target::of_packet(body).key();
-        if !self.by_target.contains_key(&key) {
+        let matches = self.matches(body);
+        if matches.is_empty() {
             return Offer::Unmatched;
         }
-        match self.state.offer(&key, body) {
-            Offered::Duplicate => Offer::Unchanged,
-            Offered::Superseded => {
-                self.dirty = true;
-                Offer::Unchanged
+        let (mut counted, mut changed) = (false, Vec::new());
+        for (key, level) in matches {
+            match self.state.propose(&key, body, level) {
+                Offered::Duplicate => {}
+                Offered::Superseded => counted = true,
+                Offered::Proposed | Offered::Withdrawn => {
+                    counted = true;
+                    changed.extend(self.recompute(&key));
+                }
             }
-            Offered::Proposed | Offered::Withdrawn => {
-                self.dirty = true;
-                Offer::Changed(self.recompute(&key))
-            }
+        }
+        if counted {
+            self.state.applied += 1;
+            self.dirty = true;
+        }
+        if changed.is_empty() {
+            Offer::Unchanged
+        } else {
+            Offer::Changed(changed)
         }
     }
 

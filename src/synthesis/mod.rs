@@ -3,11 +3,14 @@
 //!
 //! - A packet proposes its pattern's threshold for every local rule with the same context,
 //!   feature, direction and unit ([`Target`]) whose configuration lets peers adapt it
-//!   (`[devices.points.alarms.adapt]`, with a floor and a ceiling). A band feature matches
+//!   (`[devices.points.alarms.adapt]`, with a floor and a ceiling). The context matches at
+//!   the most specific level both share ([`MatchLevel`]), if the rule accepts that level
+//!   (`adapt.match`); v1 and v2 packets carry the full fingerprint only, so match in full. A band feature matches
 //!   only a rule on the same band (edges equal as sent, in f32 Hz).
 //! - Each source has at most one live proposal per target: its latest packet. A false-alarm
 //!   packet withdraws that source's proposal. A proposal lives until the packet expires.
-//! - Weight = trust(source) × confidence × v / (v + 1), v the source's validation count.
+//! - Weight = trust(source) × confidence × v / (v + 1) × the match level's factor
+//!   (`[synthesis.match_weights]`), v the source's validation count.
 //!   Proposals lighter than `min_weight` are ignored.
 //! - Effective threshold = (baseline_weight × baseline + Σ weight × proposal) /
 //!   (baseline_weight + Σ weight), each proposal first clamped to the rails, the result kept
@@ -23,7 +26,9 @@
 pub mod adapt;
 
 pub use crate::config::SynthesisConfig;
-use crate::packet::{Direction, Feature, Fingerprint, Frequency, OutcomeKind, PacketBody};
+use crate::packet::{
+    Direction, Feature, Fingerprint, Frequency, MatchLevel, OutcomeKind, PacketBody,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -56,6 +61,14 @@ impl Target {
             frequency: body.pattern.frequency,
             direction: body.pattern.direction,
             unit: body.pattern.unit.to_string(),
+        }
+    }
+
+    /// The same target in a context with fingerprint `fingerprint` (another level's).
+    pub fn at(&self, fingerprint: Fingerprint) -> Self {
+        Self {
+            fingerprint,
+            ..self.clone()
         }
     }
 
@@ -109,6 +122,8 @@ pub struct Rails {
     pub healthy: Option<f64>,
     /// Proposals are ratios over `healthy` (`adapt.relative`), not absolute levels.
     pub relative: bool,
+    /// The most general context level whose packets count (`adapt.match`).
+    pub accepts: MatchLevel,
 }
 
 impl Rails {
@@ -159,6 +174,13 @@ pub struct Proposal {
     pub issued_at: u64,
     /// Unix seconds the packet expires.
     pub expires_at: u64,
+    /// The most specific context level at which the packet matched the rule's target.
+    #[serde(default, rename = "match", skip_serializing_if = "is_full")]
+    pub level: MatchLevel,
+}
+
+fn is_full(level: &MatchLevel) -> bool {
+    *level == MatchLevel::Full
 }
 
 /// Why a live proposal does or does not count.
@@ -198,7 +220,10 @@ pub struct Contribution {
     pub confidence: f64,
     /// The packet's validation count.
     pub validations: u32,
-    /// trust × confidence × v / (v + 1).
+    /// The context level it matched at.
+    #[serde(rename = "match")]
+    pub level: MatchLevel,
+    /// trust × confidence × v / (v + 1) × the level's factor.
     pub weight: f64,
     /// Unix seconds the packet expires.
     pub expires_at: u64,
@@ -307,17 +332,30 @@ impl SynthesisState {
             .clamp(0.0, 1.0)
     }
 
-    /// Records a verified packet for `target_key`. The caller offers only packets whose
-    /// target some local adaptable rule has.
+    /// Records a verified packet for `target_key`, matched in full, and counts it unless it
+    /// is a duplicate. The caller offers only packets whose target some local adaptable rule
+    /// has.
     pub fn offer(&mut self, target_key: &TargetKey, body: &PacketBody) -> Offered {
+        let offered = self.propose(target_key, body, MatchLevel::Full);
+        if offered != Offered::Duplicate {
+            self.applied += 1;
+        }
+        offered
+    }
+
+    /// Records a verified packet for `target_key`, matched at `level`, without counting it
+    /// (a packet may propose for several targets; the caller counts it once).
+    pub fn propose(
+        &mut self,
+        target_key: &TargetKey,
+        body: &PacketBody,
+        level: MatchLevel,
+    ) -> Offered {
         let source = hex::encode(body.source);
         let proposals = self.proposals.entry(target_key.clone()).or_default();
         match proposals.get(&source) {
             Some(p) if p.seq == body.seq => return Offered::Duplicate,
-            Some(p) if p.seq > body.seq => {
-                self.applied += 1;
-                return Offered::Superseded;
-            }
+            Some(p) if p.seq > body.seq => return Offered::Superseded,
             _ => {}
         }
         let false_alarm = body.outcome.kind == OutcomeKind::FalseAlarm;
@@ -334,6 +372,7 @@ impl SynthesisState {
                 false_alarm,
                 issued_at: body.issued_at,
                 expires_at: body.issued_at.saturating_add(u64::from(body.ttl_s)),
+                level,
             },
         );
         while proposals.len() > MAX_PROPOSALS_PER_TARGET {
@@ -346,7 +385,6 @@ impl SynthesisState {
             };
             proposals.remove(&oldest);
         }
-        self.applied += 1;
         if false_alarm {
             Offered::Withdrawn
         } else {
@@ -388,7 +426,7 @@ impl SynthesisState {
         let mut num = settings.baseline_weight.max(0.0) * rails.baseline;
         let mut den = settings.baseline_weight.max(0.0);
         if let Some(proposals) = self.proposals.get(target_key) {
-            for (source, p) in proposals {
+            for (source, p) in proposals.iter().filter(|(_, p)| p.level >= rails.accepts) {
                 let trust = self.trust(settings, source);
                 let v = f64::from(p.validations);
                 let confidence = if p.confidence.is_finite() {
@@ -396,7 +434,8 @@ impl SynthesisState {
                 } else {
                     0.0
                 };
-                let weight = trust * confidence * v / (v + 1.0);
+                let factor = settings.match_weights.at(p.level);
+                let weight = trust * confidence * v / (v + 1.0) * factor;
                 let proposed = rails.proposed(p);
                 let level = proposed.unwrap_or(p.threshold);
                 let applied = rails.clamp(level);
@@ -424,6 +463,7 @@ impl SynthesisState {
                     trust,
                     confidence,
                     validations: p.validations,
+                    level: p.level,
                     weight,
                     expires_at: p.expires_at,
                     status,

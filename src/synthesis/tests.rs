@@ -27,6 +27,7 @@ fn body(source: u8, seq: u64, threshold: f32, validations: u32, kind: OutcomeKin
         source: [source; 32],
         equipment_label: pk::label("equipment_label", "pump").unwrap(),
         relative: pk::Relative::None,
+        levels: pk::Levels::None,
     }
 }
 
@@ -38,6 +39,7 @@ const RAILS: Rails = Rails {
     tighten_only: true,
     healthy: None,
     relative: false,
+    accepts: pk::MatchLevel::Full,
 };
 
 fn key() -> TargetKey {
@@ -148,6 +150,7 @@ fn a_low_rule_tightens_upward() {
         tighten_only: true,
         healthy: None,
         relative: false,
+        accepts: pk::MatchLevel::Full,
     };
     let mut b = body(1, 1, 12.0, 9, OutcomeKind::DefectConfirmed);
     b.pattern.direction = Direction::Low;

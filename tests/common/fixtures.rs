@@ -136,6 +136,7 @@ pub fn peer_body(
         source: [0; 32],
         equipment_label: label("e", "centrifugal pump").unwrap(),
         relative: Relative::None,
+        levels: Levels::None,
     }
 }
 

@@ -59,7 +59,7 @@ pub fn mosquitto_persistent_command(port: u16, dir: &Path, files: &Path) -> Comm
 }
 
 /// A plant's mosquitto broker on a free port, bridged to a cloud broker on `cloud` for the
-/// uplink topics `qis/v1/ctx/#` in both directions (QoS 1, persistent bridge session), as a
+/// uplink topics `qis/v1/ctx/#` and `qis/v2/ctx/#` in both directions (QoS 1, persistent bridge session), as a
 /// plant would run it.
 pub fn mosquitto_bridged(cloud: u16, name: &str) -> Peer {
     spawn_peer_on_free_port("mosquitto (bridged)", |port, dir| {
@@ -68,7 +68,7 @@ pub fn mosquitto_bridged(cloud: u16, name: &str) -> Peer {
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
                  max_queued_messages 0\nconnection cloud-{name}\naddress 127.0.0.1:{cloud}\n\
-                 topic qis/v1/ctx/# both 1\ncleansession false\nremote_clientid bridge-{name}\n\
+                 topic qis/v1/ctx/# both 1\ntopic qis/v2/ctx/# both 1\ncleansession false\nremote_clientid bridge-{name}\n\
                  restart_timeout 1 2\nkeepalive_interval 5\n"
             ),
         )

@@ -1,6 +1,8 @@
-"""An independent encoder of outcome packets v1 and v2 (README, "Outcome packets"), used to
-produce and re-check the golden vectors in tests/vectors/outcome_v1.json and outcome_v2.json
-(a vector's "version", default 1; v2 adds "relative": {"ratio": r} or null, last). It shares no code with the
+"""An independent encoder of outcome packets v1, v2 and v3 (README, "Outcome packets"), used to
+produce and re-check the golden vectors in tests/vectors/outcome_v1.json, outcome_v2.json and
+outcome_v3.json (a vector's "version", default 1; v2 adds "relative": {"ratio": r} or null; v3
+adds, last, the fingerprints of the context's class, process and mounting levels, unless the
+vector says "levels": false). It also prints each vector's "topic". It shares no code with the
 gateway: postcard varints, little-endian floats and the signing rule are written out here from
 the specification, and signatures come from the `cryptography` package's Ed25519.
 
@@ -16,7 +18,10 @@ import sys
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-DOMAINS = {1: b"qis/outcome/v1\x00", 2: b"qis/outcome/v2\x00"}
+DOMAINS = {1: b"qis/outcome/v1\x00", 2: b"qis/outcome/v2\x00", 3: b"qis/outcome/v3\x00"}
+# The standard keys of each general level, from the most general: class, process, mounting.
+LEVEL_KEYS = [("equipment_class",), ("equipment_class", "process"),
+              ("equipment_class", "process", "sensor_kind", "mounting")]
 FEATURES = ["band_amplitude", "harmonic", "bearing_defect", "velocity_rms", "acceleration_rms",
             "kurtosis", "crest_factor", "spc_rule", "process_value"]
 DEFECTS = ["bpfo", "bpfi", "bsf", "ftf"]
@@ -50,7 +55,8 @@ def f32(x: float) -> bytes:
     return struct.pack("<f", x)
 
 
-def canonical(context) -> str:
+def canonical(context, keys=None) -> str:
+    """The canonical text of the whole context, or of the standard `keys` alone (a level)."""
     def value(v):
         return " ".join(v.split()).lower()
 
@@ -60,6 +66,8 @@ def canonical(context) -> str:
     pairs = {k: value(context[k]) for k in ("equipment_class", "process", "sensor_kind", "mounting")}
     for k, v in context.get("attributes", {}).items():
         pairs[key(k)] = value(v)
+    if keys is not None:
+        pairs = {k: v for k, v in pairs.items() if k in keys}
     return "qis-context-v1\n" + "".join(f"{k}={pairs[k]}\n" for k in sorted(pairs))
 
 
@@ -90,13 +98,30 @@ def relative(r) -> bytes:
     return varint(1) + f32(r["ratio"])
 
 
+def fingerprint(context, keys=None) -> bytes:
+    return hashlib.sha256(canonical(context, keys).encode("utf-8")).digest()[:16]
+
+
+def levels(v) -> bytes:
+    if v.get("levels", True) is False:
+        return varint(0)
+    return varint(1) + b"".join(fingerprint(v["context"], keys) for keys in LEVEL_KEYS)
+
+
+def topic(v) -> str:
+    full = fingerprint(v["context"]).hex()
+    if v.get("version", 1) < 3 or v.get("levels", True) is False:
+        return "qis/v1/ctx/" + full
+    return "qis/v2/ctx/" + "/".join(fingerprint(v["context"], k).hex() for k in LEVEL_KEYS) + "/" + full
+
+
 def body(v, source: bytes) -> bytes:
-    fingerprint = hashlib.sha256(canonical(v["context"]).encode("utf-8")).digest()[:16]
+    fingerprint_ = fingerprint(v["context"])
     p, o = v["pattern"], v["outcome"]
     version = v.get("version", 1)
     return b"".join([
         bytes([version]),
-        fingerprint,
+        fingerprint_,
         feature(p["feature"]), frequency(p.get("frequency")), f32(p["threshold"]), text(p["unit"]),
         varint(DIRECTIONS.index(p["direction"])),
         varint(OUTCOMES.index(o["kind"])), varint(FAILURE_MODES.index(o["failure_mode"])), text(o["label"]),
@@ -106,6 +131,7 @@ def body(v, source: bytes) -> bytes:
         source,
         text(v["equipment_label"]),
         relative(v.get("relative")) if version >= 2 else b"",
+        levels(v) if version >= 3 else b"",
     ])
 
 
@@ -117,6 +143,7 @@ def main() -> None:
         b = body(v, source)
         signature = key.sign(DOMAINS[v.get("version", 1)] + b)
         v["fingerprint_hex"] = hashlib.sha256(canonical(v["context"]).encode("utf-8")).hexdigest()[:32]
+        v["topic"] = topic(v)
         v["source_hex"] = source.hex()
         v["body_hex"] = b.hex()
         v["signature_hex"] = signature.hex()

@@ -236,6 +236,16 @@ pub(in crate::config) fn validate_synthesis(s: &super::SynthesisConfig) -> Vec<F
     ] {
         check_range(key, v, 0.0..=1.0, "", &mut out);
     }
+    for level in crate::packet::MatchLevel::ALL {
+        let key = level.as_str();
+        let v = s.match_weights.at(level);
+        if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+            out.push((
+                vec!["match_weights", key],
+                format!("match_weights.{key} = {v} must be between 0 and 1"),
+            ));
+        }
+    }
     if !(s.baseline_weight.is_finite() && s.baseline_weight > 0.0) {
         out.push((
             vec!["baseline_weight"],
