@@ -256,7 +256,7 @@ async fn a_failure_confirmed_at_one_plant_warns_another_earlier() {
         .as_secs();
     for m in &crossed {
         assert!(
-            m.topic.starts_with("qis/v1/ctx/"),
+            m.topic.starts_with("qis/v2/ctx/"),
             "{} crossed the cloud",
             m.topic
         );
@@ -268,7 +268,7 @@ async fn a_failure_confirmed_at_one_plant_warns_another_earlier() {
             &qis_edge::packet::TrustPolicy::default(),
         )
         .unwrap_or_else(|r| panic!("not a valid packet on {}: {r}", m.topic));
-        assert_eq!(packet.body().fingerprint.topic(), m.topic);
+        assert_eq!(packet.packet().topic(), m.topic);
         let text = String::from_utf8_lossy(&m.raw);
         for secret in ["phoenix", "stuttgart", "spall", "pump/", "bearing_temp"] {
             assert!(!text.contains(secret), "`{secret}` crossed the cloud");
@@ -438,7 +438,8 @@ async fn band_proposals_move_only_their_band_and_packets_name_their_frequency() 
     let own = public_key(state.path());
     let sent = obs
         .wait_for("the gateway's packet", Duration::from_secs(10), |m| {
-            m.topic == fingerprint.topic()
+            m.topic.starts_with("qis/v2/ctx/")
+                && m.topic.ends_with(&fingerprint.to_string())
                 && qis_edge::packet::guard::decode(&m.raw)
                     .is_ok_and(|p| hex::encode(p.body.source) == own)
         })
@@ -596,4 +597,177 @@ async fn a_malicious_peer_stays_inside_the_rails_and_loses_its_trust() {
         !files_starting(state.path(), "state.db.damaged-").is_empty(),
         "the damaged file was moved aside"
     );
+}
+
+/// A pump context: class `Centrifugal pump`, with the given process, mounting and bearing.
+fn pump_context(process: &str, mounting: &str, bearing: &str) -> String {
+    format!(
+        "[devices.context]\nequipment_class = \"Centrifugal pump\"\nprocess = \"{process}\"\n\
+         sensor_kind = \"temperature\"\nmounting = \"{mounting}\"\n\
+         [devices.context.attributes]\nbearing = \"{bearing}\""
+    )
+}
+
+/// The address (fingerprints at every level) of a `[devices.context]` section.
+fn address_of(context_toml: &str) -> qis_edge::packet::Address {
+    let text = Plant::new("x", Path::new("/nonexistent"), 1883, 502)
+        .context(context_toml)
+        .toml();
+    qis_edge::config::parse_str(&text, "t").unwrap().devices[0]
+        .context()
+        .unwrap()
+        .address()
+        .unwrap()
+}
+
+/// Packets reach plants with similar equipment, at the weight of how deep their contexts
+/// match. Rotterdam confirms a failure its 65 °C warning caught. Three plants take it: one
+/// whose pumps share only the class (`match = "class"`), one the class and process
+/// (`match = "process"`), one the whole context; each level moves by the configured factor
+/// of the weight. A plant sharing the class but accepting only its full context never hears
+/// of it. A valid packet on a topic whose levels are not its own is rejected and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_reach_similar_plants_at_the_weight_of_their_match() {
+    let broker = mosquitto();
+    let (plc_source, plc) = (plc(), plc());
+    let dirs: Vec<_> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+    // Factors other than the defaults, so the test sees the configured ones; every weight
+    // counts however light.
+    let synthesis = "[synthesis]\nmin_weight = 0.0\n\
+                     [synthesis.match_weights]\nfull = 0.9\nmounting = 0.6\nprocess = 0.4\nclass = 0.2\n";
+    let rails = |level: &str| {
+        format!(
+            "[devices.points.alarms.adapt]\nfloor = 60.0\nceiling = 80.0\nmatch = \"{level}\"\n"
+        )
+    };
+    let source_context = pump_context("cooling water", "bearing housing", "SKF 6205");
+    let source = Plant::new("rotterdam", dirs[0].path(), broker.port, plc_source.port)
+        .poll_ms(50)
+        .levels(Some(65.0), 95.0)
+        .context(&source_context)
+        .toml();
+    // (site, context, match, factor of the level it matches at)
+    let receivers = [
+        (
+            "class",
+            pump_context("boiler feed", "motor end", "SKF 6310"),
+            "class",
+            0.2,
+        ),
+        (
+            "process",
+            pump_context("cooling water", "motor end", "SKF 6310"),
+            "process",
+            0.4,
+        ),
+        ("full", source_context.clone(), "full", 0.9),
+        (
+            "strict",
+            pump_context("boiler feed", "motor end", "SKF 6310"),
+            "full",
+            0.0,
+        ),
+    ];
+    let mut obs = Observer::connect(broker.port).await;
+    let a = start(&source);
+    let mut running = Vec::new();
+    for (i, (site, context, level, _)) in receivers.iter().enumerate() {
+        let text = Plant::new(site, dirs[i + 1].path(), broker.port, plc.port)
+            .poll_ms(50)
+            .levels(Some(80.0), 95.0)
+            .adapt(&rails(level))
+            .context(context)
+            .extra(synthesis)
+            .toml();
+        running.push(start(&text));
+        obs.wait_uplink_subscribed(site).await;
+    }
+    obs.wait_uplink_subscribed("rotterdam").await;
+
+    let (caught, _, alarm) = rise_until_raised(&mut obs, "rotterdam", plc_source.port).await;
+    assert!((65.0..80.0).contains(&caught), "raised at {caught}");
+    obs.publish(
+        "qis/rotterdam/cmd/confirm",
+        &json!({"alarm_id": alarm, "failure_mode": "bearing_outer_race"}).to_string(),
+    )
+    .await;
+    let source_key = public_key(dirs[0].path());
+    for (site, _, level, factor) in receivers.iter().take(3) {
+        let moved = obs
+            .saw_or_wait_for("the adapted threshold", Duration::from_secs(20), |m| {
+                m.topic == threshold_topic(site) && m.json["value"].as_f64() != Some(80.0)
+            })
+            .await;
+        let p = &moved.json["provenance"][0];
+        assert_eq!(p["source"], source_key.as_str(), "{site}");
+        assert_eq!(p["match"], *level, "{site}");
+        assert_eq!(p["status"], "applied", "{site}");
+        let weight = 0.5 * (2.0 / 3.0) * 0.5 * factor;
+        let got = p["weight"].as_f64().unwrap();
+        assert!(
+            (got - weight).abs() < 1e-6,
+            "{site}: weight {got}, expected {weight}"
+        );
+        let want = (80.0 + weight * 65.0) / (1.0 + weight);
+        let value = moved.json["value"].as_f64().unwrap();
+        assert!(
+            (value - want).abs() < 1e-4,
+            "{site}: level {value}, expected {want}"
+        );
+    }
+
+    // The strict plant: a packet for its own full context, published after Rotterdam's went
+    // round, arrives; Rotterdam's never did.
+    let strict = address_of(&receivers[3].1);
+    let marker = qis_edge::packet::PacketBody {
+        levels: qis_edge::packet::Levels::Known(strict.general),
+        ..peer_body(strict.full, 1)
+    };
+    obs.publish_raw(&strict.topic(), signed_by(21, marker))
+        .await;
+    let events = obs
+        .wait_for(
+            "the marker at the strict plant",
+            Duration::from_secs(20),
+            |m| {
+                m.topic == "qis/strict/events"
+                    && m.json["type"] == "peer_outcome"
+                    && m.json["seq"] == 1
+            },
+        )
+        .await;
+    assert_ne!(events.json["source"], source_key.as_str());
+    assert!(
+        !obs.seen().iter().any(|m| m.topic == "qis/strict/events"
+            && m.json["type"] == "peer_outcome"
+            && m.json["source"] == source_key.as_str()),
+        "a plant accepting its full context only heard of a class-level match"
+    );
+
+    // A forged level: a valid packet of the class plant's context, on a topic whose process
+    // level is Rotterdam's, reaches the class plant (its filter covers it) and is rejected and
+    // counted.
+    let class = address_of(&receivers[0].1);
+    let forged_body = qis_edge::packet::PacketBody {
+        levels: qis_edge::packet::Levels::Known(class.general),
+        ..peer_body(class.full, 7)
+    };
+    let forged_topic = format!(
+        "qis/v2/ctx/{}/{}/{}/{}",
+        class.general[0],
+        address_of(&source_context).general[1],
+        class.general[2],
+        class.full
+    );
+    obs.publish_raw(&forged_topic, signed_by(22, forged_body))
+        .await;
+    obs.wait_for("the forged level counted", Duration::from_secs(20), |m| {
+        m.topic == "qis/class/stats/intake" && m.json["wrong_topic"] == 1
+    })
+    .await;
+
+    stop(a).await;
+    for r in running {
+        stop(r).await;
+    }
 }

@@ -17,6 +17,7 @@ pub struct Plant {
     adapt: String,
     extra: String,
     after: String,
+    context: String,
 }
 
 impl Plant {
@@ -34,7 +35,15 @@ impl Plant {
             adapt: String::new(),
             extra: String::new(),
             after: String::new(),
+            context: PUMP_CONTEXT.to_string(),
         }
+    }
+
+    /// The pump's `[devices.context]` section (with its attributes), instead of
+    /// [`PUMP_CONTEXT`].
+    pub fn context(mut self, toml: &str) -> Self {
+        self.context = format!("{toml}\n\n");
+        self
     }
 
     /// Polls every `ms`.
@@ -79,7 +88,7 @@ impl Plant {
             .unwrap_or_default();
         format!(
             "[site]\nid = \"{}\"\nstate_dir = \"{}\"\n[mqtt]\nport = {}\n{}\n\
-             [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {}\npoll_interval_ms = {}\n\n{PUMP_CONTEXT}\
+             [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {}\npoll_interval_ms = {}\n\n{}\
              [[devices.points]]\nname = \"bearing_temp\"\nregister = \"holding\"\naddress = 0\nunit = \"°C\"\n\n\
              [[devices.points.alarms]]\nkind = \"high\"\n{warning}alarm = {:?}\n{}\n{}",
             self.site,
@@ -88,6 +97,7 @@ impl Plant {
             self.extra,
             self.plc,
             self.poll_interval_ms,
+            self.context,
             self.alarm,
             self.adapt,
             self.after

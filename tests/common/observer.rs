@@ -136,6 +136,11 @@ impl Observer {
         }
     }
 
+    /// Every message seen so far.
+    pub fn seen(&self) -> &[Message] {
+        &self.seen
+    }
+
     /// Like [`Observer::wait_for`], but also accepts a message that has already been seen.
     pub async fn saw_or_wait_for(
         &mut self,
