@@ -323,6 +323,29 @@ fn adapt_rails_and_synthesis_settings_are_checked() {
     assert!(text
         .iter()
         .any(|t| t.contains("baseline_weight = 0 must be a positive number")));
+
+    // The match level and its factors.
+    assert!(relative("match = \"process\"").is_empty());
+    let m = relative("match = \"nearby\"");
+    assert!(
+        m.len() == 1 && m[0].1.contains("unknown variant `nearby`") && m[0].1.contains("class"),
+        "{m:?}"
+    );
+    assert!(synthesis("[synthesis.match_weights]\nclass = 0.3").is_empty());
+    let m = synthesis("[synthesis.match_weights]\nclass = 2.0");
+    assert!(
+        m.len() == 1
+            && m[0].0 == 5
+            && m[0]
+                .1
+                .contains("match_weights.class = 2 must be between 0 and 1"),
+        "{m:?}"
+    );
+    let m = synthesis("[synthesis.match_weights]\nnear = 1.0");
+    assert!(
+        m.iter().any(|(_, t)| t.contains("unknown field `near`")),
+        "{m:?}"
+    );
 }
 
 #[test]
