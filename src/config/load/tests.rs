@@ -250,21 +250,26 @@ fn polling_settings_are_checked_alike_for_tcp_and_rtu_devices() {
     assert_eq!(messages(&rtu), tcp);
 }
 
+/// A Modbus point with one `high` rule with `levels` and `[devices.points.alarms.adapt]` `rails`.
+fn adapt_rule(levels: &str, rails: &str) -> String {
+    format!(
+        "[site]\nid = \"p\"\n[[devices]]\ntype = \"modbus_tcp\"\nname = \"d\"\nhost = \"h\"\n\
+         [[devices.points]]\nname = \"t\"\nregister = \"holding\"\naddress = 0\n\
+         [[devices.points.alarms]]\nkind = \"high\"\n{levels}\n[devices.points.alarms.adapt]\n{rails}\n"
+    )
+}
+
+/// Each error's line and message.
+fn messages(text: &str) -> Vec<(usize, String)> {
+    errors(text)
+        .iter()
+        .map(|d| (d.line, d.message.clone()))
+        .collect()
+}
+
 #[test]
 fn adapt_rails_and_synthesis_settings_are_checked() {
-    let rule = |levels: &str, rails: &str| {
-        format!(
-                "[site]\nid = \"p\"\n[[devices]]\ntype = \"modbus_tcp\"\nname = \"d\"\nhost = \"h\"\n\
-                 [[devices.points]]\nname = \"t\"\nregister = \"holding\"\naddress = 0\n\
-                 [[devices.points.alarms]]\nkind = \"high\"\n{levels}\n[devices.points.alarms.adapt]\n{rails}\n"
-            )
-    };
-    let messages = |text: &str| -> Vec<(usize, String)> {
-        errors(text)
-            .iter()
-            .map(|d| (d.line, d.message.clone()))
-            .collect()
-    };
+    let rule = adapt_rule;
     assert!(messages(&rule(
         "warning = 80.0\nalarm = 95.0",
         "floor = 60.0\nceiling = 80.0"
@@ -323,8 +328,17 @@ fn adapt_rails_and_synthesis_settings_are_checked() {
     assert!(text
         .iter()
         .any(|t| t.contains("baseline_weight = 0 must be a positive number")));
+}
 
-    // The match level and its factors.
+#[test]
+fn match_levels_and_their_factors_are_checked() {
+    let relative = |extra: &str| {
+        messages(&adapt_rule(
+            "warning = 80.0",
+            &format!("floor = 60.0\nceiling = 80.0\n{extra}"),
+        ))
+    };
+    let synthesis = |body: &str| messages(&format!("[site]\nid = \"p\"\n[synthesis]\n{body}\n"));
     assert!(relative("match = \"process\"").is_empty());
     let m = relative("match = \"nearby\"");
     assert!(
