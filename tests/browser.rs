@@ -154,7 +154,7 @@ async fn an_engineer_answers_an_alarm_in_the_browser() {
     assert_eq!(outcome.json["failure_mode"], "outer race spall");
     observer
         .saw_or_wait_for("the outcome packet", Duration::from_secs(10), |m| {
-            m.topic.starts_with("qis/v1/ctx/")
+            m.topic.starts_with("qis/v2/ctx/")
         })
         .await;
     let dialogs = b.call("no error boxes", json!({"cmd": "dialogs"})).await;

@@ -200,7 +200,7 @@ async fn engineers_watch_and_answer_alarms_in_the_dashboard() {
     assert_eq!(outcome.json["by"], "ana");
     observer
         .saw_or_wait_for("the outcome packet", Duration::from_secs(10), |m| {
-            m.topic.starts_with("qis/v1/ctx/")
+            m.topic.starts_with("qis/v2/ctx/")
         })
         .await;
     let again = command(web, &cookie, &token, "refute", &json!({"alarm_id": id})).await;
