@@ -9,9 +9,10 @@ pub struct OutcomesConfig {
     /// Turn answered alarms of points with a context into outcome packets. Default true.
     #[serde(default = "default_true")]
     pub share: bool,
-    /// How long receivers apply a packet, days. Default 30.
+    /// How long receivers apply a packet, and the broker keeps it for gateways joining later,
+    /// days (a fraction is allowed: 0.5 is 12 hours). Default 30.
     #[serde(default = "default_ttl_days")]
-    pub ttl_days: u32,
+    pub ttl_days: f64,
     /// Packets kept in the outbox while the uplink is away. When full, the oldest packet is
     /// dropped, counted and logged at ERROR (it is the closest to expiry). Default 10 000.
     #[serde(default = "default_outbox_max")]
@@ -54,8 +55,17 @@ impl Default for OutcomesConfig {
     }
 }
 
-pub(super) fn default_ttl_days() -> u32 {
-    30
+pub(super) fn default_ttl_days() -> f64 {
+    30.0
+}
+
+impl OutcomesConfig {
+    /// `ttl_days` in whole seconds, at least 1.
+    pub fn ttl_s(&self) -> u32 {
+        (self.ttl_days * 86_400.0)
+            .round()
+            .clamp(1.0, f64::from(crate::packet::guard::MAX_TTL_S)) as u32
+    }
 }
 pub(super) fn default_outbox_max() -> usize {
     10_000

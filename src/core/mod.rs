@@ -104,6 +104,8 @@ pub enum Input {
         topic: String,
         /// The packet.
         payload: Bytes,
+        /// Sent by the broker as a retained message (on subscribing), not as it was published.
+        retained: bool,
     },
     /// The local broker connection was (re)established: republish retained state.
     Reconnected,
@@ -204,7 +206,11 @@ impl Core {
         match input {
             Input::Source(event) => self.on_source_event(event, now),
             Input::Command { topic, payload } => self.on_command(&topic, &payload, now),
-            Input::Peer { topic, payload } => self.on_peer_packet(&topic, &payload, now),
+            Input::Peer {
+                topic,
+                payload,
+                retained,
+            } => self.on_peer_packet(&topic, &payload, retained, now),
             Input::Reconnected => self.republish_all(now),
             Input::Uplink(state) => self.on_uplink(state, now),
             Input::Tick => self.tick(now),

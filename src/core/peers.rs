@@ -79,10 +79,10 @@ pub(super) fn adaptive_rules(points: &Points) -> Vec<Adaptive> {
 impl Core {
     /// Every packet from the uplink passes the intake guard. Accepted peer outcomes are shown
     /// to engineers as `peer_outcome` events and offered to the adaptable rules.
-    pub(super) fn on_peer_packet(&mut self, topic: &str, bytes: &[u8], now: Now) {
+    pub(super) fn on_peer_packet(&mut self, topic: &str, bytes: &[u8], retained: bool, now: Now) {
         let verified = self
             .intake
-            .accept(topic, bytes, now.unix_ms() / 1000, now.mono);
+            .accept(topic, bytes, retained, now.unix_ms() / 1000, now.mono);
         if let Some(verified) = verified {
             let b = verified.body();
             let applied_to = match self.adapt.offer(b) {

@@ -182,6 +182,7 @@ fn a_peer_packet_that_fails_the_guard_is_counted_not_applied() {
     let garbage = Input::Peer {
         topic: "qis/v1/ctx/00".into(),
         payload: Bytes::from_static(b"not a packet"),
+        retained: false,
     };
     core.handle(garbage, t0);
     core.handle(Input::Tick, t0);
@@ -266,6 +267,7 @@ fn its_own_packet_back_from_the_broker_is_acknowledged_at_once_and_a_peers_waits
         Input::Peer {
             topic,
             payload: Bytes::from(bytes),
+            retained: false,
         }
     };
     core.handle(packet(&own, 1), t0);

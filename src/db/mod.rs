@@ -31,7 +31,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const JOURNAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
 
 /// The schema, one step per version: `MIGRATIONS[n]` takes version `n` to `n + 1`.
-pub const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("schema_v1.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+];
 
 /// The schema version this build writes.
 pub fn schema_version() -> i64 {
@@ -367,11 +371,17 @@ mod tests {
             .query_row("SELECT count(*) FROM level_events", [], |r| r.get(0))
             .unwrap();
         assert_eq!(levels, 0);
+        let retained: i64 = db
+            .conn()
+            .query_row("SELECT count(*) FROM retained", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(retained, 0);
         let v: i64 = db
             .conn()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 2);
+        assert_eq!(v, schema_version());
+        assert_eq!(v, 3);
     }
 
     fn damaged_files(dir: &Path) -> usize {

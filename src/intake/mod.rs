@@ -62,6 +62,10 @@ pub struct Dropped {
     pub wrong_topic: u64,
     /// Peer packets no adaptable rule here matches.
     pub unmatched: u64,
+    /// Empty messages: a publisher cleared its retained packet (expired).
+    pub cleared: u64,
+    /// Retained packets delivered again on subscribing, already accepted here.
+    pub known: u64,
 }
 
 /// The intake guard's state.
@@ -78,7 +82,8 @@ pub struct Intake {
     replay_changed: bool,
     /// Packets handled and not yet acknowledged.
     awaiting_ack: usize,
-    /// The last packet was this gateway's own.
+    /// The last packet changed nothing to save (this gateway's own, a cleared retained
+    /// message, a retained packet already known): it may be acknowledged at once.
     own_last: bool,
     rejection_log: LogLimiter,
 }
@@ -116,12 +121,29 @@ impl Intake {
         &mut self,
         topic: &str,
         bytes: &[u8],
+        retained: bool,
         now_s: u64,
         mono: Instant,
     ) -> Option<VerifiedPacket> {
         self.counts_changed = true;
         self.awaiting_ack += 1;
         self.own_last = false;
+        if bytes.is_empty() {
+            debug!(topic, "A retained packet was cleared by its publisher.");
+            self.dropped.cleared += 1;
+            self.own_last = true;
+            return None;
+        }
+        // The broker sends every retained packet again whenever the gateway subscribes (each
+        // reconnection): one already accepted is no news, and no replay attempt either.
+        if retained
+            && crate::packet::guard::decode(bytes)
+                .is_ok_and(|p| self.guard.accepted(&p.body.source, p.body.seq))
+        {
+            self.dropped.known += 1;
+            self.own_last = true;
+            return None;
+        }
         let verified = match crate::packet::verify(bytes, now_s, &mut self.guard, &self.policy) {
             Ok(v) => v,
             Err(r) => {
@@ -202,6 +224,8 @@ impl Intake {
             wrong_topic: self.dropped.wrong_topic,
             applied,
             unmatched: self.dropped.unmatched,
+            cleared: self.dropped.cleared,
+            known: self.dropped.known,
             ack_failures: 0,
             rejected: counts
                 .iter()
@@ -224,6 +248,10 @@ pub struct IntakeCounts {
     pub applied: u64,
     /// Packets no adaptable rule here matches.
     pub unmatched: u64,
+    /// Empty messages: a publisher cleared its retained packet (expired).
+    pub cleared: u64,
+    /// Retained packets delivered again on subscribing, already accepted here.
+    pub known: u64,
     /// PUBACKs that could not be sent because the connection was gone (the broker delivers
     /// those packets again; filled in by the core from the uplink's count).
     pub ack_failures: u64,

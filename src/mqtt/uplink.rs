@@ -1,6 +1,7 @@
 //! The uplink: the connection to the fleet broker. It publishes the outbox, one packet in
-//! flight at a time, deleting each on its PUBACK, and passes on what arrives on the context
-//! topics it subscribes to. Its state (connecting, connected, subscribed) is reported so the
+//! flight at a time, deleting each on its PUBACK (v3 packets retained, one topic per source
+//! and pattern), clears its retained packets as they expire once the outbox is empty, and
+//! passes on what arrives on the context topics it subscribes to. Its state (connecting, connected, subscribed) is reported so the
 //! gateway can show it and tests can wait for it.
 //!
 //! The session is persistent (clean session off) and incoming packets are acknowledged by the
@@ -11,7 +12,7 @@ use super::options::{self, MqttSetupError};
 use super::UplinkState;
 use crate::backoff::Backoff;
 use crate::config::MqttConfig;
-use crate::outcomes::outbox::Outbox;
+use crate::outcomes::outbox::{self, Clear, Outbox};
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, EventLoop, Packet, QoS};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -23,8 +24,10 @@ use tracing::{debug, info, warn};
 pub struct Incoming {
     /// The topic it arrived on.
     pub topic: String,
-    /// The packet.
+    /// The packet; empty when its publisher cleared a retained packet (expired).
     pub payload: bytes::Bytes,
+    /// Sent by the broker as a retained message, on subscribing.
+    pub retained: bool,
     /// Acknowledges it to the broker: send once what it changed is on disk. Until then the
     /// broker keeps it in the gateway's session and delivers it again after a crash.
     pub ack: Option<Ack>,
@@ -102,6 +105,7 @@ pub fn start_with(
         outbox: outbox_tx,
         connected: false,
         in_flight: None,
+        clear_at: None,
         unacknowledged_subscriptions: 0,
         storage_retry: None,
         storage_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
@@ -115,9 +119,11 @@ pub fn start_with(
     })
 }
 
-/// The packet published and not yet acknowledged.
+/// The packet (or retained clear) published and not yet acknowledged.
 struct InFlight {
     seq: u64,
+    /// A clear of an expired retained packet, not an outbox packet.
+    clear: Option<Clear>,
     /// Its packet id, once the event loop has sent it.
     pkid: Option<u16>,
     /// When it was handed to the event loop.
@@ -141,6 +147,8 @@ struct Driver {
     /// the event loop has sent it: only the PUBACK with that id removes it (a PUBACK for an
     /// earlier session's resend of the same packet must not remove the next one).
     in_flight: Option<InFlight>,
+    /// When the next retained packet expires, while the outbox is empty.
+    clear_at: Option<tokio::time::Instant>,
     /// SUBACKs still owed since the last CONNACK.
     unacknowledged_subscriptions: usize,
     /// When to read the outbox again after a storage error, and how long to wait next time.
@@ -193,6 +201,7 @@ impl Driver {
         loop {
             let puback_deadline = self.puback_deadline();
             let storage_retry = self.storage_retry;
+            let clear_at = self.clear_at;
             let event = tokio::select! {
                 Some(()) = self.parts.wake.recv() => {
                     self.count_outbox();
@@ -203,6 +212,13 @@ impl Driver {
                 }
                 _ = sleep_until(puback_deadline), if puback_deadline.is_some() => {
                     self.puback_timed_out();
+                    continue;
+                }
+                _ = sleep_until(clear_at), if clear_at.is_some() => {
+                    self.clear_at = None;
+                    if self.connected && self.in_flight.is_none() && self.storage_retry.is_none() {
+                        self.send_next();
+                    }
                     continue;
                 }
                 _ = sleep_until(storage_retry), if storage_retry.is_some() => {
@@ -272,8 +288,16 @@ impl Driver {
                 let Some(f) = self.in_flight.take_if(|f| f.pkid == Some(ack.pkid)) else {
                     return;
                 };
-                debug!(seq = f.seq, "Outcome packet acknowledged by the uplink.");
-                let removed = self.parts.outbox.remove(f.seq);
+                let removed = match &f.clear {
+                    Some(clear) => {
+                        debug!(topic = %clear.topic, "Expired retained packet cleared.");
+                        self.parts.outbox.cleared(clear)
+                    }
+                    None => {
+                        debug!(seq = f.seq, "Outcome packet acknowledged by the uplink.");
+                        self.parts.outbox.remove(f.seq)
+                    }
+                };
                 self.count_outbox();
                 match removed {
                     Ok(()) => self.send_next(),
@@ -295,6 +319,7 @@ impl Driver {
         let item = Incoming {
             topic: p.topic.clone(),
             payload: p.payload.clone(),
+            retained: p.retain,
             ack: (qos != QoS::AtMostOnce).then(|| self.acks.ack_for(p)),
         };
         self.parts.incoming.send(item).await.is_ok()
@@ -342,9 +367,11 @@ impl Driver {
         }
     }
 
-    /// Publishes the oldest waiting packet on its context's topic.
+    /// Publishes the oldest waiting packet on its topic (retained for a v3 topic); with none
+    /// waiting, clears the first expired retained packet, or sets when to.
     fn send_next(&mut self) {
         self.in_flight = None;
+        self.clear_at = None;
         let w = match self.parts.outbox.oldest() {
             Ok(Some(w)) => {
                 self.storage_backoff.reset();
@@ -352,17 +379,50 @@ impl Driver {
             }
             Ok(None) => {
                 self.storage_backoff.reset();
-                return;
+                return self.clear_next();
             }
             Err(e) => return self.storage_failed("read the outbox", &e),
         };
+        let retain = outbox::retained(&w.topic);
         if self
             .client
-            .try_publish(w.topic, QoS::AtLeastOnce, false, w.bytes)
+            .try_publish(w.topic, QoS::AtLeastOnce, retain, w.bytes)
             .is_ok()
         {
             self.in_flight = Some(InFlight {
                 seq: w.seq,
+                clear: None,
+                pkid: None,
+                since: tokio::time::Instant::now(),
+            });
+        }
+    }
+
+    /// Clears the first expired retained packet (an empty retained message on its topic), or
+    /// sets when the next one expires.
+    fn clear_next(&mut self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let clear = match self.parts.outbox.due_clear(now) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                if let Ok(Some(at)) = self.parts.outbox.next_clear() {
+                    let wait = Duration::from_secs(at.saturating_sub(now).min(86_400));
+                    self.clear_at = Some(tokio::time::Instant::now() + wait);
+                }
+                return;
+            }
+            Err(e) => return self.storage_failed("read the retained packets", &e),
+        };
+        if self
+            .client
+            .try_publish(clear.topic.clone(), QoS::AtLeastOnce, true, Vec::new())
+            .is_ok()
+        {
+            self.in_flight = Some(InFlight {
+                seq: 0,
+                clear: Some(clear),
                 pkid: None,
                 since: tokio::time::Instant::now(),
             });

@@ -7,6 +7,12 @@
 //!
 //! A packet whose row cannot be deleted (a read-only disk) is remembered as retired and not
 //! sent again by this process: a sick gateway must not flood the fleet with one packet.
+//!
+//! A v3 packet goes out retained on its own topic (its context's levels, its source, its
+//! pattern), so the broker hands each source's latest word on each pattern to a gateway that
+//! subscribes later. The `retained` table remembers those topics with their expiry; once the
+//! outbox is empty the uplink clears each expired one ([`Outbox::due_clear`]), also after a
+//! restart. A newer packet on the same topic replaces the retained one and its expiry.
 
 use crate::db::{Db, StorageError};
 use crate::packet::guard::decode;
@@ -44,6 +50,20 @@ pub fn insert(tx: &Transaction<'_>, q: &Queued, max: usize) -> Result<(), Storag
         q.bytes,
         q.at_ms as i64
     ])?;
+    if let Ok(packet) = decode(&q.bytes) {
+        if retained(&packet.topic()) {
+            let b = &packet.body;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO retained(topic, expires_at) VALUES (?1, ?2)",
+            )?
+            .execute(params![
+                packet.topic(),
+                b.issued_at
+                    .saturating_add(u64::from(b.ttl_s))
+                    .min(i64::MAX as u64) as i64
+            ])?;
+        }
+    }
     let n: i64 = tx.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
     let over = n.saturating_sub(i64::try_from(max).unwrap_or(i64::MAX));
     if over > 0 {
@@ -58,6 +78,21 @@ pub fn insert(tx: &Transaction<'_>, q: &Queued, max: usize) -> Result<(), Storag
         );
     }
     Ok(())
+}
+
+/// Whether packets on `topic` go out retained: v3 topics, one per source and pattern (a v1
+/// topic is shared by every source of a context).
+pub fn retained(topic: &str) -> bool {
+    topic.starts_with("qis/v2/")
+}
+
+/// A retained packet to clear: its topic and the expiry it was kept for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clear {
+    /// The topic.
+    pub topic: String,
+    /// Unix seconds it expired.
+    pub expires_at: u64,
 }
 
 /// A packet read back from the outbox, ready to publish.
@@ -142,6 +177,43 @@ impl Outbox {
                 }
             }
         }
+    }
+
+    /// The retained packet that expired first, if one has by `now_s` (Unix seconds).
+    pub fn due_clear(&mut self, now_s: u64) -> Result<Option<Clear>, StorageError> {
+        let row: Option<(String, i64)> = self
+            .db()?
+            .conn()
+            .query_row(
+                "SELECT topic, expires_at FROM retained WHERE expires_at <= ?1
+                 ORDER BY expires_at LIMIT 1",
+                [now_s.min(i64::MAX as u64) as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row.map(|(topic, at)| Clear {
+            topic,
+            expires_at: at.max(0) as u64,
+        }))
+    }
+
+    /// When the next retained packet expires, Unix seconds.
+    pub fn next_clear(&mut self) -> Result<Option<u64>, StorageError> {
+        let at: Option<i64> =
+            self.db()?
+                .conn()
+                .query_row("SELECT min(expires_at) FROM retained", [], |r| r.get(0))?;
+        Ok(at.map(|a| a.max(0) as u64))
+    }
+
+    /// The broker acknowledged a clear: forgets the topic, unless a newer packet has been
+    /// queued on it since (its expiry is then another).
+    pub fn cleared(&mut self, clear: &Clear) -> Result<(), StorageError> {
+        self.db()?.conn().execute(
+            "DELETE FROM retained WHERE topic = ?1 AND expires_at = ?2",
+            params![clear.topic, clear.expires_at.min(i64::MAX as u64) as i64],
+        )?;
+        Ok(())
     }
 
     /// Deletes a packet the uplink acknowledged. When that fails it is retired: not sent again,

@@ -183,7 +183,8 @@ impl Address {
     }
 
     /// The topic filter that receives packets of contexts sharing this one's `level`: its
-    /// fingerprints down to that level, `+` below it.
+    /// fingerprints down to that level, `+` below it, then `#` (each packet's source and
+    /// pattern, see [`crate::packet::PacketBody::topic`]).
     pub fn filter(&self, level: MatchLevel) -> String {
         let mut t = String::from("qis/v2/ctx");
         for l in MatchLevel::ALL {
@@ -194,6 +195,7 @@ impl Address {
                 t.push('+');
             }
         }
+        t.push_str("/#");
         t
     }
 
@@ -410,9 +412,9 @@ mod tests {
         );
         assert_eq!(
             a.filter(MatchLevel::Process),
-            "qis/v2/ctx/dde2a178f9d58d05b0fce48bb2a063f6/7ad4229147c33d1d0a748f9b95d35260/+/+"
+            "qis/v2/ctx/dde2a178f9d58d05b0fce48bb2a063f6/7ad4229147c33d1d0a748f9b95d35260/+/+/#"
         );
-        assert_eq!(a.filter(MatchLevel::Full), a.topic());
+        assert_eq!(a.filter(MatchLevel::Full), format!("{}/#", a.topic()));
     }
 
     #[test]

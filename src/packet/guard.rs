@@ -283,6 +283,13 @@ impl ReplayGuard {
             .and_then(|(seqs, _)| seqs.last().copied())
     }
 
+    /// Whether `seq` from `source` was accepted (and is still remembered).
+    pub fn accepted(&self, source: &[u8; 32], seq: u64) -> bool {
+        self.seen
+            .get(source)
+            .is_some_and(|(seqs, _)| seqs.contains(&seq))
+    }
+
     /// Sources remembered.
     pub fn len(&self) -> usize {
         self.seen.len()

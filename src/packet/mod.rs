@@ -121,10 +121,32 @@ impl PacketBody {
         }
     }
 
-    /// The topic the packet belongs on: its address's (v3), else `qis/v1/ctx/<fingerprint>`.
+    /// The topic the packet belongs on. A v3 packet: its address's topic, then its source
+    /// (64 hex digits) and its [`PacketBody::pattern_id`], so each source's latest word on a
+    /// pattern is one retained message; else `qis/v1/ctx/<fingerprint>`.
     pub fn topic(&self) -> String {
-        self.address()
-            .map_or_else(|| self.fingerprint.topic(), |a| a.topic())
+        match self.address() {
+            Some(a) => format!(
+                "{}/{}/{}",
+                a.topic(),
+                hex::encode(self.source),
+                self.pattern_id()
+            ),
+            None => self.fingerprint.topic(),
+        }
+    }
+
+    /// What the pattern is about, without its threshold: 16 hex digits, the first 8 bytes of
+    /// SHA-256 over the encoded `pattern.feature`, `pattern.frequency`, `pattern.unit` and
+    /// `pattern.direction` (wire fields 3, 4, 6 and 7, in that order).
+    pub fn pattern_id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let p = &self.pattern;
+        let mut buf = [0u8; MAX_PACKET_LEN];
+        let encoded = postcard::to_slice(&(p.feature, p.frequency, &p.unit, p.direction), &mut buf)
+            .map(|b| &b[..])
+            .unwrap_or_default();
+        hex::encode(&Sha256::digest(encoded)[..8])
     }
 }
 

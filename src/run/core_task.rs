@@ -132,7 +132,7 @@ pub async fn run(mut core: Core, mut ch: Channels, cancel: CancellationToken) {
             // packets beyond a bound: the uplink then stops reading and the broker keeps them.
             Some(p) = ch.peers.recv(), if acks.len() < MAX_HELD_ACKS => {
                 last = p.ack;
-                Input::Peer { topic: p.topic, payload: p.payload }
+                Input::Peer { topic: p.topic, payload: p.payload, retained: p.retained }
             }
             Ok(()) = ch.connections.changed() => Input::Reconnected,
             Ok(()) = ch.uplink.changed() => Input::Uplink(*ch.uplink.borrow_and_update()),

@@ -150,7 +150,7 @@ fn core_parts(config: &Config, key: ed25519_dalek::SigningKey) -> Result<Parts, 
     let loaded = state::load(config, intake.guard_mut())?;
     let sharing = config.outcomes.share.then(|| Sharing {
         key,
-        ttl_s: config.outcomes.ttl_days.saturating_mul(86_400),
+        ttl_s: config.outcomes.ttl_s(),
         equipment: config
             .point_contexts()
             .map(|(_, _, c, a)| (a.full.to_string(), c.equipment_class.trim().to_string()))

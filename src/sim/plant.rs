@@ -3,7 +3,8 @@
 //! points; on the features the engineer watches, a `high` warning at the engineer's level
 //! ([`super::engineer`]) that peers may tighten down to the healthy mean, confirmed by the
 //! sensor's end-of-life fault; the context names the test rig and the operating condition, so
-//! packets route between plants of the same condition.
+//! packets route between plants of the same condition, and the run (its mode and the process),
+//! so packets one run left retained on the broker never reach the next.
 
 use super::engineer::{self, Baseline};
 use super::life::{Life, FEATURES};
@@ -73,8 +74,12 @@ impl Plant<'_> {
              [devices.context]\nequipment_class = \"rolling element bearing\"\n\
              process = \"accelerated run to failure\"\nsensor_kind = \"accelerometer\"\n\
              mounting = \"housing, horizontal\"\n\
-             [devices.context.attributes]\ncondition = \"{}\"\n\n",
-            self.sensor_port, self.poll_interval_ms, self.life.condition.id
+             [devices.context.attributes]\ncondition = \"{}\"\nsimulation_run = \"{}-{}\"\n\n",
+            self.sensor_port,
+            self.poll_interval_ms,
+            self.life.condition.id,
+            self.mode.as_str(),
+            std::process::id()
         );
         let baselines = self.baselines();
         for (i, name) in FEATURES.iter().enumerate() {

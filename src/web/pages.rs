@@ -493,6 +493,8 @@ mod tests {
                     wrong_topic: 0,
                     applied: 0,
                     unmatched: 0,
+                    cleared: 0,
+                    known: 0,
                     ack_failures: 0,
                     rejected: serde_json::Map::new(),
                 },

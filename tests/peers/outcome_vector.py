@@ -2,7 +2,8 @@
 produce and re-check the golden vectors in tests/vectors/outcome_v1.json, outcome_v2.json and
 outcome_v3.json (a vector's "version", default 1; v2 adds "relative": {"ratio": r} or null; v3
 adds, last, the fingerprints of the context's class, process and mounting levels, unless the
-vector says "levels": false). It also prints each vector's "topic". It shares no code with the
+vector says "levels": false). It also prints each vector's "topic" (a v3 packet's ends with its
+source and pattern id). It shares no code with the
 gateway: postcard varints, little-endian floats and the signing rule are written out here from
 the specification, and signatures come from the `cryptography` package's Ed25519.
 
@@ -108,11 +109,19 @@ def levels(v) -> bytes:
     return varint(1) + b"".join(fingerprint(v["context"], keys) for keys in LEVEL_KEYS)
 
 
-def topic(v) -> str:
+def pattern_id(p) -> str:
+    """SHA-256 over the encoded feature, frequency, unit and direction: the first 8 bytes, hex."""
+    encoded = feature(p["feature"]) + frequency(p.get("frequency")) + text(p["unit"]) + \
+        varint(DIRECTIONS.index(p["direction"]))
+    return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+def topic(v, source: bytes) -> str:
     full = fingerprint(v["context"]).hex()
     if v.get("version", 1) < 3 or v.get("levels", True) is False:
         return "qis/v1/ctx/" + full
-    return "qis/v2/ctx/" + "/".join(fingerprint(v["context"], k).hex() for k in LEVEL_KEYS) + "/" + full
+    levels_ = "/".join(fingerprint(v["context"], k).hex() for k in LEVEL_KEYS)
+    return f"qis/v2/ctx/{levels_}/{full}/{source.hex()}/{pattern_id(v['pattern'])}"
 
 
 def body(v, source: bytes) -> bytes:
@@ -143,7 +152,7 @@ def main() -> None:
         b = body(v, source)
         signature = key.sign(DOMAINS[v.get("version", 1)] + b)
         v["fingerprint_hex"] = hashlib.sha256(canonical(v["context"]).encode("utf-8")).hexdigest()[:32]
-        v["topic"] = topic(v)
+        v["topic"] = topic(v, source)
         v["source_hex"] = source.hex()
         v["body_hex"] = b.hex()
         v["signature_hex"] = signature.hex()

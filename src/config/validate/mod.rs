@@ -336,7 +336,12 @@ pub(in crate::config) fn validate_web(w: &WebConfig) -> Vec<Finding> {
 
 pub(in crate::config) fn validate_outcomes(o: &OutcomesConfig) -> Vec<Finding> {
     let mut out = Vec::new();
-    check_range("ttl_days", o.ttl_days, 1..=366, "", &mut out);
+    if !(o.ttl_days.is_finite() && o.ttl_days > 0.0 && o.ttl_days <= 366.0) {
+        out.push((
+            vec!["ttl_days"],
+            format!("ttl_days = {} must be above 0 and at most 366", o.ttl_days),
+        ));
+    }
     check_at_least_one("outbox_max", o.outbox_max as u64, &mut out);
     check_range(
         "clock_skew_s",
