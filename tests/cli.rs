@@ -582,9 +582,15 @@ fn packet_make_then_inspect_prints_every_field_and_inspect_rejects_damage() {
     assert_eq!(j["relative"]["ratio"], 1.4);
     assert_eq!(j["fingerprint"], fingerprint.as_str());
     let [class, process, mounting] = address.general.map(|f| f.to_string());
+    let pattern_id = j["pattern_id"].as_str().unwrap();
+    assert!(pattern_id.len() == 16 && pattern_id.bytes().all(|b| b.is_ascii_hexdigit()));
     assert_eq!(
         j["topic"],
-        format!("qis/v2/ctx/{class}/{process}/{mounting}/{fingerprint}").as_str()
+        format!(
+            "qis/v2/ctx/{class}/{process}/{mounting}/{fingerprint}/{}/{pattern_id}",
+            source.trim()
+        )
+        .as_str()
     );
     assert_eq!(j["levels"]["class"], class.as_str());
     assert_eq!(j["levels"]["process"], process.as_str());

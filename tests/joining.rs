@@ -226,14 +226,8 @@ async fn a_gateway_joining_after_expiry_receives_none() {
         levels: qis_edge::packet::Levels::Known(context.general),
         ..peer_body(context.full, 1)
     };
-    let packet = signed_by(31, marker.clone());
-    let topic = qis_edge::packet::PacketBody {
-        source: ed25519_dalek::SigningKey::from_bytes(&[31; 32])
-            .verifying_key()
-            .to_bytes(),
-        ..marker
-    }
-    .topic();
+    let topic = topic_of(31, &marker);
+    let packet = signed_by(31, marker);
     fleet.publish_raw(&topic, packet).await;
     let seen = obs
         .wait_for("the marker at the joiner", Duration::from_secs(20), |m| {

@@ -439,7 +439,7 @@ async fn band_proposals_move_only_their_band_and_packets_name_their_frequency() 
     let sent = obs
         .wait_for("the gateway's packet", Duration::from_secs(10), |m| {
             m.topic.starts_with("qis/v2/ctx/")
-                && m.topic.ends_with(&fingerprint.to_string())
+                && m.topic.contains(&format!("/{fingerprint}/{own}/"))
                 && qis_edge::packet::guard::decode(&m.raw)
                     .is_ok_and(|p| hex::encode(p.body.source) == own)
         })
@@ -723,7 +723,7 @@ async fn packets_reach_similar_plants_at_the_weight_of_their_match() {
         levels: qis_edge::packet::Levels::Known(strict.general),
         ..peer_body(strict.full, 1)
     };
-    obs.publish_raw(&strict.topic(), signed_by(21, marker))
+    obs.publish_raw(&topic_of(21, &marker), signed_by(21, marker))
         .await;
     let events = obs
         .wait_for(
@@ -752,12 +752,9 @@ async fn packets_reach_similar_plants_at_the_weight_of_their_match() {
         levels: qis_edge::packet::Levels::Known(class.general),
         ..peer_body(class.full, 7)
     };
-    let forged_topic = format!(
-        "qis/v2/ctx/{}/{}/{}/{}",
-        class.general[0],
-        address_of(&source_context).general[1],
-        class.general[2],
-        class.full
+    let forged_topic = topic_of(22, &forged_body).replace(
+        &class.general[1].to_string(),
+        &address_of(&source_context).general[1].to_string(),
     );
     obs.publish_raw(&forged_topic, signed_by(22, forged_body))
         .await;

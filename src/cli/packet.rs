@@ -382,6 +382,7 @@ pub fn to_json(packet: &OutcomePacket, size: usize) -> Value {
         "version": b.version,
         "fingerprint": b.fingerprint.to_string(),
         "topic": b.topic(),
+        "pattern_id": b.pattern_id(),
         "levels": b.address().map(|a| {
             json!({
                 "class": a.general[0].to_string(),

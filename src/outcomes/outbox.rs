@@ -262,6 +262,63 @@ mod tests {
         tx.commit().unwrap();
     }
 
+    /// Queues one packet issued at `issued_at` for `ttl_s`; returns its topic.
+    fn queue_one(db: &mut Db, seq: u64, issued_at: u64, ttl_s: u32) -> String {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let mut body = crate::packet::tests::largest_body();
+        (body.version, body.seq, body.issued_at, body.ttl_s) =
+            (crate::packet::VERSION, seq, issued_at, ttl_s);
+        let packet = body.sign(&key).unwrap();
+        let q = Queued {
+            seq,
+            alarm_id: format!("d/p/high/{seq}"),
+            topic: packet.topic(),
+            bytes: packet.to_bytes().unwrap(),
+            at_ms: 0,
+        };
+        let tx = db.conn().transaction().unwrap();
+        insert(&tx, &q, 10).unwrap();
+        tx.commit().unwrap();
+        q.topic
+    }
+
+    /// A v3 packet's topic is remembered with its expiry; it is due for clearing only once
+    /// expired; a newer packet on the same topic (the source's next word on the pattern) moves
+    /// the expiry, so acknowledging the old clear does not forget the new packet.
+    #[test]
+    fn retained_packets_are_cleared_once_expired_unless_superseded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut db, _) = Db::open(dir.path()).unwrap();
+        let topic = queue_one(&mut db, 1, 1_000, 100);
+        assert!(retained(&topic) && topic.starts_with("qis/v2/ctx/"));
+        let mut outbox = Outbox::new(dir.path());
+        assert_eq!(outbox.next_clear().unwrap(), Some(1_100));
+        assert_eq!(outbox.due_clear(1_099).unwrap(), None);
+        let due = outbox.due_clear(1_100).unwrap().unwrap();
+        assert_eq!(
+            due,
+            Clear {
+                topic: topic.clone(),
+                expires_at: 1_100
+            }
+        );
+        // The source speaks again on the same pattern before the clear is acknowledged.
+        assert_eq!(
+            queue_one(&mut db, 2, 1_050, 100),
+            topic,
+            "one topic per source and pattern"
+        );
+        outbox.cleared(&due).unwrap();
+        assert_eq!(
+            outbox.next_clear().unwrap(),
+            Some(1_150),
+            "the newer packet is kept"
+        );
+        let due = outbox.due_clear(1_200).unwrap().unwrap();
+        outbox.cleared(&due).unwrap();
+        assert_eq!(outbox.next_clear().unwrap(), None);
+    }
+
     #[test]
     fn a_full_outbox_drops_its_oldest_and_packets_go_oldest_first() {
         let dir = tempfile::tempdir().unwrap();

@@ -150,6 +150,19 @@ pub fn peer_body(
     }
 }
 
+/// The topic `body` belongs on once signed by the peer whose key is 32 bytes of `seed` (a v3
+/// topic names its source).
+pub fn topic_of(seed: u8, body: &qis_edge::packet::PacketBody) -> String {
+    let source = ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+        .verifying_key()
+        .to_bytes();
+    qis_edge::packet::PacketBody {
+        source,
+        ..body.clone()
+    }
+    .topic()
+}
+
 /// `body` signed by the peer whose key is 32 bytes of `seed`, as wire bytes.
 pub fn signed_by(seed: u8, body: qis_edge::packet::PacketBody) -> Vec<u8> {
     body.sign(&ed25519_dalek::SigningKey::from_bytes(&[seed; 32]))
