@@ -1,7 +1,8 @@
 //! The fleet link under a broker that misbehaves: one that withholds a PUBACK (the gateway
-//! times out, reconnects and sends the packet again instead of stalling its outbox), and one
-//! that floods the gateway with every queued packet at once (no in-flight window): flow
-//! control takes them all, none dropped, none left unacknowledged.
+//! times out, reconnects and sends the packet again instead of stalling its outbox), one that
+//! floods the gateway with every queued packet at once (no in-flight window): flow control
+//! takes them all, none dropped, none left unacknowledged; and one that dies: the uplink goes
+//! on at the next broker of its `failover` list.
 
 mod common;
 
@@ -185,5 +186,53 @@ async fn a_flood_of_queued_packets_is_taken_whole_by_flow_control() {
         "nothing redelivered: {}",
         after.json
     );
+    stop(gateway).await;
+}
+
+/// A fleet broker node that dies: the uplink tries the next address of its `failover` list,
+/// subscribes there and delivers the outcome packets queued meanwhile to that node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_uplink_fails_over_to_the_next_broker_of_its_list() {
+    let broker = mosquitto();
+    let mut first = mosquitto();
+    let second = mosquitto();
+    let plc = modbus_server(
+        &json!({"registers": [{"table": "holding", "address": 0, "type": "u16", "value": 20}]}),
+    );
+    let state = tempfile::tempdir().unwrap();
+    let text = Plant::new(SITE, state.path(), broker.port, plc.port)
+        .extra(&format!(
+            "[uplink]\nport = {}\nfailover = [\"127.0.0.1:{}\"]\nkeep_alive_s = 5\n\
+             reconnect_max_ms = 1000\n",
+            first.port, second.port
+        ))
+        .toml();
+    let mut observer = Observer::connect(broker.port).await;
+    let mut fleet = Observer::connect_filter(second.port, "qis/+/ctx/#").await;
+    let gateway = start(&text);
+    observer.wait_uplink_subscribed(SITE).await;
+    first.kill();
+    observer
+        .wait_for("the uplink lost", Duration::from_secs(20), |m| {
+            m.topic == format!("qis/{SITE}/uplink") && m.json["state"] == "disconnected"
+        })
+        .await;
+    let id = raise_at(&mut observer, SITE, plc.port).await;
+    observer
+        .publish(
+            &format!("qis/{SITE}/cmd/confirm"),
+            &json!({"alarm_id": id, "failure_mode": "lubrication"}).to_string(),
+        )
+        .await;
+    let m = fleet
+        .wait_for(
+            "the packet on the second broker",
+            Duration::from_secs(20),
+            |m| !m.raw.is_empty(),
+        )
+        .await;
+    let packet = qis_edge::packet::guard::decode(&m.raw).expect("an outcome packet");
+    assert_eq!(packet.topic(), m.topic);
+    wait_until(|| outbox_rows(state.path()) == 0, "the outbox empties").await;
     stop(gateway).await;
 }

@@ -36,9 +36,33 @@ pub struct MqttConfig {
     pub max_message_bytes: usize,
     /// `[mqtt.tls]`: present to connect with TLS.
     pub tls: Option<TlsConfig>,
+    /// Other nodes of the same broker cluster, `host:port` each (`[::1]:1883` for IPv6),
+    /// tried in turn after `host`/`port` whenever a connection fails, with the same
+    /// credentials, TLS and client id. Default none.
+    #[serde(default)]
+    pub failover: Vec<String>,
+}
+
+/// `host:port` (`[v6 address]:port`) as host and port, if it is one.
+pub fn parse_address(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.trim().rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| (host.to_string(), port))
 }
 
 impl MqttConfig {
+    /// Every broker address to try, in order: `host`/`port`, then `failover` (entries that
+    /// are not `host:port` are left out; the loader reports them).
+    pub fn addresses(&self) -> Vec<(String, u16)> {
+        std::iter::once((self.host.clone(), self.port))
+            .chain(self.failover.iter().filter_map(|a| parse_address(a)))
+            .collect()
+    }
+
     /// The local connection's client id: `client_id`, or `qis-edge-<site>`.
     pub fn local_client_id(&self, site: &str) -> String {
         self.client_id
@@ -93,6 +117,7 @@ impl Default for MqttConfig {
             reconnect_max_ms: default_reconnect_max_ms(),
             max_message_bytes: default_max_message_bytes(),
             tls: None,
+            failover: Vec::new(),
         }
     }
 }

@@ -101,15 +101,17 @@ pub fn start(
 ) -> Result<MqttLink, MqttSetupError> {
     let topics = Topics::new(site);
     let client_id = config.local_client_id(site);
-    let mut options = options::options(config, client_id)?;
-    options.set_clean_session(true);
-    options.set_last_will(LastWill::new(
+    let will = LastWill::new(
         topics.status(),
         status_payload(site, false, Some("connection_lost"), None, &[]),
         QoS::AtLeastOnce,
         true,
-    ));
-    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    );
+    let brokers = options::Brokers::new(config, &client_id, |o| {
+        o.set_clean_session(true);
+        o.set_last_will(will.clone());
+    })?;
+    let (client, mut eventloop) = AsyncClient::new(brokers.options(), REQUEST_CAPACITY);
     eventloop.set_network_options(options::network());
     let (generation_tx, generation_rx) = watch::channel(0u64);
     let (up_tx, up_rx) = watch::channel(false);
@@ -119,7 +121,8 @@ pub fn start(
         client: client.clone(),
         topics,
         site: site.to_string(),
-        broker: options::broker(config),
+        broker: brokers.name().to_string(),
+        brokers,
         inbound,
         generation: generation_tx,
         backoff: Backoff::new(
@@ -146,7 +149,10 @@ struct Driver {
     client: AsyncClient,
     topics: Topics,
     site: String,
+    /// `host:port` of the broker tried now.
     broker: String,
+    /// The brokers tried in turn.
+    brokers: options::Brokers,
     inbound: mpsc::Sender<Inbound>,
     generation: watch::Sender<u64>,
     up: watch::Sender<bool>,
@@ -227,6 +233,10 @@ impl Driver {
                     }
                     connected = false;
                     self.up.send_if_modified(|up| std::mem::replace(up, false));
+                    if self.brokers.next(&mut self.eventloop) {
+                        self.broker = self.brokers.name().to_string();
+                        info!(broker = %self.broker, "Trying the next local broker.");
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
                         _ = shutdown.cancelled() => break,

@@ -45,6 +45,59 @@ pub fn broker(config: &MqttConfig) -> String {
     format!("{}:{}", config.host, config.port)
 }
 
+/// The brokers a connection tries in turn: `host`/`port`, then each `failover` address,
+/// each with the same options (set by `configure` after [`options`]).
+pub struct Brokers {
+    options: Vec<(String, MqttOptions)>,
+    current: usize,
+}
+
+impl Brokers {
+    /// The options for every address of `config`.
+    pub fn new(
+        config: &MqttConfig,
+        client_id: &str,
+        configure: impl Fn(&mut MqttOptions),
+    ) -> Result<Self, MqttSetupError> {
+        let mut all = Vec::new();
+        for (host, port) in config.addresses() {
+            let at = MqttConfig {
+                host: host.clone(),
+                port,
+                ..config.clone()
+            };
+            let mut o = options(&at, client_id.to_string())?;
+            configure(&mut o);
+            all.push((broker(&at), o));
+        }
+        Ok(Self {
+            options: all,
+            current: 0,
+        })
+    }
+
+    /// The options of the broker to connect to now.
+    pub fn options(&self) -> MqttOptions {
+        self.options[self.current].1.clone()
+    }
+
+    /// `host:port` of the broker tried now, for log lines.
+    pub fn name(&self) -> &str {
+        &self.options[self.current].0
+    }
+
+    /// After a failed connection: the next broker in turn is the one `eventloop` connects to
+    /// next. False when there is only one.
+    pub fn next(&mut self, eventloop: &mut rumqttc::EventLoop) -> bool {
+        if self.options.len() < 2 {
+            return false;
+        }
+        self.current = (self.current + 1) % self.options.len();
+        eventloop.mqtt_options = self.options();
+        true
+    }
+}
+
 fn rustls_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, MqttSetupError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};

@@ -84,10 +84,11 @@ pub fn start_with(
     network: rumqttc::NetworkOptions,
     shutdown: CancellationToken,
 ) -> Result<Uplink, MqttSetupError> {
-    let mut options = options::options(config, client_id)?;
-    options.set_clean_session(false);
-    options.set_manual_acks(true);
-    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    let brokers = options::Brokers::new(config, &client_id, |o| {
+        o.set_clean_session(false);
+        o.set_manual_acks(true);
+    })?;
+    let (client, mut eventloop) = AsyncClient::new(brokers.options(), REQUEST_CAPACITY);
     eventloop.set_network_options(network);
     let (state_tx, state) = watch::channel(UplinkState::Disconnected);
     let (outbox_tx, outbox) = watch::channel(None);
@@ -95,7 +96,8 @@ pub fn start_with(
     let driver = Driver {
         client,
         eventloop,
-        broker: options::broker(config),
+        broker: brokers.name().to_string(),
+        brokers,
         backoff: Backoff::new(
             Duration::from_millis(500),
             Duration::from_millis(config.reconnect_max_ms),
@@ -136,7 +138,10 @@ const STORAGE_LOG_INTERVAL: Duration = Duration::from_secs(60);
 struct Driver {
     client: AsyncClient,
     eventloop: EventLoop,
+    /// `host:port` of the broker tried now.
     broker: String,
+    /// The brokers tried in turn.
+    brokers: options::Brokers,
     backoff: Backoff,
     parts: UplinkParts,
     state: watch::Sender<UplinkState>,
@@ -250,6 +255,10 @@ impl Driver {
                     self.connected = false;
                     self.in_flight = None;
                     self.state.send_replace(UplinkState::Disconnected);
+                    if self.brokers.next(&mut self.eventloop) {
+                        self.broker = self.brokers.name().to_string();
+                        info!(broker = %self.broker, "Trying the next uplink broker.");
+                    }
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(self.backoff.next_delay()) => {}

@@ -363,6 +363,26 @@ fn match_levels_and_their_factors_are_checked() {
 }
 
 #[test]
+fn failover_addresses_are_host_and_port() {
+    let text =
+        |list: &str| format!("[site]\nid = \"p\"\n[uplink]\nhost = \"a\"\nfailover = {list}\n");
+    assert!(errors(&text("[\"b:1883\", \"[::1]:8883\"]")).is_empty());
+    let e = errors(&text("[\"b:1883\", \"c\", \"d:0\"]"));
+    let m: Vec<&str> = e.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(m.len(), 2, "{m:?}");
+    assert!(
+        m[0].contains("failover entry `c` is not host:port"),
+        "{m:?}"
+    );
+    assert!(m[1].contains("`d:0`"), "{m:?}");
+    let config = crate::config::parse_str(&text("[\"b:1884\", \"[::1]:8883\"]"), "t").unwrap();
+    assert_eq!(
+        config.uplink.unwrap().addresses(),
+        vec![("a".into(), 1883), ("b".into(), 1884), ("::1".into(), 8883)]
+    );
+}
+
+#[test]
 fn a_fault_confirmation_must_name_another_point_of_the_device() {
     let text = |point: &str, equals: &str| {
         format!(

@@ -96,6 +96,14 @@ pub(in crate::config) fn validate_mqtt(mqtt: &MqttConfig) -> Vec<Finding> {
             ));
         }
     }
+    for a in &mqtt.failover {
+        if crate::config::mqtt::parse_address(a).is_none() {
+            out.push((
+                vec!["failover"],
+                format!("failover entry `{a}` is not host:port (e.g. \"10.0.0.2:1883\")"),
+            ));
+        }
+    }
     if mqtt.password.is_some() && mqtt.username.is_none() {
         out.push((
             vec!["password"],
