@@ -128,6 +128,7 @@ async fn a_plant_alone_warns_where_its_own_levels_say() {
         poll_interval_ms: 20,
         mode: qis_edge::sim::fleet::Mode::Alone,
         baseline_weight: 1.0,
+        match_level: qis_edge::packet::MatchLevel::Full,
         k: 3.0,
     };
     let text = plant.toml();
@@ -317,6 +318,7 @@ async fn a_fleet_of_two_lives_runs_alone_and_sharing() {
             stagger: 0.5,
             mode,
             baseline_weight: 1.0,
+            match_level: qis_edge::packet::MatchLevel::Full,
             k: 3.0,
             window_s: 3600.0,
         };

@@ -172,6 +172,17 @@ pub struct SimCli {
     /// peers' proposals (the product's default 1.0).
     #[arg(long, default_value_t = 1.0)]
     baseline_weight: f64,
+    /// Every rule's `adapt.match`: `full` (plants of the same operating condition only, the
+    /// default), or `mounting` (every plant: the condition is the one attribute that differs).
+    #[arg(long = "match", default_value = "full", value_parser = parse_match)]
+    match_level: crate::packet::MatchLevel,
+}
+
+fn parse_match(text: &str) -> Result<crate::packet::MatchLevel, String> {
+    crate::packet::MatchLevel::ALL
+        .into_iter()
+        .find(|l| l.as_str() == text)
+        .ok_or_else(|| format!("`{text}`: one of full, mounting, process, class"))
 }
 
 /// Runs `qis-edge sim` and prints its report.
@@ -185,6 +196,7 @@ async fn sim(a: SimCli) -> Result<(), String> {
         broker: a.broker,
         stagger: a.stagger,
         baseline_weight: a.baseline_weight,
+        match_level: a.match_level,
     };
     let report = crate::sim::run(args).await?;
     println!("{report}");

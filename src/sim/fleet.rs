@@ -56,6 +56,8 @@ pub struct Options {
     pub mode: Mode,
     /// Every plant's `[synthesis] baseline_weight`.
     pub baseline_weight: f64,
+    /// Every watched rule's `adapt.match`.
+    pub match_level: crate::packet::MatchLevel,
     /// The engineer's warning at this many sigma over the healthy mean.
     pub k: f64,
     /// Seconds of life: a warning followed by the end of life within this is confirmed (by the
@@ -325,6 +327,7 @@ async fn start_plant(
         poll_interval_ms: options.poll_interval_ms,
         mode: options.mode,
         baseline_weight: options.baseline_weight,
+        match_level: options.match_level,
         k: options.k,
     };
     let config = crate::config::parse_str(&plant.toml(), &format!("{site}.toml")).map_err(|e| {

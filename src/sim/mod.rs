@@ -35,6 +35,8 @@ pub struct SimArgs {
     pub stagger: f64,
     /// The plants' `[synthesis] baseline_weight`.
     pub baseline_weight: f64,
+    /// Every watched rule's `adapt.match`.
+    pub match_level: crate::packet::MatchLevel,
 }
 
 /// Snapshot spacing of the shared lives, seconds (10 s): one poll per snapshot.
@@ -72,6 +74,7 @@ pub async fn run(args: SimArgs) -> Result<String, String> {
         stagger: args.stagger,
         mode: fleet::Mode::Alone,
         baseline_weight: args.baseline_weight,
+        match_level: args.match_level,
         k: 3.0,
         window_s: 3600.0,
     };

@@ -39,6 +39,8 @@ pub struct Plant<'a> {
     pub mode: super::fleet::Mode,
     /// Its `[synthesis] baseline_weight`.
     pub baseline_weight: f64,
+    /// Its watched rules' `adapt.match`.
+    pub match_level: crate::packet::MatchLevel,
     /// The engineer's warning at `k` sigma over the healthy mean.
     pub k: f64,
 }
@@ -92,8 +94,11 @@ impl Plant<'_> {
                 let _ = write!(
                     t,
                     "\n[[devices.points.alarms]]\nkind = \"high\"\nwarning = {:?}\n\
-                     [devices.points.alarms.adapt]\nfloor = {:?}\nceiling = {:?}\n",
-                    b.warning, b.mean, b.warning
+                     [devices.points.alarms.adapt]\nfloor = {:?}\nceiling = {:?}\nmatch = \"{}\"\n",
+                    b.warning,
+                    b.mean,
+                    b.warning,
+                    self.match_level.as_str()
                 );
                 if relative {
                     let _ = write!(t, "healthy = {:?}\nrelative = true\n", b.mean);
@@ -143,6 +148,7 @@ mod tests {
             poll_interval_ms: 10,
             mode: crate::sim::fleet::Mode::Relative,
             baseline_weight: 0.5,
+            match_level: crate::packet::MatchLevel::Mounting,
             k: 3.0,
         };
         let config = parse_str(&plant.toml(), "b.toml").unwrap_or_else(|e| panic!("{e}"));
@@ -157,6 +163,7 @@ mod tests {
         let adapt = rule.adapt.as_ref().expect("adaptable");
         assert_eq!(adapt.healthy, Some(b.mean));
         assert!(adapt.relative);
+        assert_eq!(adapt.match_level, crate::packet::MatchLevel::Mounting);
         assert_eq!(config.synthesis.baseline_weight, 0.5);
         assert!(d.points[1].alarms.is_empty(), "peak is not watched");
         assert_eq!(

@@ -15,7 +15,8 @@ pub fn rule(options: &Options) -> String {
     format!(
         "Each plant's engineer sets a `high` warning on RMS, kurtosis and the 2–6 kHz band RMS at \
          the mean + {k}·σ of that plant's own first hour of life, with no fleet knowledge; peers \
-         may tighten it down to the healthy mean, never loosen it (`baseline_weight = {bw}`). \
+         may tighten it down to the healthy mean, never loosen it (`baseline_weight = {bw}`, \
+         peers' packets taken from contexts matching at `{m}` level). \
          Sharing absolute levels, a peer's level is proposed as it is; sharing relative levels, \
          as its ratio to the peer's healthy mean times this plant's own. The end of life raises \
          the sensor's fault, which confirms the warnings still unanswered; a warning that \
@@ -23,6 +24,7 @@ pub fn rule(options: &Options) -> String {
          false alarm). Lead time: from the first confirmed warning to the end of life.",
         k = options.k,
         bw = options.baseline_weight,
+        m = options.match_level.as_str(),
         w = options.window_s
     )
 }
@@ -85,6 +87,7 @@ pub fn json(lives: &[Arc<Life>], options: &Options, runs: &Runs) -> Value {
         "poll_interval_ms": options.poll_interval_ms,
         "stagger": options.stagger,
         "baseline_weight": options.baseline_weight,
+        "match": options.match_level.as_str(),
         "runs": runs.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(),
         "plants": plants,
     })
