@@ -145,8 +145,9 @@ impl Core {
         let at_ms = now.unix_ms();
         for a in self.adapt.rules() {
             let e = &a.effective;
-            let steps = self.history.levels.entry(a.name.clone()).or_default();
-            if steps.back().map_or(e.baseline, |s| s.value) == e.value {
+            // Looked up by reference: most ticks change nothing, and must not allocate.
+            let last = self.history.levels.get(&a.name).and_then(|s| s.back());
+            if last.map_or(e.baseline, |s| s.value) == e.value {
                 self.history.settling.remove(&a.name);
                 continue;
             }
@@ -169,6 +170,7 @@ impl Core {
                 value: e.value,
                 proposals: e.provenance.len(),
             };
+            let steps = self.history.levels.entry(a.name.clone()).or_default();
             view::push(steps, step);
             self.answers.level_changed(LevelChange {
                 at_ms,
