@@ -31,11 +31,13 @@ async fn drain(port: u16, nodelay: bool, hold_own: bool, round: usize) -> f64 {
     let fingerprint = qis_edge::packet::Fingerprint([7; 16]);
     let tx = db.conn().transaction().expect("transaction");
     for seq in 1..=PACKETS {
+        let body = peer_body(fingerprint, seq);
         let q = Queued {
             seq,
             alarm_id: format!("a/b/c/{seq}"),
             topic: fingerprint.topic(),
-            bytes: signed_by(3, peer_body(fingerprint, seq)),
+            expires_at: body.expires_at(),
+            bytes: signed_by(3, body),
             at_ms: 0,
         };
         outbox::insert(&tx, &q, 10_000).expect("insert");

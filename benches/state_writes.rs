@@ -117,6 +117,7 @@ fn answers_db(dir: &Path, alarms: usize) -> Cost {
                         alarm_id: p.alarm_id.clone(),
                         topic: "qis/v1/ctx/66739cb8176782c9b63b70788d464486".into(),
                         bytes: vec![0x5a; 180],
+                        expires_at: 1_798_692_000,
                         at_ms: 0,
                     })
                 },

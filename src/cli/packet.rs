@@ -395,7 +395,7 @@ pub fn to_json(packet: &OutcomePacket, size: usize) -> Value {
         "issued_at": b.issued_at,
         "issued_at_utc": time(b.issued_at),
         "ttl_s": b.ttl_s,
-        "expires_at_utc": time(b.issued_at.saturating_add(u64::from(b.ttl_s))),
+        "expires_at_utc": time(b.expires_at()),
         "pattern": {
             "feature": b.pattern.feature,
             "frequency": frequency,

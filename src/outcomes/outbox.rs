@@ -28,10 +28,12 @@ pub struct Queued {
     pub seq: u64,
     /// The alarm it answers.
     pub alarm_id: String,
-    /// Its context's topic on the uplink.
+    /// Its topic on the uplink (the signed packet's: a v3 topic names its source).
     pub topic: String,
     /// The signed packet.
     pub bytes: Vec<u8>,
+    /// Unix seconds the packet expires ([`crate::packet::PacketBody::expires_at`]).
+    pub expires_at: u64,
     /// When it was queued, Unix milliseconds.
     pub at_ms: u64,
 }
@@ -50,19 +52,9 @@ pub fn insert(tx: &Transaction<'_>, q: &Queued, max: usize) -> Result<(), Storag
         q.bytes,
         q.at_ms as i64
     ])?;
-    if let Ok(packet) = decode(&q.bytes) {
-        if retained(&packet.topic()) {
-            let b = &packet.body;
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO retained(topic, expires_at) VALUES (?1, ?2)",
-            )?
-            .execute(params![
-                packet.topic(),
-                b.issued_at
-                    .saturating_add(u64::from(b.ttl_s))
-                    .min(i64::MAX as u64) as i64
-            ])?;
-        }
+    if retained(&q.topic) {
+        tx.prepare_cached("INSERT OR REPLACE INTO retained(topic, expires_at) VALUES (?1, ?2)")?
+            .execute(params![q.topic, q.expires_at.min(i64::MAX as u64) as i64])?;
     }
     let n: i64 = tx.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
     let over = n.saturating_sub(i64::try_from(max).unwrap_or(i64::MAX));
@@ -250,11 +242,13 @@ mod tests {
             let mut body = crate::packet::tests::largest_body();
             body.version = crate::packet::VERSION;
             body.seq = seq;
+            let packet = body.sign(&key).unwrap();
             let q = Queued {
                 seq,
                 alarm_id: format!("d/p/high/{seq}"),
-                topic: body.topic(),
-                bytes: body.sign(&key).unwrap().to_bytes().unwrap(),
+                topic: packet.topic(),
+                bytes: packet.to_bytes().unwrap(),
+                expires_at: packet.body.expires_at(),
                 at_ms: 0,
             };
             insert(&tx, &q, 2).unwrap();
@@ -274,6 +268,7 @@ mod tests {
             alarm_id: format!("d/p/high/{seq}"),
             topic: packet.topic(),
             bytes: packet.to_bytes().unwrap(),
+            expires_at: packet.body.expires_at(),
             at_ms: 0,
         };
         let tx = db.conn().transaction().unwrap();

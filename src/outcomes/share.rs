@@ -54,13 +54,14 @@ impl Sharing {
         if let Some(general) = self.levels.get(&body.fingerprint) {
             body.levels = Levels::Known(*general);
         }
-        let topic = body.topic();
-        match body.sign(&self.key).and_then(|p| p.to_bytes()) {
-            Ok(bytes) => Some(Queued {
+        // The topic and expiry of the signed packet: signing sets the source its topic names.
+        match body.sign(&self.key).and_then(|p| Ok((p.to_bytes()?, p))) {
+            Ok((bytes, packet)) => Some(Queued {
                 seq,
                 alarm_id: alarm_id.to_string(),
-                topic,
+                topic: packet.topic(),
                 bytes,
+                expires_at: packet.body.expires_at(),
                 at_ms: now_ms,
             }),
             Err(e) => {

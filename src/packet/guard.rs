@@ -502,7 +502,7 @@ fn check(
     let message = PacketBody::signing_message(&bytes[..bytes.len() - SIGNATURE_LEN]);
     key.verify_strict(&message, &Signature::from_bytes(&packet.signature))
         .map_err(|_| Rejection::BadSignature)?;
-    let expires = body.issued_at.saturating_add(u64::from(body.ttl_s));
+    let expires = body.expires_at();
     if now > expires.saturating_add(policy.clock_skew_s) {
         return Err(Rejection::Expired {
             ago_s: now - expires,

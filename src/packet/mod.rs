@@ -136,6 +136,11 @@ impl PacketBody {
         }
     }
 
+    /// Unix seconds after which receivers no longer apply the packet: `issued_at + ttl_s`.
+    pub fn expires_at(&self) -> u64 {
+        self.issued_at.saturating_add(u64::from(self.ttl_s))
+    }
+
     /// What the pattern is about, without its threshold: 16 hex digits, the first 8 bytes of
     /// SHA-256 over the encoded `pattern.feature`, `pattern.frequency`, `pattern.unit` and
     /// `pattern.direction` (wire fields 3, 4, 6 and 7, in that order).

@@ -106,6 +106,7 @@ fn import_outbox(dir: &Path, answers: &mut Answers) -> Result<usize, crate::db::
                 alarm_id: String::new(),
                 topic: p.topic(),
                 bytes,
+                expires_at: p.body.expires_at(),
                 at_ms: 0,
             }),
             Err(r) => {

@@ -371,7 +371,7 @@ impl SynthesisState {
                 lead_time_s: body.lead_time_s,
                 false_alarm,
                 issued_at: body.issued_at,
-                expires_at: body.issued_at.saturating_add(u64::from(body.ttl_s)),
+                expires_at: body.expires_at(),
                 level,
             },
         );
