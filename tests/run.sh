@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs the whole test suite:
 #   - Debian packages: mosquitto (a real broker), socat (a pseudo-terminal pair as an RS-485
-#     line), systemd (systemd-analyze), python3-venv;
+#     line), systemd (systemd-analyze), python3-venv, rabbitmq-server (a three-node fleet
+#     cluster on loopback, with its own ports, cookie and epmd);
 #     installed with apt-get when missing (as root, or through sudo);
 #   - the Python test peers (pymodbus, asyncua, prometheus-client, pinned in
 #     tests/requirements.txt) in ./.venv;
@@ -23,6 +24,7 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "run.sh: installing ${missing[*]}"
     sudo=""

@@ -20,6 +20,7 @@ mod net;
 mod observer;
 mod opcua;
 mod peer;
+mod rabbitmq;
 mod state;
 
 pub use browser::*;
@@ -32,6 +33,7 @@ pub use net::*;
 pub use observer::*;
 pub use opcua::*;
 pub use peer::*;
+pub use rabbitmq::*;
 pub use state::*;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};

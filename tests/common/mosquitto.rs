@@ -58,6 +58,24 @@ pub fn mosquitto_persistent_command(port: u16, dir: &Path, files: &Path) -> Comm
     )
 }
 
+/// A fleet node: mosquitto on `port` keeping sessions, retained and queued messages in `dir`
+/// across an orderly restart, bridged to the hub on `hub` for the uplink topics in both
+/// directions (QoS 1, persistent bridge session).
+pub fn mosquitto_bridged_node_on(port: u16, hub: u16, name: &str, dir: &Path) -> Peer {
+    spawn_peer(port, "mosquitto (bridged, persistent)", |files| {
+        let command = mosquitto_persistent_command(port, dir, files);
+        let conf = files.join("mosquitto.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("mosquitto.conf");
+        text.push_str(&format!(
+            "connection hub-{name}\naddress 127.0.0.1:{hub}\ntopic qis/v2/ctx/# both 1\n\
+             cleansession false\nremote_clientid bridge-{name}\nrestart_timeout 1 2\n\
+             keepalive_interval 5\n"
+        ));
+        std::fs::write(&conf, text).expect("mosquitto.conf");
+        command
+    })
+}
+
 /// A plant's mosquitto broker on a free port, bridged to a cloud broker on `cloud` for the
 /// uplink topics `qis/v1/ctx/#` and `qis/v2/ctx/#` in both directions (QoS 1, persistent bridge session), as a
 /// plant would run it.
