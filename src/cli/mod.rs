@@ -148,8 +148,8 @@ pub fn main() -> ExitCode {
 pub struct SimCli {
     /// A folder of lives: trend CSVs (`snapshot,t_s,rms_g,peak_g,crest,kurtosis,band_2_6k_rms_g`),
     /// each with a json of the same name giving its `operating_condition`.
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required_unless_present = "plants")]
+    data: Option<PathBuf>,
     /// Time compression: life seconds per second (1–1 000; one 10 s snapshot per poll).
     #[arg(long, default_value_t = 1000.0)]
     speed: f64,
@@ -176,6 +176,20 @@ pub struct SimCli {
     /// default), or `mounting` (every plant: the condition is the one attribute that differs).
     #[arg(long = "match", default_value = "full", value_parser = parse_match)]
     match_level: crate::packet::MatchLevel,
+    /// A scale run instead of lives: this many gateways (at most 2 000) over the broker, with
+    /// contexts and match levels drawn so each confirmation must reach a known subset.
+    #[arg(long, conflicts_with_all = ["data", "order", "isolated", "stagger"])]
+    plants: Option<usize>,
+    /// Scale run: the sources, each confirming one failure in turn.
+    #[arg(long, default_value_t = 5)]
+    confirmations: usize,
+    /// Scale run: the fleet broker's nodes, host:port, comma-separated, tried in turn
+    /// (default: the broker).
+    #[arg(long, value_delimiter = ',')]
+    uplink: Vec<String>,
+    /// Scale run: the broker's process ids, comma-separated, whose CPU is reported.
+    #[arg(long, value_delimiter = ',')]
+    broker_pid: Vec<String>,
 }
 
 fn parse_match(text: &str) -> Result<crate::packet::MatchLevel, String> {
@@ -187,8 +201,23 @@ fn parse_match(text: &str) -> Result<crate::packet::MatchLevel, String> {
 
 /// Runs `qis-edge sim` and prints its report.
 async fn sim(a: SimCli) -> Result<(), String> {
+    if let Some(plants) = a.plants {
+        if let Some(out) = &a.out {
+            std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+        }
+        let args = crate::sim::scale::ScaleArgs {
+            plants,
+            confirmations: a.confirmations,
+            broker: a.broker,
+            uplink: a.uplink,
+            broker_pids: a.broker_pid,
+            out: a.out,
+        };
+        println!("{}", crate::sim::scale::run(args).await?);
+        return Ok(());
+    }
     let args = crate::sim::SimArgs {
-        data: a.data,
+        data: a.data.unwrap_or_default(),
         speed: a.speed,
         order: a.order,
         isolated: a.isolated,

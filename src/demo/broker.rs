@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 /// Starts an MQTT 3.1.1 broker on `127.0.0.1:port` in a thread of its own and waits until it
 /// accepts connections.
 pub fn start(port: u16) -> Result<(), String> {
+    start_sized(port, 100)
+}
+
+/// [`start`], taking up to `max_connections` clients.
+pub fn start_sized(port: u16, max_connections: usize) -> Result<(), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     // rumqttd binds inside its own threads and cannot report a busy port; find out first.
     TcpListener::bind(addr).map_err(|e| {
@@ -30,7 +35,7 @@ pub fn start(port: u16) -> Result<(), String> {
     let config = Config {
         id: 0,
         router: RouterConfig {
-            max_connections: 100,
+            max_connections,
             max_outgoing_packet_count: 200,
             max_segment_size: 4 * 1024 * 1024,
             max_segment_count: 4,

@@ -10,6 +10,7 @@ pub mod life;
 pub mod plant;
 pub mod plot;
 pub mod report;
+pub mod scale;
 pub mod sensor;
 
 use std::path::PathBuf;
@@ -67,7 +68,7 @@ pub async fn run(args: SimArgs) -> Result<String, String> {
             args.baseline_weight
         ));
     }
-    let (host, port) = broker(args.broker.as_deref())?;
+    let (host, port) = broker(args.broker.as_deref(), 100)?;
     let options = fleet::Options {
         broker_host: host,
         poll_interval_ms: (SNAPSHOT_S * 1000.0 / args.speed).round() as u64,
@@ -146,23 +147,28 @@ fn select(args: &SimArgs) -> Result<Vec<Arc<life::Life>>, String> {
     Ok(lives)
 }
 
-/// The broker of `--broker host:port`, or an embedded one on a free port.
-fn broker(given: Option<&str>) -> Result<(String, u16), String> {
-    Ok(match given {
-        Some(b) => b
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
-            .filter(|(h, p)| !h.is_empty() && *p > 0)
-            .ok_or_else(|| format!("--broker `{b}`: give host:port, e.g. 127.0.0.1:1883"))?,
+/// The broker of `--broker host:port`, or an embedded one on a free port taking
+/// `connections` clients.
+fn broker(given: Option<&str>, connections: usize) -> Result<(String, u16), String> {
+    match given {
+        Some(b) => host_port(b, "--broker"),
         None => {
             let p = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .map_err(|e| format!("no free port for the embedded broker: {e}"))?
                 .port();
-            crate::demo::broker::start(p)?;
-            ("127.0.0.1".to_string(), p)
+            crate::demo::broker::start_sized(p, connections)?;
+            Ok(("127.0.0.1".to_string(), p))
         }
-    })
+    }
+}
+
+/// `host:port` of a command-line option.
+fn host_port(text: &str, option: &str) -> Result<(String, u16), String> {
+    text.rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+        .filter(|(h, p)| !h.is_empty() && *p > 0)
+        .ok_or_else(|| format!("{option} `{text}`: give host:port, e.g. 127.0.0.1:1883"))
 }
 
 /// The fleet alone, then (unless `isolated`) sharing absolute levels, then relative ones.
