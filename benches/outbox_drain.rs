@@ -73,6 +73,7 @@ async fn drain(port: u16, nodelay: bool, hold_own: bool, round: usize) -> f64 {
         outbox: Outbox::new(dir.path()),
         wake: wake_rx,
         subscriptions: vec![fingerprint.topic()],
+        join: None,
         incoming,
         puback_timeout: Duration::from_secs(30),
     };

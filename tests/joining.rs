@@ -212,22 +212,7 @@ async fn a_gateway_joining_after_expiry_receives_none() {
     ));
     obs.wait_uplink_subscribed("gent").await;
     // Published after the joiner subscribed, so it arrives after anything retained.
-    let context = qis_edge::config::parse_str(
-        &pump("x", Path::new("/nonexistent"), 1883, 502, 80.0, "", ""),
-        "t",
-    )
-    .unwrap()
-    .devices[0]
-        .context()
-        .unwrap()
-        .address()
-        .unwrap();
-    let marker = qis_edge::packet::PacketBody {
-        levels: qis_edge::packet::Levels::Known(context.general),
-        ..peer_body(context.full, 1)
-    };
-    let topic = topic_of(31, &marker);
-    let packet = signed_by(31, marker);
+    let (topic, packet) = marker(31);
     fleet.publish_raw(&topic, packet).await;
     let seen = obs
         .wait_for("the marker at the joiner", Duration::from_secs(20), |m| {
@@ -250,5 +235,101 @@ async fn a_gateway_joining_after_expiry_receives_none() {
         .await;
     assert_eq!(stats.json["rejected"]["expired"], 0, "{}", stats.json);
     stop(c).await;
+    stop(a).await;
+}
+
+/// A packet of the pump's context from the peer of key seed `seed`, as (topic, bytes): published
+/// after a joiner subscribed, it arrives after anything the broker sends on subscribing.
+fn marker(seed: u8) -> (String, Vec<u8>) {
+    let context = qis_edge::config::parse_str(
+        &pump("x", Path::new("/nonexistent"), 1883, 502, 80.0, "", ""),
+        "t",
+    )
+    .unwrap()
+    .devices[0]
+        .context()
+        .unwrap()
+        .address()
+        .unwrap();
+    let marker = qis_edge::packet::PacketBody {
+        levels: qis_edge::packet::Levels::Known(context.general),
+        ..peer_body(context.full, 1)
+    };
+    (topic_of(seed, &marker), signed_by(seed, marker))
+}
+
+/// RabbitMQ's MQTT plugin does not deliver retained messages to wildcard subscriptions: a
+/// joiner on another node of the cluster receives none of the five live packets (the marker
+/// published after it subscribed arrives alone). With `[outcomes] join_requests` it asks, the
+/// source answers with its live packets, and the joiner applies all five.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_rabbitmq_a_joiner_asks_for_the_live_packets_and_applies_them() {
+    let cluster = tokio::task::block_in_place(|| RabbitCluster::start(2));
+    let nodes = cluster.mqtt_ports();
+    let broker = mosquitto();
+    let (plc_a, plc_b) = (plc(), plc());
+    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut obs = Observer::connect(broker.port).await;
+    let mut fleet = Observer::connect_filter(nodes[0], "qis/v2/ctx/#").await;
+    let uplink = |node: u16, join: bool| {
+        format!("[uplink]\nport = {node}\n[outcomes]\njoin_requests = {join}\n")
+    };
+    let a = start(&pump(
+        "lyon",
+        state_a.path(),
+        broker.port,
+        plc_a.port,
+        65.0,
+        "",
+        &uplink(nodes[0], true),
+    ));
+    obs.wait_uplink_subscribed("lyon").await;
+    confirm_five(&mut obs, &mut fleet, "lyon", plc_a.port).await;
+
+    let joiner = |join: bool| {
+        start(&pump(
+            "gent",
+            state_b.path(),
+            broker.port,
+            plc_b.port,
+            80.0,
+            RAILS,
+            &uplink(nodes[1], join),
+        ))
+    };
+    let b = joiner(false);
+    obs.wait_uplink_subscribed("gent").await;
+    let (topic, packet) = marker(31);
+    Observer::connect(nodes[1])
+        .await
+        .publish_raw(&topic, packet)
+        .await;
+    let stats = obs
+        .wait_for("the marker at the joiner", Duration::from_secs(20), |m| {
+            m.topic == "qis/gent/stats/intake" && m.json["accepted"].as_u64() >= Some(1)
+        })
+        .await;
+    assert_eq!(stats.json["accepted"], 1, "only the marker: {}", stats.json);
+    stop(b).await;
+
+    let b = joiner(true);
+    let stats = obs
+        .wait_for(
+            "the answered packets at the joiner",
+            Duration::from_secs(20),
+            |m| m.topic == "qis/gent/stats/intake" && m.json["applied"].as_u64() >= Some(6),
+        )
+        .await;
+    assert_eq!(
+        stats.json["accepted"], 5,
+        "the five, counted since this start: {}",
+        stats.json
+    );
+    assert_eq!(
+        stats.json["applied"], 6,
+        "the marker and the five: {}",
+        stats.json
+    );
+    stop(b).await;
     stop(a).await;
 }

@@ -122,6 +122,23 @@ impl Config {
             .collect()
     }
 
+    /// The equipment classes (fingerprints) a gateway asks the fleet about on joining (those
+    /// of points with an adaptable rule) and hears requests for (those of every point with a
+    /// context), each once.
+    pub fn join_classes(&self) -> (Vec<String>, Vec<String>) {
+        let (mut ask, mut hear) = (Vec::new(), Vec::new());
+        for (_, p, _, address) in self.point_contexts() {
+            let class = address.general[0].to_string();
+            if p.alarms.iter().any(|a| a.adapt.is_some()) && !ask.contains(&class) {
+                ask.push(class.clone());
+            }
+            if !hear.contains(&class) {
+                hear.push(class);
+            }
+        }
+        (ask, hear)
+    }
+
     /// The fleet broker: `[uplink]`, or the local broker when it is absent.
     pub fn uplink_broker(&self) -> &MqttConfig {
         self.uplink.as_ref().unwrap_or(&self.mqtt)

@@ -31,6 +31,12 @@ pub struct OutcomesConfig {
     /// reconnects and sends it again, seconds (1-3600). Default 30.
     #[serde(default = "default_puback_timeout_s")]
     pub puback_timeout_s: u64,
+    /// Ask the fleet for its live packets on subscribing (`qis/v2/join/<class>`), and hand
+    /// this gateway's own to those who ask: for fleet brokers that do not deliver retained
+    /// messages to wildcard subscriptions (RabbitMQ). Every gateway of such a fleet sets it.
+    /// Default false.
+    #[serde(default)]
+    pub join_requests: bool,
 }
 
 pub(super) fn default_puback_timeout_s() -> u64 {
@@ -51,6 +57,7 @@ impl Default for OutcomesConfig {
             allowlist: Vec::new(),
             clock_skew_s: default_clock_skew_s(),
             puback_timeout_s: default_puback_timeout_s(),
+            join_requests: false,
         }
     }
 }

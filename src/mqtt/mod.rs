@@ -5,6 +5,7 @@
 //! The core never touches a connection: it pushes [`Publication`]s, which [`local`] sends.
 
 pub mod acks;
+pub mod join;
 pub mod local;
 pub mod options;
 pub mod payload;

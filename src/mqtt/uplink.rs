@@ -56,8 +56,10 @@ pub struct UplinkParts {
     pub outbox: Outbox,
     /// A message means a new packet is waiting.
     pub wake: mpsc::Receiver<()>,
-    /// Context topics to subscribe to.
+    /// Context topics to subscribe to (and the join request topics, with `join`).
     pub subscriptions: Vec<String>,
+    /// Join requests: asked on every subscription, answered from the live packets.
+    pub join: Option<super::join::Join>,
     /// Where peers' packets go. When it is full the uplink stops reading from the broker
     /// until there is room (flow control: nothing is dropped).
     pub incoming: mpsc::Sender<Incoming>,
@@ -237,12 +239,18 @@ impl Driver {
             };
             match event {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if !self.deliver(p).await {
+                    if let Some((class, token)) = super::join::request(&p.topic, &p.payload) {
+                        self.answer(&class, &token);
+                        if p.qos != QoS::AtMostOnce {
+                            self.acks.ack_for(p).send();
+                        }
+                    } else if !self.deliver(p).await {
                         break;
                     }
                 }
                 Ok(Event::Incoming(packet)) => self.on_packet(packet),
-                Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) => {
+                // A QoS 0 publish (a join request or answer) has packet id 0.
+                Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid))) if pkid != 0 => {
                     if let Some(f) = self.in_flight.as_mut() {
                         f.pkid.get_or_insert(pkid);
                     }
@@ -291,6 +299,7 @@ impl Driver {
                 {
                     info!(broker = %self.broker, topics = self.parts.subscriptions.len(), "Uplink subscribed to the context topics.");
                     self.state.send_replace(UplinkState::Subscribed);
+                    self.ask();
                 }
             }
             Packet::PubAck(ack) => {
@@ -325,13 +334,63 @@ impl Driver {
     /// on shutdown.
     async fn deliver(&mut self, p: rumqttc::Publish) -> bool {
         let qos = p.qos;
+        // An answer to this gateway's join request stands for the retained packet of its
+        // context topic.
+        let (topic, retained) = match super::join::answered(&p.topic) {
+            Some(topic) => (topic, true),
+            None => (p.topic.clone(), p.retain),
+        };
         let item = Incoming {
-            topic: p.topic.clone(),
+            topic,
             payload: p.payload.clone(),
-            retained: p.retain,
+            retained,
             ack: (qos != QoS::AtMostOnce).then(|| self.acks.ack_for(p)),
         };
         self.parts.incoming.send(item).await.is_ok()
+    }
+
+    /// Publishes this gateway's join requests (QoS 0: asked again on every subscription).
+    fn ask(&mut self) {
+        for (topic, token) in self.parts.join.iter().flat_map(|j| j.requests()) {
+            let _ = self
+                .client
+                .try_publish(topic, QoS::AtMostOnce, false, token);
+        }
+    }
+
+    /// Answers a join request for `class` with this gateway's live packets of that class,
+    /// QoS 0 (the asker asks again on its next subscription), unless over the rate.
+    fn answer(&mut self, class: &str, token: &str) {
+        let Some(join) = self.parts.join.as_mut() else {
+            return;
+        };
+        if !join.answer(token, std::time::Instant::now()) {
+            debug!(class, "Join request not answered (own, or over the rate).");
+            return;
+        }
+        let live = match self.parts.outbox.live(class, unix_now_s()) {
+            Ok(live) => live,
+            Err(e) => return self.storage_failed("read the live packets for a join request", &e),
+        };
+        let mut sent = 0;
+        for (ctx_topic, bytes) in live {
+            let Some(topic) = super::join::answer_topic(token, &ctx_topic) else {
+                continue;
+            };
+            if self
+                .client
+                .try_publish(topic, QoS::AtMostOnce, false, bytes)
+                .is_err()
+            {
+                break;
+            }
+            sent += 1;
+        }
+        info!(
+            class,
+            packets = sent,
+            "Join request answered with the live packets."
+        );
     }
 
     /// Counts the packets waiting (for the dashboard and `/metrics`).
@@ -410,9 +469,7 @@ impl Driver {
     /// Clears the first expired retained packet (an empty retained message on its topic), or
     /// sets when the next one expires.
     fn clear_next(&mut self) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = unix_now_s();
         let clear = match self.parts.outbox.due_clear(now) {
             Ok(Some(c)) => c,
             Ok(None) => {
@@ -440,6 +497,13 @@ impl Driver {
 }
 
 /// Sleeps until `at`; forever when None (the branch is disabled then anyway).
+/// The Unix time now, seconds.
+fn unix_now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,

@@ -21,6 +21,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use tracing::error;
 
+/// The most live packets handed out in one answer to a joining gateway.
+pub const LIVE_MAX: usize = 1024;
+
 /// A packet to queue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Queued {
@@ -53,8 +56,14 @@ pub fn insert(tx: &Transaction<'_>, q: &Queued, max: usize) -> Result<(), Storag
         q.at_ms as i64
     ])?;
     if retained(&q.topic) {
-        tx.prepare_cached("INSERT OR REPLACE INTO retained(topic, expires_at) VALUES (?1, ?2)")?
-            .execute(params![q.topic, q.expires_at.min(i64::MAX as u64) as i64])?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO retained(topic, expires_at, packet) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![
+            q.topic,
+            q.expires_at.min(i64::MAX as u64) as i64,
+            q.bytes
+        ])?;
     }
     let n: i64 = tx.query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))?;
     let over = n.saturating_sub(i64::try_from(max).unwrap_or(i64::MAX));
@@ -169,6 +178,33 @@ impl Outbox {
                 }
             }
         }
+    }
+
+    /// This gateway's live packets (unexpired at `now_s`) of equipment class `class` (its
+    /// fingerprint, 32 hex digits), as (topic, bytes): what it hands a gateway that asks on
+    /// joining. At most [`LIVE_MAX`].
+    pub fn live(
+        &mut self,
+        class: &str,
+        now_s: u64,
+    ) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let prefix = format!("qis/v2/ctx/{class}/");
+        let db = self.db()?;
+        let mut stmt = db.conn().prepare_cached(
+            "SELECT topic, packet FROM retained
+             WHERE packet IS NOT NULL AND expires_at > ?1 AND substr(topic, 1, ?2) = ?3
+             ORDER BY topic LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                now_s.min(i64::MAX as u64) as i64,
+                prefix.len() as i64,
+                prefix,
+                LIVE_MAX as i64
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The retained packet that expired first, if one has by `now_s` (Unix seconds).
@@ -312,6 +348,28 @@ mod tests {
         let due = outbox.due_clear(1_200).unwrap().unwrap();
         outbox.cleared(&due).unwrap();
         assert_eq!(outbox.next_clear().unwrap(), None);
+    }
+
+    /// What a joiner is handed: the newest packet of each topic, of the class asked, while it
+    /// lives.
+    #[test]
+    fn live_packets_are_the_unexpired_ones_of_the_class_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut db, _) = Db::open(dir.path()).unwrap();
+        let topic = queue_one(&mut db, 1, 1_000, 100);
+        queue_one(&mut db, 2, 1_050, 100);
+        let class = topic.split('/').nth(3).unwrap().to_string();
+        let mut outbox = Outbox::new(dir.path());
+        let live = outbox.live(&class, 1_100).unwrap();
+        assert_eq!(live.len(), 1, "one per topic: the newer");
+        assert_eq!(live[0].0, topic);
+        let packet = decode(&live[0].1).unwrap();
+        assert_eq!(packet.body.seq, 2);
+        assert!(outbox.live(&class, 1_150).unwrap().is_empty(), "expired");
+        assert!(
+            outbox.live(&"0".repeat(32), 1_100).unwrap().is_empty(),
+            "another class"
+        );
     }
 
     #[test]

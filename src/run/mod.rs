@@ -48,7 +48,8 @@ pub enum RunError {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let listener = crate::web::bind(&config.web).await?;
     let key = keys::load_or_create(&config.site.state_dir)?;
-    info!(source = %keys::public_hex(&key), "Outcome signing key loaded.");
+    let public = keys::public_hex(&key);
+    info!(source = %public, "Outcome signing key loaded.");
     let state = core_parts(&config, key)?;
     let cancel = CancellationToken::new();
     let (commands, commands_rx) = mpsc::channel(mqtt::local::COMMAND_CAPACITY);
@@ -61,10 +62,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     info!(site = %config.site.id, devices = config.devices.len(), broker = %mqtt::options::broker(&config.mqtt), "Gateway started.");
     let (wake, wake_rx) = mpsc::channel(16);
     let (peers, peers_rx) = mpsc::channel(256);
+    let join = config.outcomes.join_requests.then(|| {
+        let (ask, hear) = config.join_classes();
+        mqtt::join::Join::new(ask, hear, &public)
+    });
+    let mut subscriptions = config.context_topics();
+    subscriptions.extend(join.iter().flat_map(|j| j.subscriptions()));
     let parts = UplinkParts {
         outbox: Outbox::new(&config.site.state_dir),
         wake: wake_rx,
-        subscriptions: config.context_topics(),
+        subscriptions,
+        join,
         incoming: peers,
         puback_timeout: Duration::from_secs(config.outcomes.puback_timeout_s),
     };

@@ -138,21 +138,27 @@ async fn measure(
     let limit =
         Instant::now() + Duration::from_secs(60) + Duration::from_millis(50) * args.plants as u32;
     let sites: Vec<String> = gateways.iter().map(|g| g.site.clone()).collect();
-    if !w
-        .until(limit, |w| sites.iter().all(|s| w.subscribed.contains(s)))
-        .await
-    {
-        let missing = sites.iter().filter(|s| !w.subscribed.contains(*s)).count();
-        return Err(format!(
-            "{missing} of {} plants never subscribed to the fleet broker",
-            sites.len()
-        ));
+    loop {
+        let check = limit.min(Instant::now() + Duration::from_secs(5));
+        if w.until(check, |w| sites.iter().all(|s| w.subscribed.contains(s)))
+            .await
+        {
+            break;
+        }
+        if Instant::now() >= limit {
+            let missing = sites.iter().filter(|s| !w.subscribed.contains(*s)).count();
+            return Err(format!(
+                "{missing} of {} plants never subscribed to the fleet broker",
+                sites.len()
+            ));
+        }
+        w.refresh_uplinks().await;
     }
     let start_s = started.elapsed().as_secs_f64();
     let rss_after = wire::rss_kib();
     let mut figures = report::Figures::new(args, &shapes, start_s, rss_before, rss_after);
     let cpu = Cpu::read(&args.broker_pids);
-    let down_before: Vec<u64> = gateways.iter().map(|g| down(g)).collect();
+    let down_before: Vec<u64> = gateways.iter().map(down).collect();
     for s in 0..k {
         let delivered = confirm(&gateways, s, plc, w).await?;
         figures.confirmations.push(delivered);

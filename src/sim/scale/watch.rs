@@ -69,6 +69,17 @@ impl Watch {
         true
     }
 
+    /// Subscribes again to every plant's (retained) uplink state, so the broker sends each
+    /// once more: a broker drops what a client does not read fast enough (mosquitto beyond
+    /// `max_queued_messages`, 1 000 by default), as while a thousand plants start at once.
+    pub async fn refresh_uplinks(&mut self) {
+        let _ = self.client.unsubscribe("qis/+/uplink").await;
+        let _ = self
+            .client
+            .subscribe("qis/+/uplink", QoS::AtLeastOnce)
+            .await;
+    }
+
     /// Publishes a marker and reads until it comes back: everything published before it has
     /// then arrived.
     pub async fn drain(&mut self, deadline: Instant) {
