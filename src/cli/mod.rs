@@ -190,6 +190,10 @@ pub struct SimCli {
     /// Scale run: the broker's process ids, comma-separated, whose CPU is reported.
     #[arg(long, value_delimiter = ',')]
     broker_pid: Vec<String>,
+    /// Scale run: every plant asks for the fleet's live packets on joining
+    /// (`[outcomes] join_requests`; for RabbitMQ).
+    #[arg(long)]
+    join_requests: bool,
 }
 
 fn parse_match(text: &str) -> Result<crate::packet::MatchLevel, String> {
@@ -211,6 +215,7 @@ async fn sim(a: SimCli) -> Result<(), String> {
             broker: a.broker,
             uplink: a.uplink,
             broker_pids: a.broker_pid,
+            join_requests: a.join_requests,
             out: a.out,
         };
         println!("{}", crate::sim::scale::run(args).await?);

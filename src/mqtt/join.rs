@@ -9,12 +9,17 @@
 //! only the asker subscribes there. The asker takes an answer as the retained packet it stands
 //! for, on its `qis/v2/ctx/...` topic, through the same intake guard; a repeat is `known`.
 
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+use tokio::time::Instant;
 
-/// Answers given at most, per minute: a flood of requests cannot make a gateway flood the
-/// broker.
-pub const ANSWERS_PER_MINUTE: usize = 12;
+/// Answers given at most, per second: requests heard beyond that wait their turn (a fleet
+/// starting at once asks all together), so a flood of requests cannot make a gateway flood the
+/// broker, and none is lost.
+pub const ANSWERS_PER_SECOND: u32 = 100;
+/// Requests waiting for their answer at most; more are ignored (they ask again on their next
+/// subscription).
+pub const WAITING_MAX: usize = 4096;
 const REQUEST_PREFIX: &str = "qis/v2/join/";
 const ANSWER_PREFIX: &str = "qis/v2/answer/";
 
@@ -27,7 +32,11 @@ pub struct Join {
     pub hear: Vec<String>,
     /// Its token: where its answers come.
     pub token: String,
-    answered: VecDeque<Instant>,
+    /// Requests heard and not yet answered, as (class, token), oldest first.
+    waiting: VecDeque<(String, String)>,
+    queued: HashSet<(String, String)>,
+    /// When the next answer may go.
+    ready_at: Instant,
 }
 
 impl Join {
@@ -37,7 +46,9 @@ impl Join {
             ask,
             hear,
             token: public_hex.chars().take(16).collect(),
-            answered: VecDeque::new(),
+            waiting: VecDeque::new(),
+            queued: HashSet::new(),
+            ready_at: Instant::now(),
         }
     }
 
@@ -58,23 +69,35 @@ impl Join {
             .collect()
     }
 
-    /// Whether to answer a request from `token` now: not its own, and within the rate.
-    pub fn answer(&mut self, token: &str, now: Instant) -> bool {
-        if token == self.token {
-            return false;
-        }
-        while self
-            .answered
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+    /// A request heard: queued for an answer unless it is its own, already waiting, or the
+    /// queue is full.
+    pub fn heard(&mut self, class: &str, token: &str) -> bool {
+        let request = (class.to_string(), token.to_string());
+        if token == self.token
+            || self.waiting.len() >= WAITING_MAX
+            || self.queued.contains(&request)
         {
-            self.answered.pop_front();
-        }
-        if self.answered.len() >= ANSWERS_PER_MINUTE {
             return false;
         }
-        self.answered.push_back(now);
+        self.queued.insert(request.clone());
+        self.waiting.push_back(request);
         true
+    }
+
+    /// When the next waiting request may be answered; None with none waiting.
+    pub fn next_at(&self) -> Option<Instant> {
+        (!self.waiting.is_empty()).then_some(self.ready_at)
+    }
+
+    /// The next request to answer now, as (class, token), if its turn has come.
+    pub fn take(&mut self, now: Instant) -> Option<(String, String)> {
+        if now < self.ready_at {
+            return None;
+        }
+        let request = self.waiting.pop_front()?;
+        self.queued.remove(&request);
+        self.ready_at = now + Duration::from_secs(1) / ANSWERS_PER_SECOND;
+        Some(request)
     }
 }
 
@@ -139,14 +162,23 @@ mod tests {
     }
 
     #[test]
-    fn answers_are_limited_per_minute_and_never_to_itself() {
+    fn requests_wait_their_turn_once_each_and_never_its_own() {
         let mut join = Join::new(vec![], vec![], &"ab".repeat(32));
-        let t0 = Instant::now();
-        assert!(!join.answer(&join.token.clone(), t0));
-        for _ in 0..ANSWERS_PER_MINUTE {
-            assert!(join.answer("0123456789abcdef", t0));
+        let own = join.token.clone();
+        assert!(!join.heard("c", &own));
+        assert!(join.heard("c", "0123456789abcdef"));
+        assert!(!join.heard("c", "0123456789abcdef"), "already waiting");
+        assert!(join.heard("c", "fedcba9876543210"));
+        let t0 = join.next_at().unwrap();
+        assert_eq!(join.take(t0).unwrap().1, "0123456789abcdef");
+        let next = join.next_at().unwrap();
+        assert!(next > t0);
+        assert_eq!(join.take(next - Duration::from_millis(1)), None, "not yet");
+        assert_eq!(join.take(next).unwrap().1, "fedcba9876543210");
+        assert_eq!(join.next_at(), None);
+        for i in 0..WAITING_MAX {
+            assert!(join.heard("c", &format!("{i:016x}")));
         }
-        assert!(!join.answer("0123456789abcdef", t0 + Duration::from_secs(59)));
-        assert!(join.answer("0123456789abcdef", t0 + Duration::from_secs(60)));
+        assert!(!join.heard("c", "ffffffffffffffff"), "the queue is bounded");
     }
 }

@@ -209,7 +209,17 @@ impl Driver {
             let puback_deadline = self.puback_deadline();
             let storage_retry = self.storage_retry;
             let clear_at = self.clear_at;
+            let answer_at = self
+                .parts
+                .join
+                .as_ref()
+                .and_then(|j| j.next_at())
+                .filter(|_| self.connected);
             let event = tokio::select! {
+                _ = sleep_until(answer_at), if answer_at.is_some() => {
+                    self.answer_next();
+                    continue;
+                }
                 Some(()) = self.parts.wake.recv() => {
                     self.count_outbox();
                     if self.connected && self.in_flight.is_none() && self.storage_retry.is_none() {
@@ -240,7 +250,11 @@ impl Driver {
             match event {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if let Some((class, token)) = super::join::request(&p.topic, &p.payload) {
-                        self.answer(&class, &token);
+                        if let Some(join) = self.parts.join.as_mut() {
+                            if !join.heard(&class, &token) {
+                                debug!(class, "Join request ignored (own, waiting already, or too many waiting).");
+                            }
+                        }
                         if p.qos != QoS::AtMostOnce {
                             self.acks.ack_for(p).send();
                         }
@@ -358,23 +372,24 @@ impl Driver {
         }
     }
 
-    /// Answers a join request for `class` with this gateway's live packets of that class,
-    /// QoS 0 (the asker asks again on its next subscription), unless over the rate.
-    fn answer(&mut self, class: &str, token: &str) {
-        let Some(join) = self.parts.join.as_mut() else {
+    /// Answers the next waiting join request with this gateway's live packets of its class,
+    /// QoS 0 (the asker asks again on its next subscription).
+    fn answer_next(&mut self) {
+        let Some((class, token)) = self
+            .parts
+            .join
+            .as_mut()
+            .and_then(|j| j.take(tokio::time::Instant::now()))
+        else {
             return;
         };
-        if !join.answer(token, std::time::Instant::now()) {
-            debug!(class, "Join request not answered (own, or over the rate).");
-            return;
-        }
-        let live = match self.parts.outbox.live(class, unix_now_s()) {
+        let live = match self.parts.outbox.live(&class, unix_now_s()) {
             Ok(live) => live,
             Err(e) => return self.storage_failed("read the live packets for a join request", &e),
         };
         let mut sent = 0;
         for (ctx_topic, bytes) in live {
-            let Some(topic) = super::join::answer_topic(token, &ctx_topic) else {
+            let Some(topic) = super::join::answer_topic(&token, &ctx_topic) else {
                 continue;
             };
             if self
@@ -386,7 +401,7 @@ impl Driver {
             }
             sent += 1;
         }
-        info!(
+        debug!(
             class,
             packets = sent,
             "Join request answered with the live packets."

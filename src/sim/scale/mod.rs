@@ -33,6 +33,9 @@ pub struct ScaleArgs {
     pub uplink: Vec<String>,
     /// Processes whose CPU is the broker's (e.g. every node of a cluster).
     pub broker_pids: Vec<String>,
+    /// Every plant's `[outcomes] join_requests` (for a fleet broker without retained
+    /// messages on wildcard subscriptions).
+    pub join_requests: bool,
     pub out: Option<PathBuf>,
 }
 
@@ -60,6 +63,7 @@ struct Fleet {
     uplink: Vec<(String, u16)>,
     plc: u16,
     run: String,
+    join_requests: bool,
     cancel: CancellationToken,
 }
 
@@ -100,6 +104,7 @@ pub async fn run(args: ScaleArgs) -> Result<String, String> {
         uplink,
         plc: plc_addr.port(),
         run: format!("run {}", std::process::id()),
+        join_requests: args.join_requests,
         cancel: cancel.clone(),
     };
     let mut w = Watch::connect(&host, port).await?;
@@ -291,9 +296,12 @@ async fn start(fleet: &Fleet, i: usize, shape: Shape, counted: bool) -> Result<G
     let state_dir = fleet.root.join(&site);
     std::fs::create_dir_all(&state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
     let key = crate::packet::keys::load_or_create(&state_dir).map_err(|e| e.to_string())?;
+    // Plants spread over the fleet broker's nodes: each starts at its own, then the others.
     let mut uplink = fleet.uplink.clone();
+    let nodes = uplink.len();
+    uplink.rotate_left(i % nodes);
     let bytes = if counted {
-        let (h, p) = &fleet.uplink[0];
+        let (h, p) = &uplink[0];
         let target = tokio::net::lookup_host((h.as_str(), *p))
             .await
             .ok()
@@ -315,6 +323,7 @@ async fn start(fleet: &Fleet, i: usize, shape: Shape, counted: bool) -> Result<G
         plc: fleet.plc,
         register: i as u16,
         run: &fleet.run,
+        join_requests: fleet.join_requests,
     };
     let text = shape::toml(&shape, &links);
     // Kept beside the plant's state, for inspection.

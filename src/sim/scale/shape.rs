@@ -111,6 +111,8 @@ pub struct Links<'a> {
     pub register: u16,
     /// Names this run's contexts, so that retained packets of another run never match.
     pub run: &'a str,
+    /// `[outcomes] join_requests`.
+    pub join_requests: bool,
 }
 
 /// The gateway configuration of a plant of `shape`: one pump with a bearing temperature; a
@@ -125,6 +127,7 @@ pub fn toml(shape: &Shape, links: &Links) -> String {
         "[site]\nid = \"{}\"\nstate_dir = \"{}\"\n\n\
          [mqtt]\nhost = \"{}\"\nport = {}\nkeep_alive_s = 30\n\n\
          [uplink]\nhost = \"{}\"\nport = {}\nfailover = [{}]\nkeep_alive_s = 30\n\n\
+         [outcomes]\njoin_requests = {}\n\n\
          [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\nport = {}\n\
          poll_interval_ms = 1000\n\n\
          [devices.context]\nequipment_class = \"scale pump {} ({})\"\nprocess = \"process {}\"\n\
@@ -139,6 +142,7 @@ pub fn toml(shape: &Shape, links: &Links) -> String {
         first.0,
         first.1,
         failover.join(", "),
+        links.join_requests,
         links.plc,
         shape.class,
         links.run,
@@ -195,6 +199,7 @@ mod tests {
                 plc: 502,
                 register: 7,
                 run: "r",
+                join_requests: true,
             },
         );
         let config = crate::config::parse_str(&text, "t").unwrap();
