@@ -249,16 +249,7 @@ impl Driver {
             };
             match event {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if let Some((class, token)) = super::join::request(&p.topic, &p.payload) {
-                        if let Some(join) = self.parts.join.as_mut() {
-                            if !join.heard(&class, &token) {
-                                debug!(class, "Join request ignored (own, waiting already, or too many waiting).");
-                            }
-                        }
-                        if p.qos != QoS::AtMostOnce {
-                            self.acks.ack_for(p).send();
-                        }
-                    } else if !self.deliver(p).await {
+                    if !self.on_publish(p).await {
                         break;
                     }
                 }
@@ -341,6 +332,26 @@ impl Driver {
             }
             _ => {}
         }
+    }
+
+    /// A message on a subscription: a join request is queued for its answer (and
+    /// acknowledged at once), anything else goes to the core. False on shutdown.
+    async fn on_publish(&mut self, p: rumqttc::Publish) -> bool {
+        let Some((class, token)) = super::join::request(&p.topic, &p.payload) else {
+            return self.deliver(p).await;
+        };
+        if let Some(join) = self.parts.join.as_mut() {
+            if !join.heard(&class, &token) {
+                debug!(
+                    class,
+                    "Join request ignored (own, waiting already, or too many waiting)."
+                );
+            }
+        }
+        if p.qos != QoS::AtMostOnce {
+            self.acks.ack_for(p).send();
+        }
+        true
     }
 
     /// Hands a peer's packet to the core, waiting while the intake queue is full: the broker
