@@ -57,6 +57,7 @@
 //! | `mqtt` | `sources` (its `Quality` and `DeviceStats`), `outcomes`, `synthesis`, `intake`, `alarms`, `config`, `packet`, `analysis`, `backoff` |
 //! | `core` | all of the above, but not `mqtt::local` or `mqtt::uplink` (it owns no connection) |
 //! | `web` | `core`, `mqtt` (not its connections), `outcomes`, `sources`, `alarms`, `config`, `intake`, `synthesis` |
+//! | `sparkplug` | `web` (its read model and command type), `core`, `mqtt` (not its connections), `sources`, `config`, `alarms`, `store`, `backoff` |
 //! | `run` | all of the above |
 //! | `cli`, `demo`, `sim` | everything |
 
@@ -75,6 +76,7 @@ pub mod packet;
 pub mod run;
 pub mod sim;
 pub mod sources;
+pub mod sparkplug;
 pub mod store;
 pub mod synthesis;
 pub mod watchdog;

@@ -64,8 +64,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "sparkplug",
+        &[
+            "web", "core", "mqtt", "sources", "config", "alarms", "store", "backoff",
+        ],
+    ),
+    (
         "run",
         &[
+            "sparkplug",
             "web",
             "core",
             "mqtt",

@@ -14,6 +14,7 @@ mod opcua;
 mod outcomes;
 mod point;
 mod site;
+mod sparkplug;
 mod storage;
 mod synthesis;
 mod validate;
@@ -29,6 +30,7 @@ pub use opcua::*;
 pub use outcomes::*;
 pub use point::*;
 pub use site::*;
+pub use sparkplug::*;
 pub use storage::*;
 pub use synthesis::SynthesisConfig;
 pub use vibration::*;
@@ -62,6 +64,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// `[web]`: the dashboard and the metrics endpoint.
     pub web: WebConfig,
+    /// `[sparkplug]`: the gateway as a Sparkplug B edge node.
+    pub sparkplug: SparkplugConfig,
 }
 
 impl Config {

@@ -83,15 +83,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         cancel.clone(),
     )?;
     let core = Core::new(&config, state, Now::current());
-    let web = listener.map(|l| {
-        dashboard(
-            l,
-            &config,
-            core_task::snapshot(&core, &local.up, &uplink.outbox),
-            &cancel,
-            &mut tasks,
-        )
+    let web = (listener.is_some() || config.sparkplug.enabled).then(|| {
+        let initial = core_task::snapshot(&core, &local.up, &uplink.outbox);
+        readers(listener, &config, initial, &cancel, &mut tasks)
     });
+    let web = match web {
+        Some(r) => Some(r?),
+        None => None,
+    };
     let channels = core_task::Channels {
         events: events_rx,
         commands: commands_rx,
@@ -119,27 +118,38 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
-/// Starts the dashboard on `listener`: its server task joins `tasks`, and its side of the core
+/// Starts what reads the live state besides MQTT: the dashboard on `listener` and the
+/// Sparkplug edge node, as configured; their tasks join `tasks`, and their side of the core
 /// task is returned.
-fn dashboard(
-    listener: crate::web::Listener,
+fn readers(
+    listener: Option<crate::web::Listener>,
     config: &Config,
     initial: crate::web::Live,
     cancel: &CancellationToken,
     tasks: &mut Vec<(String, JoinHandle<()>)>,
-) -> core_task::Dashboard {
+) -> Result<core_task::Dashboard, RunError> {
     let (side, live, commands) = core_task::Dashboard::new(initial);
-    let server = crate::web::start(
-        listener,
-        &config.web,
-        &config.site.id,
-        &config.site.state_dir,
-        live,
-        commands,
-        cancel.clone(),
-    );
-    tasks.push(("web".into(), server));
-    side
+    if config.sparkplug.enabled {
+        let parts = crate::sparkplug::Parts {
+            live: live.clone(),
+            commands: commands.clone(),
+        };
+        let node = crate::sparkplug::start(config, parts, cancel.clone())?;
+        tasks.push(("sparkplug".into(), node));
+    }
+    if let Some(listener) = listener {
+        let server = crate::web::start(
+            listener,
+            &config.web,
+            &config.site.id,
+            &config.site.state_dir,
+            live,
+            commands,
+            cancel.clone(),
+        );
+        tasks.push(("web".into(), server));
+    }
+    Ok(side)
 }
 
 /// The core's state, loaded from the state database.

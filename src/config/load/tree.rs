@@ -56,10 +56,27 @@ impl<'t> Loader<'t> {
         );
         let storage = self.section(&root, "storage", validate_storage, StorageConfig::default);
         let web = self.section(&root, "web", validate_web, WebConfig::default);
+        let sparkplug = self.section(
+            &root,
+            "sparkplug",
+            validate_sparkplug,
+            SparkplugConfig::default,
+        );
         let devices = match root.get("devices") {
             Some(v) => self.devices(v),
             None => Some(Vec::new()),
         };
+        if let (Some(sp), Some(devices), Some(v)) = (&sparkplug, &devices, root.get("sparkplug")) {
+            for name in &sp.devices {
+                if !devices.iter().any(|d| d.name() == name) {
+                    self.report(
+                        v.span(),
+                        "sparkplug",
+                        format!("devices: no device `{name}` in [[devices]]"),
+                    );
+                }
+            }
+        }
         Some(Config {
             site: site?,
             mqtt: mqtt?,
@@ -70,12 +87,13 @@ impl<'t> Loader<'t> {
             synthesis: synthesis?,
             storage: storage?,
             web: web?,
+            sparkplug: sparkplug?,
         })
     }
 
     /// Reports every top-level key that is not a known section.
     fn check_sections(&mut self, root: &DeTable<'t>) {
-        const SECTIONS: [&str; 9] = [
+        const SECTIONS: [&str; 10] = [
             "site",
             "mqtt",
             "metrics",
@@ -85,6 +103,7 @@ impl<'t> Loader<'t> {
             "synthesis",
             "storage",
             "web",
+            "sparkplug",
         ];
         for (key, _) in root.iter() {
             if !SECTIONS.contains(&key.get_ref().as_ref()) {
@@ -92,7 +111,7 @@ impl<'t> Loader<'t> {
                     key.span(),
                     "config",
                     format!(
-                        "unknown section `{}`, expected one of `site`, `mqtt`, `metrics`, `devices`, `uplink`, `outcomes`, `synthesis`, `storage`, `web`",
+                        "unknown section `{}`, expected one of `site`, `mqtt`, `metrics`, `devices`, `uplink`, `outcomes`, `synthesis`, `storage`, `web`, `sparkplug`",
                         key.get_ref()
                     ),
                 );

@@ -274,6 +274,32 @@ pub(in crate::config) fn validate_storage(s: &StorageConfig) -> Vec<Finding> {
     out
 }
 
+pub(in crate::config) fn validate_sparkplug(s: &crate::config::SparkplugConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let ids = [
+        ("group_id", Some(&s.group_id)),
+        ("edge_node_id", s.edge_node_id.as_ref()),
+        ("primary_host_id", s.primary_host_id.as_ref()),
+    ];
+    for (key, id) in ids {
+        if let Some(problem) = id.and_then(|id| crate::config::id_problem(id)) {
+            out.push((vec![key], format!("{key} {problem}")));
+        }
+    }
+    for name in &s.devices {
+        if let Some(problem) = crate::config::id_problem(name) {
+            out.push((vec!["devices"], format!("device `{name}` {problem}")));
+        }
+    }
+    if let Some(broker) = &s.broker {
+        for (mut path, message) in validate_mqtt(broker) {
+            path.insert(0, "broker");
+            out.push((path, message));
+        }
+    }
+    out
+}
+
 pub(in crate::config) fn validate_web(w: &WebConfig) -> Vec<Finding> {
     let mut out = Vec::new();
     check_range(
