@@ -34,7 +34,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 venv=.venv
-if ! "$venv/bin/python" -c 'import pymodbus, sys; import cryptography, serial, asyncua; from importlib.metadata import version; sys.exit(pymodbus.__version__ != "3.8.6" or cryptography.__version__ != "46.0.3" or serial.__version__ != "3.5" or version("asyncua") != "2.1.0" or version("prometheus-client") != "0.26.0")' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import pymodbus, sys; import cryptography, serial, asyncua; from importlib.metadata import version; sys.exit(pymodbus.__version__ != "3.8.6" or cryptography.__version__ != "46.0.3" or serial.__version__ != "3.5" or version("asyncua") != "2.1.0" or version("prometheus-client") != "0.26.0" or version("pysparkplug") != "0.6.1")' 2>/dev/null; then
     echo "run.sh: creating $venv with the Python test peers"
     rm -rf "$venv"
     python3 -m venv "$venv"
@@ -42,7 +42,7 @@ if ! "$venv/bin/python" -c 'import pymodbus, sys; import cryptography, serial, a
 fi
 export QIS_TEST_PYTHON="$PWD/$venv/bin/python"
 
-for node_peer in tests/peers/node-opcua tests/peers/browser; do
+for node_peer in tests/peers/node-opcua tests/peers/browser tests/peers/sparkplug-payload; do
     if ! cmp -s "$node_peer/package-lock.json" "$node_peer/node_modules/.installed-from"; then
         echo "run.sh: installing $node_peer"
         (cd "$node_peer" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)

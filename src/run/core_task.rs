@@ -47,6 +47,9 @@ pub struct Dashboard {
     pub live: watch::Sender<Arc<Live>>,
     /// When it was last replaced.
     replaced: std::cell::Cell<std::time::Instant>,
+    /// Replace it at every tick that changed something (the Sparkplug edge node reports by
+    /// exception from it), not only while a page watches.
+    pub every_tick: bool,
 }
 
 /// How often the read model is replaced while no page is open (a page then loads a snapshot
@@ -64,6 +67,7 @@ impl Dashboard {
                 commands,
                 live,
                 replaced,
+                every_tick: false,
             },
             rx,
             tx,
@@ -74,7 +78,8 @@ impl Dashboard {
     /// server itself holds one receiver), otherwise every [`IDLE_SNAPSHOT`].
     fn due(&self) -> bool {
         let now = std::time::Instant::now();
-        let due = self.live.receiver_count() > 1
+        let due = self.every_tick
+            || self.live.receiver_count() > 1
             || now.duration_since(self.replaced.get()) >= IDLE_SNAPSHOT;
         if due {
             self.replaced.set(now);

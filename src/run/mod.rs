@@ -128,7 +128,8 @@ fn readers(
     cancel: &CancellationToken,
     tasks: &mut Vec<(String, JoinHandle<()>)>,
 ) -> Result<core_task::Dashboard, RunError> {
-    let (side, live, commands) = core_task::Dashboard::new(initial);
+    let (mut side, live, commands) = core_task::Dashboard::new(initial);
+    side.every_tick = config.sparkplug.enabled;
     if config.sparkplug.enabled {
         let parts = crate::sparkplug::Parts {
             live: live.clone(),

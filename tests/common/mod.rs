@@ -21,6 +21,7 @@ mod observer;
 mod opcua;
 mod peer;
 mod rabbitmq;
+mod sparkplug;
 mod state;
 
 pub use browser::*;
@@ -34,6 +35,7 @@ pub use observer::*;
 pub use opcua::*;
 pub use peer::*;
 pub use rabbitmq::*;
+pub use sparkplug::*;
 pub use state::*;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
