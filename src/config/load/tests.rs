@@ -454,3 +454,31 @@ fn arbitrary_garbage_never_panics() {
         assert!(parse_str(text, "t").is_err());
     }
 }
+
+#[test]
+fn sparkplug_defaults_and_bad_ids_and_devices() {
+    let c = parse_str(
+        "[site]\nid = \"p1\"\n[sparkplug]\nenabled = true\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert!(c.sparkplug.enabled);
+    assert_eq!(c.sparkplug.group_id, "qis-edge");
+    assert_eq!(c.sparkplug.edge_node_id, None);
+    let errs = errors(
+        "[site]\nid = \"p1\"\n[sparkplug]\nenabled = true\ngroup_id = \"a/b\"\n\
+         primary_host_id = \"\"\ndevices = [\"nosuch\"]\n[sparkplug.broker]\nport = 0\n",
+    );
+    for want in ["group_id holds `/`", "primary_host_id is empty", "port 0"] {
+        assert!(
+            errs.iter().any(|d| d.message.contains(want)),
+            "{want}: {errs:?}"
+        );
+    }
+    let errs = errors("[site]\nid = \"p1\"\n[sparkplug]\ndevices = [\"nosuch\"]\n");
+    assert!(
+        errs.iter()
+            .any(|d| d.message.contains("no device `nosuch`")),
+        "{errs:?}"
+    );
+}
