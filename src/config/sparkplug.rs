@@ -23,6 +23,9 @@ pub struct SparkplugConfig {
     /// The devices exposed, by name. Default every device.
     #[serde(default)]
     pub devices: Vec<String>,
+    /// The points exposed, as `device/point`. Default every point of the exposed devices.
+    #[serde(default)]
+    pub points: Vec<String>,
     /// The broker, with the keys of `[mqtt]`. Default the local broker of `[mqtt]`.
     #[serde(default)]
     pub broker: Option<MqttConfig>,
@@ -40,6 +43,7 @@ impl Default for SparkplugConfig {
             edge_node_id: None,
             primary_host_id: None,
             devices: Vec::new(),
+            points: Vec::new(),
             broker: None,
         }
     }

@@ -228,8 +228,12 @@ pub fn layout(config: &Config) -> Vec<Device> {
             alias,
             metrics: Vec::new(),
         };
-        for p in 0..device.points().len() {
-            b.point(device, d, p);
+        let points = &config.sparkplug.points;
+        for (p, point) in device.points().iter().enumerate() {
+            let name = format!("{}/{}", device.name(), point.name);
+            if points.is_empty() || points.contains(&name) {
+                b.point(device, d, p);
+            }
         }
         b.health(d);
         alias = b.alias;
@@ -440,5 +444,53 @@ pub fn data_metric(spec: &Spec, reading: Reading) -> Metric {
         value: reading.value,
         properties: reading.properties,
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(sparkplug: &str) -> Config {
+        crate::config::parse_str(
+            &format!(
+                "[site]\nid = \"s\"\n[sparkplug]\nenabled = true\n{sparkplug}\n\
+                 [[devices]]\ntype = \"modbus_tcp\"\nname = \"pump\"\nhost = \"127.0.0.1\"\n\
+                 [[devices.points]]\nname = \"a\"\nregister = \"holding\"\naddress = 0\n\
+                 [[devices.points.alarms]]\nkind = \"high\"\nalarm = 5.0\n\
+                 [[devices.points]]\nname = \"b\"\nregister = \"coil\"\naddress = 0\n\
+                 [[devices]]\ntype = \"modbus_tcp\"\nname = \"fan\"\nhost = \"127.0.0.1\"\n\
+                 [[devices.points]]\nname = \"c\"\nregister = \"holding\"\naddress = 0\n\
+                 data_type = \"i32\"\nscale = 0.1\n"
+            ),
+            "t",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn every_metric_has_a_node_wide_alias_and_the_points_datatype() {
+        let devices = layout(&config(""));
+        assert_eq!(devices.len(), 2);
+        let all: Vec<&Spec> = devices.iter().flat_map(|d| &d.metrics).collect();
+        let mut aliases: Vec<u64> = all.iter().map(|s| s.alias).collect();
+        aliases.sort_unstable();
+        aliases.dedup();
+        assert_eq!(aliases.len(), all.len(), "unique");
+        assert!(aliases[0] > NODE_ALIASES);
+        let find = |n: &str| all.iter().find(|s| s.name == n).unwrap().datatype;
+        assert_eq!(find("a"), dt::UINT16);
+        assert_eq!(find("b"), dt::BOOLEAN);
+        assert_eq!(find("c"), dt::DOUBLE, "scaled");
+        assert_eq!(find("a/Alarms/high/Ack"), dt::BOOLEAN);
+    }
+
+    #[test]
+    fn only_the_devices_and_points_asked_for_are_exposed() {
+        let devices = layout(&config("devices = [\"pump\"]\npoints = [\"pump/b\"]\n"));
+        assert_eq!(devices.len(), 1);
+        let names: Vec<&str> = devices[0].metrics.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"b") && !names.contains(&"a"), "{names:?}");
+        assert!(names.contains(&"Device Health/Link"));
     }
 }

@@ -306,9 +306,14 @@ impl Node {
                 let live = self.parts.live.borrow();
                 let mut out = Vec::new();
                 for spec in &self.devices[i].metrics {
-                    let r = metrics::read(spec, &live.view);
+                    let mut r = metrics::read(spec, &live.view);
                     let now = (r.value.clone(), r.properties.clone());
-                    if self.sent.get(&spec.alias) != Some(&now) {
+                    let before = self.sent.get(&spec.alias);
+                    if before != Some(&now) {
+                        // Properties go again only when they changed (a quality, a rail).
+                        if before.is_some_and(|(_, p)| *p == now.1) {
+                            r.properties = None;
+                        }
                         self.sent.insert(spec.alias, now);
                         out.push(metrics::data_metric(spec, r));
                     }

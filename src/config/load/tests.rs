@@ -475,10 +475,13 @@ fn sparkplug_defaults_and_bad_ids_and_devices() {
             "{want}: {errs:?}"
         );
     }
-    let errs = errors("[site]\nid = \"p1\"\n[sparkplug]\ndevices = [\"nosuch\"]\n");
-    assert!(
-        errs.iter()
-            .any(|d| d.message.contains("no device `nosuch`")),
-        "{errs:?}"
+    let errs = errors(
+        "[site]\nid = \"p1\"\n[sparkplug]\ndevices = [\"nosuch\"]\npoints = [\"a/b\", \"c\"]\n",
     );
+    for want in ["no device `nosuch`", "no point `a/b`", "no point `c`"] {
+        assert!(
+            errs.iter().any(|d| d.message.contains(want)),
+            "{want}: {errs:?}"
+        );
+    }
 }

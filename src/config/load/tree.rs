@@ -67,15 +67,7 @@ impl<'t> Loader<'t> {
             None => Some(Vec::new()),
         };
         if let (Some(sp), Some(devices), Some(v)) = (&sparkplug, &devices, root.get("sparkplug")) {
-            for name in &sp.devices {
-                if !devices.iter().any(|d| d.name() == name) {
-                    self.report(
-                        v.span(),
-                        "sparkplug",
-                        format!("devices: no device `{name}` in [[devices]]"),
-                    );
-                }
-            }
+            self.check_sparkplug_names(sp, devices, v.span());
         }
         Some(Config {
             site: site?,
@@ -89,6 +81,38 @@ impl<'t> Loader<'t> {
             web: web?,
             sparkplug: sparkplug?,
         })
+    }
+
+    /// Reports `[sparkplug]` devices and points that are not in `[[devices]]`.
+    fn check_sparkplug_names(
+        &mut self,
+        sp: &SparkplugConfig,
+        devices: &[DeviceConfig],
+        span: Span,
+    ) {
+        for name in &sp.devices {
+            if !devices.iter().any(|d| d.name() == name) {
+                self.report(
+                    span.clone(),
+                    "sparkplug",
+                    format!("devices: no device `{name}` in [[devices]]"),
+                );
+            }
+        }
+        for name in &sp.points {
+            let found = name.split_once('/').is_some_and(|(d, p)| {
+                devices
+                    .iter()
+                    .any(|x| x.name() == d && x.points().iter().any(|q| q.name == p))
+            });
+            if !found {
+                self.report(
+                    span.clone(),
+                    "sparkplug",
+                    format!("points: no point `{name}` (give `device/point`)"),
+                );
+            }
+        }
     }
 
     /// Reports every top-level key that is not a known section.
