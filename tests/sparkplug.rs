@@ -235,7 +235,9 @@ async fn births_data_deaths_and_commands_as_a_sparkplug_host_sees_them() {
     // The PLC goes away: DDEATH; it returns: DBIRTH.
     let plc_port = plc.port;
     drop(plc);
-    host.wait_kind("DDEATH", Some("pump")).await;
+    let ddeath = host.wait_kind("DDEATH", Some("pump")).await;
+    let other = tahu.decode(ddeath["hex"].as_str().unwrap());
+    assert_eq!(other["seq"], ddeath["seq"], "{other}");
     let plc = modbus_server_on(plc_port, &plc_spec());
     let reborn = host.wait_kind("DBIRTH", Some("pump")).await;
     assert_eq!(metric(&reborn, "bearing_temp")["value"], 20);
@@ -245,6 +247,9 @@ async fn births_data_deaths_and_commands_as_a_sparkplug_host_sees_them() {
     gateway.kill();
     let death = host.wait_kind("NDEATH", None).await;
     assert_eq!(metric(&death, "bdSeq")["value"], 0);
+    let other = tahu.decode(death["hex"].as_str().unwrap());
+    assert_eq!(other["metrics"][0]["name"], "bdSeq", "{other}");
+    assert_eq!(other["metrics"][0]["value"], 0, "{other}");
     let _gateway = Process::start(&text, dir.path());
     let next = host.wait_kind("NBIRTH", None).await;
     assert_eq!(metric(&next, "bdSeq")["value"], 1);

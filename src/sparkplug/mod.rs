@@ -65,6 +65,8 @@ pub fn start(
         device_born: HashMap::new(),
         sent: HashMap::new(),
         refused: 0,
+        dropped: 0,
+        resync: false,
         parts,
     };
     Ok(tokio::spawn(node.run(options, cancel)))
@@ -89,6 +91,10 @@ struct Node {
     sent: HashMap<u64, (Option<Value>, Option<proto::PropertySet>)>,
     /// Commands refused since start.
     refused: u64,
+    /// Messages the connection could not take since start.
+    dropped: u64,
+    /// A message was dropped: birth again at the next change.
+    resync: bool,
     parts: Parts,
 }
 
@@ -181,7 +187,9 @@ impl Node {
                     if changed.is_err() {
                         return true;
                     }
-                    if self.born {
+                    if self.born && std::mem::take(&mut self.resync) {
+                        self.birth(client);
+                    } else if self.born {
                         self.data(client);
                     }
                 }
@@ -224,7 +232,21 @@ impl Node {
             seq: Some(self.next_seq()),
             ..Default::default()
         };
-        let _ = client.try_publish(topic, QoS::AtMostOnce, false, payload.encode_to_vec());
+        if client
+            .try_publish(topic, QoS::AtMostOnce, false, payload.encode_to_vec())
+            .is_err()
+        {
+            // The connection's queue is full: the host would see a gap in seq. Birth again at
+            // the next change, which lets it start over.
+            self.dropped += 1;
+            self.resync = true;
+            if self.dropped.is_power_of_two() {
+                warn!(
+                    dropped = self.dropped,
+                    "Sparkplug message dropped (the broker connection is behind); births again."
+                );
+            }
+        }
     }
 
     /// NBIRTH, then a DBIRTH for each device whose link is up.
