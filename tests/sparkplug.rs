@@ -125,6 +125,8 @@ async fn births_data_deaths_and_commands_as_a_sparkplug_host_sees_them() {
     assert_eq!(nbirth["seq"], 0);
     assert_eq!(metric(&nbirth, "bdSeq")["value"], 0);
     assert_eq!(metric(&nbirth, "Node Control/Rebirth")["value"], false);
+    assert_eq!(metric(&nbirth, "Gateway/Local Broker")["value"], true);
+    assert_eq!(metric(&nbirth, "Gateway/Peer Packets Applied")["value"], 0);
     let dbirth = host.wait_kind("DBIRTH", Some("pump")).await;
     assert_eq!(dbirth["seq"], 1, "{dbirth}");
     let temp = metric(&dbirth, "bearing_temp");
@@ -166,7 +168,7 @@ async fn births_data_deaths_and_commands_as_a_sparkplug_host_sees_them() {
     let mut last = dbirth["seq"].as_u64().unwrap();
     let mut wrapped = false;
     for m in &host.seen[from..] {
-        if m["type"] != "DDATA" {
+        if m["type"] != "DDATA" && m["type"] != "NDATA" {
             continue;
         }
         let seq = m["seq"].as_u64().unwrap();
@@ -174,6 +176,7 @@ async fn births_data_deaths_and_commands_as_a_sparkplug_host_sees_them() {
         wrapped |= seq == 0;
         last = seq;
         let raw = tahu.decode(m["hex"].as_str().unwrap());
+        assert_eq!(raw["seq"], m["seq"], "{raw}");
         for x in raw["metrics"].as_array().unwrap() {
             assert!(
                 x["alias"].is_number() && x.get("name").is_none_or(Value::is_null),
@@ -203,6 +206,28 @@ async fn births_data_deaths_and_commands_as_a_sparkplug_host_sees_them() {
                 && m.json["rules"][0]["state"] == "acknowledged"
         })
         .await;
+
+    // A peer's packet applied here: NDATA of the node's count.
+    let fp = qis_edge::config::parse_str(&text, "t").unwrap().devices[0]
+        .context()
+        .unwrap()
+        .fingerprint()
+        .unwrap();
+    observer
+        .publish_raw(&fp.topic(), signed_by(7, peer_body(fp, 1)))
+        .await;
+    host.wait_for(
+        "NDATA of the applied packet",
+        Duration::from_secs(20),
+        |v| {
+            v["type"] == "NDATA"
+                && v["metrics"].as_array().is_some_and(|m| {
+                    m.iter()
+                        .any(|m| m["name"] == "Gateway/Peer Packets Applied" && m["value"] == 1)
+                })
+        },
+    )
+    .await;
 
     // Garbage and wrong commands are refused; the node goes on (a rebirth still works).
     for (topic, hex) in [

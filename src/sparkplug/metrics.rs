@@ -87,8 +87,39 @@ pub struct Device {
     pub metrics: Vec<Spec>,
 }
 
-/// Aliases of the node's own metrics: `bdSeq` and `Node Control/Rebirth`.
-pub const NODE_ALIASES: u64 = 2;
+/// Aliases of the node's own metrics: `bdSeq`, `Node Control/Rebirth`, then [`NODE_INFO`].
+pub const NODE_ALIASES: u64 = 2 + NODE_INFO.len() as u64;
+
+/// The gateway's own state, as node metrics (aliases 3 on), reported by NDATA when it changes.
+pub const NODE_INFO: [(&str, u32); 5] = [
+    ("Gateway/Local Broker", dt::BOOLEAN),
+    ("Gateway/Fleet Link", dt::STRING),
+    ("Gateway/Outbox", dt::UINT64),
+    ("Gateway/Peer Packets Applied", dt::UINT64),
+    ("Gateway/Storage Fault", dt::STRING),
+];
+
+/// The node metrics of [`NODE_INFO`] from the live state, as (alias, value), in order.
+pub fn node_info(live: &crate::web::Live) -> Vec<(u64, Option<Value>)> {
+    let link = serde_json::to_value(live.view.uplink)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let values = [
+        Some(Value::Boolean(live.local_broker)),
+        Some(Value::String(link)),
+        live.outbox.map(|n| Value::Long(n as u64)),
+        Some(Value::Long(live.view.intake.applied)),
+        Some(Value::String(
+            live.storage_fault.clone().unwrap_or_default(),
+        )),
+    ];
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (3 + i as u64, v))
+        .collect()
+}
 
 fn point_datatype(p: &crate::config::PointConfig) -> u32 {
     let scaled = p.scale != 1.0 || p.offset != 0.0;

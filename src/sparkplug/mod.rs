@@ -254,7 +254,7 @@ impl Node {
         self.seq = 0;
         self.sent.clear();
         self.device_born.clear();
-        let node = vec![
+        let mut node = vec![
             bdseq_metric(self.bdseq),
             Metric {
                 name: Some("Node Control/Rebirth".into()),
@@ -264,6 +264,18 @@ impl Node {
                 ..Default::default()
             },
         ];
+        let info = metrics::node_info(&self.parts.live.borrow());
+        for ((name, datatype), (alias, value)) in metrics::NODE_INFO.iter().zip(info) {
+            self.sent.insert(alias, (value.clone(), None));
+            node.push(Metric {
+                name: Some((*name).to_string()),
+                alias: Some(alias),
+                datatype: Some(*datatype),
+                is_null: value.is_none().then_some(true),
+                value,
+                ..Default::default()
+            });
+        }
         self.publish(client, self.topic("NBIRTH", None), node);
         self.born = true;
         for i in 0..self.devices.len() {
@@ -305,9 +317,30 @@ impl Node {
         self.device_born.insert(i, true);
     }
 
-    /// After a change of the live state: DDEATH/DBIRTH where a link changed, DDATA of the
-    /// changed metrics of every born device.
+    /// After a change of the live state: NDATA of the changed node metrics, DDEATH/DBIRTH
+    /// where a link changed, DDATA of the changed metrics of every born device.
     fn data(&mut self, client: &AsyncClient) {
+        let info = metrics::node_info(&self.parts.live.borrow());
+        let mut changed = Vec::new();
+        for (alias, value) in info {
+            let now = (value.clone(), None);
+            if self.sent.get(&alias) != Some(&now) {
+                self.sent.insert(alias, now);
+                changed.push(Metric {
+                    alias: Some(alias),
+                    is_null: value.is_none().then_some(true),
+                    value,
+                    ..Default::default()
+                });
+            }
+        }
+        if !changed.is_empty() {
+            self.publish(client, self.topic("NDATA", None), changed);
+        }
+        self.device_data(client);
+    }
+
+    fn device_data(&mut self, client: &AsyncClient) {
         for i in 0..self.devices.len() {
             let up = self.link_up(i);
             let born = self.device_born.get(&i).copied().unwrap_or(false);
