@@ -260,7 +260,16 @@ async fn sigterm_publishes_offline_and_exits_cleanly() {
     let state = tempfile::tempdir().unwrap();
     let (_dir, path) = write_config(&run_config(state.path(), broker.port, plc.port));
     let mut observer = Observer::connect(broker.port).await;
-    let mut gateway = run_gateway(&path);
+    // Its log goes to a file, as under systemd to the journal: no terminal.
+    let log = state.path().join("gateway.log");
+    let mut gateway = Command::new(gateway_binary())
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
     observer
         .wait_for("status online", Duration::from_secs(15), |m| {
             m.topic == "qis/lwt/status" && m.json["status"] == "online"
@@ -281,6 +290,12 @@ async fn sigterm_publishes_offline_and_exits_cleanly() {
         .unwrap()
         .unwrap();
     assert!(status.success(), "exit status {status}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("Gateway started."), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour escape codes when stderr is not a terminal:\n{text}"
+    );
     // On its first start the gateway created its outcome signing key in the state directory.
     use std::os::unix::fs::PermissionsExt;
     let key = state.path().join("outcome-key.pem");

@@ -335,8 +335,11 @@ fn init_logging() {
     let quiet = filter_fn(|meta| !crate::sources::opcua::is_closing_noise(meta));
     let _ = tracing_subscriber::registry()
         .with(
+            // Colour only on a terminal: under systemd stderr is the journal, where escape
+            // codes would be stored as text.
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_filter(filter.and(quiet)),
         )
         .try_init();
