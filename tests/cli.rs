@@ -266,6 +266,8 @@ async fn sigterm_publishes_offline_and_exits_cleanly() {
         .args(["run", "--config"])
         .arg(&path)
         .env_remove("RUST_LOG")
+        // Inherited from a unit while stderr was redirected: not the journal, so text.
+        .env("JOURNAL_STREAM", "1:1")
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
         .spawn()

@@ -333,16 +333,49 @@ fn init_logging() {
     use tracing_subscriber::filter::{filter_fn, FilterExt};
     use tracing_subscriber::prelude::*;
     let quiet = filter_fn(|meta| !crate::sources::opcua::is_closing_noise(meta));
+    // Under systemd, native journal records: each field its own (`journalctl -u qis-edge
+    // DEVICE=press1`), the level as PRIORITY. Text on stderr otherwise, or if the journal's
+    // socket cannot be opened.
+    let journal = stderr_is_journal()
+        .then(|| {
+            tracing_journald::layer()
+                .map_err(|e| {
+                    eprintln!("Cannot open the journal's socket ({e}); logging to stderr.")
+                })
+                .ok()
+        })
+        .flatten()
+        .map(|layer| {
+            layer
+                .with_field_prefix(None)
+                .with_syslog_identifier("qis-edge".into())
+        });
+    let text = journal.is_none().then(|| {
+        // Colour only on a terminal: escape codes in a file or a pipe are stored as text.
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    });
     let _ = tracing_subscriber::registry()
-        .with(
-            // Colour only on a terminal: under systemd stderr is the journal, where escape
-            // codes would be stored as text.
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_filter(filter.and(quiet)),
-        )
+        .with(journal.with_filter(filter.clone().and(quiet.clone())))
+        .with(text.with_filter(filter.and(quiet)))
         .try_init();
+}
+
+/// Whether stderr is the journal stream systemd connected: `JOURNAL_STREAM` names its device
+/// and inode (systemd.exec(5)), so a child whose stderr was redirected does not count.
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(stream) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.split_once(':') else {
+        return false;
+    };
+    let Ok(meta) = std::fs::metadata("/proc/self/fd/2") else {
+        return false;
+    };
+    dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
 }
 
 /// Completes on Ctrl-C, SIGTERM, or after `duration` seconds.
