@@ -1,46 +1,11 @@
-//! Per-sample cost of the synchronous stages: decoding registers and evaluating an alarm rule.
-//! `cargo bench --bench alarms`; compare each stage with its bare baseline in the same run.
+//! Per-sample cost of evaluating an alarm rule. `cargo bench --bench alarms` (register decoding:
+//! `cargo bench --bench decode`).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use qis_edge::alarms::Rule;
-use qis_edge::config::{AlarmKind, AlarmRuleConfig, ByteOrder, DataType};
-use qis_edge::sources::modbus::decode_registers;
+use qis_edge::config::{AlarmKind, AlarmRuleConfig};
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
-
-fn decode(c: &mut Criterion) {
-    let words: Vec<[u16; 2]> = (0..1024u32)
-        .map(|i| {
-            let b = (i as f32 * 0.37).to_bits();
-            [(b >> 16) as u16, b as u16]
-        })
-        .collect();
-    let mut group = c.benchmark_group("decode_f32");
-    group.throughput(Throughput::Elements(words.len() as u64));
-    group.bench_function("bare_from_be_bytes", |b| {
-        b.iter(|| {
-            let mut sum = 0.0f64;
-            for w in &words {
-                let [a, bb] = w[0].to_be_bytes();
-                let [c2, d] = w[1].to_be_bytes();
-                sum += f64::from(f32::from_be_bytes([a, bb, c2, d]));
-            }
-            black_box(sum)
-        })
-    });
-    for order in [ByteOrder::Abcd, ByteOrder::Cdab] {
-        group.bench_function(format!("decode_registers_{order:?}"), |b| {
-            b.iter(|| {
-                let mut sum = 0.0f64;
-                for w in &words {
-                    sum += decode_registers(black_box(w), DataType::F32, order).unwrap_or(0.0);
-                }
-                black_box(sum)
-            })
-        });
-    }
-    group.finish();
-}
 
 fn alarm(c: &mut Criterion) {
     let config = AlarmRuleConfig {
@@ -80,5 +45,5 @@ fn alarm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, alarm);
+criterion_group!(benches, alarm);
 criterion_main!(benches);

@@ -10,6 +10,9 @@
 //!
 //! `cargo bench --bench outbox_drain` (needs the peers `./tests/run.sh` installs).
 
+mod common;
+use common::median;
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -90,11 +93,6 @@ async fn drain(port: u16, nodelay: bool, hold_own: bool, round: usize) -> f64 {
     cancel.cancel();
     let _ = uplink.task.await;
     rate
-}
-
-fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

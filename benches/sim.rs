@@ -4,6 +4,9 @@
 //! lives' span at 1 000×: the floor set by one snapshot per 10 ms poll), and the peak resident
 //! memory per simulated plant: (six lives − one life) / 5. Run: `cargo bench --bench sim`.
 
+mod common;
+use common::median;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
@@ -50,11 +53,6 @@ fn run(order: &str) -> (f64, u64) {
     let wall = started.elapsed().as_secs_f64();
     assert!(child.wait().unwrap().success(), "sim {order} failed");
     (wall, peak)
-}
-
-fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
 /// The span of the staggered replay of all lives by name, life seconds / speed: each starts

@@ -7,6 +7,9 @@
 //!
 //! `cargo bench --bench state_writes`
 
+mod common;
+use common::median;
+
 use qis_edge::config::StorageConfig;
 use qis_edge::db::Db;
 use qis_edge::intake::state::IntakeStore;
@@ -224,11 +227,6 @@ fn intake_db(dir: &Path) -> Cost {
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
-fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
 fn main() {

@@ -99,34 +99,113 @@ pub fn decode_point(words: &[u16], point: &RegisterAddress) -> Option<Decoded> {
     decode_number(words, ty, point.byte_order, point.bit.unwrap_or(0)).map(Decoded::Number)
 }
 
+/// The last f32 reading of a point: its two registers as read and the value they gave.
+pub type F32Memo = Option<([u16; 2], f64)>;
+
+/// [`decode_point`], remembering an f32 point's last registers in `memo`: a value that did not
+/// change since the last poll (most of a plant's, most of the time) costs a comparison rather
+/// than the search for its shortest decimal.
+pub fn decode_point_remembered(
+    words: &[u16],
+    point: &RegisterAddress,
+    memo: &mut F32Memo,
+) -> Option<Decoded> {
+    if point.data_type != DataType::F32 {
+        return decode_point(words, point);
+    }
+    let raw: [u16; 2] = words.get(..2)?.try_into().ok()?;
+    if let Some((last, value)) = *memo {
+        if last == raw {
+            return Some(Decoded::Number(value));
+        }
+    }
+    let value = decode_registers(&raw, DataType::F32, point.byte_order)?;
+    *memo = Some((raw, value));
+    Some(Decoded::Number(value))
+}
+
 /// The f64 that prints like the f32 (85.3f32 becomes 85.3, not 85.30000305175781): what a
 /// PLC programmer typed is what an engineer sees. That is the f64 nearest to the shortest
 /// decimal that reads back as the same f32, as `v.to_string().parse()` gives, found without
-/// text: the value rounded to 1, 2, … 9 significant digits, the first that round-trips.
+/// text: the value rounded to the fewest significant digits (1 to 9) that round-trip.
 pub fn shortest_f64(v: f32) -> f64 {
     let x = f64::from(v);
     if !x.is_finite() || x == 0.0 {
         return x;
     }
-    let magnitude = x.abs().log10().floor() as i32;
-    for digits in 1..=9 {
-        // x × 10^shift is an integer of `digits` digits; 10^|shift| ≤ 10^22 is exact in f64,
-        // so the division or product below is correctly rounded: the nearest f64 to m × 10^-shift.
+    let magnitude = decimal_magnitude(x.abs());
+    // The number of digits that first reads back is found by bisection: if the nearest k-digit
+    // decimal reads back, so does the nearest (k+1)-digit one (it is at least as close, the
+    // k-digit one being a (k+1)-digit decimal too), and 9 digits always do.
+    let rounded = |digits: i32| -> Option<f64> {
+        // x × 10^shift rounds to an integer of `digits` digits; 10^|shift| ≤ 10^22 is exact in
+        // f64, so the division or product below is correctly rounded: the nearest f64 to
+        // m × 10^-shift.
         let shift = digits - 1 - magnitude;
-        if shift.abs() > 22 {
-            break;
-        }
-        let p = 10f64.powi(shift.abs());
-        let candidate = if shift >= 0 {
-            (x * p).round() / p
+        let p = *EXACT_POW10.get(shift.unsigned_abs() as usize)?;
+        Some(if shift >= 0 {
+            round_half_away(x * p) / p
         } else {
-            (x / p).round() * p
-        };
-        if candidate as f32 == v {
-            return candidate;
+            round_half_away(x / p) * p
+        })
+    };
+    let (mut low, mut high, mut found) = (1, 9, None);
+    while low <= high {
+        let digits = (low + high) / 2;
+        match rounded(digits) {
+            Some(c) if c as f32 == v => {
+                found = Some(c);
+                high = digits - 1;
+            }
+            Some(_) => low = digits + 1,
+            // Beyond 10^±22 (|v| < 10^-13 or > 10^22): by text.
+            None => {
+                found = None;
+                break;
+            }
         }
     }
-    v.to_string().parse().unwrap_or(x)
+    found.unwrap_or_else(|| v.to_string().parse().unwrap_or(x))
+}
+
+/// 10^0 … 10^22: the powers of ten an f64 holds exactly.
+const EXACT_POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// 10^-46 … 10^39, correctly rounded: they bracket every finite nonzero f32.
+const POW10_F32_RANGE: [f64; 86] = [
+    1e-46, 1e-45, 1e-44, 1e-43, 1e-42, 1e-41, 1e-40, 1e-39, 1e-38, 1e-37, 1e-36, 1e-35, 1e-34,
+    1e-33, 1e-32, 1e-31, 1e-30, 1e-29, 1e-28, 1e-27, 1e-26, 1e-25, 1e-24, 1e-23, 1e-22, 1e-21,
+    1e-20, 1e-19, 1e-18, 1e-17, 1e-16, 1e-15, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9, 1e-8, 1e-7,
+    1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+    1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22, 1e23, 1e24, 1e25, 1e26,
+    1e27, 1e28, 1e29, 1e30, 1e31, 1e32, 1e33, 1e34, 1e35, 1e36, 1e37, 1e38, 1e39,
+];
+
+/// ⌊log10 a⌋ for an f32's positive value, without a logarithm: the binary exponent gives it
+/// or one less (⌊e2 · log10 2⌋, 78913 / 2^18 ≈ log10 2), and one comparison with a power of
+/// ten settles which. The comparison is exact: no f32 lies between 10^k and its nearest f64.
+fn decimal_magnitude(a: f64) -> i32 {
+    let e2 = ((a.to_bits() >> 52) & 0x7ff) as i32 - 1023;
+    let estimate = (e2 * 78913) >> 18;
+    let next = POW10_F32_RANGE
+        .get((estimate + 47) as usize)
+        .copied()
+        .unwrap_or(f64::INFINITY);
+    if a >= next {
+        estimate + 1
+    } else {
+        estimate
+    }
+}
+
+/// `y.round()` (half away from zero) for |y| < 10^10, the range the digit counts above give:
+/// a conversion to an integer instead of the libm call x86-64's baseline needs.
+fn round_half_away(y: f64) -> f64 {
+    let r = (y.abs() + 0.5) as i64 as f64;
+    r.copysign(y)
 }
 
 /// Engineering value of a point from its raw value.
@@ -276,6 +355,40 @@ mod tests {
             let expected: f64 = v.to_string().parse().unwrap();
             proptest::prop_assert_eq!(shortest_f64(v).to_bits(), expected.to_bits(), "{}", v);
         }
+    }
+
+    #[test]
+    fn a_remembered_f32_is_decoded_again_only_when_its_registers_change() {
+        let point = |order| RegisterAddress {
+            register: crate::config::RegisterKind::Holding,
+            address: 0,
+            data_type: DataType::F32,
+            byte_order: order,
+            bit: None,
+            length: None,
+        };
+        let mut memo = None;
+        let words = |v: f32| [(v.to_bits() >> 16) as u16, v.to_bits() as u16];
+        let abcd = point(ByteOrder::Abcd);
+        let value = |w: &[u16], memo: &mut F32Memo| match decode_point_remembered(w, &abcd, memo) {
+            Some(Decoded::Number(v)) => v,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(value(&words(85.3), &mut memo), 85.3);
+        assert_eq!(memo, Some((words(85.3), 85.3)));
+        assert_eq!(value(&words(85.3), &mut memo), 85.3);
+        assert_eq!(value(&words(-0.25), &mut memo), -0.25);
+        assert_eq!(value(&words(85.3), &mut memo), 85.3);
+        // The byte order still applies: CDAB registers of 1.5 are the words swapped.
+        let w = words(1.5);
+        let mut memo = None;
+        let cdab = decode_point_remembered(&[w[1], w[0]], &point(ByteOrder::Cdab), &mut memo);
+        assert_eq!(cdab, Some(Decoded::Number(1.5)));
+        assert_eq!(
+            decode_point_remembered(&[w[0]], &abcd, &mut memo),
+            None,
+            "too short"
+        );
     }
 
     #[test]

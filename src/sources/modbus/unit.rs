@@ -6,7 +6,7 @@
 //! 02 illegal data address) means only the points read are bad. tokio-modbus has no timeouts
 //! of its own, so every request is wrapped in one.
 
-use super::{decode_point, engineering, Decoded};
+use super::{decode_point_remembered, engineering, Decoded, F32Memo};
 use crate::config::{PointConfig, RegisterKind};
 use crate::sources::{DeviceStats, Sample, SourceEvent};
 use std::time::{Duration, SystemTime};
@@ -172,6 +172,8 @@ pub struct UnitPoller {
     stats: DeviceStats,
     latency_sum_ms: f64,
     pending: Vec<Sample>,
+    /// Per point, its last f32 registers and value.
+    remembered: Vec<F32Memo>,
 }
 
 impl UnitPoller {
@@ -189,6 +191,7 @@ impl UnitPoller {
     ) -> Self {
         Self {
             batches: plan_batches(&points, max_registers, max_bits, max_gap),
+            remembered: vec![None; points.len()],
             index,
             name: name.to_string(),
             timeout_ms,
@@ -297,13 +300,15 @@ impl UnitPoller {
         Ok(())
     }
 
-    fn decode_member(&self, block: &Block, i: usize, offset: u16) -> Result<Decoded, String> {
+    fn decode_member(&mut self, block: &Block, i: usize, offset: u16) -> Result<Decoded, String> {
         let Some(p) = self.points[i].register() else {
             return Err(format!("point {} has no register", self.points[i].name));
         };
         let offset = usize::from(offset);
         let decoded = match block {
-            Block::Words(words) => words.get(offset..).and_then(|w| decode_point(w, p)),
+            Block::Words(words) => words
+                .get(offset..)
+                .and_then(|w| decode_point_remembered(w, p, &mut self.remembered[i])),
             Block::Bits(bits) => bits
                 .get(offset)
                 .map(|b| Decoded::Number(f64::from(u8::from(*b)))),
