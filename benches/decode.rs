@@ -2,11 +2,11 @@
 //! an f32 point read (byte order, then the shortest decimal the PLC's value prints as) over
 //! three kinds of values. `cargo bench --bench decode`.
 
-mod common;
+mod side;
 
-use common::{compare, Side};
 use qis_edge::config::{ByteOrder, DataType, RegisterAddress, RegisterKind};
 use qis_edge::sources::modbus::{decode_point_remembered, decode_registers, Decoded, F32Memo};
+use side::{compare, Side};
 use std::hint::black_box;
 
 const VALUES: usize = 4096;

@@ -10,8 +10,8 @@
 //!
 //! `cargo bench --bench outbox_drain` (needs the peers `./tests/run.sh` installs).
 
-mod common;
-use common::median;
+mod side;
+use side::median;
 
 #[path = "../tests/common/mod.rs"]
 mod common;

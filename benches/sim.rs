@@ -4,8 +4,8 @@
 //! lives' span at 1 000×: the floor set by one snapshot per 10 ms poll), and the peak resident
 //! memory per simulated plant: (six lives − one life) / 5. Run: `cargo bench --bench sim`.
 
-mod common;
-use common::median;
+mod side;
+use side::median;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -7,8 +7,8 @@
 //!
 //! `cargo bench --bench state_writes`
 
-mod common;
-use common::median;
+mod side;
+use side::median;
 
 use qis_edge::config::StorageConfig;
 use qis_edge::db::Db;
