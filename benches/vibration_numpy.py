@@ -1,18 +1,13 @@
-"""The vibration pipeline in numpy/scipy, timed over the same windows as
-`cargo bench --bench vibration`, and the ratios to the Rust timings criterion recorded.
+"""The vibration pipeline in numpy/scipy, a side of `cargo bench --bench vibration`, which
+starts this script with the Python that `QIS_BENCH_PYTHON` names:
 
-    cargo bench --bench vibration
     python3 -m venv /tmp/bench-venv && /tmp/bench-venv/bin/pip install -r benches/requirements.txt
-    /tmp/bench-venv/bin/python benches/vibration_numpy.py
+    QIS_BENCH_PYTHON=/tmp/bench-venv/bin/python cargo bench --bench vibration
 
 The numpy pipeline does what `full_fixed_band` does: time statistics, Hann amplitude
 spectrum and its peaks, velocity and band RMS, harmonics, band-pass + Hilbert envelope,
 squared envelope spectrum and the defect scores. It is vectorised numpy throughout.
 """
-
-import json
-import pathlib
-import timeit
 
 import numpy as np
 import scipy.signal
@@ -67,20 +62,18 @@ def analyse(x):
     return rms, kurt, skew, peaks, velocity, band, harmonics, scores
 
 
-def rust_ns(name, n):
-    path = pathlib.Path("target/criterion/vibration") / name / str(n) / "new" / "estimates.json"
-    return json.loads(path.read_text())["mean"]["point_estimate"]
-
-
 def main():
-    print(f"{'window':>8} {'numpy ms':>10} {'rust full ms':>13} {'bare fft ms':>12} {'numpy/rust':>11} {'rust/fft':>9}")
-    for n in (4096, 16384, 65536):
-        x = signal(n)
-        runs = max(5, int(2e6 / n))
-        numpy_s = min(timeit.repeat(lambda: analyse(x), number=runs, repeat=3)) / runs
-        full = rust_ns("full_fixed_band", n) / 1e9
-        fft = rust_ns("bare_real_fft", n) / 1e9
-        print(f"{n:>8} {numpy_s*1e3:>10.3f} {full*1e3:>13.3f} {fft*1e3:>12.4f} {numpy_s/full:>10.1f}x {full/fft:>8.1f}x")
+    """Serves `cargo bench --bench vibration`: each line `n reps` on stdin analyses the window
+    of n samples reps times and answers `done` when finished, so the bench times numpy beside
+    the Rust sides in the same rounds."""
+    import sys
+    windows = {}
+    for line in sys.stdin:
+        n, reps = (int(v) for v in line.split())
+        x = windows.setdefault(n, signal(n))
+        for _ in range(reps):
+            analyse(x)
+        print("done", flush=True)
 
 
 if __name__ == "__main__":

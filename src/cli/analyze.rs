@@ -36,7 +36,7 @@ pub struct VibrationArgs {
     /// Bearing geometry: ELEMENTS,BALL_DIA,PITCH_DIA,CONTACT_DEG.
     #[arg(long)]
     bearing: Option<String>,
-    /// Samples analysed, 1024–65536 (default: the largest power of two the file holds, at most 65536).
+    /// Samples analysed, 1024–262144 (default: the largest power of two the file holds, at most 262144).
     #[arg(long)]
     window: Option<usize>,
     /// Envelope band LO-HI in Hz (default: chosen by spectral kurtosis).
@@ -160,7 +160,10 @@ fn vibration(args: &VibrationArgs) -> Result<Value, String> {
         .sample_rate
         .or(wave.sample_rate)
         .ok_or("--sample-rate is needed for raw and CSV files")?;
-    let available = wave.samples.len().min(65_536);
+    let available = wave
+        .samples
+        .len()
+        .min(crate::analysis::vibration::MAX_WINDOW);
     if available < 1024 {
         return Err(format!(
             "{} samples: at least 1024 are needed",

@@ -27,7 +27,8 @@ pub struct VibrationConfig {
     pub format: Option<WaveformFormat>,
     /// Samples per second (WAV files carry their own; this overrides it).
     pub sample_rate: Option<f64>,
-    /// Samples per analysed window, 1 024 – 65 536. Default 16 384.
+    /// Samples per analysed window, 1 024 – 262 144 (a Modbus block: at most the 65 536
+    /// registers a unit has). Default 16 384.
     #[serde(default = "default_vibration_window")]
     pub window: usize,
     /// For files: `realtime`, one window per window duration, as if acquired live; `fast`, one

@@ -178,16 +178,19 @@ impl VibrationAnalyzer {
         let n = x.len();
         let fs = self.settings.sample_rate;
         let df = fs / n as f64;
-        // Spectrum of the whole window without a window function (for demodulation).
-        let mean = x.iter().sum::<f64>() / n as f64;
-        for (b, v) in self.real_buf.iter_mut().zip(x) {
-            *b = v - mean;
+        // Spectrum of the whole window without a window function (for demodulation), unless
+        // the power spectrum already made it.
+        if !self.window_spectrum_ready {
+            let mean = super::sum(x) / n as f64;
+            for (b, v) in self.real_buf.iter_mut().zip(x) {
+                *b = v - mean;
+            }
+            let _ = self.window_fft.process_with_scratch(
+                &mut self.real_buf,
+                &mut self.full_spectrum,
+                &mut self.scratch,
+            );
         }
-        let _ = self.window_fft.process_with_scratch(
-            &mut self.real_buf,
-            &mut self.full_spectrum,
-            &mut self.scratch,
-        );
 
         let fmax = d.bpfo.max(d.bpfi).max(d.bsf).max(d.ftf);
         let (lo, hi) = match self.settings.envelope_band {
@@ -285,7 +288,7 @@ impl VibrationAnalyzer {
         for (e, z) in envelope.iter_mut().zip(buf.iter()) {
             *e = z.norm_sqr() * scale;
         }
-        let mean = envelope.iter().sum::<f64>() / m as f64;
+        let mean = super::sum(envelope) / m as f64;
         for ((b, e), w) in self.real_buf[..m].iter_mut().zip(envelope.iter()).zip(hann) {
             *b = (e - mean) * w;
         }

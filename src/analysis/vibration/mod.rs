@@ -159,11 +159,17 @@ impl VibrationSettings {
     }
 }
 
+/// The shortest window analysed.
+pub const MIN_WINDOW: usize = 1024;
+
+/// The longest window analysed: 5.1 s of a 51.2 kHz accelerometer.
+pub const MAX_WINDOW: usize = 262_144;
+
 /// Why an analyzer cannot be built or a window not analysed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum VibrationError {
-    /// Window length outside 1 024 – 65 536.
-    #[error("window of {0} samples is outside 1024..=65536")]
+    /// Window length outside [`MIN_WINDOW`] – [`MAX_WINDOW`].
+    #[error("window of {0} samples is outside 1024..=262144")]
     Window(usize),
     /// Sample rate not positive.
     #[error("sample rate {0} Hz must be positive and finite")]
@@ -272,6 +278,12 @@ pub struct VibrationAnalyzer {
     /// Bins of `envelope_spectrum` in use.
     envelope_bins: usize,
     hann: Vec<f64>,
+    /// Σw and Σw² of `hann`, for amplitude and power scaling.
+    hann_sum: f64,
+    hann_square_sum: f64,
+    /// Whether `full_spectrum` holds this window's spectrum (mean removed, no window
+    /// function): computed once for the Hann spectrum and the demodulation both.
+    window_spectrum_ready: bool,
     real_buf: Vec<f64>,
     spec_buf: Vec<Complex<f64>>,
     scratch: Vec<Complex<f64>>,
@@ -294,7 +306,7 @@ impl VibrationAnalyzer {
     /// Plans the FFTs and sizes every buffer.
     pub fn new(settings: VibrationSettings) -> Result<Self, VibrationError> {
         let n = settings.window;
-        if !(1024..=65_536).contains(&n) {
+        if !(MIN_WINDOW..=MAX_WINDOW).contains(&n) {
             return Err(VibrationError::Window(n));
         }
         let fs = settings.sample_rate;
@@ -343,6 +355,9 @@ impl VibrationAnalyzer {
             );
         Ok(Self {
             segment,
+            hann_sum: periodic_hann(segment).iter().sum(),
+            hann_square_sum: periodic_hann(segment).iter().map(|w| w * w).sum(),
+            window_spectrum_ready: false,
             hann: periodic_hann(segment),
             real_buf: vec![0.0; n],
             spec_buf: vec![Complex::default(); n / 2 + 1],
@@ -385,8 +400,9 @@ impl VibrationAnalyzer {
         if let Some(i) = x.iter().position(|v| !v.is_finite()) {
             return Err(VibrationError::NonFinite(i));
         }
-        self.time_features(x, out);
-        self.power_spectrum(x);
+        let mean = sum(x) / n as f64;
+        self.time_features(x, mean, out);
+        self.power_spectrum(x, mean);
         self.spectral_features(out);
         match self.defects {
             Some(defects) => {
@@ -401,22 +417,32 @@ impl VibrationAnalyzer {
         Ok(())
     }
 
-    fn time_features(&self, x: &[f64], out: &mut VibrationFeatures) {
+    fn time_features(&self, x: &[f64], mean: f64, out: &mut VibrationFeatures) {
         let n = x.len() as f64;
-        let mean = x.iter().sum::<f64>() / n;
-        let (mut m2, mut m3, mut m4, mut peak) = (0.0, 0.0, 0.0, 0.0f64);
-        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-        for v in x {
-            let d = v - mean;
-            let d2 = d * d;
-            m2 += d2;
-            m3 += d2 * d;
-            m4 += d2 * d2;
-            peak = peak.max(d.abs());
-            lo = lo.min(*v);
-            hi = hi.max(*v);
+        // Four independent accumulators per sum: the additions no longer wait on each other,
+        // and the compiler can use vector registers.
+        let (mut m2, mut m3, mut m4) = ([0.0f64; 4], [0.0f64; 4], [0.0f64; 4]);
+        let (mut lo, mut hi) = ([f64::INFINITY; 4], [f64::NEG_INFINITY; 4]);
+        let chunks = x.chunks_exact(4);
+        let tail = chunks.remainder();
+        for chunk in chunks.chain([tail]) {
+            for (j, &v) in chunk.iter().enumerate() {
+                let d = v - mean;
+                let d2 = d * d;
+                m2[j] += d2;
+                m3[j] += d2 * d;
+                m4[j] += d2 * d2;
+                lo[j] = lo[j].min(v);
+                hi[j] = hi[j].max(v);
+            }
         }
-        let (m2, m3, m4) = (m2 / n, m3 / n, m4 / n);
+        let (lo, hi) = (
+            lo.iter().copied().fold(f64::INFINITY, f64::min),
+            hi.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        );
+        let peak = (hi - mean).max(mean - lo);
+        let total = |a: [f64; 4]| (a[0] + a[1]) + (a[2] + a[3]);
+        let (m2, m3, m4) = (total(m2) / n, total(m3) / n, total(m4) / n);
         out.rms = m2.sqrt();
         out.peak = peak;
         out.peak_to_peak = hi - lo;
@@ -426,7 +452,12 @@ impl VibrationAnalyzer {
     }
 
     /// |X_w|² per bin, averaged over the Welch segments (one segment = the whole window).
-    fn power_spectrum(&mut self, x: &[f64]) {
+    fn power_spectrum(&mut self, x: &[f64], mean: f64) {
+        self.window_spectrum_ready = false;
+        if self.segment == x.len() {
+            self.window_power(x, mean);
+            return;
+        }
         let l = self.segment;
         let step = (l / 2).max(1);
         self.power.iter_mut().for_each(|p| *p = 0.0);
@@ -434,7 +465,7 @@ impl VibrationAnalyzer {
         let mut start = 0usize;
         while start + l <= x.len() {
             let seg = &x[start..start + l];
-            let mean = seg.iter().sum::<f64>() / l as f64;
+            let mean = sum(seg) / l as f64;
             for (i, b) in self.real_buf[..l].iter_mut().enumerate() {
                 *b = (seg[i] - mean) * self.hann[i];
             }
@@ -455,12 +486,39 @@ impl VibrationAnalyzer {
         self.power.iter_mut().for_each(|p| *p /= count);
     }
 
+    /// The Hann power spectrum of one whole window from one FFT of it without a window
+    /// function, which the demodulation needs too: the periodic Hann window is
+    /// ½ − ¼e^{+jθ} − ¼e^{−jθ}, so X_w[k] = ½X[k] − ¼(X[k−1] + X[k+1]), the spectrum's
+    /// neighbours beyond its ends being the conjugates of the real signal's mirror bins.
+    fn window_power(&mut self, x: &[f64], mean: f64) {
+        for (b, v) in self.real_buf.iter_mut().zip(x) {
+            *b = v - mean;
+        }
+        // Lengths come from the plan itself, so the transform cannot fail.
+        let _ = self.window_fft.process_with_scratch(
+            &mut self.real_buf,
+            &mut self.full_spectrum,
+            &mut self.scratch,
+        );
+        self.window_spectrum_ready = true;
+        let s = &self.full_spectrum;
+        let last = s.len() - 1;
+        for (k, p) in self.power.iter_mut().enumerate() {
+            let below = if k == 0 { s[1].conj() } else { s[k - 1] };
+            let above = if k == last {
+                s[last - 1].conj()
+            } else {
+                s[k + 1]
+            };
+            *p = (s[k] * 0.5 - (below + above) * 0.25).norm_sqr();
+        }
+    }
+
     fn spectral_features(&self, out: &mut VibrationFeatures) {
         let s = &self.settings;
         let l = self.segment as f64;
         let df = s.sample_rate / l;
-        let s1: f64 = self.hann.iter().sum();
-        let s2: f64 = self.hann.iter().map(|w| w * w).sum();
+        let (s1, s2) = (self.hann_sum, self.hann_square_sum);
         out.resolution_hz = df;
         out.spectrum.clear();
         out.spectrum
@@ -513,6 +571,19 @@ impl VibrationAnalyzer {
             }
         }
     }
+}
+
+/// Σx with four independent accumulators (a serial sum waits on every addition).
+fn sum(x: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let chunks = x.chunks_exact(4);
+    let tail: f64 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for j in 0..4 {
+            acc[j] += c[j];
+        }
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
 /// Largest value (and its bin) in [lo, hi] Hz.
