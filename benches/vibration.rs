@@ -134,10 +134,16 @@ fn main() {
                 (py_reps * n) as u64
             }));
         }
-        compare(
+        let ratios = compare(
             &format!("vibration window of {n} samples, per sample"),
             5,
             &mut sides,
         );
+        if let Some(numpy) = ratios.get(3) {
+            println!(
+                "  numpy/scipy ÷ fixed band: {:.1}× slower",
+                numpy / ratios[1]
+            );
+        }
     }
 }
