@@ -717,3 +717,64 @@ async fn rtu_units_on_one_line_are_polled_in_turn_and_an_absent_unit_is_skipped_
     let _ = server.wait();
     stop(gateway).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_layout_publishes_each_poll_of_a_device_as_one_message() {
+    let broker = mosquitto();
+    // Two groups of registers far apart: two read requests per poll.
+    let registers: Vec<Value> = (0..10u16)
+        .map(|i| json!({"table": "holding", "address": i, "type": "u16", "value": 100 + i}))
+        .chain((0..10u16).map(
+            |i| json!({"table": "holding", "address": 500 + 2 * i, "type": "f32", "value": f64::from(i) + 0.1}),
+        ))
+        .collect();
+    let plc = modbus_server(&json!({ "registers": registers, "size": 600 }));
+    let mut text = header("layout", broker.port).replace(
+        "max_interval_ms = 0\n",
+        "max_interval_ms = 0\nlayout = \"device\"\n",
+    );
+    text += &format!(
+        "[[devices]]\ntype = \"modbus_tcp\"\nname = \"plc\"\nhost = \"127.0.0.1\"\nport = {}\npoll_interval_ms = 200\n\n",
+        plc.port
+    );
+    for i in 0..10 {
+        text += &format!("[[devices.points]]\nname = \"count{i}\"\nregister = \"holding\"\naddress = {i}\nunit = \"pcs\"\n\n");
+        text += &format!(
+            "[[devices.points]]\nname = \"level{i}\"\nregister = \"holding\"\naddress = {}\ndata_type = \"f32\"\n\n",
+            500 + 2 * i
+        );
+    }
+    let mut observer = Observer::connect(broker.port).await;
+    let gateway = start(&text);
+    let mut polls = Vec::new();
+    while polls.len() < 3 {
+        let m = observer
+            .wait_for("a device message", Duration::from_secs(20), |m| {
+                m.topic.starts_with("qis/layout/metrics/")
+            })
+            .await;
+        assert_eq!(
+            m.topic, "qis/layout/metrics/plc",
+            "no per-point topics in the device layout"
+        );
+        polls.push(m.json);
+    }
+    stop(gateway).await;
+    for poll in &polls {
+        let points = poll["points"].as_object().expect("points by name");
+        assert_eq!(
+            points.len(),
+            20,
+            "both requests' points in one message: {poll}"
+        );
+        for i in 0..10 {
+            let count = &points[&format!("count{i}")];
+            assert_eq!(count["value"].as_f64(), Some(f64::from(100 + i)));
+            assert_eq!(count["unit"], "pcs");
+            assert_eq!(count["quality"], "good");
+            let level = &points[&format!("level{i}")];
+            assert_eq!(level["value"].as_f64(), Some(f64::from(i) + 0.1));
+            assert!(level["ts"].as_str().unwrap() <= poll["ts"].as_str().unwrap());
+        }
+    }
+}

@@ -2,7 +2,8 @@
 
 use super::*;
 
-/// `[metrics]`: publication of polled values on `qis/<site>/metrics/<device>/<point>`.
+/// `[metrics]`: publication of polled values on `qis/<site>/metrics/<device>/<point>` (or per
+/// device: `layout`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
@@ -14,6 +15,23 @@ pub struct MetricsConfig {
     /// dashboards can tell "steady" from "gone". 0 publishes every poll. Default 60 000.
     #[serde(default = "default_metrics_max_interval_ms")]
     pub max_interval_ms: u64,
+    /// `point` (default): one message per point on `qis/<site>/metrics/<device>/<point>`.
+    /// `device`: one message per device and poll on `qis/<site>/metrics/<device>` holding
+    /// every point due, `{"ts", "points": {"<point>": <the point's metric>}}`: far fewer
+    /// messages for the same values, as Sparkplug's DDATA.
+    #[serde(default)]
+    pub layout: MetricsLayout,
+}
+
+/// How polled values are laid out on topics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsLayout {
+    /// A topic per point.
+    #[default]
+    Point,
+    /// A topic per device, every point due in one message.
+    Device,
 }
 
 impl Default for MetricsConfig {
@@ -21,6 +39,7 @@ impl Default for MetricsConfig {
         Self {
             min_interval_ms: default_metrics_min_interval_ms(),
             max_interval_ms: default_metrics_max_interval_ms(),
+            layout: MetricsLayout::Point,
         }
     }
 }

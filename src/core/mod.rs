@@ -195,6 +195,9 @@ impl Core {
             storage: storage::Storage::new(Duration::from_secs(config.storage.retry_max_s)),
             out: Out::new(&config.site.id),
         };
+        if config.metrics.layout == crate::config::MetricsLayout::Device {
+            core.out.metrics_by_device();
+        }
         core.publish_storage_stats(now);
         let restored = core.adapt.restore(parts.synthesis, now.unix_ms() / 1000);
         core.apply_levels(&restored, now);

@@ -2,8 +2,9 @@
 //! peers' packets handled so far may be acknowledged, whether the uplink has a packet to send.
 //! The core task drains it after every input, so the core itself never waits on I/O.
 
-use crate::mqtt::payload::Event;
+use crate::mqtt::payload::{timestamp, DeviceMetrics, Event, Metric};
 use crate::mqtt::{Publication, Qos, Topics};
+use std::time::SystemTime;
 
 /// The output queue.
 #[derive(Debug)]
@@ -13,10 +14,23 @@ pub struct Out {
     /// The site id, in every payload.
     pub site: String,
     publications: Vec<Publication>,
+    /// With `[metrics] layout = "device"`: the points due per device since the last drain,
+    /// each message to go where its first point's would have.
+    by_device: Option<Vec<DeviceBatch>>,
     release_acks: bool,
     ack_last: bool,
     wake_uplink: bool,
     command: Option<Result<(), String>>,
+}
+
+/// One device's metrics gathered for one message.
+#[derive(Debug)]
+struct DeviceBatch {
+    device: String,
+    /// Index in `publications` the message goes to.
+    at: usize,
+    newest: SystemTime,
+    points: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One drain of [`Out`].
@@ -41,6 +55,7 @@ impl Out {
             topics: Topics::new(site),
             site: site.to_string(),
             publications: Vec::new(),
+            by_device: None,
             release_acks: false,
             ack_last: false,
             wake_uplink: false,
@@ -52,6 +67,49 @@ impl Out {
     pub fn json(&mut self, topic: String, value: &impl serde::Serialize, qos: Qos, retain: bool) {
         self.publications
             .push(Publication::json(topic, value, qos, retain));
+    }
+
+    /// Gathers each device's metrics into one message per drain (`layout = "device"`).
+    pub fn metrics_by_device(&mut self) {
+        self.by_device = Some(Vec::new());
+    }
+
+    /// Queues a point's metric: on its own topic, or into its device's message.
+    pub fn metric(&mut self, device: &str, point: &str, metric: &Metric, read_at: SystemTime) {
+        let Some(batches) = &mut self.by_device else {
+            let topic = self.topics.metric(device, point);
+            self.json(topic, metric, Qos::AtMostOnce, false);
+            return;
+        };
+        let value = serde_json::to_value(metric).unwrap_or_default();
+        match batches.iter_mut().find(|b| b.device == device) {
+            Some(b) => {
+                b.newest = b.newest.max(read_at);
+                b.points.insert(point.to_string(), value);
+            }
+            None => batches.push(DeviceBatch {
+                device: device.to_string(),
+                at: self.publications.len(),
+                newest: read_at,
+                points: serde_json::Map::from_iter([(point.to_string(), value)]),
+            }),
+        }
+    }
+
+    /// Puts the gathered device messages in their places.
+    fn place_device_metrics(&mut self) {
+        let Some(batches) = &mut self.by_device else {
+            return;
+        };
+        for b in std::mem::take(batches).into_iter().rev() {
+            let payload = DeviceMetrics {
+                ts: timestamp(b.newest),
+                points: b.points,
+            };
+            let topic = self.topics.device_metrics(&b.device);
+            let publication = Publication::json(topic, &payload, Qos::AtMostOnce, false);
+            self.publications.insert(b.at, publication);
+        }
     }
 
     /// Queues raw bytes on `topic`.
@@ -92,6 +150,7 @@ impl Out {
 
     /// Takes everything queued.
     pub fn drain(&mut self) -> Drained {
+        self.place_device_metrics();
         Drained {
             publications: std::mem::take(&mut self.publications),
             release_acks: std::mem::take(&mut self.release_acks),

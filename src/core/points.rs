@@ -8,7 +8,6 @@ use super::view::{PointView, SpcChart};
 use crate::alarms::{PointId, Rule, RuleId};
 use crate::config::{DeviceConfig, MetricsConfig, PointConfig};
 use crate::mqtt::payload::{timestamp, Metric};
-use crate::mqtt::Qos;
 use crate::outcomes::{Answers, Signal};
 use crate::packet::Frequency;
 use crate::sources::{Quality, Sample};
@@ -182,8 +181,12 @@ impl PointState {
         };
         self.published_at = Some(now);
         self.dirty = false;
-        let topic = out.topics.metric(&self.view.device, &self.view.name);
-        out.json(topic, &metric, Qos::AtMostOnce, false);
+        out.metric(
+            &self.view.device,
+            &self.view.name,
+            &metric,
+            self.view.read_at,
+        );
     }
 }
 

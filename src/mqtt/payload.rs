@@ -72,6 +72,16 @@ pub struct Metric {
     pub ts: String,
 }
 
+/// `qis/<site>/metrics/<device>` with `[metrics] layout = "device"`: the points of one
+/// device due after a poll, each as its [`Metric`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeviceMetrics {
+    /// When the newest of them was read.
+    pub ts: String,
+    /// By point name.
+    pub points: serde_json::Map<String, serde_json::Value>,
+}
+
 /// One rule's state inside an [`Alert`].
 #[derive(Debug, Serialize, Deserialize, Clone, PartialEq)]
 pub struct RuleStatus {

@@ -25,6 +25,11 @@ impl Topics {
     pub fn events(&self) -> String {
         format!("{}/events", self.prefix)
     }
+    /// `qis/<site>/metrics/<device>`: a device's polled values in one message.
+    pub fn device_metrics(&self, device: &str) -> String {
+        format!("{}/metrics/{device}", self.prefix)
+    }
+
     /// `qis/<site>/metrics/<device>/<point>`: polled values.
     pub fn metric(&self, device: &str, point: &str) -> String {
         format!("{}/metrics/{device}/{point}", self.prefix)

@@ -295,8 +295,8 @@ impl UnitPoller {
                     return Err(e.into());
                 }
             }
-            self.flush().await;
         }
+        self.flush().await;
         Ok(())
     }
 
@@ -335,7 +335,8 @@ impl UnitPoller {
         self.pending.push(sample);
     }
 
-    /// Sends the queued readings as one message (one per batch, not one per point).
+    /// Sends the queued readings as one message (one per poll, not one per point or request):
+    /// the core sees a poll's values together.
     async fn flush(&mut self) {
         if !self.pending.is_empty() {
             let samples = std::mem::take(&mut self.pending);
