@@ -2,7 +2,7 @@
 //! peers' packets handled so far may be acknowledged, whether the uplink has a packet to send.
 //! The core task drains it after every input, so the core itself never waits on I/O.
 
-use crate::mqtt::payload::{timestamp, DeviceMetrics, Event, Metric};
+use crate::mqtt::payload::{timestamp, Event, Metric};
 use crate::mqtt::{Publication, Qos, Topics};
 use std::time::SystemTime;
 
@@ -30,7 +30,8 @@ struct DeviceBatch {
     /// Index in `publications` the message goes to.
     at: usize,
     newest: SystemTime,
-    points: serde_json::Map<String, serde_json::Value>,
+    /// `"<point>": <metric>, …`, written as JSON directly (no intermediate value).
+    points: Vec<u8>,
 }
 
 /// One drain of [`Out`].
@@ -81,19 +82,26 @@ impl Out {
             self.json(topic, metric, Qos::AtMostOnce, false);
             return;
         };
-        let value = serde_json::to_value(metric).unwrap_or_default();
-        match batches.iter_mut().find(|b| b.device == device) {
-            Some(b) => {
-                b.newest = b.newest.max(read_at);
-                b.points.insert(point.to_string(), value);
+        let b = match batches.iter().position(|b| b.device == device) {
+            Some(i) => &mut batches[i],
+            None => {
+                batches.push(DeviceBatch {
+                    device: device.to_string(),
+                    at: self.publications.len(),
+                    newest: read_at,
+                    points: Vec::with_capacity(4096),
+                });
+                batches.last_mut().expect("just pushed")
             }
-            None => batches.push(DeviceBatch {
-                device: device.to_string(),
-                at: self.publications.len(),
-                newest: read_at,
-                points: serde_json::Map::from_iter([(point.to_string(), value)]),
-            }),
+        };
+        b.newest = b.newest.max(read_at);
+        if !b.points.is_empty() {
+            b.points.push(b',');
         }
+        // Writing to a Vec cannot fail; names and metrics are plain strings and numbers.
+        let _ = serde_json::to_writer(&mut b.points, point);
+        b.points.push(b':');
+        let _ = serde_json::to_writer(&mut b.points, metric);
     }
 
     /// Puts the gathered device messages in their places.
@@ -102,12 +110,19 @@ impl Out {
             return;
         };
         for b in std::mem::take(batches).into_iter().rev() {
-            let payload = DeviceMetrics {
-                ts: timestamp(b.newest),
-                points: b.points,
+            // The layout of `payload::DeviceMetrics`.
+            let mut payload = Vec::with_capacity(b.points.len() + 48);
+            payload.extend_from_slice(b"{\"ts\":\"");
+            payload.extend_from_slice(timestamp(b.newest).as_bytes());
+            payload.extend_from_slice(b"\",\"points\":{");
+            payload.extend_from_slice(&b.points);
+            payload.extend_from_slice(b"}}");
+            let publication = Publication {
+                topic: self.topics.device_metrics(&b.device),
+                payload,
+                qos: Qos::AtMostOnce,
+                retain: false,
             };
-            let topic = self.topics.device_metrics(&b.device);
-            let publication = Publication::json(topic, &payload, Qos::AtMostOnce, false);
             self.publications.insert(b.at, publication);
         }
     }
@@ -158,5 +173,49 @@ impl Out {
             wake_uplink: std::mem::take(&mut self.wake_uplink),
             command: self.command.take(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mqtt::payload::DeviceMetrics;
+    use crate::sources::Quality;
+    use std::time::Duration;
+
+    fn metric(value: f64) -> Metric {
+        Metric {
+            value: Some(value),
+            text: None,
+            unit: "bar".into(),
+            quality: Quality::Good,
+            error: None,
+            ts: "t".into(),
+        }
+    }
+
+    #[test]
+    fn by_device_each_device_is_one_message_where_its_first_point_was() {
+        let mut out = Out::new("s");
+        out.metrics_by_device();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        out.metric("d", "a", &metric(1.0), t);
+        out.json("x".into(), &1, Qos::AtMostOnce, false);
+        out.metric("e", "q\"uote", &metric(3.0), t);
+        out.metric("d", "b", &metric(2.0), t + Duration::from_secs(1));
+        let p = out.drain().publications;
+        let topics: Vec<&str> = p.iter().map(|p| p.topic.as_str()).collect();
+        assert_eq!(topics, ["qis/s/metrics/d", "x", "qis/s/metrics/e"]);
+        let d: DeviceMetrics = serde_json::from_slice(&p[0].payload).unwrap();
+        assert_eq!(
+            d.ts,
+            timestamp(t + Duration::from_secs(1)),
+            "the newest read"
+        );
+        assert_eq!(d.points["a"]["value"], 1.0);
+        assert_eq!(d.points["b"]["value"], 2.0);
+        let e: DeviceMetrics = serde_json::from_slice(&p[2].payload).unwrap();
+        assert_eq!(e.points["q\"uote"]["unit"], "bar", "names are escaped");
+        assert!(out.drain().publications.is_empty(), "nothing carried over");
     }
 }
