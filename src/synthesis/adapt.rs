@@ -180,7 +180,7 @@ impl Adaptation {
                 Offered::Superseded => counted = true,
                 Offered::Proposed | Offered::Withdrawn => {
                     counted = true;
-                    changed.extend(self.recompute(&key));
+                    changed.extend(self.update(&key, &hex::encode(body.source)));
                 }
             }
         }
@@ -246,17 +246,41 @@ impl Adaptation {
     fn recompute_one(&mut self, i: AdaptiveIndex) -> AdaptiveIndex {
         let a = &self.rules[i];
         let effective = self.state.effective(&self.settings, &a.target, &a.rails);
-        if effective.value != a.effective.value {
+        let from = a.effective.value;
+        self.rules[i].effective = effective;
+        self.log_change(i, from);
+        i
+    }
+
+    /// The rules of `key` after only `source`'s proposal changed: one contribution each.
+    fn update(&mut self, key: &TargetKey, source: &str) -> Vec<AdaptiveIndex> {
+        let indices = self.by_target.get(key).cloned().unwrap_or_default();
+        for &i in &indices {
+            let a = &mut self.rules[i];
+            let from = a.effective.value;
+            self.state.update_effective(
+                &self.settings,
+                &a.target,
+                &a.rails,
+                &mut a.effective,
+                source,
+            );
+            self.log_change(i, from);
+        }
+        indices
+    }
+
+    fn log_change(&self, i: AdaptiveIndex, from: f64) {
+        let a = &self.rules[i];
+        if a.effective.value != from {
             info!(
                 rule = %a.name,
-                from = a.effective.value,
-                to = effective.value,
-                baseline = effective.baseline,
-                sources = effective.applied_sources().len(),
+                from,
+                to = a.effective.value,
+                baseline = a.effective.baseline,
+                sources = a.effective.applied_count(),
                 "Effective threshold changed."
             );
         }
-        self.rules[i].effective = effective;
-        i
     }
 }

@@ -24,6 +24,7 @@
 //! in the state database (`crate::intake::state`), with the replay memory.
 
 pub mod adapt;
+mod effective;
 
 pub use crate::config::SynthesisConfig;
 use crate::packet::{
@@ -261,27 +262,6 @@ impl Effective {
         }
     }
 
-    /// This level with its provenance cut to the `n` heaviest contributions (applied before
-    /// others, then by weight), and how many there are in all: what a message of bounded size
-    /// carries, however many peers propose.
-    pub fn summary(&self, n: usize) -> (Self, usize) {
-        let mut provenance = self.provenance.clone();
-        provenance.sort_by(|a, b| {
-            (b.status == Status::Applied)
-                .cmp(&(a.status == Status::Applied))
-                .then(b.weight.total_cmp(&a.weight))
-        });
-        let total = provenance.len();
-        provenance.truncate(n);
-        (
-            Self {
-                provenance,
-                ..self.clone()
-            },
-            total,
-        )
-    }
-
     /// Sources whose proposals moved the level.
     pub fn applied_sources(&self) -> Vec<String> {
         self.provenance
@@ -413,72 +393,6 @@ impl SynthesisState {
             .flat_map(|p| p.values())
             .map(|p| p.expires_at)
             .min()
-    }
-
-    /// The effective level of a rule with these rails, from the live proposals for its target.
-    pub fn effective(
-        &self,
-        settings: &SynthesisConfig,
-        target_key: &TargetKey,
-        rails: &Rails,
-    ) -> Effective {
-        let mut provenance = Vec::new();
-        let mut num = settings.baseline_weight.max(0.0) * rails.baseline;
-        let mut den = settings.baseline_weight.max(0.0);
-        if let Some(proposals) = self.proposals.get(target_key) {
-            for (source, p) in proposals.iter().filter(|(_, p)| p.level >= rails.accepts) {
-                let trust = self.trust(settings, source);
-                let v = f64::from(p.validations);
-                let confidence = if p.confidence.is_finite() {
-                    p.confidence.clamp(0.0, 1.0)
-                } else {
-                    0.0
-                };
-                let factor = settings.match_weights.at(p.level);
-                let weight = trust * confidence * v / (v + 1.0) * factor;
-                let proposed = rails.proposed(p);
-                let level = proposed.unwrap_or(p.threshold);
-                let applied = rails.clamp(level);
-                let status = if p.false_alarm {
-                    Status::FalseAlarm
-                } else if proposed.is_none() {
-                    Status::NoRatio
-                } else if rails.tighten_only && rails.loosens(level) {
-                    Status::WouldLoosen
-                } else if weight < settings.min_weight || weight <= 0.0 {
-                    Status::BelowMinWeight
-                } else {
-                    Status::Applied
-                };
-                if status == Status::Applied {
-                    num += weight * applied;
-                    den += weight;
-                }
-                provenance.push(Contribution {
-                    source: source.clone(),
-                    seq: p.seq,
-                    proposed: level,
-                    ratio: p.ratio,
-                    applied,
-                    trust,
-                    confidence,
-                    validations: p.validations,
-                    level: p.level,
-                    weight,
-                    expires_at: p.expires_at,
-                    status,
-                });
-            }
-        }
-        let mut value = if den > 0.0 { num / den } else { rails.baseline };
-        if rails.tighten_only && rails.loosens(value) {
-            value = rails.baseline;
-        }
-        Effective {
-            value: rails.clamp(value),
-            provenance,
-            ..Effective::at_baseline(rails)
-        }
     }
 
     /// Adjusts the trust of the sources whose proposals moved an alarm that was answered

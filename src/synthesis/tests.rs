@@ -319,3 +319,52 @@ fn a_relative_rule_ignores_absolute_only_packets_and_keeps_ratios_inside_its_rai
     let expected = (0.01 * RELATIVE.baseline + w * RELATIVE.floor) / (0.01 + w);
     assert!((e.value - expected).abs() < 1e-12, "{}", e.value);
 }
+
+proptest::proptest! {
+    /// Updating the one contribution a packet changed gives exactly the full computation,
+    /// however packets arrive: new sources, newer and older packets, withdrawals, trust set.
+    #[test]
+    fn an_updated_level_equals_the_full_computation(
+        packets in proptest::collection::vec((0u8..12, 1u64..6, 6.0f32..18.0, 0u32..5, proptest::bool::ANY), 1..60),
+    ) {
+        let settings = SynthesisConfig::default();
+        let mut state = SynthesisState::default();
+        state.trust.insert(hex::encode([3u8; 32]), 0.9);
+        state.trust.insert(hex::encode([5u8; 32]), 0.1);
+        let mut effective = Effective::at_baseline(&RAILS);
+        for (source, seq, threshold, validations, false_alarm) in packets {
+            let kind = if false_alarm { OutcomeKind::FalseAlarm } else { OutcomeKind::DefectConfirmed };
+            let b = body(source, seq, threshold, validations, kind);
+            state.offer(&key(), &b);
+            state.update_effective(&settings, &key(), &RAILS, &mut effective, &hex::encode(b.source));
+            proptest::prop_assert_eq!(&effective, &state.effective(&settings, &key(), &RAILS));
+        }
+    }
+}
+
+#[test]
+fn the_summary_keeps_the_heaviest_applied_in_source_order_among_equals() {
+    let settings = SynthesisConfig::default();
+    let mut state = SynthesisState::default();
+    for (source, validations) in [(1, 1), (2, 4), (3, 4), (4, 2), (5, 4)] {
+        state.offer(
+            &key(),
+            &body(source, 1, 10.0, validations, OutcomeKind::DefectConfirmed),
+        );
+    }
+    // Source 6 would loosen: not applied, so last whatever its weight.
+    state.offer(&key(), &body(6, 1, 15.0, 4, OutcomeKind::DefectConfirmed));
+    let e = state.effective(&settings, &key(), &RAILS);
+    let (summary, total) = e.summary(4);
+    assert_eq!(total, 6);
+    let sources: Vec<String> = summary
+        .provenance
+        .iter()
+        .map(|c| c.source[..2].to_string())
+        .collect();
+    assert_eq!(sources, ["02", "03", "05", "04"]);
+    assert_eq!(summary.value, e.value);
+    assert_eq!(e.summary(0).0.provenance.len(), 0);
+    assert_eq!(e.summary(10).0.provenance.len(), 6);
+    assert_eq!(e.summary(10).0.provenance[5].status, Status::WouldLoosen);
+}
