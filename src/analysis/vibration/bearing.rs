@@ -178,18 +178,9 @@ impl VibrationAnalyzer {
         let n = x.len();
         let fs = self.settings.sample_rate;
         let df = fs / n as f64;
-        // Spectrum of the whole window without a window function (for demodulation), unless
-        // the power spectrum already made it.
+        // The demodulation's spectrum, unless the power spectrum made it already.
         if !self.window_spectrum_ready {
-            let mean = super::sum(x) / n as f64;
-            for (b, v) in self.real_buf.iter_mut().zip(x) {
-                *b = v - mean;
-            }
-            let _ = self.window_fft.process_with_scratch(
-                &mut self.real_buf,
-                &mut self.full_spectrum,
-                &mut self.scratch,
-            );
+            self.window_spectrum(x, super::sum(x) / n as f64);
         }
 
         let fmax = d.bpfo.max(d.bpfi).max(d.bsf).max(d.ftf);
