@@ -250,21 +250,10 @@ async fn drain(
     deadline: tokio::time::Instant,
 ) {
     let marker = format!("qis/qis-sim-{}/events", std::process::id());
-    if client
-        .publish(marker.as_str(), QoS::AtLeastOnce, false, "{}")
-        .await
-        .is_err()
-    {
-        return;
-    }
-    while let Ok(event) = tokio::time::timeout_at(deadline, events.poll()).await {
-        match event {
-            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == marker => return,
-            Ok(Event::Incoming(Packet::Publish(p))) => on_event(plants, &p.topic, &p.payload),
-            Ok(_) => {}
-            Err(_) => return,
-        }
-    }
+    super::drain_to_marker(client, events, &marker, deadline, |topic, payload| {
+        on_event(plants, topic, payload)
+    })
+    .await;
 }
 
 /// The simulation's own client, subscribed to every plant's events and thresholds.
@@ -336,17 +325,7 @@ async fn start_plant(
             problem: e.to_string(),
         }
     })?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let name = site.clone();
-    let gateway = tokio::spawn(async move {
-        if let Err(e) = crate::run::run(config, async move {
-            let _ = stopped.await;
-        })
-        .await
-        {
-            tracing::error!(plant = %name, error = %e, "A simulated plant's gateway stopped.");
-        }
-    });
+    let (stop, gateway) = crate::sim::spawn_gateway(config, site.clone());
     Ok(Running {
         result: PlantResult {
             name: life.name.clone(),

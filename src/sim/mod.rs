@@ -17,6 +17,56 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Publishes `marker` (QoS 1) and hands every other message to `on` until the marker comes
+/// back or `deadline` passes: everything published before it has then arrived. A broken
+/// connection is retried (rumqttc reconnects on the next poll) until the deadline.
+pub async fn drain_to_marker(
+    client: &rumqttc::AsyncClient,
+    events: &mut rumqttc::EventLoop,
+    marker: &str,
+    deadline: tokio::time::Instant,
+    mut on: impl FnMut(&str, &[u8]),
+) {
+    use rumqttc::{Event, Packet};
+    if client
+        .publish(marker, rumqttc::QoS::AtLeastOnce, false, "{}")
+        .await
+        .is_err()
+    {
+        return;
+    }
+    while let Ok(event) = tokio::time::timeout_at(deadline, events.poll()).await {
+        match event {
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == marker => return,
+            Ok(Event::Incoming(Packet::Publish(p))) => on(&p.topic, &p.payload),
+            Ok(_) => {}
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// One simulated plant's gateway, run in this process until the sender is used or dropped;
+/// an error that stops it is logged with the plant's `name`.
+pub fn spawn_gateway(
+    config: crate::config::Config,
+    name: String,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        if let Err(e) = crate::run::run(config, async move {
+            let _ = stopped.await;
+        })
+        .await
+        {
+            tracing::error!(plant = %name, error = %e, "A simulated plant's gateway stopped.");
+        }
+    });
+    (stop, task)
+}
+
 /// What `qis-edge sim` was asked.
 #[derive(Debug, Clone)]
 pub struct SimArgs {

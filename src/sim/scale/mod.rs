@@ -331,17 +331,7 @@ async fn start(fleet: &Fleet, i: usize, shape: Shape, counted: bool) -> Result<G
     std::fs::write(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
     let config = crate::config::parse_str(&text, &format!("{site}.toml"))
         .map_err(|e| format!("{site}: {e}"))?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let name = site.clone();
-    let task = tokio::spawn(async move {
-        if let Err(e) = crate::run::run(config, async move {
-            let _ = stopped.await;
-        })
-        .await
-        {
-            tracing::error!(plant = %name, error = %e, "A simulated plant's gateway stopped.");
-        }
-    });
+    let (stop, task) = crate::sim::spawn_gateway(config, site.clone());
     Ok(Gateway {
         site,
         shape,

@@ -60,7 +60,9 @@ impl Watch {
         while !done(self) {
             match tokio::time::timeout_at(deadline, self.events.poll()).await {
                 Err(_) => return false,
-                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => self.on(&p.topic, &p.payload),
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                    self.on(&p.topic, &p.payload, Instant::now())
+                }
                 Ok(Ok(_)) => {}
                 // rumqttc reconnects on the next poll; pace the attempts.
                 Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -84,25 +86,19 @@ impl Watch {
     /// then arrived.
     pub async fn drain(&mut self, deadline: Instant) {
         let marker = format!("qis/qis-scale-{}/events", std::process::id());
-        if self
-            .client
-            .publish(marker.as_str(), QoS::AtLeastOnce, false, "{}")
-            .await
-            .is_err()
-        {
-            return;
-        }
-        while let Ok(event) = tokio::time::timeout_at(deadline, self.events.poll()).await {
-            match event {
-                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == marker => return,
-                Ok(Event::Incoming(Packet::Publish(p))) => self.on(&p.topic, &p.payload),
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
+        let (client, events) = (&self.client, &mut self.events);
+        // Each message with the moment it arrived, taken in order once the marker is back.
+        let mut seen = Vec::new();
+        crate::sim::drain_to_marker(client, events, &marker, deadline, |topic, payload| {
+            seen.push((topic.to_string(), payload.to_vec(), Instant::now()))
+        })
+        .await;
+        for (topic, payload, at) in seen {
+            self.on(&topic, &payload, at);
         }
     }
 
-    fn on(&mut self, topic: &str, payload: &[u8]) {
+    fn on(&mut self, topic: &str, payload: &[u8], at: Instant) {
         let mut parts = topic.split('/');
         let (Some("qis"), Some(site), Some(kind), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -127,7 +123,7 @@ impl Watch {
                 };
                 let key = (site.to_string(), source.to_string());
                 if v["applied_to"].as_array().is_some_and(|a| !a.is_empty()) {
-                    self.applied.entry(key.clone()).or_insert_with(Instant::now);
+                    self.applied.entry(key.clone()).or_insert(at);
                 }
                 self.heard.insert(key);
             }
