@@ -2,7 +2,8 @@
 # Builds the release binary for aarch64-unknown-linux-gnu (Raspberry Pi 4B) without Docker,
 # with Debian's Rust toolchain (which ships an arm64 standard library) and the aarch64 cross
 # linker, then runs it under qemu user-mode emulation: `--version`, `check` on the example and
-# demo configurations, and `check` on a broken one (must exit 78).
+# demo configurations, and `check` on a broken one (must exit 78); then strips a copy and fails
+# when it is larger than the 12 MB budget.
 #
 # Users build with `cross build --release --target aarch64-unknown-linux-gnu` (Cross.toml);
 # this script checks the same target where no Docker engine is available.
@@ -52,6 +53,16 @@ set -e
 rm -f "$broken"
 if [ "$code" -ne 78 ]; then
     echo "aarch64.sh: check on a broken config exited $code, expected 78" >&2
+    exit 1
+fi
+# The binary users flash, stripped (release keeps symbols for support): within its budget.
+stripped="$CARGO_TARGET_DIR/$target/release/qis-edge.stripped"
+aarch64-linux-gnu-strip -o "$stripped" "$bin"
+size=$(stat -c %s "$stripped")
+budget=12000000
+echo "aarch64.sh: stripped binary $size bytes (budget $budget)"
+if [ "$size" -gt "$budget" ]; then
+    echo "aarch64.sh: the stripped binary grew past its budget of $budget bytes: see the README's binary size notes" >&2
     exit 1
 fi
 echo "aarch64.sh: OK ($target binary runs under qemu)"

@@ -395,13 +395,7 @@ impl VibrationAnalyzer {
             if self.median_scratch.is_empty() {
                 continue;
             }
-            self.median_scratch.sort_by(|a, b| a.total_cmp(b));
-            let m = self.median_scratch.len();
-            let floor = if m % 2 == 1 {
-                self.median_scratch[m / 2]
-            } else {
-                0.5 * (self.median_scratch[m / 2 - 1] + self.median_scratch[m / 2])
-            };
+            let floor = median(&mut self.median_scratch);
             if floor > 0.0 && peak > 0.0 {
                 total += 20.0 * (peak / floor).log10();
                 counted += 1;
@@ -413,6 +407,19 @@ impl VibrationAnalyzer {
             f64::NAN
         };
         (first_line, score)
+    }
+}
+
+/// The median of `v` (reordered): a selection, not a sort.
+fn median(v: &mut [f64]) -> f64 {
+    let m = v.len();
+    let (below, &mut upper, _) = v.select_nth_unstable_by(m / 2, f64::total_cmp);
+    if m % 2 == 1 {
+        upper
+    } else {
+        // The largest of the lower half is the other middle value.
+        let lower = below.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        0.5 * (lower + upper)
     }
 }
 
@@ -455,6 +462,26 @@ mod tests {
         assert!((d.bpfi - 296.9).abs() < 0.1, "{}", d.bpfi);
         assert!((d.bsf - 139.9).abs() < 0.2, "{}", d.bsf);
         assert!((d.ftf - 14.8).abs() < 0.05, "{}", d.ftf);
+    }
+
+    #[test]
+    fn the_median_is_the_middle_of_the_sorted_values() {
+        for v in [
+            vec![3.0],
+            vec![2.0, 1.0],
+            vec![5.0, 1.0, 4.0, 2.0],
+            vec![9.0, 1.0, 8.0, 2.0, 7.0],
+        ] {
+            let mut sorted = v.clone();
+            sorted.sort_by(f64::total_cmp);
+            let m = sorted.len();
+            let expected = if m % 2 == 1 {
+                sorted[m / 2]
+            } else {
+                0.5 * (sorted[m / 2 - 1] + sorted[m / 2])
+            };
+            assert_eq!(median(&mut v.clone()), expected, "{v:?}");
+        }
     }
 
     #[test]

@@ -201,9 +201,9 @@ pub fn find_peaks(spectrum: &[f64], df: f64, count: usize, out: &mut Vec<Peak>) 
     let first = ((1.0 / df).ceil() as usize).max(1);
     for k in first..spectrum.len() - 1 {
         let b = spectrum[k];
-        if !(b > spectrum[k - 1] && b >= spectrum[k + 1] && b > 0.0)
-            || (out.len() == count && b <= smallest)
-        {
+        // Once `count` are kept, most bins are below the smallest of them: that test first
+        // (predictable), the neighbours only for the rest.
+        if b <= smallest || !(b > spectrum[k - 1] && b >= spectrum[k + 1] && b > 0.0) {
             continue;
         }
         let candidate = Peak {
