@@ -301,8 +301,14 @@ fn config_failure(e: &ConfigError) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
+/// Two worker threads whatever the cores: the core task, the pollers and the broker clients
+/// never wait on one another behind a long vibration window, and on a four-core Pi the other
+/// two cores stay with the local broker and the system.
+const WORKER_THREADS: usize = 2;
+
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKER_THREADS)
         .enable_all()
         .build()
         .map_err(|e| {
