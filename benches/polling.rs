@@ -1,10 +1,14 @@
-//! Polling cost: 1 000 points over 10 Modbus TCP devices every 100 ms, through the gateway's
+//! Polling cost: 1 000 points over 10 Modbus TCP devices every 100 ms (and over 50 devices of
+//! 20 points, and one device of 1 000), through the gateway's
 //! pollers (batching, decoding, samples to the core) and through a bare tokio-modbus loop
 //! issuing the same requests. Prints CPU time per second of each, requests per poll, and their
 //! ratio. The servers run in a child process (on ports it picks and reports) so only the client
 //! side is measured. The two loops run in turn, five rounds each, and the median of the
 //! per-round ratios is reported, so a machine whose load drifts affects both alike.
-//! `cargo bench --bench polling` (takes about 70 s).
+//! `cargo bench --bench polling` (takes about 4 minutes).
+
+mod side;
+use side::median;
 
 use qis_edge::config::{
     ByteOrder, DataType, ModbusTcpConfig, PointAddress, PointConfig, RegisterAddress, RegisterKind,
@@ -20,8 +24,10 @@ use tokio_modbus::server::tcp::{accept_tcp_connection, Server};
 use tokio_modbus::{ExceptionCode, Request, Response, Slave};
 use tokio_util::sync::CancellationToken;
 
-const DEVICES: usize = 10;
-const POINTS: usize = 100;
+/// (devices, points per device): the same 1 000 points in three shapes, and one device.
+const SHAPES: [(usize, usize); 3] = [(10, 100), (50, 20), (1, 1000)];
+/// Servers started: enough for the widest shape.
+const SERVERS: usize = 50;
 const RUN: Duration = Duration::from_secs(5);
 const ROUNDS: usize = 5;
 
@@ -47,7 +53,7 @@ impl tokio_modbus::server::Service for Zeros {
 
 async fn serve() {
     let mut ports = Vec::new();
-    for _ in 0..DEVICES {
+    for _ in 0..SERVERS {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .expect("bind");
@@ -65,9 +71,9 @@ async fn serve() {
     std::future::pending::<()>().await;
 }
 
-/// 100 points per device: u16 and f32 every other register from 0 to 298.
-fn points() -> Vec<PointConfig> {
-    (0..POINTS)
+/// `n` points per device: u16 and f32 every other register, three registers apart.
+fn points(n: usize) -> Vec<PointConfig> {
+    (0..n)
         .map(|i| PointConfig {
             name: format!("p{i}"),
             address: PointAddress::Register(RegisterAddress {
@@ -92,10 +98,10 @@ fn points() -> Vec<PointConfig> {
         .collect()
 }
 
-fn device(d: usize, port: u16) -> ModbusTcpConfig {
+fn device(d: usize, port: u16, points_per_device: usize) -> ModbusTcpConfig {
     let text = format!("name = \"d{d}\"\nhost = \"127.0.0.1\"\nport = {port}\npoll_interval_ms = 100\ntimeout_ms = 1000\n");
     let mut c: ModbusTcpConfig = toml::from_str(&text).expect("device");
-    c.points = points();
+    c.points = points(points_per_device);
     c
 }
 
@@ -112,11 +118,12 @@ fn cpu_seconds() -> f64 {
     t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
-async fn gateway_loop(ports: &[u16]) -> (f64, u64) {
+async fn gateway_loop(ports: &[u16], points_per_device: usize) -> (f64, u64) {
     let cancel = CancellationToken::new();
     let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
     for (d, port) in ports.iter().enumerate() {
-        tokio::spawn(ModbusTcpPoller::new(d, device(d, *port), tx.clone()).run(cancel.clone()));
+        let config = device(d, *port, points_per_device);
+        tokio::spawn(ModbusTcpPoller::new(d, config, tx.clone()).run(cancel.clone()));
     }
     drop(tx);
     let samples = tokio::spawn(async move {
@@ -204,32 +211,53 @@ fn main() {
         .split_whitespace()
         .map(|p| p.parse().expect("port"))
         .collect();
-    assert_eq!(ports.len(), DEVICES, "ports: {line}");
-    let batches = plan_batches(&points(), 125, 2000, 8);
-    let requests: Vec<(u16, u16)> = batches.iter().map(|b| (b.start, b.count)).collect();
+    assert_eq!(ports.len(), SERVERS, "ports: {line}");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    println!("{DEVICES} devices × {POINTS} points every 100 ms, {} requests per device per poll ({} per poll in all)", requests.len(), requests.len() * DEVICES);
-    let mut ratios = Vec::new();
-    for round in 1..=ROUNDS {
-        let (gateway_cpu, samples) = rt.block_on(gateway_loop(&ports));
-        let bare_cpu = rt.block_on(bare_loop(&requests, &ports));
-        let ratio = gateway_cpu / bare_cpu.max(1e-9);
+    let mut summary = Vec::new();
+    for (devices, per_device) in SHAPES {
+        let batches = plan_batches(&points(per_device), 125, 2000, 8);
+        let requests: Vec<(u16, u16)> = batches.iter().map(|b| (b.start, b.count)).collect();
+        let ports = &ports[..devices];
+        println!("{devices} devices × {per_device} points every 100 ms, {} requests per device per poll ({} per poll in all)", requests.len(), requests.len() * devices);
+        let (mut ratios, mut gateway, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 1..=ROUNDS {
+            // Alternating which side goes first.
+            let (g, b) = if round % 2 == 1 {
+                let g = rt.block_on(gateway_loop(ports, per_device));
+                (g, rt.block_on(bare_loop(&requests, ports)))
+            } else {
+                let b = rt.block_on(bare_loop(&requests, ports));
+                (rt.block_on(gateway_loop(ports, per_device)), b)
+            };
+            let ((gateway_cpu, samples), bare_cpu) = (g, b);
+            let ratio = gateway_cpu / bare_cpu.max(1e-9);
+            println!(
+                "  round {round}: gateway pollers {:.1} ms CPU/s ({samples} samples in {:.0} s + 1 s warm-up), bare tokio-modbus {:.1} ms CPU/s, ratio {ratio:.2}",
+                gateway_cpu * 1000.0,
+                RUN.as_secs_f64(),
+                bare_cpu * 1000.0
+            );
+            ratios.push(ratio);
+            gateway.push(gateway_cpu * 1000.0);
+            bare.push(bare_cpu * 1000.0);
+        }
+        let (r, rlo, rhi) = median(ratios);
+        let (g, _, _) = median(gateway);
+        let (b, _, _) = median(bare);
+        println!("  ratio gateway / bare, median of {ROUNDS} rounds: {r:.2} [{rlo:.2}–{rhi:.2}]");
+        summary.push((devices, per_device, g, b, r));
+    }
+    let (g0, b0) = (summary[0].2, summary[0].3);
+    for (devices, per_device, g, b, r) in &summary {
         println!(
-            "round {round}: gateway pollers {:.1} ms CPU/s ({samples} samples in {:.0} s + 1 s warm-up), bare tokio-modbus {:.1} ms CPU/s, ratio {ratio:.2}",
-            gateway_cpu * 1000.0,
-            RUN.as_secs_f64(),
-            bare_cpu * 1000.0
+            "{devices:>3} × {per_device:>4}: gateway {g:.1} ms CPU/s ({:.2}× the 10 × 100 shape), bare {b:.1} ({:.2}×), gateway / bare {r:.2}",
+            g / g0,
+            b / b0
         );
-        ratios.push(ratio);
     }
     let _ = servers.kill();
     let _ = servers.wait();
-    ratios.sort_by(f64::total_cmp);
-    println!(
-        "ratio gateway / bare, median of {ROUNDS} rounds: {:.2}",
-        ratios[ROUNDS / 2]
-    );
 }
